@@ -1,0 +1,3 @@
+"""feature-harness: compare automated-interpretability pipelines and score their feature descriptions."""
+
+__version__ = "0.1.0"

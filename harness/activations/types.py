@@ -1,0 +1,51 @@
+"""What the activation engine hands to the later stages (explainers, FADE, scorers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ActivatingExample:
+    """One corpus sample as an explainer sees it: its tokens and the feature's value at each token.
+
+    Positions that the engine ignores (padding; special tokens or the first N positions when the config
+    says so) have activation 0.0 and are listed in `ignored_positions`.
+    """
+
+    sample_id: int
+    text: str
+    tokens: list[str]
+    activations: np.ndarray  # float32, one value per token
+    max_activation: float  # signed value at the token of largest |activation| (FADE's per-sample activation)
+    max_position: int
+    ignored_positions: tuple[int, ...] = ()
+
+
+@dataclass
+class ActivationSet:
+    """Per-sample activations of every selected feature of one site over one corpus.
+
+    `per_sample[i, j]` is FADE's per-sample activation of feature `feature_ids[j]` on sample
+    `sample_ids[i]`: the signed value at the token with the largest absolute value.
+    `top_examples[feature]` holds the top-k samples by that value (descending), with per-token values.
+    """
+
+    feature_ids: np.ndarray  # int64 (F,)
+    sample_ids: np.ndarray  # int64 (N,)
+    per_sample: np.ndarray  # float32 (N, F)
+    top_examples: dict[int, list[ActivatingExample]] = field(default_factory=dict)
+    cache_key: str = ""
+
+    def column(self, feature: int) -> np.ndarray:
+        """Per-sample activations of one feature, aligned with `sample_ids`."""
+        matches = np.flatnonzero(self.feature_ids == feature)
+        if matches.size == 0:
+            raise KeyError(f"feature {feature} was not extracted (have {self.feature_ids.size} features)")
+        return self.per_sample[:, matches[0]]
+
+    def max_abs(self, feature: int) -> float:
+        """Largest |activation| of a feature on the corpus (FADE's SAE steering scale)."""
+        return float(np.max(np.abs(self.column(feature)))) if self.sample_ids.size else 0.0
