@@ -8,7 +8,11 @@ install, so we locate the file through the import system without importing the p
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
+import os
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +102,9 @@ def _load_cached(config: SubjectModelConfig) -> LoadedModel:
     gguf_file = config.gguf_file
     if config.name in EMBEDDED_MODELS:
         source, gguf_file = embedded_model_path(config.name)
+    if gguf_file:
+        # De-quantising a GGUF file takes ~20 s; the float weights are kept on disk after the first load.
+        source, gguf_file = _dequantised_copy(Path(source), gguf_file, config.dtype), None
     device = resolve_device(config.device)
     kwargs: dict[str, object] = {"revision": config.revision} if config.revision else {}
     if gguf_file:
@@ -118,6 +125,44 @@ def _load_cached(config: SubjectModelConfig) -> LoadedModel:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(model=model, tokenizer=tokenizer, name=_identity(config), device=str(model.device))
+
+
+def dequantised_cache_root() -> Path:
+    return Path(os.environ.get("HARNESS_MODEL_CACHE", Path.home() / ".cache" / "feature-harness" / "models"))
+
+
+def _dequantised_copy(folder: Path, gguf_file: str, dtype: str) -> Path:
+    """A safetensors copy of a GGUF model, made once (atomically) and reused by every later process."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_path = folder / gguf_file
+    if not gguf_path.is_file():
+        raise ModelLoadError(f"GGUF file {gguf_path} does not exist; check model.name and model.gguf_file")
+    stat = gguf_path.stat()
+    key = hashlib.sha256(f"{gguf_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{dtype}".encode()).hexdigest()[:16]
+    target = dequantised_cache_root() / f"{gguf_path.stem}-{key}"
+    if (target / "config.json").is_file() and (target / "complete").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=_torch_dtype(dtype))
+        # The weights are plain floats once loaded; only the GGUF marker blocks saving them.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / "complete").write_text(str(gguf_path))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"cannot read the GGUF model {gguf_path}: {error}") from error
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def _identity(config: SubjectModelConfig) -> str:

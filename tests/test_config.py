@@ -1,0 +1,78 @@
+"""The config is validated once, at the edge, with errors that name the file and the key path."""
+
+from pathlib import Path
+
+import pytest
+
+from harness.config import HarnessConfig, dump_config, load_config, parse_config
+from harness.errors import ConfigError
+
+CONFIGS = sorted(Path(__file__).resolve().parents[1].joinpath("configs").glob("*.yaml"))
+
+
+def test_defaults_are_the_fade_reference_defaults():
+    fade = HarnessConfig().fade
+    assert (fade.clarity_llm_calls, fade.num_samples, fade.rating_batch_size) == (15, 500, 15)
+    assert (fade.max_failed_retries, fade.retry_sparse_threshold, fade.max_sparse_retries) == (1, 15, 1)
+    assert fade.percentiles == [0, 50, 75, 95, 100] and fade.top_share == 0.1 and fade.gini_threshold == 0.5
+    faith = fade.faithfulness
+    assert faith.modification_factors == [-50, -10, -1, 0, 1, 10, 50]
+    assert (faith.num_samples, faith.generation_length) == (50, 30)
+    assert (faith.max_failed_retries, faith.max_sparse_retries, faith.retry_sparse_threshold) == (1, 0, 20)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_is_valid(path):
+    assert isinstance(load_config(path), HarnessConfig)
+
+
+def test_unknown_key_names_file_and_key_path(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("site:\n  modul: model.layers.1.mlp\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(path) in str(caught.value) and "site.modul" in str(caught.value)
+    assert "unknown key" in str(caught.value)
+
+
+def test_wrong_literal_lists_the_allowed_values():
+    with pytest.raises(ConfigError, match=r"site\.hook.*'output' or 'input'"):
+        parse_config({"site": {"hook": "inside"}})
+
+
+def test_bad_values_are_rejected_before_any_work():
+    cases = [
+        ({"activations": {"batch_size": 0}}, "activations.batch_size"),
+        ({"fade": {"percentiles": [0, 75, 50, 100]}}, "fade.percentiles"),
+        ({"site": {"features": []}}, "site.features"),
+        ({"site": {"features": [3, 3]}}, "site.features"),
+        ({"site": {"kind": "sae"}}, "sae"),
+        ({"fade": {"rater": {"extra_params": {"api_key": "sk-123"}}}}, "environment variable"),
+    ]
+    for data, expected in cases:
+        with pytest.raises(ConfigError, match=expected):
+            parse_config(data)
+
+
+def test_not_yaml_and_missing_file_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("site: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)
+
+
+def test_overrides_and_round_trip(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("corpus:\n  num_samples: 10\n")
+    config = load_config(path, {"corpus.num_samples": 20, "site.features": [1, 2]})
+    assert config.corpus.num_samples == 20 and config.site.features == [1, 2]
+    assert parse_config(__import__("yaml").safe_load(dump_config(config))) == config
+
+
+def test_fingerprint_changes_with_any_setting():
+    base = HarnessConfig()
+    changed = parse_config({"fade": {"rating_batch_size": 16}})
+    assert base.fingerprint() == HarnessConfig().fingerprint()
+    assert base.fingerprint() != changed.fingerprint()
