@@ -1,0 +1,135 @@
+"""One MLflow run per pipeline variant, found again by the variant's settings hash.
+
+A variant's run carries the tag `harness.variant_key`. Re-running the same variant finds it: a finished
+run is skipped (unless forced), an unfinished one (killed, crashed, interrupted) is resumed into the same
+run id, so an interrupted `harness run` leaves no duplicate or orphaned runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+VARIANT_KEY_TAG = "harness.variant_key"
+ROLE_TAG = "harness.role"
+MAX_PARAM_LENGTH = 6000
+
+
+@dataclass(frozen=True)
+class TrackedRun:
+    """The run a variant is written to, and how it was obtained."""
+
+    run_id: str
+    resumed: bool
+    skipped: bool
+
+
+def find_variant_run(experiment_id: str, variant_key: str, parent_run_id: str | None = None):
+    """The best existing run of a variant: the newest finished one, else the newest unfinished one."""
+    from mlflow import MlflowClient
+
+    query = f"tags.`{VARIANT_KEY_TAG}` = '{variant_key}'"
+    if parent_run_id:
+        query += f" and tags.`mlflow.parentRunId` = '{parent_run_id}'"
+    runs = MlflowClient().search_runs([experiment_id], filter_string=query, order_by=["attributes.start_time DESC"])
+    finished = [run for run in runs if run.info.status == "FINISHED"]
+    return (finished or runs or [None])[0]
+
+
+@contextmanager
+def variant_run(
+    experiment_id: str,
+    variant_key: str,
+    run_name: str,
+    *,
+    role: str = "variant",
+    parent_run_id: str | None = None,
+    force: bool = False,
+) -> Iterator[TrackedRun]:
+    """Open the variant's run (new, resumed, or skipped when already finished) as the active MLflow run.
+
+    On a normal exit the run is marked FINISHED; on an exception FAILED (KILLED for Ctrl-C), and the next
+    call with the same key resumes it.
+
+    Args:
+        experiment_id: where the run lives.
+        variant_key: hash of every setting that changes the variant's results.
+        run_name: human-readable name shown in the MLflow UI.
+        role: "variant", "comparison" (parent of several variants) or "trial".
+        parent_run_id: nest the run under this run.
+        force: start a fresh run even if a finished one exists.
+    """
+    import mlflow
+
+    existing = find_variant_run(experiment_id, variant_key, parent_run_id)
+    if existing is not None and existing.info.status == "FINISHED" and not force:
+        yield TrackedRun(existing.info.run_id, resumed=False, skipped=True)
+        return
+    resume_id = existing.info.run_id if existing is not None and existing.info.status != "FINISHED" else None
+    tags = {VARIANT_KEY_TAG: variant_key, ROLE_TAG: role}
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    run = mlflow.start_run(
+        run_id=resume_id,
+        experiment_id=None if resume_id else experiment_id,
+        run_name=None if resume_id else run_name,
+        tags=None if resume_id else tags,
+        nested=mlflow.active_run() is not None,
+    )
+    status = "FINISHED"
+    try:
+        yield TrackedRun(run.info.run_id, resumed=resume_id is not None, skipped=False)
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        mlflow.end_run(status=status)
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mapping -> dotted keys (lists kept as values)."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    """Log flattened params, each value as text cut to MLflow's limit; re-logging a resumed run is a no-op."""
+    import mlflow
+
+    run = mlflow.active_run()
+    already = mlflow.get_run(run.info.run_id).data.params if run else {}
+    fresh = {
+        key: _param_text(value) for key, value in flatten(params).items() if key not in already
+    }
+    for start in range(0, len(fresh), 100):
+        mlflow.log_params(dict(list(fresh.items())[start : start + 100]))
+
+
+def _param_text(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
+
+
+def log_metrics(metrics: Mapping[str, float | int | None], step: int | None = None) -> None:
+    """Log the finite numeric metrics; undefined ones (None, NaN) are left out, not logged as 0."""
+    import mlflow
+
+    finite = {
+        key: float(value)
+        for key, value in metrics.items()
+        if value is not None and not isinstance(value, bool) and math.isfinite(float(value))
+    }
+    if finite:
+        mlflow.log_metrics(finite, step=step)

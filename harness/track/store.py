@@ -1,0 +1,83 @@
+"""Where tracked runs live: an MLflow sqlite store inside `mlruns/`, or any tracking URI.
+
+MLflow 3 deprecates the plain `./mlruns` file store, so the default is a sqlite backend store
+(`mlruns/mlflow.db`) with artifacts in `mlruns/artifacts/` beside it. `MLFLOW_TRACKING_URI` or the config
+points anywhere else, a tracking server included. The database and the experiment are created under a
+file lock before any writer starts, since sqlite races on schema set-up.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from contextlib import contextmanager
+from collections.abc import Iterator
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+DEFAULT_STORE_DIR = "mlruns"
+
+
+class TrackingError(HarnessError):
+    """The tracking store cannot be reached or is inconsistent."""
+
+
+def default_tracking_uri(store_dir: str | os.PathLike[str] = DEFAULT_STORE_DIR) -> str:
+    return f"sqlite:///{Path(store_dir).resolve() / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(configured: str | None, store_dir: str | os.PathLike[str] = DEFAULT_STORE_DIR) -> str:
+    """The config's URI, else MLFLOW_TRACKING_URI, else the sqlite store in `store_dir`."""
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(store_dir)
+
+
+def _local_sqlite_path(tracking_uri: str) -> Path | None:
+    prefix = "sqlite:///"
+    return Path(tracking_uri[len(prefix) :]) if tracking_uri.startswith(prefix) else None
+
+
+@contextmanager
+def _store_lock(tracking_uri: str) -> Iterator[None]:
+    db_path = _local_sqlite_path(tracking_uri)
+    if db_path is None:
+        yield
+        return
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(db_path.parent / ".mlflow-setup.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def ensure_experiment(name: str, tracking_uri: str) -> str:
+    """Create (once, under a lock) the store and the experiment; returns the experiment id.
+
+    For a local sqlite store, the experiment's artifacts go to `<store>/artifacts/<experiment>`.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri)
+    with _store_lock(tracking_uri):
+        try:
+            client = MlflowClient(tracking_uri)
+            experiment = client.get_experiment_by_name(name)
+            if experiment is not None:
+                if experiment.lifecycle_stage == "deleted":
+                    client.restore_experiment(experiment.experiment_id)
+                return experiment.experiment_id
+            db_path = _local_sqlite_path(tracking_uri)
+            artifact_location = (db_path.parent / "artifacts" / _safe_name(name)).as_uri() if db_path else None
+            return client.create_experiment(name, artifact_location=artifact_location)
+        except Exception as error:  # MLflow raises many types for an unreachable or broken store
+            raise TrackingError(
+                f"cannot open experiment {name!r} in the tracking store {tracking_uri}: {error}. "
+                "Check tracking.uri / MLFLOW_TRACKING_URI, or delete a corrupted local store."
+            ) from error
+
+
+def _safe_name(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "experiment"

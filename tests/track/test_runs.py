@@ -1,0 +1,67 @@
+"""Variant runs against a real MLflow sqlite store in a temp folder, read back with MlflowClient."""
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from harness.track.runs import flatten, log_metrics, log_params, variant_run
+from harness.track.store import default_tracking_uri, ensure_experiment
+
+
+@pytest.fixture()
+def experiment_id(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri = default_tracking_uri(tmp_path / "mlruns")
+    experiment = ensure_experiment("tests", uri)
+    yield experiment
+    mlflow.set_tracking_uri(None)
+
+
+def test_store_is_sqlite_with_artifacts_beside_it(tmp_path, experiment_id):
+    assert (tmp_path / "mlruns" / "mlflow.db").is_file()
+    location = MlflowClient().get_experiment(experiment_id).artifact_location
+    assert location == (tmp_path / "mlruns" / "artifacts" / "tests").as_uri()
+    assert ensure_experiment("tests", default_tracking_uri(tmp_path / "mlruns")) == experiment_id
+    assert not (tmp_path / "mlflow.db").exists(), "MLflow's cwd default store must not be created"
+
+
+def test_finished_variant_is_skipped_and_forced_rerun_is_new(experiment_id):
+    with variant_run(experiment_id, "key-a", "a") as first:
+        log_metrics({"clarity.mean": 0.5, "purity.mean": None, "nan": float("nan")})
+    assert not first.skipped and not first.resumed
+    run = MlflowClient().get_run(first.run_id)
+    assert run.info.status == "FINISHED" and run.data.metrics == {"clarity.mean": 0.5}
+    with variant_run(experiment_id, "key-a", "a") as again:
+        pass
+    assert again.skipped and again.run_id == first.run_id
+    with variant_run(experiment_id, "key-a", "a", force=True) as forced:
+        pass
+    assert forced.run_id != first.run_id and not forced.skipped
+
+
+def test_failed_variant_is_resumed_into_the_same_run(experiment_id):
+    with pytest.raises(RuntimeError):
+        with variant_run(experiment_id, "key-b", "b") as broken:
+            log_params({"explain": {"template": "plain", "num_examples": 10}})
+            raise RuntimeError("boom")
+    assert MlflowClient().get_run(broken.run_id).info.status == "FAILED"
+    with variant_run(experiment_id, "key-b", "b") as resumed:
+        log_params({"explain": {"template": "plain", "num_examples": 10}, "extra": 1})
+    assert resumed.resumed and resumed.run_id == broken.run_id
+    run = MlflowClient().get_run(broken.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"explain.template": "plain", "explain.num_examples": "10", "extra": "1"}
+    assert len(MlflowClient().search_runs([experiment_id])) == 1
+
+
+def test_children_nest_under_their_parent(experiment_id):
+    with variant_run(experiment_id, "parent", "comparison", role="comparison") as parent:
+        for key in ("x", "y"):
+            with variant_run(experiment_id, key, key, parent_run_id=parent.run_id) as child:
+                assert mlflow.active_run().info.run_id == child.run_id
+    children = MlflowClient().search_runs([experiment_id], f"tags.`mlflow.parentRunId` = '{parent.run_id}'")
+    assert sorted(run.info.run_name for run in children) == ["x", "y"]
+
+
+def test_flatten_dotted_keys():
+    assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": None}) == {"a.b": 1, "a.c.d": [1, 2], "e": None}
