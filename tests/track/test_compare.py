@@ -1,0 +1,44 @@
+"""Ranking of variants: known answers, ties by overlapping intervals, weighted aggregate."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from harness.errors import ConfigError
+from harness.track.compare import format_ranking, rank_variants
+
+
+def _table():
+    return pd.DataFrame(
+        [
+            {"variant": "a", "clarity_mean": 0.5, "clarity_ci_low": 0.45, "clarity_ci_high": 0.55, "purity_mean": 0.9},
+            {"variant": "b", "clarity_mean": 0.8, "clarity_ci_low": 0.75, "clarity_ci_high": 0.85, "purity_mean": 0.1},
+            {"variant": "c", "clarity_mean": 0.52, "clarity_ci_low": 0.50, "clarity_ci_high": 0.60, "purity_mean": 0.5},
+            {"variant": "d", "clarity_mean": float("nan"), "clarity_ci_low": None, "clarity_ci_high": None, "purity_mean": 0.2},
+        ]
+    )
+
+
+def test_rank_by_one_score_with_ties_and_undefined_last():
+    ranked = rank_variants(_table(), by="clarity")
+    assert list(ranked["variant"]) == ["b", "c", "a", "d"]
+    # c's interval [0.50, 0.60] overlaps a's [0.45, 0.55]: a ties with c; b is alone; d is undefined.
+    assert list(ranked["rank"]) == [1, 2, 2, 4]
+    assert list(ranked["tied"]) == [False, False, True, False]
+
+
+def test_rank_by_weighted_aggregate():
+    ranked = rank_variants(_table(), by="aggregate", weights={"clarity": 1, "purity": 3})
+    expected = {"a": (0.5 + 2.7) / 4, "b": (0.8 + 0.3) / 4, "c": (0.52 + 1.5) / 4}
+    assert list(ranked["variant"][:3]) == ["a", "c", "b"]
+    for name, value in expected.items():
+        assert math.isclose(ranked.set_index("variant").loc[name, "aggregate_mean"], value)
+    assert "a" in format_ranking(ranked, "aggregate").splitlines()[1]
+
+
+def test_unknown_score_is_a_clear_error():
+    with pytest.raises(ConfigError, match="cannot rank by 'clearness'"):
+        rank_variants(_table(), by="clearness")
+    with pytest.raises(ConfigError, match="unknown score"):
+        rank_variants(_table(), by="aggregate", weights={"novelty": 1})
