@@ -7,7 +7,9 @@ LLM) and, for FADE, the reference defaults of ../shared/FADE.md.
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import itertools
 import json
 import os
 from pathlib import Path
@@ -19,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from harness.errors import ConfigError
 
 DEFAULT_CACHE_DIR = ".harness-cache"
+_NON_RESULT_LLM_KEYS = ("concurrency", "timeout_s", "max_retries", "backoff_base_s", "backoff_max_s", "cache", "cache_path")
 _SECRET_KEYS = {"api_key", "token", "secret", "password", "authorization", "headers", "extra_headers"}
 
 
@@ -201,6 +204,112 @@ class FadeConfig(StrictModel):
         return value
 
 
+class ExampleSelectionConfig(StrictModel):
+    """Which activating examples an explainer is shown, and how much of each."""
+
+    strategy: Literal["top", "stratified", "random"] = Field(
+        "top",
+        description="'top': the highest-activating samples; 'stratified': evenly from activation quantile bins "
+        "of the active samples; 'random': at random among the active samples",
+    )
+    num_examples: int = Field(10, ge=1, le=200, description="activating examples shown per feature")
+    num_quantiles: int = Field(4, ge=1, le=50, description="quantile bins of the 'stratified' strategy")
+    contrast_examples: int = Field(0, ge=0, le=200, description="low/zero-activation examples shown as contrast")
+    context_left: int | None = Field(None, ge=0, description="tokens kept left of the max token (None = all)")
+    context_right: int | None = Field(None, ge=0, description="tokens kept right of the max token (None = all)")
+    seed: int = 0
+
+
+class ActivationDisplayConfig(StrictModel):
+    """How an example's per-token activations are shown to the explainer."""
+
+    mode: Literal["highlight", "values"] = Field(
+        "highlight",
+        description="'highlight': active tokens wrapped in <<...>>; 'values': one token per line with its "
+        "activation normalised to 0-10",
+    )
+    highlight_threshold: float = Field(
+        0.3, gt=0, le=1, description="highlight tokens whose activation is at least this share of the feature's max"
+    )
+
+
+class PromptConfig(StrictModel):
+    """The LLM explainer's prompt and how one description is chosen from its answers."""
+
+    template: str = Field(
+        "delphi",
+        description="built-in template ('plain', 'neuron-explainer', 'delphi', 'contrast') or a template file path",
+    )
+    num_candidates: int = Field(1, ge=1, le=20, description="independent answers asked per feature")
+    choose: Literal["first", "most-common", "shortest"] = Field(
+        "first", description="how the description is picked from the candidates"
+    )
+
+
+class TopTokensConfig(StrictModel):
+    """The `top-tokens` baseline: no LLM, the most-activating tokens are the description."""
+
+    num_tokens: int = Field(5, ge=1, le=50)
+
+
+class ShuffledConfig(StrictModel):
+    """The `shuffled` null control: each feature gets another feature's description."""
+
+    base: str = Field("top-tokens", description="explainer whose descriptions are shuffled")
+    seed: int = 0
+
+    @field_validator("base")
+    @classmethod
+    def _not_itself(cls, value: str) -> str:
+        if value == "shuffled":
+            raise ValueError("shuffled.base cannot be 'shuffled'; name the explainer whose descriptions to shuffle")
+        return value
+
+
+class ExplainConfig(StrictModel):
+    """One pipeline variant: an explainer and every setting that shapes its descriptions."""
+
+    explainer: str = Field("llm", description="registered explainer: 'llm', 'top-tokens' or 'shuffled'")
+    llm: LLMConfig = Field(default_factory=LLMConfig, description="the explainer LLM")
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    selection: ExampleSelectionConfig = Field(default_factory=ExampleSelectionConfig)
+    display: ActivationDisplayConfig = Field(default_factory=ActivationDisplayConfig)
+    top_tokens: TopTokensConfig = Field(default_factory=TopTokensConfig)
+    shuffled: ShuffledConfig = Field(default_factory=ShuffledConfig)
+
+
+class TrackingConfig(StrictModel):
+    """Where and how runs are recorded (MLflow)."""
+
+    experiment: str = Field("feature-harness", min_length=1)
+    uri: str | None = Field(None, description="tracking URI; default MLFLOW_TRACKING_URI, else mlruns/mlflow.db")
+    store_dir: str = Field("mlruns", description="folder of the default sqlite store and its artifacts")
+    bootstrap_samples: int = Field(1000, ge=100, description="resamples for the 95% intervals of the means")
+    plot_features: int = Field(3, ge=0, description="features that get per-feature plots in the run")
+
+
+class VariantSpec(StrictModel):
+    """One named variant: dotted-key overrides of the base config."""
+
+    name: str = Field(min_length=1)
+    set: dict[str, Any] = Field(default_factory=dict)
+
+
+class VariantsConfig(StrictModel):
+    """Pipeline variants compared in one `harness run`: a grid of values and/or named variants."""
+
+    grid: dict[str, list[Any]] = Field(default_factory=dict, description="dotted key -> values; every combination")
+    named: list[VariantSpec] = Field(default_factory=list, description="variants with a name and their overrides")
+
+    @field_validator("grid")
+    @classmethod
+    def _non_empty_axes(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, choices in value.items():
+            if not choices:
+                raise ValueError(f"grid axis {key!r} has no values")
+        return value
+
+
 class HarnessConfig(StrictModel):
     """The whole pipeline: corpus -> activations -> explain -> evaluate -> track."""
 
@@ -209,7 +318,10 @@ class HarnessConfig(StrictModel):
     model: SubjectModelConfig = Field(default_factory=SubjectModelConfig)
     site: SiteConfig = Field(default_factory=SiteConfig)
     activations: ActivationConfig = Field(default_factory=ActivationConfig)
+    explain: ExplainConfig = Field(default_factory=ExplainConfig)
     fade: FadeConfig = Field(default_factory=FadeConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    variants: VariantsConfig = Field(default_factory=VariantsConfig)
     seed: int = 0
 
 
@@ -261,6 +373,48 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]
             raise ConfigError(f"cannot override {dotted}: {part} is not a section")
     node[leaf] = value
     return data
+
+
+def expand_variants(config: HarnessConfig) -> list[tuple[str, HarnessConfig]]:
+    """The variants a config declares, each a full config (without `variants`), validated one by one.
+
+    No variants declared -> one variant, the config itself, named after it.
+    """
+    base = config.model_dump(mode="json")
+    base["variants"] = {}
+    specs: list[tuple[str, dict[str, Any]]] = []
+    if config.variants.grid:
+        keys = list(config.variants.grid)
+        for values in itertools.product(*(config.variants.grid[key] for key in keys)):
+            name = ",".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in zip(keys, values))
+            specs.append((name, dict(zip(keys, values))))
+    specs += [(spec.name, spec.set) for spec in config.variants.named]
+    if not specs:
+        return [(config.name, parse_config(base))]
+    names = [name for name, _ in specs]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigError(f"variant names must be unique; repeated: {', '.join(duplicates)}")
+    variants = []
+    for name, overrides in specs:
+        data = copy.deepcopy(base)
+        for dotted, value in overrides.items():
+            data = _set_dotted(data, dotted, value)
+        variants.append((name, parse_config(data, source=f"(variant {name!r})")))
+    return variants
+
+
+def result_fingerprint(config: HarnessConfig) -> str:
+    """Hash of the settings that change results: not names, tracking, caches, concurrency or timeouts."""
+    data = config.model_dump(mode="json")
+    for key in ("name", "tracking", "variants"):
+        data.pop(key)
+    data["activations"].pop("cache_dir")
+    for llm in (data["fade"]["rater"], data["explain"]["llm"]):
+        for key in _NON_RESULT_LLM_KEYS:
+            llm.pop(key)
+    payload = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def dump_config(config: HarnessConfig) -> str:

@@ -76,3 +76,48 @@ def test_fingerprint_changes_with_any_setting():
     changed = parse_config({"fade": {"rating_batch_size": 16}})
     assert base.fingerprint() == HarnessConfig().fingerprint()
     assert base.fingerprint() != changed.fingerprint()
+
+
+def test_variant_grid_expands_to_every_combination_and_named_variants_follow():
+    from harness.config import expand_variants
+
+    config = parse_config(
+        {
+            "variants": {
+                "grid": {"explain.prompt.template": ["plain", "delphi"], "explain.selection.num_examples": [5, 10]},
+                "named": [{"name": "baseline", "set": {"explain.explainer": "top-tokens"}}],
+            }
+        }
+    )
+    variants = expand_variants(config)
+    assert [name for name, _ in variants] == [
+        "template=plain,num_examples=5",
+        "template=plain,num_examples=10",
+        "template=delphi,num_examples=5",
+        "template=delphi,num_examples=10",
+        "baseline",
+    ]
+    assert variants[3][1].explain.prompt.template == "delphi" and variants[3][1].explain.selection.num_examples == 10
+    assert variants[4][1].explain.explainer == "top-tokens"
+    assert all(not variant.variants.grid for _, variant in variants)
+
+
+def test_bad_variants_are_named_in_the_error():
+    from harness.config import expand_variants
+
+    with pytest.raises(ConfigError, match=r"variant 'x'.*explain\.prompt\.templat"):
+        expand_variants(parse_config({"variants": {"named": [{"name": "x", "set": {"explain.prompt.templat": "a"}}]}}))
+    with pytest.raises(ConfigError, match="repeated: x"):
+        expand_variants(parse_config({"variants": {"named": [{"name": "x"}, {"name": "x"}]}}))
+    with pytest.raises(ConfigError, match="no values"):
+        parse_config({"variants": {"grid": {"explain.selection.num_examples": []}}})
+
+
+def test_result_fingerprint_ignores_names_concurrency_and_tracking_only():
+    from harness.config import result_fingerprint
+
+    base = HarnessConfig()
+    same = parse_config({"name": "other", "tracking": {"experiment": "e"}, "fade": {"rater": {"concurrency": 3}}})
+    different = parse_config({"fade": {"rater": {"model": "openai/gpt-4o-mini"}}})
+    assert result_fingerprint(base) == result_fingerprint(same)
+    assert result_fingerprint(base) != result_fingerprint(different)
