@@ -105,7 +105,7 @@ def test_variant_grid_expands_to_every_combination_and_named_variants_follow():
 def test_bad_variants_are_named_in_the_error():
     from harness.config import expand_variants
 
-    with pytest.raises(ConfigError, match=r"variant 'x'.*explain\.prompt\.templat"):
+    with pytest.raises(ConfigError, match=r"(?s)variant 'x'.*explain\.prompt\.templat"):
         expand_variants(parse_config({"variants": {"named": [{"name": "x", "set": {"explain.prompt.templat": "a"}}]}}))
     with pytest.raises(ConfigError, match="repeated: x"):
         expand_variants(parse_config({"variants": {"named": [{"name": "x"}, {"name": "x"}]}}))
