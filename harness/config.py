@@ -138,6 +138,9 @@ class LLMConfig(StrictModel):
     concurrency: int = Field(16, ge=1)
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(6, ge=0)
+    max_invalid_retries: int = Field(
+        2, ge=0, description="re-asks of an answer that fails validation (unparsable, missing ids)"
+    )
     backoff_base_s: float = Field(0.5, ge=0)
     backoff_max_s: float = Field(30.0, ge=0)
     temperature: float = Field(0.0, ge=0)
@@ -310,6 +313,70 @@ class VariantsConfig(StrictModel):
         return value
 
 
+class SearchParam(StrictModel):
+    """One searched setting: `choices`, or a numeric range `low`..`high` (optional `step`, `log`)."""
+
+    choices: list[Any] | None = None
+    low: float | None = None
+    high: float | None = None
+    step: float | None = Field(None, gt=0)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SearchParam:
+        if self.choices is not None:
+            if not self.choices:
+                raise ValueError("choices is empty; list at least one value")
+            if self.low is not None or self.high is not None:
+                raise ValueError("give either choices or low/high, not both")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("give choices, or both low and high")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) is greater than high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-scaled range needs low > 0")
+        return self
+
+
+class SearchObjective(StrictModel):
+    """What a trial maximises: one score's mean or a weighted aggregate; optionally also minimise cost."""
+
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {"clarity": 1.0, "responsiveness": 1.0, "purity": 1.0},
+        description="score name -> weight; one entry = that score's mean",
+    )
+    minimise: Literal["cost_usd", "tokens"] | None = Field(
+        None, description="add a second objective (multi-objective search; reports the Pareto front)"
+    )
+
+    @field_validator("weights")
+    @classmethod
+    def _known_scores(cls, value: dict[str, float]) -> dict[str, float]:
+        known = {"clarity", "responsiveness", "purity", "faithfulness"}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"unknown score(s) {unknown}; known: {sorted(known)}")
+        if not value or sum(value.values()) <= 0:
+            raise ValueError("weights must name at least one score with a positive total")
+        return value
+
+
+class SearchConfig(StrictModel):
+    """An Optuna search over pipeline settings; each trial is one tracked run."""
+
+    study_name: str | None = Field(None, description="default: the config's name")
+    storage: str | None = Field(None, description="default: Optuna journal file in the store dir; or an RDB URL")
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    seed: int = 0
+    n_trials: int | None = Field(20, ge=1)
+    timeout_s: float | None = Field(None, gt=0)
+    pruner: Literal["median", "none"] = "median"
+    chunk_size: int = Field(5, ge=1, description="features evaluated between two pruning checks")
+    objective: SearchObjective = Field(default_factory=SearchObjective)
+    space: dict[str, SearchParam] = Field(default_factory=dict, description="dotted config key -> its range")
+
+
 class HarnessConfig(StrictModel):
     """The whole pipeline: corpus -> activations -> explain -> evaluate -> track."""
 
@@ -322,6 +389,7 @@ class HarnessConfig(StrictModel):
     fade: FadeConfig = Field(default_factory=FadeConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     variants: VariantsConfig = Field(default_factory=VariantsConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
     seed: int = 0
 
 
@@ -360,11 +428,11 @@ def load_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None =
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
     for dotted, value in (overrides or {}).items():
-        data = _set_dotted(data or {}, dotted, value)
+        data = set_dotted(data or {}, dotted, value)
     return parse_config(data, source=str(path))
 
 
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
     node = data
     *parents, leaf = dotted.split(".")
     for part in parents:
@@ -382,6 +450,7 @@ def expand_variants(config: HarnessConfig) -> list[tuple[str, HarnessConfig]]:
     """
     base = config.model_dump(mode="json")
     base["variants"] = {}
+    base["search"] = {}
     specs: list[tuple[str, dict[str, Any]]] = []
     if config.variants.grid:
         keys = list(config.variants.grid)
@@ -399,7 +468,7 @@ def expand_variants(config: HarnessConfig) -> list[tuple[str, HarnessConfig]]:
     for name, overrides in specs:
         data = copy.deepcopy(base)
         for dotted, value in overrides.items():
-            data = _set_dotted(data, dotted, value)
+            data = set_dotted(data, dotted, value)
         variants.append((name, parse_config(data, source=f"(variant {name!r})")))
     return variants
 
@@ -407,7 +476,7 @@ def expand_variants(config: HarnessConfig) -> list[tuple[str, HarnessConfig]]:
 def result_fingerprint(config: HarnessConfig) -> str:
     """Hash of the settings that change results: not names, tracking, caches, concurrency or timeouts."""
     data = config.model_dump(mode="json")
-    for key in ("name", "tracking", "variants"):
+    for key in ("name", "tracking", "variants", "search"):
         data.pop(key)
     data["activations"].pop("cache_dir")
     for llm in (data["fade"]["rater"], data["explain"]["llm"]):
