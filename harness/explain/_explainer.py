@@ -1,0 +1,110 @@
+"""The explainer interface, its registry, and `generate_descriptions`, the stage's entry point."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from harness.config import ExplainConfig, LLMConfig
+from harness.errors import ConfigError, EvaluationError
+from harness.explain._records import FeatureRecord
+from harness.explain._table import Description, descriptions_table
+from harness.registry import Registry
+
+if TYPE_CHECKING:
+    from harness.llm.client import LLMClient
+
+# LLM settings that change how calls are made (speed, retries, where the cache lives, price bookkeeping)
+# but not what the model answers; they stay out of the variant's identity.
+OPERATIONAL_LLM_FIELDS = frozenset(
+    {
+        "api_key_env",
+        "concurrency",
+        "timeout_s",
+        "max_retries",
+        "backoff_base_s",
+        "backoff_max_s",
+        "cache",
+        "cache_path",
+        "input_cost_per_token",
+        "output_cost_per_token",
+    }
+)
+
+
+def llm_settings(llm: LLMConfig) -> dict[str, Any]:
+    """The LLM settings that shape the answers (model, endpoint, sampling, extra parameters)."""
+    return {key: value for key, value in llm.model_dump(mode="json").items() if key not in OPERATIONAL_LLM_FIELDS}
+
+
+class Explainer(ABC):
+    """Turns feature records into descriptions; one instance is one pipeline variant.
+
+    A new explainer is a subclass in its own file, registered with `@EXPLAINERS.register("name")`.
+    """
+
+    def __init__(self, config: ExplainConfig) -> None:
+        self.config = config
+
+    @property
+    def needs_llm(self) -> bool:
+        return False
+
+    @abstractmethod
+    def settings(self) -> dict[str, Any]:
+        """Every setting that shapes the descriptions (JSON-able); hashed into the variant's identity."""
+
+    def settings_hash(self) -> str:
+        """Identity of the variant: a hash of its explainer's name and settings (same settings, same hash)."""
+        payload = {"explainer": self.config.explainer, "settings": self.settings()}
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @abstractmethod
+    def explain(self, records: Sequence[FeatureRecord], client: LLMClient | None) -> list[Description]:
+        """One Description per record, in record order; a failed feature is a Description with `error`."""
+
+
+EXPLAINERS: Registry[type[Explainer]] = Registry("explainer")
+
+
+def make_explainer(config: ExplainConfig) -> Explainer:
+    """The explainer named by `config.explainer`, set up with `config`."""
+    return EXPLAINERS.get(config.explainer)(config)
+
+
+def settings_hash(config: ExplainConfig) -> str:
+    """Identity of a pipeline variant (see Explainer.settings_hash)."""
+    return make_explainer(config).settings_hash()
+
+
+def generate_descriptions(
+    records: Sequence[FeatureRecord], explain_config: ExplainConfig, client: LLMClient | None = None
+) -> pd.DataFrame:
+    """The descriptions table of `records` under one pipeline variant.
+
+    LLM explainers send every feature's prompts in one concurrent batch through `client`, whose cache
+    answers a repeated run without calling the model.
+
+    Args:
+        records: one per feature (feature ids unique).
+        explain_config: the variant: explainer name and its settings.
+        client: the LLM client, made from `explain_config.llm`; only LLM explainers need one.
+    """
+    repeated = [feature for feature, count in Counter(r.feature for r in records).items() if count > 1]
+    if repeated:
+        raise EvaluationError(f"the feature records hold features {repeated[:10]} more than once; give one each")
+    explainer = make_explainer(explain_config)
+    if explainer.needs_llm and client is not None and llm_settings(client.config) != llm_settings(explain_config.llm):
+        raise ConfigError(
+            f"the LLM client's settings ({llm_settings(client.config)}) differ from explain.llm "
+            f"({llm_settings(explain_config.llm)}); make the client from explain.llm so the record is true"
+        )
+    descriptions = explainer.explain(records, client)
+    return descriptions_table(descriptions, explain_config.explainer, explainer.settings_hash())

@@ -1,0 +1,192 @@
+"""`llm` explainer: a prompt of selected, displayed examples per feature, answered by an LLM.
+
+Every feature's prompts go to the LLM layer in one concurrent batch; its cache answers repeated runs.
+Answers are untrusted text: parsed as data, stripped, never evaluated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from harness.config import ExplainConfig
+from harness.errors import ConfigError
+from harness.explain._display import DISPLAY_INSTRUCTIONS, render_example
+from harness.explain._explainer import EXPLAINERS, Explainer, llm_settings
+from harness.explain._records import FeatureRecord
+from harness.explain._selection import select_examples
+from harness.explain._table import Description
+from harness.explain._templates import PromptTemplate, load_template
+
+if TYPE_CHECKING:
+    from harness.llm.client import LLMClient
+
+_ANSWER_MARKER = re.compile(r"\[?\b(?:description|explanation)\]?[ \t]*:", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ExplainerPrompt:
+    """The chat messages for one feature and the sample ids of the examples they show."""
+
+    feature: int
+    messages: list[dict[str, str]]
+    example_ids: tuple[int, ...]
+
+    @property
+    def prompt_hash(self) -> str:
+        text = json.dumps(self.messages, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def check_template_fits(template: PromptTemplate, config: ExplainConfig) -> None:
+    """ConfigError when the template and the contrast setting disagree (examples would vanish or be empty)."""
+    wants_contrast = "contrast_examples" in template.placeholders
+    contrast = config.selection.contrast_examples
+    if contrast and not wants_contrast:
+        raise ConfigError(
+            f"explain.selection.contrast_examples is {contrast} but prompt template {template.name!r} "
+            f"({template.source}) has no {{contrast_examples}} placeholder; use the 'contrast' template or add it"
+        )
+    if wants_contrast and not contrast:
+        raise ConfigError(
+            f"prompt template {template.name!r} ({template.source}) shows contrast examples but "
+            "explain.selection.contrast_examples is 0; set it to how many to show"
+        )
+
+
+def build_prompt(record: FeatureRecord, config: ExplainConfig, template: PromptTemplate) -> ExplainerPrompt | None:
+    """The prompt of one feature under the variant's selection, display and template; None without examples."""
+    selection = select_examples(record, config.selection)
+    if not selection.examples:
+        return None
+    scale = record.max_token_activation()
+
+    def numbered(label: str, examples: Sequence) -> str:
+        return "\n".join(
+            f"{label} {number}: {render_example(example, scale, config.display)}"
+            for number, example in enumerate(examples, start=1)
+        )
+
+    values = {
+        "examples": numbered("Example", selection.examples),
+        "num_examples": str(len(selection.examples)),
+        "contrast_examples": numbered("Contrast example", selection.contrast),
+        "num_contrast_examples": str(len(selection.contrast)),
+        "display_instructions": DISPLAY_INSTRUCTIONS[config.display.mode],
+    }
+    return ExplainerPrompt(record.feature, template.render(values), tuple(selection.sample_ids))
+
+
+def parse_description(answer: str) -> str:
+    """The description in an LLM answer: the line after the last '[DESCRIPTION]:'/'[EXPLANATION]:' marker,
+    else the whole answer; whitespace collapsed, markdown emphasis and a wrapping pair of quotes removed."""
+    markers = list(_ANSWER_MARKER.finditer(answer))
+    if markers:
+        rest = answer[markers[-1].end() :].strip()
+        answer = rest.splitlines()[0] if rest else ""
+    text = " ".join(answer.split()).strip("*` ")
+    while len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1].strip()
+    return text
+
+
+def _normalised(text: str) -> str:
+    return " ".join(text.casefold().split()).rstrip(".")
+
+
+def choose_description(candidates: Sequence[str], rule: str) -> str | None:
+    """One description from the non-empty candidates, or None when there are none.
+
+    'first': the first answer. 'most-common': the answer given most often, compared without case,
+    spacing or a final period (ties: the earliest). 'shortest': the shortest (ties: the earliest).
+    """
+    usable = [candidate for candidate in candidates if candidate]
+    if not usable:
+        return None
+    if rule == "first":
+        return usable[0]
+    if rule == "shortest":
+        return min(usable, key=len)
+    if rule == "most-common":
+        counts = Counter(_normalised(candidate) for candidate in usable)
+        return max(usable, key=lambda candidate: counts[_normalised(candidate)])
+    raise ValueError(f"unknown choice rule {rule!r}; use 'first', 'most-common' or 'shortest'")
+
+
+@EXPLAINERS.register("llm")
+class LLMExplainer(Explainer):
+    """Prompts an LLM with each feature's selected examples; `prompt.num_candidates` answers per feature.
+
+    The template is loaded and checked when the explainer is made, before any call. Candidate i > 0 is
+    sent with `seed=i`, which makes it a separate request (and cache entry); its variety comes from
+    `llm.temperature`. For providers that reject `seed`, add `drop_params: true` to `llm.extra_params`.
+    """
+
+    def __init__(self, config: ExplainConfig) -> None:
+        super().__init__(config)
+        self.template = load_template(config.prompt.template)
+        check_template_fits(self.template, config)
+
+    @property
+    def needs_llm(self) -> bool:
+        return True
+
+    def settings(self) -> dict[str, Any]:
+        prompt = self.config.prompt.model_dump(mode="json", exclude={"template"})
+        return {
+            "llm": llm_settings(self.config.llm),
+            "prompt": {**prompt, "template_text": self.template.text_hash},
+            "selection": self.config.selection.model_dump(mode="json"),
+            "display": self.config.display.model_dump(mode="json"),
+        }
+
+    def explain(self, records: Sequence[FeatureRecord], client: LLMClient | None) -> list[Description]:
+        if client is None:
+            raise ConfigError("the 'llm' explainer needs an LLM client; make one from explain.llm")
+        prompts = [build_prompt(record, self.config, self.template) for record in records]
+        asked = [prompt for prompt in prompts if prompt is not None]
+        conversations = [prompt.messages for prompt in asked]
+        count = self.config.prompt.num_candidates
+        # one concurrent batch over every feature per candidate index (a single batch by default)
+        batches = [
+            client.complete_many(
+                conversations,
+                desc=f"explain ({len(asked)} features" + (f", candidate {index + 1}/{count})" if count > 1 else ")"),
+                validate=lambda text: bool(parse_description(text)),
+                **({"seed": index} if index else {}),
+            )
+            for index in range(count)
+        ]
+        answers = {prompt.feature: [batch[position] for batch in batches] for position, prompt in enumerate(asked)}
+        descriptions = []
+        for record, prompt in zip(records, prompts):
+            if prompt is None:
+                descriptions.append(Description(record.feature, None, error="the feature has no activating examples"))
+            else:
+                descriptions.append(self._describe(prompt, answers[record.feature]))
+        return descriptions
+
+    def _describe(self, prompt: ExplainerPrompt, answers: list[Any]) -> Description:
+        completions = [answer for answer in answers if not isinstance(answer, Exception)]
+        chosen = choose_description([parse_description(c.text) for c in completions], self.config.prompt.choose)
+        if chosen is not None:
+            error = None
+        elif completions:
+            error = f"no usable description in the LLM's answer: {completions[0].text[:200]!r}"
+        else:
+            error = str(answers[0])
+        return Description(
+            feature=prompt.feature,
+            description=chosen,
+            example_ids=prompt.example_ids,
+            prompt_hash=prompt.prompt_hash,
+            prompt_tokens=sum(c.prompt_tokens for c in completions),
+            completion_tokens=sum(c.completion_tokens for c in completions),
+            cost_usd=sum(c.cost_usd for c in completions),
+            error=error,
+        )

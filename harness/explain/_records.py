@@ -1,0 +1,59 @@
+"""What an explainer reads about one feature: its top examples and a pool of other examples."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from harness.activations.types import ActivatingExample, ActivationSet
+
+
+@dataclass(frozen=True)
+class FeatureRecord:
+    """One feature's examples, each with per-token activations.
+
+    `top_examples` are the highest-activating samples, descending (what the activation engine keeps).
+    `pool` holds other samples of the same corpus with per-token activations, drawn across the activation
+    range down to zero; the stratified and random selections and the contrast examples draw from it.
+    """
+
+    feature: int
+    top_examples: tuple[ActivatingExample, ...]
+    pool: tuple[ActivatingExample, ...] = field(default=())
+
+    def candidates(self) -> list[ActivatingExample]:
+        """Top examples and pool, one entry per sample, by descending per-sample activation."""
+        seen: set[int] = set()
+        unique = []
+        for example in (*self.top_examples, *self.pool):
+            if example.sample_id not in seen:
+                seen.add(example.sample_id)
+                unique.append(example)
+        return sorted(unique, key=lambda example: -example.max_activation)
+
+    def max_token_activation(self) -> float:
+        """Largest per-token activation over every example: the 10 of the 0-10 scale."""
+        values = [float(example.activations.max()) for example in self.candidates() if example.activations.size]
+        return max(values, default=0.0)
+
+
+def build_feature_records(
+    activation_set: ActivationSet,
+    pools: Mapping[int, Sequence[ActivatingExample]] | None = None,
+) -> list[FeatureRecord]:
+    """One FeatureRecord per extracted feature, in `activation_set.feature_ids` order.
+
+    Args:
+        activation_set: the activation engine's output; its `top_examples` become the records' top examples.
+        pools: feature -> other examples with per-token activations (e.g. drawn per activation quantile);
+            features missing here get an empty pool, which the 'top' strategy does not need.
+    """
+    pools = pools or {}
+    return [
+        FeatureRecord(
+            feature=int(feature),
+            top_examples=tuple(activation_set.top_examples.get(int(feature), ())),
+            pool=tuple(pools.get(int(feature), ())),
+        )
+        for feature in activation_set.feature_ids
+    ]
