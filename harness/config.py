@@ -21,7 +21,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from harness.errors import ConfigError
 
 DEFAULT_CACHE_DIR = ".harness-cache"
-_NON_RESULT_LLM_KEYS = ("concurrency", "timeout_s", "max_retries", "backoff_base_s", "backoff_max_s", "cache", "cache_path")
+# LLM settings that change how calls are made (speed, retries, cache location, price bookkeeping, which
+# variable holds the key) but not what the model answers; they stay out of result identities.
+OPERATIONAL_LLM_FIELDS = frozenset(
+    {
+        "api_key_env",
+        "concurrency",
+        "timeout_s",
+        "max_retries",
+        "backoff_base_s",
+        "backoff_max_s",
+        "cache",
+        "cache_path",
+        "input_cost_per_token",
+        "output_cost_per_token",
+    }
+)
 _SECRET_KEYS = {"api_key", "token", "secret", "password", "authorization", "headers", "extra_headers"}
 
 
@@ -480,7 +495,7 @@ def result_fingerprint(config: HarnessConfig) -> str:
         data.pop(key)
     data["activations"].pop("cache_dir")
     for llm in (data["fade"]["rater"], data["explain"]["llm"]):
-        for key in _NON_RESULT_LLM_KEYS:
+        for key in OPERATIONAL_LLM_FIELDS:
             llm.pop(key)
     payload = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from harness.config import ExplainConfig, LLMConfig
+from harness.config import OPERATIONAL_LLM_FIELDS, ExplainConfig, LLMConfig
 from harness.errors import ConfigError, EvaluationError
 from harness.explain._records import FeatureRecord
 from harness.explain._table import Description, descriptions_table
@@ -19,23 +19,6 @@ from harness.registry import Registry
 
 if TYPE_CHECKING:
     from harness.llm.client import LLMClient
-
-# LLM settings that change how calls are made (speed, retries, where the cache lives, price bookkeeping)
-# but not what the model answers; they stay out of the variant's identity.
-OPERATIONAL_LLM_FIELDS = frozenset(
-    {
-        "api_key_env",
-        "concurrency",
-        "timeout_s",
-        "max_retries",
-        "backoff_base_s",
-        "backoff_max_s",
-        "cache",
-        "cache_path",
-        "input_cost_per_token",
-        "output_cost_per_token",
-    }
-)
 
 
 def llm_settings(llm: LLMConfig) -> dict[str, Any]:

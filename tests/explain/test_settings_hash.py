@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from harness.config import ExplainConfig
 from harness.explain import settings_hash
-from harness.explain._explainer import OPERATIONAL_LLM_FIELDS
+from harness.config import OPERATIONAL_LLM_FIELDS
 
 
 def changed_value(section: BaseModel, name: str, special: dict[str, object]):
