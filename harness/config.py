@@ -284,16 +284,31 @@ class ShuffledConfig(StrictModel):
         return value
 
 
+class ImportConfig(StrictModel):
+    """The `import` explainer: descriptions written elsewhere (FADE JSON, Neuronpedia, neuron-explainer, CSV)."""
+
+    path: str | None = Field(None, description="the descriptions file")
+    format: str = Field("auto", description="'fade', 'neuronpedia', 'neuron-explainer', 'csv' or 'auto'")
+    select: dict[str, str] = Field(default_factory=dict, description="keep rows whose column equals the value")
+
+
 class ExplainConfig(StrictModel):
     """One pipeline variant: an explainer and every setting that shapes its descriptions."""
 
-    explainer: str = Field("llm", description="registered explainer: 'llm', 'top-tokens' or 'shuffled'")
+    explainer: str = Field("llm", description="registered explainer: 'llm', 'top-tokens', 'shuffled' or 'import'")
     llm: LLMConfig = Field(default_factory=LLMConfig, description="the explainer LLM")
     prompt: PromptConfig = Field(default_factory=PromptConfig)
     selection: ExampleSelectionConfig = Field(default_factory=ExampleSelectionConfig)
     display: ActivationDisplayConfig = Field(default_factory=ActivationDisplayConfig)
     top_tokens: TopTokensConfig = Field(default_factory=TopTokensConfig)
     shuffled: ShuffledConfig = Field(default_factory=ShuffledConfig)
+    imported: ImportConfig = Field(default_factory=ImportConfig)
+
+    @model_validator(mode="after")
+    def _import_needs_a_file(self) -> ExplainConfig:
+        if self.explainer == "import" and not self.imported.path:
+            raise ValueError("explainer 'import' needs explain.imported.path (the descriptions file)")
+        return self
 
 
 class TrackingConfig(StrictModel):

@@ -1,0 +1,112 @@
+"""Examples beyond the top-k, with per-token activations: what stratified/random selections and contrast need.
+
+For each feature: a few samples drawn at random from each activation quantile bin of its active samples,
+plus its least-active samples (contrast). All chosen samples of all features go through the model once,
+batched, so the cost is one small extra pass whatever the number of features.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from harness.activations._forward import forward_batch, ignored_mask, input_device, tokenize
+from harness.activations.types import ActivatingExample, ActivationSet
+from harness.config import ActivationConfig
+from harness.sites import FeatureSite
+
+
+def choose_pool_rows(
+    per_sample: np.ndarray, *, per_quantile: int, num_quantiles: int, num_low: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Per feature (column), corpus rows: random draws per quantile bin of the active rows, then the least active.
+
+    Args:
+        per_sample: (N, F) per-sample activations.
+        per_quantile: rows drawn from each bin (fewer when a bin is smaller).
+        num_quantiles: bins over the active rows (value > 0), by rank.
+        num_low: rows of smallest |activation| (contrast examples).
+        rng: the source of the random draws.
+    """
+    chosen = []
+    for column in per_sample.T:
+        active = np.flatnonzero(column > 0)
+        ordered = active[np.argsort(column[active], kind="stable")]
+        rows: list[int] = []
+        for part in np.array_split(ordered, num_quantiles) if ordered.size else []:
+            take = min(per_quantile, part.size)
+            rows.extend(rng.choice(part, size=take, replace=False).tolist())
+        least_active = np.argsort(np.abs(column), kind="stable")
+        rows.extend(int(row) for row in least_active[:num_low] if row not in rows)
+        chosen.append(np.array(rows, dtype=np.int64))
+    return chosen
+
+
+def pool_examples(
+    loaded_model: Any,
+    site: FeatureSite,
+    corpus_df: pd.DataFrame,
+    activation_set: ActivationSet,
+    config: ActivationConfig,
+    *,
+    per_quantile: int = 5,
+    num_quantiles: int = 4,
+    num_low: int = 10,
+    seed: int = 0,
+) -> dict[int, list[ActivatingExample]]:
+    """Feature -> examples across its activation range and its least active samples, with per-token values.
+
+    Args:
+        loaded_model: the LoadedModel.
+        site: the feature site the activation set was extracted from.
+        corpus_df: the same sample table, in the same order as `activation_set.sample_ids`.
+        activation_set: the engine's result (its per-sample values pick the rows).
+        config: tokenization and position rules (the same as the extraction's).
+        per_quantile, num_quantiles, num_low: how many rows of each kind (see `choose_pool_rows`).
+        seed: seed of the random draws.
+    """
+    rows_per_feature = choose_pool_rows(
+        activation_set.per_sample,
+        per_quantile=per_quantile,
+        num_quantiles=num_quantiles,
+        num_low=num_low,
+        rng=np.random.default_rng(seed),
+    )
+    texts = corpus_df["text"].tolist()
+    union = np.unique(np.concatenate(rows_per_feature)) if rows_per_feature else np.zeros(0, dtype=np.int64)
+    features = torch.from_numpy(activation_set.feature_ids).to(input_device(loaded_model))
+    wanted = {int(row): [] for row in union}
+    for f, rows in enumerate(rows_per_feature):
+        for row in rows.tolist():
+            wanted[row].append(f)
+    pools: dict[int, list[ActivatingExample]] = {int(feature): [] for feature in activation_set.feature_ids}
+    tokenizer = loaded_model.tokenizer
+    for start in range(0, union.size, config.batch_size):
+        batch_rows = union[start : start + config.batch_size].tolist()
+        batch_texts = [texts[row] for row in batch_rows]
+        batch = forward_batch(loaded_model, site, batch_texts, features, config)
+        encoded = tokenize(tokenizer, batch_texts, config.max_length)
+        ignored = ignored_mask(tokenizer, encoded, config).numpy()
+        token_acts = batch.token_acts.float().cpu().numpy()
+        for i, row in enumerate(batch_rows):
+            length = int(encoded["attention_mask"][i].sum())
+            tokens = tokenizer.batch_decode([[token] for token in encoded["input_ids"][i, :length].tolist()])
+            ignored_positions = tuple(np.flatnonzero(ignored[i, :length]).tolist())
+            for f in wanted[row]:
+                activations = token_acts[i, :length, f].copy()
+                position = int(batch.positions[i, f])
+                pools[int(activation_set.feature_ids[f])].append(
+                    ActivatingExample(
+                        sample_id=int(activation_set.sample_ids[row]),
+                        text=texts[row],
+                        tokens=tokens,
+                        activations=activations,
+                        max_activation=float(batch.per_sample[i, f]),
+                        max_position=position,
+                        ignored_positions=ignored_positions,
+                    )
+                )
+    return pools
