@@ -1,1 +1,14 @@
-"""activations stage."""
+"""Activation engine: every selected feature of a site in one pass per batch, streamed top-k, disk cache."""
+
+from harness.activations._extract import extract_activations
+from harness.activations._report import top_examples_report
+from harness.activations._texts import activations_for_texts
+from harness.activations.types import ActivatingExample, ActivationSet
+
+__all__ = [
+    "ActivatingExample",
+    "ActivationSet",
+    "activations_for_texts",
+    "extract_activations",
+    "top_examples_report",
+]

@@ -1,1 +1,23 @@
-"""sites stage."""
+"""Feature sites: where features live (a module's channels, or SAE latents on a module) — read and steer.
+
+Kinds are registered by name in SITES; importing this package registers 'neuron' and 'sae'.
+"""
+
+from harness.sites._base import FeatureSite, resolve_module
+from harness.sites._neuron import NeuronSite
+from harness.sites._registry import SITES, build_site
+from harness.sites._sae import SAESite
+from harness.sites._sae_files import SAE_ACTIVATIONS, SAEActivation, SparseAutoencoder, load_sae
+
+__all__ = [
+    "SAE_ACTIVATIONS",
+    "SITES",
+    "FeatureSite",
+    "NeuronSite",
+    "SAEActivation",
+    "SAESite",
+    "SparseAutoencoder",
+    "build_site",
+    "load_sae",
+    "resolve_module",
+]

@@ -1,0 +1,37 @@
+"""Neuron sites: each channel of a module's output (e.g. `mlp.act_fn`) or input (e.g. `mlp.down_proj`,
+the gated MLP neuron of Llama-style models) is a feature."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from harness.config import SiteConfig
+from harness.sites._base import FeatureSite
+from harness.sites._registry import SITES
+
+
+class NeuronSite(FeatureSite):
+    """Feature = channel index of the module tensor; steering multiplies the channel (FADE)."""
+
+    kind = "neuron"
+    steering_uses_reference = False
+
+    @property
+    def num_features(self) -> int:
+        return self.width
+
+    def encode(self, captured: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        return captured.index_select(-1, features).float()
+
+    def steered(self, captured: torch.Tensor, feature: int, factor: float, reference: float | None) -> torch.Tensor:
+        # `reference` is not used: FADE multiplies a neuron's own activation.
+        changed = captured.clone()
+        changed[..., feature] *= factor
+        return changed
+
+
+@SITES.register("neuron")
+def build_neuron_site(config: SiteConfig, loaded_model: Any) -> NeuronSite:
+    return NeuronSite(loaded_model, config.module, config.hook, config.features)
