@@ -6,8 +6,10 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 from harness import __version__
@@ -76,8 +78,95 @@ def cmd_model_modules(args: argparse.Namespace) -> int:
 def cmd_llm_serve(args: argparse.Namespace) -> int:
     from harness.llm.loopback import serve
 
-    serve(host=args.host, port=args.port, responder_name=args.responder)
+    serve(host=args.host, port=args.port, responder_name=args.responder, latency_s=args.latency)
     return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.track.compare import format_ranking, rank_variants
+    from harness.track.experiment import run_experiment
+    from harness.track.store import resolve_tracking_uri
+
+    config = _config_from(args)
+    outcomes = run_experiment(config, force=args.force, progress=not args.quiet)
+    rows = [{"variant": outcome.name, "run_id": outcome.run_id, **outcome.metrics} for outcome in outcomes]
+    print()
+    print(format_ranking(rank_variants(pd.DataFrame(rows), by=args.rank_by), args.rank_by))
+    for outcome in outcomes:
+        state = "skipped (already finished; --force re-runs it)" if outcome.skipped else (
+            "resumed and finished" if outcome.resumed else "finished"
+        )
+        print(f"  {outcome.name}: run {outcome.run_id} {state}")
+    uri = resolve_tracking_uri(config.tracking.uri, config.tracking.store_dir)
+    print(
+        f"\nTracked in experiment {config.tracking.experiment!r} at {uri}.\n"
+        f"Browse the runs:      mlflow ui --backend-store-uri {uri}\n"
+        f"Build the leaderboard: harness leaderboard build --experiment {config.tracking.experiment}"
+    )
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.track.compare import format_ranking, rank_variants, variants_table
+    from harness.track.store import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri, args.store_dir)
+    table = variants_table(args.experiment, uri, run_ids=args.run)
+    if table.empty:
+        print(f"no finished runs in {', '.join(args.experiment)} at {uri}")
+        return 1
+    weights = dict(_parse_weight(item) for item in args.weight or []) or None
+    print(format_ranking(rank_variants(table, by=args.rank_by, weights=weights), args.rank_by))
+    return 0
+
+
+def _parse_weight(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError(text)
+        return name.strip(), float(value)
+    except ValueError:
+        raise ConfigError(f"--weight expects SCORE=NUMBER, e.g. clarity=2, got {text!r}") from None
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from harness.track.experiment import SharedStages
+    from harness.track.variant import describe_features
+
+    config = _config_from(args)
+    descriptions, usage = describe_features(config, SharedStages(progress=not args.quiet))
+    _write_table(descriptions, Path(args.output))
+    print(f"{len(descriptions)} descriptions written to {args.output} (LLM use: {usage or 'none'})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from harness.evaluate.descriptions_io import read_descriptions
+    from harness.evaluate.pipeline import evaluate_descriptions
+
+    config = _config_from(args)
+    descriptions = read_descriptions(args.descriptions, format=args.format)
+    result = evaluate_descriptions(config, descriptions, args.output, progress=not args.quiet)
+    columns = ["feature", "clarity", "responsiveness", "purity", "faithfulness", "description"]
+    with pd.option_context("display.max_colwidth", 60, "display.width", 160):
+        print(result.scores[columns].to_string(index=False))
+    print(f"\n{len(result.computed)} computed, {len(result.reused)} reused from {args.output}; "
+          f"scores in {Path(args.output) / 'scores.csv'}")
+    return 0
+
+
+def _write_table(table: pd.DataFrame, path: Path) -> None:
+    """CSV or JSON by suffix, written atomically."""
+    from harness.activations._store import write_atomic
+
+    if path.suffix == ".json":
+        data = table.to_json(orient="records", indent=2).encode()
+    elif path.suffix == ".csv":
+        data = table.to_csv(index=False).encode()
+    else:
+        raise ConfigError(f"cannot write {path}: use a .csv or .json file name")
+    write_atomic(path, data)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,8 +212,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
-    serve.add_argument("--responder", default="keyword", help="scripted responder name")
+    serve.add_argument("--responder", default="fade", help="scripted responder: 'fade' or 'echo'")
+    serve.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     serve.set_defaults(handler=cmd_llm_serve)
+
+    run = command("run", cmd_run, "run every variant of a config end to end, one MLflow run each (resumable)")
+    _add_config_arguments(run)
+    run.add_argument("--force", action="store_true", help="re-run variants that already have a finished run")
+    run.add_argument("--rank-by", default="aggregate", help="score to rank the summary by (default: aggregate)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    compare = command("compare", cmd_compare, "rank the tracked variants of one or more experiments")
+    compare.add_argument("experiment", nargs="+", help="experiment name(s)")
+    compare.add_argument("--rank-by", default="aggregate", help="a score name, or 'aggregate' (default)")
+    compare.add_argument("--weight", action="append", metavar="SCORE=W", help="aggregate weight (repeatable)")
+    compare.add_argument("--run", action="append", help="only these run ids (repeatable)")
+    compare.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else mlruns/mlflow.db")
+    compare.add_argument("--store-dir", default="mlruns", help="folder of the default sqlite store")
+
+    explain = command("explain", cmd_explain, "generate descriptions for the config's features (one variant)")
+    _add_config_arguments(explain)
+    explain.add_argument("--output", "-o", required=True, help="descriptions table to write (.csv or .json)")
+    explain.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    evaluate = command("evaluate", cmd_evaluate, "score a descriptions table with FADE on the config's site")
+    _add_config_arguments(evaluate)
+    evaluate.add_argument("--descriptions", "-d", required=True, help="CSV/JSON (feature, description) or FADE JSON")
+    evaluate.add_argument("--format", default="auto", help="descriptions format (default: by content)")
+    evaluate.add_argument("--output", "-o", required=True, help="folder for per-feature results (resumable)")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 

@@ -1,0 +1,277 @@
+"""One pipeline variant as one MLflow run: descriptions, FADE scores, tables, plots, cost, timings.
+
+The FADE work folder of a variant is `<cache_dir>/runs/<variant key>/fade`; it keeps finished features,
+so a resumed run (same key, same MLflow run) recomputes nothing that finished, and LLM answers come from
+the LLM cache. Artifacts follow docs/tracking.md (the contract the leaderboard reads).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.config import HarnessConfig
+from harness.track.experiment import (
+    SCORES,
+    SharedStages,
+    StageTimer,
+    VariantOutcome,
+    log_config_artifact,
+    score_metrics,
+    usage_metrics,
+    variant_params,
+)
+from harness.track.runs import log_metrics, log_params, variant_run
+
+# Called after each chunk of features with the running metrics and the chunk number; may raise to stop.
+ChunkCallback = Callable[[dict[str, float | None], int], None]
+
+
+def _needs_pool(config: HarnessConfig) -> bool:
+    selection = config.explain.selection
+    return config.explain.explainer in {"llm", "top-tokens"} and (
+        selection.strategy != "top" or selection.contrast_examples > 0
+    )
+
+
+def describe_features(config: HarnessConfig, shared: SharedStages) -> tuple[pd.DataFrame, dict[str, float | int]]:
+    """The variant's descriptions table and what the explainer's LLM calls used."""
+    from harness.activations._pool import pool_examples
+    from harness.explain import build_feature_records, generate_descriptions, make_explainer
+    from harness.llm import LLMClient
+
+    activation_set = shared.activations(config)
+    pools = None
+    if _needs_pool(config):
+        pools = pool_examples(
+            shared.model(config),
+            shared.site(config),
+            shared.corpus(config),
+            activation_set,
+            config.activations,
+            num_quantiles=config.explain.selection.num_quantiles,
+            seed=config.explain.selection.seed,
+        )
+    records = build_feature_records(activation_set, pools)
+    if not make_explainer(config.explain).needs_llm:
+        return generate_descriptions(records, config.explain), {}
+    client = LLMClient(config.explain.llm, config.activations.cache_dir, progress=shared.progress)
+    try:
+        return generate_descriptions(records, config.explain, client), client.usage.as_dict()
+    finally:
+        client.close()
+
+
+def _chunks(features: list[int], size: int | None) -> list[list[int]]:
+    size = size or max(len(features), 1)
+    return [features[start : start + size] for start in range(0, len(features), size)] or [[]]
+
+
+def evaluate_in_chunks(
+    config: HarnessConfig,
+    descriptions: pd.DataFrame,
+    workdir: Path,
+    shared: SharedStages,
+    *,
+    chunk_size: int | None = None,
+    on_chunk: ChunkCallback | None = None,
+):
+    """FADE on the described features, `chunk_size` at a time (all at once by default).
+
+    After each chunk `on_chunk` gets the running score metrics (the search stage prunes with it).
+    Returns the last EvaluationResult (covering every feature) and the summed rater usage.
+    """
+    from harness.evaluate.pipeline import evaluate_descriptions
+    from harness.llm import Usage
+
+    usage, result = Usage(), None
+    done: list[int] = []
+    for step, chunk in enumerate(_chunks(descriptions["feature"].astype(int).tolist(), chunk_size)):
+        done += chunk
+        result = evaluate_descriptions(
+            config, descriptions[descriptions["feature"].isin(done)], workdir, progress=shared.progress
+        )
+        usage = usage + result.llm_usage
+        if on_chunk is not None:
+            on_chunk(score_metrics(result.scores, config.tracking.bootstrap_samples, config.seed), step)
+    return result, usage
+
+
+def per_feature_table(scores: pd.DataFrame, descriptions: pd.DataFrame) -> pd.DataFrame:
+    """Scores with each description's provenance (explainer, hashes, tokens, cost, error)."""
+    provenance = descriptions[
+        ["feature", "description", "explainer", "settings_hash", "prompt_hash", "prompt_tokens", "completion_tokens", "cost_usd", "error"]
+    ]
+    table = provenance.merge(scores.drop(columns=["description"]), on="feature", how="left")
+    return table.rename(columns={"cost_usd": "explain_cost_usd", "error": "explain_error"})
+
+
+def _feature_tables(fade_dir: Path, name: str) -> pd.DataFrame:
+    """One table kind (e.g. 'natural_ratings') of every feature, with a feature column."""
+    frames = []
+    for path in sorted((fade_dir / "features").glob(f"*/{name}.csv"), key=lambda p: int(p.parent.name)):
+        frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        frame.insert(0, "feature", int(path.parent.name))
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"feature": []})
+
+
+def rated_samples_table(fade_dir: Path) -> pd.DataFrame:
+    """Every rated natural sample and steered continuation, in one table (the leaderboard's drill-down)."""
+    natural = _feature_tables(fade_dir, "natural_ratings")
+    continuations = _feature_tables(fade_dir, "continuations")
+    columns = ["feature", "stage", "factor", "sample_id", "text", "activation", "rating"]
+    parts = []
+    if len(natural):
+        parts.append(natural.assign(stage="responsiveness", factor=np.nan)[columns])
+    if len(continuations):
+        parts.append(continuations.rename(columns={"continuation": "text"}).assign(stage="faithfulness", activation=np.nan)[columns])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+def top_examples_table(shared: SharedStages, config: HarnessConfig) -> pd.DataFrame:
+    rows = []
+    for feature, examples in shared.activations(config).top_examples.items():
+        for rank, example in enumerate(examples, start=1):
+            rows.append(
+                {
+                    "feature": feature,
+                    "rank": rank,
+                    "sample_id": example.sample_id,
+                    "text": example.text,
+                    "tokens": list(example.tokens),
+                    "activations": [round(float(value), 5) for value in example.activations],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _log_table(table: pd.DataFrame, artifact_file: str) -> None:
+    """A table as MLflow's table JSON ({"columns", "data"}), with NaN written as null."""
+    import mlflow
+
+    clean = table.astype(object).where(table.notna(), None)
+    payload = {"columns": list(clean.columns), "data": clean.values.tolist()}
+    mlflow.log_text(json.dumps(payload, default=_jsonable), artifact_file)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to a table artifact")
+
+
+def log_score_plots(per_feature: pd.DataFrame, metrics: dict[str, float | None], title: str) -> None:
+    """Score distributions and the radar of the means, as run plots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    figure, axes = plt.subplots(1, len(SCORES), figsize=(4 * len(SCORES), 3.2), constrained_layout=True)
+    for axis, score in zip(axes, SCORES):
+        values = per_feature[score].dropna().astype(float)
+        axis.hist(values, bins=np.linspace(0, 1, 11), color="#4C72B0", edgecolor="white")
+        axis.set_title(f"{score} (n={len(values)}/{len(per_feature)})")
+        axis.set_xlim(0, 1)
+    axes[0].set_ylabel("features")
+    figure.suptitle(f"{title}: score distributions")
+    mlflow.log_figure(figure, "plots/score_distributions.png")
+    plt.close(figure)
+
+    angles = np.linspace(0, 2 * np.pi, len(SCORES), endpoint=False)
+    means = [metrics.get(f"{score}_mean") or 0.0 for score in SCORES]
+    figure = plt.figure(figsize=(4.5, 4.5))
+    axis = figure.add_subplot(polar=True)
+    axis.plot(np.append(angles, angles[0]), np.append(means, means[0]), color="#C44E52")
+    axis.fill(np.append(angles, angles[0]), np.append(means, means[0]), color="#C44E52", alpha=0.25)
+    axis.set_xticks(angles, SCORES)
+    axis.set_ylim(0, 1)
+    axis.set_title(f"{title}: mean scores")
+    mlflow.log_figure(figure, "plots/radar_means.png")
+    plt.close(figure)
+
+
+def track_variant(
+    name: str,
+    config: HarnessConfig,
+    key: str,
+    *,
+    experiment_id: str,
+    parent_run_id: str | None,
+    shared: SharedStages,
+    force: bool = False,
+    role: str = "variant",
+    chunk_size: int | None = None,
+    on_chunk: ChunkCallback | None = None,
+    on_run: Callable[[str], None] | None = None,
+) -> VariantOutcome:
+    """Run one variant into its MLflow run (new, resumed, or skipped when already finished).
+
+    Args:
+        name: the run name.
+        config: the variant's whole config.
+        key: its settings hash (result_fingerprint).
+        experiment_id, parent_run_id: where the run goes.
+        shared: model/corpus/site/activations shared with the other variants.
+        force: re-run even if a finished run exists.
+        role: "variant" or "trial".
+        chunk_size, on_chunk: evaluate features in chunks and report running metrics (search pruning).
+        on_run: called with the run id as soon as the run is open (the search stores it on the trial).
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    with variant_run(experiment_id, key, name, role=role, parent_run_id=parent_run_id, force=force) as tracked:
+        if on_run is not None:
+            on_run(tracked.run_id)
+        if tracked.skipped:
+            metrics = MlflowClient().get_run(tracked.run_id).data.metrics
+            return VariantOutcome(name, tracked.run_id, skipped=True, metrics=dict(metrics))
+        timer = StageTimer()
+        log_params(variant_params(config))
+        log_config_artifact(config)
+        workdir = Path(config.activations.cache_dir) / "runs" / key
+        with timer.stage("activations"):
+            corpus = shared.corpus(config)
+            shared.activations(config)
+        mlflow.log_input(
+            mlflow.data.from_pandas(corpus, name=config.corpus.source), context="corpus"
+        )
+        with timer.stage("explain"):
+            descriptions, explain_usage = describe_features(config, shared)
+        with timer.stage("evaluate"):
+            result, rater_usage = evaluate_in_chunks(
+                config, descriptions, workdir / "fade", shared, chunk_size=chunk_size, on_chunk=on_chunk
+            )
+        per_feature = per_feature_table(result.scores, descriptions)
+        total_usage = {
+            key_: float(explain_usage.get(key_, 0) or 0) + float(value or 0)
+            for key_, value in rater_usage.as_dict().items()
+        }
+        metrics = (
+            score_metrics(result.scores, config.tracking.bootstrap_samples, config.seed)
+            | usage_metrics(total_usage)
+            | {"explain_cost_usd": float(explain_usage.get("cost_usd", 0) or 0), "rater_cost_usd": rater_usage.cost_usd}
+            | {"tokens": total_usage.get("prompt_tokens", 0) + total_usage.get("completion_tokens", 0)}
+            | timer.as_metrics()
+        )
+        log_metrics(metrics)
+        _log_table(per_feature, "tables/per_feature.json")
+        _log_table(descriptions, "tables/descriptions.json")
+        _log_table(top_examples_table(shared, config), "tables/top_examples.json")
+        _log_table(rated_samples_table(workdir / "fade"), "tables/rated_samples.json")
+        log_score_plots(per_feature, metrics, name)
+        for feature in per_feature["feature"].head(config.tracking.plot_features).tolist():
+            folder = workdir / "fade" / "features" / str(feature)
+            for plot in sorted(folder.glob("*.png")):
+                mlflow.log_artifact(str(plot), f"plots/features/{feature}")
+        return VariantOutcome(name, tracked.run_id, skipped=False, resumed=tracked.resumed, metrics=metrics, per_feature=per_feature)
