@@ -17,6 +17,9 @@ from pathlib import Path
 from harness.errors import HarnessError
 
 DEFAULT_STORE_DIR = "mlruns"
+# The user's choice, read once: mlflow.set_tracking_uri() rewrites this variable in our own process, so
+# reading it later would make one run's store the next run's default.
+_ENVIRONMENT_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
 
 class TrackingError(HarnessError):
@@ -29,7 +32,7 @@ def default_tracking_uri(store_dir: str | os.PathLike[str] = DEFAULT_STORE_DIR) 
 
 def resolve_tracking_uri(configured: str | None, store_dir: str | os.PathLike[str] = DEFAULT_STORE_DIR) -> str:
     """The config's URI, else MLFLOW_TRACKING_URI, else the sqlite store in `store_dir`."""
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(store_dir)
+    return configured or _ENVIRONMENT_TRACKING_URI or default_tracking_uri(store_dir)
 
 
 def _local_sqlite_path(tracking_uri: str) -> Path | None:

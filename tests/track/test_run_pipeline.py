@@ -1,0 +1,171 @@
+"""`harness run` end to end: real model, real loopback LLM server through litellm, real MLflow sqlite store.
+
+Read back with MlflowClient: nesting, params, metrics, artifacts; a planted API key appears nowhere; a run
+killed with SIGKILL midway resumes into the same MLflow run with the same results as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from harness.config import load_config
+from harness.llm import FaultPlan, LoopbackServer
+from harness.track.experiment import run_experiment
+
+pytestmark = pytest.mark.slow
+
+KEY_ENV = "HARNESS_TEST_LOOPBACK_KEY"
+PLANTED_KEY = "sk-planted-4f9c2e7a1b3d5c6e"
+
+
+def write_config(folder: Path, server_url: str, experiment: str) -> Path:
+    llm = {"model": "openai/scripted", "api_base": server_url, "api_key_env": KEY_ENV, "backoff_base_s": 0.01}
+    config = {
+        "name": "pipeline-test",
+        "corpus": {"num_samples": 120, "max_chars": 160, "seed": 3},
+        "site": {"module": "model.layers.3.mlp.act_fn", "features": [5, 77, 300]},
+        "activations": {"batch_size": 16, "max_length": 32, "skip_first_positions": 1, "cache_dir": str(folder / "cache")},
+        "explain": {"llm": llm, "selection": {"num_examples": 6}},
+        "fade": {
+            "rater": llm,
+            "clarity_llm_calls": 2,
+            "num_samples": 40,
+            "faithfulness": {"num_samples": 4, "generation_length": 6, "modification_factors": [0, 10]},
+        },
+        "tracking": {"experiment": experiment, "store_dir": str(folder / "mlruns"), "bootstrap_samples": 200, "plot_features": 1},
+        "variants": {
+            "grid": {"explain.prompt.template": ["plain", "delphi"]},
+            "named": [{"name": "top-tokens", "set": {"explain.explainer": "top-tokens"}}],
+        },
+    }
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def server():
+    with LoopbackServer() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, server):
+    """One uninterrupted run of three variants; the store is read back by the tests below."""
+    folder = tmp_path_factory.mktemp("run")
+    config = load_config(write_config(folder, server.url, "uninterrupted"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(KEY_ENV, PLANTED_KEY)
+        patch.chdir(folder)
+        outcomes = run_experiment(config, progress=False)
+        again = run_experiment(config, progress=False)
+    uri = f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    yield {"folder": folder, "config": config, "outcomes": outcomes, "again": again, "client": MlflowClient(uri)}
+    mlflow.set_tracking_uri(None)
+
+
+def _runs(client, experiment):
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    return client.search_runs([experiment_id])
+
+
+def test_variants_nest_under_one_comparison_run(finished):
+    runs = _runs(finished["client"], "uninterrupted")
+    parents = [run for run in runs if run.data.tags["harness.role"] == "comparison"]
+    children = [run for run in runs if run.data.tags["harness.role"] == "variant"]
+    assert len(parents) == 1 and len(children) == 3
+    assert {run.data.tags["mlflow.parentRunId"] for run in children} == {parents[0].info.run_id}
+    assert sorted(run.info.run_name for run in children) == ["template=delphi", "template=plain", "top-tokens"]
+    assert all(run.info.status == "FINISHED" for run in runs)
+
+
+def test_params_metrics_and_artifacts_are_recorded(finished):
+    client = finished["client"]
+    runs = {run.info.run_name: run for run in _runs(client, "uninterrupted")}
+    delphi = runs["template=delphi"]
+    assert delphi.data.params["explain.prompt.template"] == "delphi"
+    assert delphi.data.params["explain.selection.num_examples"] == "6"
+    assert delphi.data.params["fade.rater.model"] == "openai/scripted"
+    assert delphi.data.params["site.module"] == "model.layers.3.mlp.act_fn"
+    assert delphi.data.params["package_version"]
+    assert runs["top-tokens"].data.params["explain.explainer"] == "top-tokens"
+    metrics = delphi.data.metrics
+    assert metrics["features"] == 3
+    for score in ("clarity", "responsiveness", "purity"):
+        assert 0 <= metrics[f"{score}_defined"] <= 1
+    assert metrics["clarity_defined"] == 1 and 0 <= metrics["clarity_mean"] <= 1
+    assert metrics["clarity_ci_low"] <= metrics["clarity_mean"] <= metrics["clarity_ci_high"]
+    assert metrics["llm_requests"] > 0 and metrics["time_evaluate_s"] > 0
+    assert metrics["explain_cost_usd"] == 0 and metrics["cost_usd"] == 0  # no price for the scripted model
+    artifacts = {item.path for item in client.list_artifacts(delphi.info.run_id)}
+    assert {"config.yaml", "plots", "tables"} <= artifacts
+    table = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=delphi.info.run_id, artifact_path="tables/per_feature.json")).read_text())
+    assert table["columns"][:3] == ["feature", "description", "explainer"]
+    assert sorted(row[0] for row in table["data"]) == [5, 77, 300]
+    plots = {item.path for item in client.list_artifacts(delphi.info.run_id, "plots")}
+    assert {"plots/score_distributions.png", "plots/radar_means.png", "plots/features"} <= plots
+    assert len(delphi.inputs.dataset_inputs) == 1
+
+
+def test_a_finished_variant_is_skipped_on_rerun(finished):
+    assert all(not outcome.skipped for outcome in finished["outcomes"])
+    assert all(outcome.skipped for outcome in finished["again"])
+    assert [o.run_id for o in finished["again"]] == [o.run_id for o in finished["outcomes"]]
+    assert len(_runs(finished["client"], "uninterrupted")) == 4
+
+
+def test_the_planted_api_key_is_nowhere_in_the_store_or_caches(finished):
+    leaked = []
+    for path in finished["folder"].rglob("*"):
+        if path.is_file() and PLANTED_KEY.encode() in path.read_bytes():
+            leaked.append(str(path))
+    assert not leaked, f"the API key leaked into {leaked}"
+
+
+def test_sigkill_midway_then_rerun_resumes_the_same_run(tmp_path, server, finished):
+    config_path = write_config(tmp_path, server.url, "killed")
+    env = {**os.environ, KEY_ENV: PLANTED_KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "OMP_NUM_THREADS": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)  # the store is the config's
+    command = [sys.executable, "-m", "harness", "run", str(config_path), "--quiet"]
+    server.faults = FaultPlan(latency_s=0.15)  # slow answers, so the kill lands inside the first variant
+    try:
+        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        features = tmp_path / "cache" / "runs"
+        deadline = time.monotonic() + 300
+        while not list(features.glob("*/fade/features/*/result.json")):
+            assert process.poll() is None, process.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "no feature finished in time"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    finally:
+        server.faults = FaultPlan()
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    before = _runs(client, "killed")
+    interrupted = [run for run in before if run.info.status == "RUNNING" and run.data.tags["harness.role"] == "variant"]
+    assert len(interrupted) == 1
+    rerun = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    after = _runs(client, "killed")
+    variants = [run for run in after if run.data.tags["harness.role"] == "variant"]
+    assert len(variants) == 3 and all(run.info.status == "FINISHED" for run in after)
+    assert interrupted[0].info.run_id in {run.info.run_id for run in variants}
+    reference = {run.info.run_name: run.data.metrics for run in _runs(finished["client"], "uninterrupted")}
+    for run in variants:
+        for score in ("clarity", "responsiveness", "purity", "faithfulness"):
+            assert run.data.metrics.get(f"{score}_mean") == reference[run.info.run_name].get(f"{score}_mean"), (
+                run.info.run_name,
+                score,
+            )
