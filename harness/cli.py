@@ -106,6 +106,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from harness.search.study import run_search
+
+    config = _config_from(args)
+    outcome = run_search(config, n_trials=args.n_trials, timeout_s=args.timeout, progress=not args.quiet)
+    print(f"study {outcome.study_name!r} ({outcome.storage}): {outcome.trials_finished} finished trials in all")
+    for best in outcome.best:
+        print(f"  best trial {best['trial']}: values {best['values']} params {best['params']} (MLflow run {best['run_id']})")
+    print(f"Study plots are on the parent run {outcome.parent_run_id}; trials are nested under it.")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.track.compare import format_ranking, rank_variants, variants_table
     from harness.track.store import resolve_tracking_uri
@@ -221,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="re-run variants that already have a finished run")
     run.add_argument("--rank-by", default="aggregate", help="score to rank the summary by (default: aggregate)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    search = command("search", cmd_search, "search pipeline settings with Optuna; each trial is a tracked run")
+    _add_config_arguments(search)
+    search.add_argument("--n-trials", type=int, help="trials for this worker (default search.n_trials)")
+    search.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    search.add_argument("--quiet", action="store_true", help="no progress bars")
 
     compare = command("compare", cmd_compare, "rank the tracked variants of one or more experiments")
     compare.add_argument("experiment", nargs="+", help="experiment name(s)")

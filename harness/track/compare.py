@@ -16,6 +16,7 @@ from harness.errors import ConfigError
 
 SCORES = ("clarity", "responsiveness", "purity", "faithfulness")
 AGGREGATE = "aggregate"
+RANKED_ROLES = ("variant", "trial")  # not the parent runs of comparisons and studies
 
 
 def aggregate_score(table: pd.DataFrame, weights: Mapping[str, float]) -> pd.Series:
@@ -89,12 +90,12 @@ def variants_table(experiment_names: Sequence[str], tracking_uri: str, run_ids: 
         experiment_ids.append(experiment.experiment_id)
     runs = client.search_runs(
         experiment_ids,
-        filter_string="attributes.status = 'FINISHED' and tags.`harness.role` != 'comparison'",
+        filter_string="attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
     )
     rows = []
     for run in runs:
-        if run_ids and run.info.run_id not in run_ids:
+        if run.data.tags.get("harness.role") not in RANKED_ROLES or (run_ids and run.info.run_id not in run_ids):
             continue
         rows.append(
             {

@@ -122,7 +122,7 @@ def _param_text(value: Any) -> str:
     return text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
 
 
-def log_metrics(metrics: Mapping[str, float | int | None], step: int | None = None) -> None:
+def log_metrics(metrics: Mapping[str, float | int | None], step: int | None = None, run_id: str | None = None) -> None:
     """Log the finite numeric metrics; undefined ones (None, NaN) are left out, not logged as 0."""
     import mlflow
 
@@ -132,4 +132,4 @@ def log_metrics(metrics: Mapping[str, float | int | None], step: int | None = No
         if value is not None and not isinstance(value, bool) and math.isfinite(float(value))
     }
     if finite:
-        mlflow.log_metrics(finite, step=step)
+        mlflow.log_metrics(finite, step=step, run_id=run_id)

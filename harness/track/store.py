@@ -41,7 +41,8 @@ def _local_sqlite_path(tracking_uri: str) -> Path | None:
 
 
 @contextmanager
-def _store_lock(tracking_uri: str) -> Iterator[None]:
+def store_lock(tracking_uri: str) -> Iterator[None]:
+    """Serialise set-up work on a local sqlite store across processes (no-op for other stores)."""
     db_path = _local_sqlite_path(tracking_uri)
     if db_path is None:
         yield
@@ -64,7 +65,7 @@ def ensure_experiment(name: str, tracking_uri: str) -> str:
     from mlflow import MlflowClient
 
     mlflow.set_tracking_uri(tracking_uri)
-    with _store_lock(tracking_uri):
+    with store_lock(tracking_uri):
         try:
             client = MlflowClient(tracking_uri)
             experiment = client.get_experiment_by_name(name)

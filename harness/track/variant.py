@@ -8,6 +8,7 @@ the LLM cache. Artifacts follow docs/tracking.md (the contract the leaderboard r
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -243,9 +244,9 @@ def track_variant(
         with timer.stage("activations"):
             corpus = shared.corpus(config)
             shared.activations(config)
-        mlflow.log_input(
-            mlflow.data.from_pandas(corpus, name=config.corpus.source), context="corpus"
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # MLflow's hint about integer columns (sample_id)
+            mlflow.log_input(mlflow.data.from_pandas(corpus, name=config.corpus.source), context="corpus")
         with timer.stage("explain"):
             descriptions, explain_usage = describe_features(config, shared)
         with timer.stage("evaluate"):

@@ -1,0 +1,294 @@
+"""`harness search`: Optuna over pipeline settings, each trial one tracked MLflow run, many cooperating workers.
+
+Storage: by default an Optuna journal file under the store folder (safe for several processes on one
+machine; Optuna advises against sqlite for parallel work); any RDB URL for many machines. Several
+`harness search` processes with the same study name and storage share one study.
+
+A trial that was killed midway (its process is gone) is marked failed when the next worker starts: on
+one machine by its recorded process id, on an RDB storage by Optuna's heartbeat. Its finished LLM calls
+are reused by later trials through the LLM cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.config import HarnessConfig, result_fingerprint
+from harness.errors import ConfigError
+from harness.search.space import apply_params, suggest_params, validate_space
+from harness.track.experiment import SharedStages, VariantOutcome
+from harness.track.runs import log_metrics, log_params
+from harness.track.store import ensure_experiment, resolve_tracking_uri, store_lock
+
+RUN_ID_ATTR = "mlflow_run_id"
+HOST_ATTR = "host"
+PID_ATTR = "pid"
+HEARTBEAT_INTERVAL_S = 30
+
+
+@dataclass
+class SearchOutcome:
+    """The study after this worker's trials."""
+
+    study_name: str
+    storage: str
+    trials_finished: int
+    best: list[dict[str, Any]]
+    parent_run_id: str
+
+
+def objective_value(metrics: dict[str, float | None], weights: dict[str, float]) -> float:
+    """Weighted mean of score means; an undefined mean counts as 0 (a variant that scores nothing is bad)."""
+    total = sum(weights.values())
+    return sum(weight * float(metrics.get(f"{name}_mean") or 0.0) for name, weight in weights.items()) / total
+
+
+def storage_location(config: HarnessConfig) -> str:
+    """The configured storage URL, or the journal file under the tracking store folder."""
+    if config.search.storage:
+        return config.search.storage
+    return str(Path(config.tracking.store_dir).resolve() / "optuna-journal.log")
+
+
+def make_storage(location: str):
+    import optuna
+    from optuna.storages import JournalStorage, RDBStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    if "://" in location:
+        try:
+            return RDBStorage(location, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=4 * HEARTBEAT_INTERVAL_S)
+        except (optuna.exceptions.StorageInternalError, ValueError, ImportError) as error:
+            raise ConfigError(f"cannot open the search storage {location}: {error}") from error
+    Path(location).parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(location))
+
+
+def _sampler(config: HarnessConfig):
+    import optuna
+
+    search = config.search
+    if search.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=search.seed)
+    if search.sampler == "grid":
+        space = {}
+        for key, param in search.space.items():
+            if param.choices is None:
+                raise ConfigError(f"the grid sampler needs choices for every setting; search.space.{key} is a range")
+            space[key] = param.choices
+        return optuna.samplers.GridSampler(space, seed=search.seed)
+    return optuna.samplers.TPESampler(seed=search.seed, multivariate=True)
+
+
+def _pruner(config: HarnessConfig):
+    import optuna
+
+    if config.search.pruner == "none" or config.search.objective.minimise:
+        return optuna.pruners.NopPruner()  # Optuna does not prune multi-objective studies
+    return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+
+
+def fail_dead_trials(study) -> list[int]:
+    """Trials left RUNNING by a process of this machine that no longer exists: mark them (and their runs) failed."""
+    import optuna
+    from mlflow import MlflowClient
+
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        attrs = trial.user_attrs
+        if attrs.get(HOST_ATTR) != socket.gethostname() or _process_alive(int(attrs.get(PID_ATTR, -1))):
+            continue
+        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        if RUN_ID_ATTR in attrs:
+            MlflowClient().set_terminated(attrs[RUN_ID_ATTR], status="FAILED")
+        failed.append(trial.number)
+    return failed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _study_parent_run(experiment_id: str, study_name: str, storage: str, tracking_uri: str) -> str:
+    """The study's parent MLflow run, created once (under the store lock) and shared by every worker."""
+    from mlflow import MlflowClient
+
+    key = "study-" + hashlib.sha256(f"{study_name}|{storage}".encode()).hexdigest()[:16]
+    client = MlflowClient(tracking_uri)
+    with store_lock(tracking_uri):
+        found = client.search_runs([experiment_id], filter_string=f"tags.`harness.variant_key` = '{key}'")
+        if found:
+            return found[0].info.run_id
+        run = client.create_run(
+            experiment_id, run_name=f"study {study_name}", tags={"harness.variant_key": key, "harness.role": "study"}
+        )
+        return run.info.run_id
+
+
+def run_search(
+    config: HarnessConfig,
+    *,
+    n_trials: int | None = None,
+    timeout_s: float | None = None,
+    progress: bool = True,
+) -> SearchOutcome:
+    """Run this worker's share of the study (n_trials / timeout), each trial a nested MLflow run.
+
+    Args:
+        config: the base config; `search` declares the space, objective, sampler, storage and budget.
+        n_trials: trials for this worker (default search.n_trials).
+        timeout_s: stop starting trials after this many seconds (default search.timeout_s).
+        progress: show progress bars.
+    """
+    import optuna
+
+    validate_space(config)
+    search = config.search
+    study_name = search.study_name or config.name
+    location = storage_location(config)
+    tracking_uri = resolve_tracking_uri(config.tracking.uri, config.tracking.store_dir)
+    experiment_id = ensure_experiment(config.tracking.experiment, tracking_uri)
+    directions = ["maximize"] + (["minimize"] if search.objective.minimise else [])
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=make_storage(location),
+        load_if_exists=True,
+        directions=directions,
+        sampler=_sampler(config),
+        pruner=_pruner(config),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["quality"] + ([search.objective.minimise] if search.objective.minimise else []))
+    fail_dead_trials(study)
+    parent_run_id = _study_parent_run(experiment_id, study_name, location, tracking_uri)
+    shared = SharedStages(progress=progress)
+
+    def objective(trial: optuna.Trial):
+        from mlflow import MlflowClient
+
+        from harness.track.variant import track_variant
+
+        trial.set_user_attr(HOST_ATTR, socket.gethostname())
+        trial.set_user_attr(PID_ATTR, os.getpid())
+        params = suggest_params(trial, config)
+        trial_config = apply_params(config, params)
+        key = f"{result_fingerprint(trial_config)}-{study_name}-trial{trial.number}"
+
+        def report(metrics: dict[str, float | None], step: int) -> None:
+            if len(directions) == 1:
+                trial.report(objective_value(metrics, search.objective.weights), step)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned after feature chunk {step}")
+
+        try:
+            outcome: VariantOutcome = track_variant(
+                f"trial {trial.number}",
+                trial_config,
+                key,
+                experiment_id=experiment_id,
+                parent_run_id=parent_run_id,
+                shared=shared,
+                role="trial",
+                chunk_size=search.chunk_size,
+                on_chunk=report,
+                on_run=lambda run_id: trial.set_user_attr(RUN_ID_ATTR, run_id),
+            )
+        except optuna.TrialPruned:
+            MlflowClient().set_tag(trial.user_attrs[RUN_ID_ATTR], "harness.pruned", "true")
+            raise
+        quality = objective_value(outcome.metrics, search.objective.weights)
+        log_metrics({"objective": quality, "trial_number": trial.number}, run_id=outcome.run_id)
+        if search.objective.minimise:
+            cost = outcome.metrics.get("cost_usd" if search.objective.minimise == "cost_usd" else "tokens") or 0.0
+            return quality, float(cost)
+        return quality
+
+    study.optimize(
+        objective,
+        n_trials=n_trials if n_trials is not None else search.n_trials,
+        timeout=timeout_s if timeout_s is not None else search.timeout_s,
+        catch=(),
+        show_progress_bar=False,
+    )
+    best = _tag_best_trials(study)
+    _log_study(study, parent_run_id, config)
+    finished = [trial for trial in study.trials if trial.state == optuna.trial.TrialState.COMPLETE]
+    return SearchOutcome(study_name, location, len(finished), best, parent_run_id)
+
+
+def _tag_best_trials(study) -> list[dict[str, Any]]:
+    """Tag the MLflow runs of the best trial (or the Pareto front) and return their summaries."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    completed = [trial for trial in study.trials if trial.state.name == "COMPLETE"]
+    if not completed:
+        return []
+    best_trials = study.best_trials if len(study.directions) > 1 else [study.best_trial]
+    best_numbers = {trial.number for trial in best_trials}
+    for trial in completed:
+        run_id = trial.user_attrs.get(RUN_ID_ATTR)
+        if run_id:
+            client.set_tag(run_id, "harness.best_trial", str(trial.number in best_numbers).lower())
+    return [
+        {"trial": trial.number, "values": trial.values, "params": trial.params, "run_id": trial.user_attrs.get(RUN_ID_ATTR)}
+        for trial in best_trials
+    ]
+
+
+def _log_study(study, parent_run_id: str, config: HarnessConfig) -> None:
+    """Study plots and the best values on the study's parent run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+    import optuna
+    from optuna.visualization import matplotlib as optuna_plots
+
+    completed = [trial for trial in study.trials if trial.state == optuna.trial.TrialState.COMPLETE]
+    with mlflow.start_run(run_id=parent_run_id):
+        log_params({"search": config.search.model_dump(mode="json")})
+        log_metrics({"trials_finished": float(len(completed)), "trials_total": float(len(study.trials))})
+        if not completed:
+            return
+        multi = len(study.directions) > 1
+        target = {"target": _first_value, "target_name": "quality"} if multi else {}
+        figures = {"optimization_history": lambda: optuna_plots.plot_optimization_history(study, **target)}
+        if multi:
+            figures["pareto_front"] = lambda: optuna_plots.plot_pareto_front(study)
+        else:
+            log_metrics({"best_objective": study.best_value})
+        if len(completed) > 1 and len({tuple(sorted(t.params.items())) for t in completed}) > 1:
+            figures["param_importances"] = lambda: optuna_plots.plot_param_importances(study, **target)
+        for name, draw in figures.items():
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    axes = draw()
+            except (ValueError, RuntimeError, ZeroDivisionError) as error:  # e.g. one distinct value: no importance
+                mlflow.log_text(f"plot {name} not drawn: {error}", f"plots/study/{name}.txt")
+                continue
+            figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+            mlflow.log_figure(figure, f"plots/study/{name}.png")
+            plt.close(figure)
+
+
+def _first_value(trial) -> float:
+    return trial.values[0]
+
