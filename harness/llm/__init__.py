@@ -1,1 +1,41 @@
-"""llm stage."""
+"""The LLM layer: every LLM call of the harness goes through LLMClient (litellm underneath).
+
+Swap backends by changing `llm.model` (a litellm model string); `local/smollm2-135m` runs offline.
+"""
+
+from harness.llm.cache import CachedResponse, ResponseCache, cache_key
+from harness.llm.client import LLMClient
+from harness.llm.local_provider import LocalChatProvider, register_local_provider
+from harness.llm.loopback import (
+    FAULT_KINDS,
+    RESPONDERS,
+    FadeResponder,
+    FaultPlan,
+    LoopbackServer,
+    Responder,
+    serve,
+)
+from harness.llm.parsing import ParsedList, ParsedRatings, parse_ratings, parse_string_list
+from harness.llm.types import Completion, Usage
+
+__all__ = [
+    "FAULT_KINDS",
+    "RESPONDERS",
+    "CachedResponse",
+    "Completion",
+    "FadeResponder",
+    "FaultPlan",
+    "LLMClient",
+    "LocalChatProvider",
+    "LoopbackServer",
+    "ParsedList",
+    "ParsedRatings",
+    "Responder",
+    "ResponseCache",
+    "Usage",
+    "cache_key",
+    "parse_ratings",
+    "parse_string_list",
+    "register_local_provider",
+    "serve",
+]

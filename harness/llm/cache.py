@@ -1,0 +1,137 @@
+"""On-disk cache of LLM responses, keyed by (model, messages, parameters).
+
+sqlite in WAL mode: several processes can read and write the same file at once, every stored answer is
+its own committed transaction, so a run killed at any moment leaves a valid file holding every answer
+that finished. Only successful answers are stored; the caller decides what counts as one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import CacheError
+from harness.llm.types import Completion
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    text TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class CachedResponse:
+    """What a backend answered once, and what that answer cost then."""
+
+    model: str
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+    @classmethod
+    def of(cls, completion: Completion) -> CachedResponse:
+        return cls(
+            completion.model, completion.text, completion.prompt_tokens, completion.completion_tokens, completion.cost_usd
+        )
+
+
+def cache_key(model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
+    """Stable hash of a request: same model, messages and sampling parameters -> same key."""
+    payload = json.dumps(
+        {"v": SCHEMA_VERSION, "model": model, "messages": messages, "params": params},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class ResponseCache:
+    """A sqlite file of responses, shared safely by threads and processes.
+
+    Args:
+        path: the sqlite file; its folder is created when missing.
+        busy_timeout_s: how long a writer waits for another process's write lock.
+    """
+
+    def __init__(self, path: str | Path, busy_timeout_s: float = 60.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._connection = sqlite3.connect(
+                self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+            self._connection.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: a commit survives a killed process (not a power cut), without an fsync per answer.
+            self._connection.execute("PRAGMA synchronous=NORMAL")
+            self._connection.executescript(_SCHEMA)
+            self._connection.execute(
+                "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+            (version,) = self._connection.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+        except sqlite3.DatabaseError as error:
+            raise CacheError(
+                f"the LLM response cache {self.path} cannot be opened ({error}); "
+                "delete the file (answers will be asked again) or set llm.cache_path to another file"
+            ) from error
+        if int(version) != SCHEMA_VERSION:
+            raise CacheError(
+                f"the LLM response cache {self.path} has schema version {version}, this harness writes "
+                f"{SCHEMA_VERSION}; delete the file or point llm.cache_path elsewhere"
+            )
+
+    def get(self, key: str) -> CachedResponse | None:
+        with self._lock:
+            row = self._connection.execute(
+                "SELECT model, text, prompt_tokens, completion_tokens, cost_usd FROM responses WHERE key = ?", (key,)
+            ).fetchone()
+        return CachedResponse(*row) if row else None
+
+    def put(self, key: str, response: CachedResponse) -> None:
+        with self._lock:
+            self._connection.execute(
+                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    response.model,
+                    response.text,
+                    response.prompt_tokens,
+                    response.completion_tokens,
+                    response.cost_usd,
+                    time.time(),
+                ),
+            )
+
+    def __len__(self) -> int:
+        with self._lock:
+            (count,) = self._connection.execute("SELECT COUNT(*) FROM responses").fetchone()
+        return count
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+    def __enter__(self) -> ResponseCache:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

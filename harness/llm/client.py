@@ -1,0 +1,438 @@
+"""The one way the harness calls an LLM: litellm.acompletion under a concurrency bound, with retries,
+an on-disk response cache, answer validation and accounting.
+
+A backend is a litellm model string in LLMConfig ('openai/gpt-4o-mini', 'azure/<deployment>',
+'anthropic/claude-...', 'ollama/llama3', 'openai/<name>' + api_base for vLLM or any OpenAI-compatible
+server, 'local/smollm2-135m' for the embedded offline model). The API key is read from the environment
+variable named by `api_key_env` at call time and handed to litellm; it is never stored, logged, cached,
+and it is scrubbed from every error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import email.utils
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import litellm
+from tqdm.auto import tqdm
+
+from harness.config import DEFAULT_CACHE_DIR, LLMConfig
+from harness.errors import LLMError
+from harness.llm.cache import CachedResponse, ResponseCache, cache_key
+from harness.llm.local_provider import LOCAL_PROVIDER, register_local_provider
+from harness.llm.per_loop import PerLoop
+from harness.llm.types import Completion, Usage
+
+logger = logging.getLogger(__name__)
+
+Messages = list[dict[str, Any]]
+Validator = Callable[[str], bool]
+
+# Parameters the client sets itself; a caller passing them would bypass retries, timeouts or key handling.
+_RESERVED_PARAMS = frozenset(
+    {"model", "messages", "api_key", "api_base", "base_url", "timeout", "max_retries", "num_retries", "stream"}
+)
+_RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+
+
+def _quiet_litellm() -> None:
+    """litellm's own logging must never print request details (headers carry the key)."""
+    litellm.suppress_debug_info = True
+    litellm.set_verbose = False
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
+        named = logging.getLogger(name)
+        if named.getEffectiveLevel() < logging.WARNING:
+            named.setLevel(logging.WARNING)
+
+
+def _without_userinfo(url: str | None) -> str | None:
+    """An api_base fit for messages: credentials embedded in the URL are removed."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def _retry_after_s(error: BaseException) -> float | None:
+    """The wait a 429/503 answer asked for (retry-after-ms, or Retry-After in seconds or as a date)."""
+    response = getattr(error, "response", None)
+    headers = getattr(response, "headers", None) or getattr(error, "litellm_response_headers", None)
+    if not headers:
+        return None
+    try:
+        if headers.get("retry-after-ms") is not None:
+            return max(float(headers["retry-after-ms"]) / 1000.0, 0.0)
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return max(float(value), 0.0)
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(when.timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def _is_retryable(error: BaseException) -> bool:
+    if isinstance(error, (asyncio.TimeoutError, litellm.Timeout, litellm.APIConnectionError)):
+        return True
+    status = getattr(error, "status_code", None)
+    return isinstance(status, int) and (status in _RETRYABLE_STATUS or status >= 500)
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, asyncio.TimeoutError):
+        return "TimeoutError: no answer within the timeout"
+    status = getattr(error, "status_code", None)
+    prefix = f"{type(error).__name__} (HTTP {status})" if isinstance(status, int) else type(error).__name__
+    message = " ".join(str(error).split())
+    return f"{prefix}: {message[:1000]}" if message else prefix
+
+
+def _hint(error: BaseException, config: LLMConfig) -> str:
+    status = getattr(error, "status_code", None)
+    if status in (401, 403):
+        where = f"${config.api_key_env} (llm.api_key_env)" if config.api_key_env else "llm.api_key_env"
+        return f"check the key in {where} and its access to this model"
+    if status == 404:
+        return "check llm.model and llm.api_base"
+    if status == 400:
+        return "check llm.model, llm.max_tokens and llm.extra_params"
+    if _is_retryable(error):
+        return "check that the backend is up, or raise llm.max_retries / llm.timeout_s"
+    return "see the cause above"
+
+
+class LLMClient:
+    """Calls one backend concurrently, with retries, caching, validation and accounting.
+
+    Concurrency is bounded per event loop (`config.concurrency` requests in flight); backoff waits do not
+    hold a slot. Each request is retried on 429, 5xx, timeouts and connection errors with exponential
+    backoff and jitter, or after the server's Retry-After, up to `config.max_retries` times; other errors
+    (bad key, unknown model, bad parameters) fail at once. An answer that a validator rejects is asked
+    again, bypassing the cache, up to `config.max_invalid_retries` times.
+
+    Args:
+        config: the backend and its limits.
+        cache_dir: folder of the response cache (`config.cache_path` overrides the file).
+        progress: show a tqdm bar in complete_many.
+    """
+
+    def __init__(self, config: LLMConfig, cache_dir: str | Path = DEFAULT_CACHE_DIR, *, progress: bool = True) -> None:
+        _quiet_litellm()
+        self.config = config
+        self.progress = progress
+        if config.model.startswith(f"{LOCAL_PROVIDER}/"):
+            register_local_provider()
+        try:
+            _, self.provider, _, _ = litellm.get_llm_provider(config.model, api_base=config.api_base)
+        except Exception as error:  # litellm raises plain exceptions for unknown providers
+            raise LLMError(
+                f"llm.model {config.model!r} is not a model string litellm understands ({_describe(error)}); "
+                "use '<provider>/<model>', e.g. 'openai/gpt-4o-mini', 'ollama/llama3' or 'local/smollm2-135m'"
+            ) from None
+        self.cache: ResponseCache | None = None
+        if config.cache:
+            self.cache = ResponseCache(config.cache_path or Path(cache_dir) / "llm-cache.sqlite")
+        self._price_params = self._prices()
+        self._usage = Usage()
+        self._usage_lock = threading.Lock()
+        self._semaphores = PerLoop(lambda: asyncio.Semaphore(config.concurrency))
+        self._random = random.Random()
+
+    @property
+    def usage(self) -> Usage:
+        """A snapshot of what this client has done so far."""
+        with self._usage_lock:
+            return Usage(**self._usage.as_dict())
+
+    @property
+    def backend(self) -> str:
+        """Provider, model and api_base, for messages (no credentials)."""
+        base = _without_userinfo(self.config.api_base)
+        return f"{self.provider} model {self.config.model!r}" + (f" at {base}" if base else "")
+
+    def _prices(self) -> dict[str, float]:
+        """Per-token prices handed to litellm: the config's, 0 for the local model, else litellm's map."""
+        config = self.config
+        if config.input_cost_per_token is not None or config.output_cost_per_token is not None:
+            return {
+                "input_cost_per_token": config.input_cost_per_token or 0.0,
+                "output_cost_per_token": config.output_cost_per_token or 0.0,
+            }
+        if self.provider == LOCAL_PROVIDER:
+            return {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0}
+        try:
+            info = litellm.get_model_info(config.model)
+            if info.get("input_cost_per_token") is not None:
+                return {}
+        except Exception:  # not in the price map: litellm raises a plain Exception
+            pass
+        logger.warning(
+            "litellm's price map has no price for %r; its cost is counted as 0 USD. "
+            "Set llm.input_cost_per_token and llm.output_cost_per_token to count it.",
+            config.model,
+        )
+        return {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0}
+
+    def _count(self, **counts: int | float) -> None:
+        with self._usage_lock:
+            for name, value in counts.items():
+                setattr(self._usage, name, getattr(self._usage, name) + value)
+
+    def _api_key(self) -> str | None:
+        name = self.config.api_key_env
+        if name is None:
+            return None  # litellm then reads its provider's usual variable (OPENAI_API_KEY, ...)
+        value = os.environ.get(name)
+        if not value:
+            raise LLMError(
+                f"LLM backend {self.backend}: the environment variable {name} (named in llm.api_key_env) "
+                f"is not set or empty; export {name}=<your key> before running"
+            )
+        return value
+
+    def _request_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        reserved = sorted(_RESERVED_PARAMS & params.keys())
+        if reserved:
+            raise LLMError(
+                f"parameters {reserved} are set by the LLM client from llm config (model, api_base, "
+                "api_key_env, timeout_s, max_retries) and cannot be passed per call"
+            )
+        return {
+            "temperature": self.config.temperature,
+            "max_tokens": self.config.max_tokens,
+            **self.config.extra_params,
+            **params,
+        }
+
+    async def acomplete(self, messages: Messages, *, validate: Validator | None = None, **params: Any) -> Completion:
+        """Answer one conversation, from the cache when it holds the answer.
+
+        Args:
+            messages: OpenAI-style chat messages ({'role', 'content'} dicts).
+            validate: optional check of the answer text; a rejected answer is asked again without the
+                cache, and is never cached. When the re-ask budget runs out, the last answer comes back
+                with `valid=False`.
+            **params: litellm sampling parameters overriding the config's (temperature, max_tokens, ...).
+
+        Raises:
+            LLMError: the backend failed for good (retries exhausted or a non-retryable error); the
+                message names the backend, the model and the cause.
+        """
+        well_formed = isinstance(messages, list) and all(isinstance(m, dict) and "role" in m for m in messages)
+        if not messages or not well_formed:
+            raise LLMError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
+        request_params = self._request_params(params)
+        key = cache_key(self.config.model, messages, request_params)
+        self._count(requests=1)
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None and (validate is None or validate(hit.text)):
+                self._count(cache_hits=1)
+                return Completion(hit.text, 0, 0, 0.0, cached=True, model=hit.model, attempts=0)
+        try:
+            completion = await self._call_with_retries(messages, request_params, validate)
+        except LLMError:
+            self._count(failures=1)
+            raise
+        if completion.valid and self.cache is not None:
+            self.cache.put(key, CachedResponse.of(completion))
+        return completion
+
+    async def _call_with_retries(
+        self, messages: Messages, request_params: dict[str, Any], validate: Validator | None
+    ) -> Completion:
+        config = self.config
+        api_key = self._api_key()
+        secrets = [api_key] if api_key else []
+        call = {
+            "model": config.model,
+            "messages": messages,
+            "api_base": config.api_base,
+            "api_key": api_key,
+            "timeout": config.timeout_s,
+            "max_retries": 0,  # retries are ours, so they are counted and bounded in one place
+            **self._price_params,
+            **request_params,
+        }
+        spent = {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+        attempts = transport_retries = invalid_retries = 0
+        while True:
+            attempts += 1
+            self._count(calls=1)
+            try:
+                async with self._semaphores.get():
+                    response = await self._send(call)
+            except Exception as error:
+                if not _is_retryable(error) or transport_retries >= config.max_retries:
+                    raise self._final_error(error, attempts, secrets) from None
+                transport_retries += 1
+                self._count(retries=1)
+                delay = self._delay(transport_retries, _retry_after_s(error))
+                logger.debug(
+                    "%s: attempt %d failed (%s); retrying in %.2f s",
+                    self.backend, attempts, self._redact(_describe(error), secrets), delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            text, prompt_tokens, completion_tokens, cost = self._read(response)
+            spent["prompt_tokens"] += prompt_tokens
+            spent["completion_tokens"] += completion_tokens
+            spent["cost_usd"] += cost
+            self._count(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=cost)
+            valid = validate is None or validate(text)
+            if not valid:
+                self._count(invalid_answers=1)
+            if valid or invalid_retries >= config.max_invalid_retries:
+                return Completion(text, cached=False, model=config.model, attempts=attempts, valid=valid, **spent)
+            invalid_retries += 1
+            self._count(retries=1)
+            logger.debug("%s: answer rejected by the validator; asking again", self.backend)
+
+    async def _send(self, call: dict[str, Any]) -> Any:
+        if self.provider == LOCAL_PROVIDER:
+            return await litellm.acompletion(**call)  # a local generate cannot hang; it may legitimately be slow
+        # litellm passes the timeout to the HTTP client; wait_for also bounds connect and body reads.
+        return await asyncio.wait_for(litellm.acompletion(**call), timeout=self.config.timeout_s * 1.5 + 1.0)
+
+    def _read(self, response: Any) -> tuple[str, int, int, float]:
+        text = response.choices[0].message.content or ""
+        usage = getattr(response, "usage", None)
+        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        if self._price_params:
+            cost = (
+                prompt_tokens * self._price_params["input_cost_per_token"]
+                + completion_tokens * self._price_params["output_cost_per_token"]
+            )
+        else:
+            cost = float((getattr(response, "_hidden_params", None) or {}).get("response_cost") or 0.0)
+        return text, prompt_tokens, completion_tokens, cost
+
+    def _delay(self, retry_number: int, retry_after_s: float | None) -> float:
+        """Exponential backoff with jitter, or the server's Retry-After (plus a little jitter)."""
+        if retry_after_s is not None:
+            return retry_after_s + self._random.uniform(0, min(self.config.backoff_base_s, retry_after_s * 0.1 + 0.01))
+        ceiling = min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** (retry_number - 1))
+        return self._random.uniform(ceiling / 2, ceiling)
+
+    @staticmethod
+    def _redact(text: str, secrets: Sequence[str]) -> str:
+        for secret in secrets:
+            if secret:
+                text = text.replace(secret, "[redacted]")
+        return text
+
+    def _final_error(self, error: BaseException, attempts: int, secrets: Sequence[str]) -> LLMError:
+        if _is_retryable(error):
+            outcome = f"gave up after {attempts} attempts (llm.max_retries = {self.config.max_retries})"
+        else:
+            outcome = "not retried: this error does not go away by retrying"
+        cause = self._redact(_describe(error), secrets)
+        return LLMError(f"LLM call to {self.backend} failed: {cause}; {outcome}; {_hint(error, self.config)}")
+
+    async def acomplete_many(
+        self,
+        conversations: Sequence[Messages],
+        *,
+        desc: str = "LLM calls",
+        validate: Validator | Sequence[Validator] | None = None,
+        **params: Any,
+    ) -> list[Completion | LLMError]:
+        """Answer many conversations concurrently (bounded); failures come back as LLMError in place.
+
+        Args:
+            conversations: one message list per request.
+            desc: progress bar label.
+            validate: one validator for every answer, or one per conversation (see `acomplete`).
+            **params: litellm sampling parameters for every request.
+        """
+        validators = self._validators(validate, len(conversations))
+        bar = tqdm(total=len(conversations), desc=desc, unit="call", disable=not self.progress, leave=False)
+        start = self.usage
+
+        async def one(messages: Messages, validator: Validator | None) -> Completion | LLMError:
+            try:
+                return await self.acomplete(messages, validate=validator, **params)
+            except LLMError as error:
+                return error
+            finally:
+                done = self.usage
+                bar.set_postfix(
+                    cached=done.cache_hits - start.cache_hits,
+                    retries=done.retries - start.retries,
+                    failed=done.failures - start.failures,
+                    refresh=False,
+                )
+                bar.update(1)
+
+        try:
+            return list(await asyncio.gather(*map(one, conversations, validators)))
+        finally:
+            bar.close()
+
+    @staticmethod
+    def _validators(validate: Validator | Sequence[Validator] | None, count: int) -> list[Validator | None]:
+        if validate is None or callable(validate):
+            return [validate] * count
+        validators = list(validate)
+        if len(validators) != count:
+            raise LLMError(f"got {len(validators)} validators for {count} conversations; give one per conversation")
+        return validators
+
+    def complete_many(
+        self,
+        conversations: Sequence[Messages],
+        *,
+        desc: str = "LLM calls",
+        return_exceptions: bool = True,
+        validate: Validator | Sequence[Validator] | None = None,
+        **params: Any,
+    ) -> list[Completion | LLMError]:
+        """Synchronous batch: answers in input order, run concurrently under the bound, with a progress bar.
+
+        Works from any thread. Called where an event loop is already running (a notebook, an async
+        app), it runs the batch on a helper thread with its own loop and blocks the caller's loop until
+        the batch is done; async code should `await acomplete_many(...)` instead.
+
+        Args:
+            conversations: one message list per request.
+            desc: progress bar label.
+            return_exceptions: True: a failed request is an LLMError in its place. False: every request
+                still runs (so finished answers are cached), then the first failure is raised.
+            validate: one validator for every answer, or one per conversation (see `acomplete`).
+            **params: litellm sampling parameters for every request.
+        """
+        batch = self.acomplete_many(conversations, desc=desc, validate=validate, **params)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            results = asyncio.run(batch)
+        else:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm-batch") as pool:
+                results = pool.submit(asyncio.run, batch).result()
+        if not return_exceptions:
+            failures = [result for result in results if isinstance(result, LLMError)]
+            if failures:
+                raise LLMError(f"{len(failures)} of {len(results)} LLM calls failed; the first: {failures[0]}")
+        return results
+
+    def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()

@@ -1,0 +1,224 @@
+"""The embedded offline backend: model strings `local/<name>` run a chat model in this process.
+
+`local/smollm2-135m` is SmolLM2-135M-Instruct, loaded by harness.model.load_subject_model (any name that
+loader accepts works: an embedded name, a local folder, a cached hub id). It is registered as a litellm
+custom provider, so it goes through the same litellm.acompletion path as every remote backend. Requests
+that arrive together are micro-batched into one left-padded `generate` call; decoding is greedy unless
+a temperature > 0 is asked for. It is small and weak: answers are often not what a prompt asks for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import litellm
+from litellm.llms.custom_llm import CustomLLM, CustomLLMError
+from litellm.types.utils import Choices, Message, ModelResponse
+from litellm.types.utils import Usage as LiteLLMUsage
+
+from harness.config import SubjectModelConfig
+from harness.errors import HarnessError, LLMError
+from harness.llm.per_loop import PerLoop
+
+LOCAL_PROVIDER = "local"
+DEFAULT_MAX_NEW_TOKENS = 256
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """What must be equal for requests to share one generate call."""
+
+    model_name: str
+    max_new_tokens: int
+    temperature: float
+    top_p: float | None
+
+    @classmethod
+    def from_params(cls, model_name: str, params: dict[str, Any]) -> GenerationSettings:
+        max_new_tokens = params.get("max_tokens") or params.get("max_completion_tokens") or DEFAULT_MAX_NEW_TOKENS
+        return cls(
+            model_name=model_name,
+            max_new_tokens=int(max_new_tokens),
+            temperature=float(params.get("temperature") or 0.0),
+            top_p=params.get("top_p"),
+        )
+
+
+@dataclass(frozen=True)
+class Generated:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" at the end-of-turn token, "length" when max_new_tokens ran out
+
+
+def _text_of(content: Any) -> str:
+    """Message content as plain text (OpenAI content parts are joined)."""
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return "" if content is None else str(content)
+
+
+class _MicroBatcher:
+    """Collects requests made on one event loop and hands them to `generate` in batches."""
+
+    def __init__(self, provider: LocalChatProvider, gather_window_s: float) -> None:
+        self._provider = provider
+        self._gather_window_s = gather_window_s
+        self._pending: list[tuple[GenerationSettings, list[dict[str, Any]], asyncio.Future[Generated]]] = []
+        self._worker: asyncio.Task[None] | None = None
+
+    async def submit(self, settings: GenerationSettings, messages: list[dict[str, Any]]) -> Generated:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Generated] = loop.create_future()
+        self._pending.append((settings, messages, future))
+        if self._worker is None or self._worker.done():
+            self._worker = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            await asyncio.sleep(self._gather_window_s)  # requests started in the same moment join this batch
+            settings = self._pending[0][0]
+            batch = [item for item in self._pending if item[0] == settings][: self._provider.max_batch_size]
+            taken = {id(item) for item in batch}
+            self._pending = [item for item in self._pending if id(item) not in taken]
+            live = [(messages, future) for _, messages, future in batch if not future.done()]
+            if not live:
+                continue
+            try:
+                results = await asyncio.to_thread(self._provider.generate, settings, [m for m, _ in live])
+            except Exception as error:  # every waiting request learns why its batch failed
+                for _, future in live:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), result in zip(live, results):
+                if not future.done():
+                    future.set_result(result)
+
+
+class LocalChatProvider(CustomLLM):
+    """litellm handler for `local/<model name>`.
+
+    Args:
+        max_batch_size: most requests per generate call.
+        gather_window_s: how long the first request of a batch waits for others to join.
+    """
+
+    def __init__(self, max_batch_size: int = 16, gather_window_s: float = 0.01) -> None:
+        super().__init__()
+        self.max_batch_size = max_batch_size
+        self.gather_window_s = gather_window_s
+        self.generate_calls = 0
+        self.generated_sequences = 0
+        self._generate_lock = threading.Lock()
+        self._batchers = PerLoop(lambda: _MicroBatcher(self, gather_window_s))
+
+    def generate(self, settings: GenerationSettings, conversations: list[list[dict[str, Any]]]) -> list[Generated]:
+        """One batched generate call over chat-templated, left-padded prompts."""
+        import torch
+        from transformers import GenerationConfig
+
+        from harness.model import load_subject_model
+
+        try:
+            loaded = load_subject_model(SubjectModelConfig(name=settings.model_name))
+        except HarnessError as error:
+            # status 404: litellm maps it to NotFoundError, which the client does not retry
+            raise CustomLLMError(status_code=404, message=f"local model {settings.model_name!r}: {error}") from error
+        tokenizer, model = loaded.tokenizer, loaded.model
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise CustomLLMError(
+                status_code=400,
+                message=f"local model {settings.model_name!r} has no chat template; use an instruction-tuned model",
+            )
+        prompts = [
+            tokenizer.apply_chat_template(
+                [{"role": m.get("role", "user"), "content": _text_of(m.get("content"))} for m in messages],
+                add_generation_prompt=True,
+                tokenize=False,
+            )
+            for messages in conversations
+        ]
+        encoded = tokenizer(
+            prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
+        ).to(loaded.device)
+        sampling = settings.temperature > 0
+        generation_config = GenerationConfig(
+            max_new_tokens=settings.max_new_tokens,
+            do_sample=sampling,
+            temperature=settings.temperature if sampling else None,
+            top_p=settings.top_p if sampling else None,
+            top_k=None,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        with self._generate_lock, torch.inference_mode():
+            output = model.generate(**encoded, generation_config=generation_config)
+            self.generate_calls += 1
+            self.generated_sequences += len(prompts)
+        new_tokens = output[:, encoded["input_ids"].shape[1] :]
+        prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
+        results = []
+        for row, prompt_tokens in zip(new_tokens.tolist(), prompt_lengths):
+            stopped = tokenizer.eos_token_id in row
+            length = row.index(tokenizer.eos_token_id) + 1 if stopped else len(row)
+            text = tokenizer.decode(row[:length], skip_special_tokens=True).strip()
+            results.append(Generated(text, int(prompt_tokens), length, "stop" if stopped else "length"))
+        return results
+
+    @staticmethod
+    def _response(model_response: ModelResponse, model: str, result: Generated) -> ModelResponse:
+        message = Message(role="assistant", content=result.text)
+        model_response.choices = [Choices(index=0, finish_reason=result.finish_reason, message=message)]
+        model_response.model = f"{LOCAL_PROVIDER}/{model}"
+        model_response.created = int(time.time())
+        model_response.usage = LiteLLMUsage(
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            total_tokens=result.prompt_tokens + result.completion_tokens,
+        )
+        return model_response
+
+    # litellm calls handlers with keyword arguments; the ones not named here (api_base, api_key, logging
+    # objects, timeout, ...) mean nothing to an in-process model.
+    def completion(
+        self, model: str, messages: list, *, model_response: ModelResponse, optional_params: dict, **_: Any
+    ) -> ModelResponse:
+        [result] = self.generate(GenerationSettings.from_params(model, optional_params), [messages])
+        return self._response(model_response, model, result)
+
+    async def acompletion(
+        self, model: str, messages: list, *, model_response: ModelResponse, optional_params: dict, **_: Any
+    ) -> ModelResponse:
+        result = await self._batchers.get().submit(GenerationSettings.from_params(model, optional_params), messages)
+        return self._response(model_response, model, result)
+
+
+_registration_lock = threading.Lock()
+
+
+def register_local_provider() -> LocalChatProvider:
+    """Register the `local` provider with litellm (idempotent) and return its handler."""
+    with _registration_lock:
+        for item in litellm.custom_provider_map:
+            if item["provider"] == LOCAL_PROVIDER:
+                handler = item["custom_handler"]
+                if not isinstance(handler, LocalChatProvider):
+                    raise LLMError(
+                        f"another litellm custom provider is registered as {LOCAL_PROVIDER!r} "
+                        f"({type(handler).__name__}); remove it from litellm.custom_provider_map"
+                    )
+                return handler
+        handler = LocalChatProvider()
+        litellm.custom_provider_map = [
+            *litellm.custom_provider_map,
+            {"provider": LOCAL_PROVIDER, "custom_handler": handler},
+        ]
+        litellm.utils.custom_llm_setup()
+        return handler

@@ -1,0 +1,456 @@
+"""An OpenAI-compatible chat-completions server on 127.0.0.1, for tests and offline dry runs.
+
+It answers `POST /v1/chat/completions` with a pluggable responder (any callable messages -> text) and
+injects faults per request (latency, 429 with Retry-After, 500, hang past the client's timeout, dropped
+connection, malformed / truncated / wrong-id answers), counting every request it served and every fault
+it injected by kind, so tests can check a client against what really happened on the wire. Clients reach
+it through real litellm: model `openai/<any name>`, api_base = `server.url`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from harness.registry import Registry
+
+Responder = Callable[[list[dict[str, Any]]], str]
+
+TRANSPORT_FAULTS = ("rate_limit", "server_error", "hang", "disconnect")
+ANSWER_FAULTS = ("malformed", "truncated", "wrong_ids")
+RECOVERABLE_FAULTS = ("latency", *TRANSPORT_FAULTS, *ANSWER_FAULTS)
+# auth_error answers 401 and echoes the Authorization header, as some real servers do: a redaction test.
+FAULT_KINDS = (*RECOVERABLE_FAULTS, "auth_error")
+
+RATING_MARKER = "rate each one according to how much the concept is expressed"
+GENERATION_MARKER = "generate sequences"
+MALFORMED_ANSWER = '{"results": oops, [unclosed'
+
+_STOPWORDS = frozenset(
+    "the and for with that this from are was were has have had its not but any all can into onto over "
+    "under about than then them they their there these those such some more most very also only other "
+    "which what when where who whom whose how why use used using word words token tokens text texts "
+    "concept related relating refers reference references mention mentions mentioning".split()
+)
+_QUOTED = re.compile(r'"([^"]+)"|(?<![\w])\'([^\']+)\'(?![\w])')
+_HIGHLIGHT = re.compile(r"<<(.+?)>>")
+_SEQUENCE_SPLIT = re.compile(r"(?:^|\n)Sequence ID (\d+): ")
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """Which requests get which fault.
+
+    Args:
+        rate: share of requests that get a fault, drawn from `kinds`. The draw hashes the request body and
+            how many times the server has seen that body, so it does not depend on arrival order: a run
+            is reproducible under any concurrency.
+        kinds: the fault kinds to draw from (FAULT_KINDS; by default the ones a client can recover from).
+        sequence: faults for the first requests in arrival order (None = no fault); `rate` applies after.
+        seed: changes which requests the draw hits.
+        latency_s: delay added to every request.
+        slow_s: extra delay of a 'latency' fault.
+        retry_after_s: the Retry-After (seconds, may be fractional) sent with a 'rate_limit' fault.
+        hang_s: how long a 'hang' holds the request before answering; set it past the client's timeout.
+    """
+
+    rate: float = 0.0
+    kinds: tuple[str, ...] = RECOVERABLE_FAULTS
+    sequence: tuple[str | None, ...] = ()
+    seed: int = 0
+    latency_s: float = 0.0
+    slow_s: float = 0.5
+    retry_after_s: float = 0.05
+    hang_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        unknown = sorted({kind for kind in (*self.kinds, *self.sequence) if kind is not None} - set(FAULT_KINDS))
+        if unknown:
+            raise ValueError(f"unknown fault kinds {unknown}; known: {', '.join(FAULT_KINDS)}")
+        if not 0.0 <= self.rate <= 1.0:
+            raise ValueError(f"fault rate must be within [0, 1], got {self.rate}")
+        if self.rate > 0 and not self.kinds:
+            raise ValueError("a fault rate > 0 needs at least one fault kind")
+
+    def draw(self, body: bytes, occurrence: int) -> str | None:
+        """The fault for the `occurrence`-th time (0-based) this request body arrives, or None."""
+        if self.rate <= 0:
+            return None
+        digest = hashlib.sha256(f"{self.seed}:{occurrence}:".encode() + body).digest()
+        if int.from_bytes(digest[:8], "big") / 2**64 >= self.rate:
+            return None
+        return self.kinds[int.from_bytes(digest[8:16], "big") % len(self.kinds)]
+
+
+def concept_keywords(concept: str) -> list[str]:
+    """Quoted words/phrases of a concept if it has any, else its words of >= 3 letters minus stopwords."""
+    quoted = [(double or single).strip() for double, single in _QUOTED.findall(concept)]
+    quoted = [phrase for phrase in quoted if phrase]
+    if quoted:
+        return quoted
+    words = re.findall(r"[A-Za-z][A-Za-z'-]*", concept)
+    return [word for word in words if len(word) >= 3 and word.lower() not in _STOPWORDS]
+
+
+def contains_keyword(text: str, keywords: list[str]) -> bool:
+    """Whole-word, case-insensitive match of any keyword."""
+    return any(re.search(rf"(?<!\w){re.escape(keyword)}(?!\w)", text, re.IGNORECASE) for keyword in keywords)
+
+
+def _system_and_user(messages: list[dict[str, Any]]) -> tuple[str, str]:
+    def text_of(role: str) -> str:
+        return "\n".join(str(m.get("content") or "") for m in messages if isinstance(m, dict) and m.get("role") == role)
+
+    return text_of("system"), text_of("user")
+
+
+_SENTENCE_TEMPLATES = (
+    "I keep thinking about {k} these days.",
+    "Have you ever seen {k} up close?",
+    "The report mentioned {k} twice in the first paragraph.",
+    "{K} was the only thing on her mind that morning.",
+    "Nobody expected {k} to matter so much.",
+    "We talked about {k} until the train arrived.",
+    "A short note on {k}: it is more common than you think.",
+    "Grandpa used to tell stories about {k}.",
+    "Is {k} really that important? Yes, absolutely.",
+    "The museum opened a new wing dedicated to {k}.",
+)
+
+
+class FadeResponder:
+    """Answers FADE's rating and generation prompts and explainer prompts by keyword rules.
+
+    Rating (system prompt has RATING_MARKER): 2 for a sequence containing a concept keyword, else 0,
+    as a JSON dict. Generation (GENERATION_MARKER): ten sentences containing the keywords, as a list.
+    Explainer (highlighted `<<tok>>` tokens): `the token "tok"` for the most frequent highlighted token.
+    """
+
+    def __call__(self, messages: list[dict[str, Any]]) -> str:
+        system, user = _system_and_user(messages)
+        if RATING_MARKER in system:
+            return self.rate(user)
+        if GENERATION_MARKER in system:
+            return self.generate(user)
+        highlighted = _HIGHLIGHT.findall(f"{system}\n{user}")
+        if highlighted:
+            token = Counter(token.strip() for token in highlighted).most_common(1)[0][0]
+            return f'the token "{token}"'
+        return "This scripted server answers FADE rating/generation prompts and explainer prompts."
+
+    @staticmethod
+    def rate(user: str) -> str:
+        parts = _SEQUENCE_SPLIT.split(user)
+        keywords = concept_keywords(_concept_of(parts[0]))
+        ratings = {
+            sequence_id: 2 if contains_keyword(text, keywords) else 0
+            for sequence_id, text in zip(parts[1::2], parts[2::2])
+        }
+        return json.dumps(ratings)
+
+    @staticmethod
+    def generate(user: str) -> str:
+        keywords = concept_keywords(_concept_of(user)) or ["it"]
+        sentences = []
+        for index, template in enumerate(_SENTENCE_TEMPLATES):
+            keyword = keywords[index % len(keywords)]
+            sentences.append(template.format(k=keyword, K=keyword[:1].upper() + keyword[1:]))
+        return json.dumps(sentences)
+
+
+def _concept_of(user: str) -> str:
+    head = user.split("Concept:", 1)[1] if "Concept:" in user else user
+    return head.split("\n", 1)[0].strip()
+
+
+class EchoResponder:
+    """Answers with the last user message (a connectivity check)."""
+
+    def __call__(self, messages: list[dict[str, Any]]) -> str:
+        return _system_and_user(messages[-1:])[1]
+
+
+RESPONDERS: Registry[Callable[[], Responder]] = Registry("responder")
+RESPONDERS.register("fade")(FadeResponder)
+RESPONDERS.register("echo")(EchoResponder)
+
+
+def _with_wrong_ids(text: str) -> str | None:
+    """A ratings dict with its first id replaced by one nobody asked for, plus an extra id; None if not a dict."""
+    try:
+        ratings = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(ratings, dict) or not ratings:
+        return None
+    ids = [int(key) for key in ratings if str(key).isdigit()]
+    if not ids:
+        return None
+    wrong = max(ids) + 1000
+    items = list(ratings.items())
+    items[0] = (str(wrong), items[0][1])
+    items.append((str(wrong + 1), 0))
+    return json.dumps(dict(items))
+
+
+@dataclass
+class _ServerState:
+    responder: Responder
+    faults: FaultPlan
+    stopping: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    requests: int = 0
+    injected: Counter = field(default_factory=Counter)
+    authorizations: set[str] = field(default_factory=set)
+    seen_bodies: Counter = field(default_factory=Counter)
+
+    def admit(self, body: bytes, authorization: str | None) -> str | None:
+        """Count the request and choose its fault."""
+        with self.lock:
+            index = self.requests
+            self.requests += 1
+            occurrence = self.seen_bodies[body]
+            self.seen_bodies[body] += 1
+            if authorization:
+                self.authorizations.add(authorization)
+            plan = self.faults
+        if index < len(plan.sequence):
+            return plan.sequence[index]
+        return plan.draw(body, occurrence)
+
+    def record(self, kind: str) -> None:
+        with self.lock:
+            self.injected[kind] += 1
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: _HTTPServer
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        """Silent: tests and dry runs read the counters, not an access log."""
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") in ("/v1/models", "/models"):
+            self._send_json(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+        else:
+            self._send_error(404, f"no route {self.path}; use POST /v1/chat/completions")
+
+    def do_POST(self) -> None:
+        if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
+            self._send_error(404, f"no route {self.path}; use POST /v1/chat/completions")
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            request = json.loads(body)
+            messages = request["messages"]
+            if not isinstance(messages, list):
+                raise TypeError("messages is not a list")
+        except (ValueError, KeyError, TypeError) as error:
+            self._send_error(400, f"bad request body: {error}")
+            return
+        state = self.server.state
+        authorization = self.headers.get("Authorization")
+        fault = state.admit(body, authorization)
+        plan = state.faults
+        if plan.latency_s:
+            state.stopping.wait(plan.latency_s)
+        if fault in (*TRANSPORT_FAULTS, "latency", "auth_error"):
+            state.record(fault)
+        if fault == "auth_error":
+            self._send_error(401, f"Incorrect API key provided: {authorization}")
+            return
+        if fault == "latency":
+            state.stopping.wait(plan.slow_s)
+        elif fault == "rate_limit":
+            self._send_error(429, "rate limit reached (injected)", {"Retry-After": f"{plan.retry_after_s:g}"})
+            return
+        elif fault == "server_error":
+            self._send_error(500, "internal server error (injected)")
+            return
+        elif fault == "disconnect":
+            self.close_connection = True
+            return
+        elif fault == "hang":
+            state.stopping.wait(plan.hang_s)
+        text = self._answer(messages, fault)
+        self._send_json(200, self._completion(request, messages, text))
+
+    def _answer(self, messages: list[dict[str, Any]], fault: str | None) -> str:
+        state = self.server.state
+        text = state.responder(messages)
+        if fault == "malformed":
+            text = MALFORMED_ANSWER
+        elif fault == "truncated":
+            text = text[: max(1, len(text) // 2)]
+        elif fault == "wrong_ids":
+            corrupted = _with_wrong_ids(text)
+            if corrupted is None:
+                return text  # not a ratings answer: nothing to corrupt, nothing injected
+            text = corrupted
+        if fault in ANSWER_FAULTS:
+            state.record(fault)
+        return text
+
+    def _completion(self, request: dict[str, Any], messages: list[dict[str, Any]], text: str) -> dict[str, Any]:
+        prompt_tokens = sum(len(str(m.get("content") or "").split()) for m in messages if isinstance(m, dict))
+        completion_tokens = len(text.split())
+        return {
+            "id": f"chatcmpl-loopback-{self.server.state.requests}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": str(request.get("model", "scripted")),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+
+    def _send_error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        self._send_json(status, {"error": {"message": message, "type": "loopback", "code": status}}, headers)
+
+    def _send_json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:  # the client gave up (timeout) and closed the connection
+            self.close_connection = True
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default 5 drops connection bursts from a concurrent client
+    state: _ServerState
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
+class LoopbackServer:
+    """The server as a context manager: `with LoopbackServer() as server: ... server.url ...`.
+
+    Args:
+        responder: callable messages -> answer text; default FadeResponder().
+        faults: the fault plan; can be replaced between phases with `server.faults = FaultPlan(...)`.
+        host: loopback address to bind.
+        port: 0 picks a free port.
+    """
+
+    def __init__(
+        self,
+        responder: Responder | None = None,
+        faults: FaultPlan | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self._httpd = _HTTPServer((host, port), _Handler)
+        self._httpd.state = _ServerState(responder=responder or FadeResponder(), faults=faults or FaultPlan())
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The api_base to give litellm (OpenAI style, ending in /v1)."""
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    @property
+    def faults(self) -> FaultPlan:
+        return self._httpd.state.faults
+
+    @faults.setter
+    def faults(self, plan: FaultPlan) -> None:
+        with self._httpd.state.lock:
+            self._httpd.state.faults = plan
+
+    @property
+    def requests(self) -> int:
+        """Chat-completion requests received, faulty ones included."""
+        with self._httpd.state.lock:
+            return self._httpd.state.requests
+
+    @property
+    def injected(self) -> dict[str, int]:
+        """Faults injected so far, by kind."""
+        with self._httpd.state.lock:
+            return dict(self._httpd.state.injected)
+
+    @property
+    def authorizations(self) -> set[str]:
+        """Authorization header values received (kept in memory only, so tests can prove a key was sent)."""
+        with self._httpd.state.lock:
+            return set(self._httpd.state.authorizations)
+
+    def reset_counts(self) -> None:
+        """Zero the request and fault counters (the per-body occurrence counts too)."""
+        state = self._httpd.state
+        with state.lock:
+            state.requests = 0
+            state.injected.clear()
+            state.seen_bodies.clear()
+
+    def start(self) -> LoopbackServer:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._httpd.serve_forever, name="loopback-llm", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.state.stopping.set()
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._httpd.server_close()
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until interrupted (Ctrl-C)."""
+        try:
+            self._httpd.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self._httpd.state.stopping.set()
+            self._httpd.server_close()
+
+    def __enter__(self) -> LoopbackServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def serve(host: str = "127.0.0.1", port: int = 8765, responder_name: str = "fade", latency_s: float = 0.0) -> None:
+    """Run the server in the foreground until Ctrl-C (the `harness llm serve` command).
+
+    Args:
+        host: address to bind; keep it a loopback address.
+        port: port to bind; 0 picks a free one (printed).
+        responder_name: a registered responder ('fade' answers FADE and explainer prompts, 'echo' echoes).
+        latency_s: delay added to every answer, to mimic a remote backend.
+    """
+    server = LoopbackServer(RESPONDERS.get(responder_name)(), FaultPlan(latency_s=latency_s), host=host, port=port)
+    print(
+        f"Serving OpenAI-compatible chat completions at {server.url} (responder {responder_name!r}).\n"
+        f"Use llm.model: openai/scripted and llm.api_base: {server.url}. Ctrl-C stops.",
+        flush=True,
+    )
+    server.serve_forever()

@@ -1,0 +1,39 @@
+"""One object per running event loop (semaphores, batchers), for code that runs under several loops.
+
+complete_many starts a fresh loop per batch (asyncio.run), and asyncio primitives belong to one loop.
+Objects are dropped once their loop is closed: a weak-keyed map would not do, since each object holds
+its loop strongly and would keep it alive forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class PerLoop(Generic[T]):
+    """Lazily makes one `factory()` object for each running event loop."""
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._items: dict[int, tuple[asyncio.AbstractEventLoop, T]] = {}
+
+    def get(self) -> T:
+        """The running loop's object (call from a coroutine)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            for key in [key for key, (owner, _) in self._items.items() if owner.is_closed()]:
+                del self._items[key]
+            entry = self._items.get(id(loop))
+            if entry is None or entry[0] is not loop:
+                entry = self._items[id(loop)] = (loop, self._factory())
+            return entry[1]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)

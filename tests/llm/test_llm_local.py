@@ -1,0 +1,50 @@
+"""The embedded offline backend `local/...` through real litellm (the slow tests load the real model)."""
+
+from __future__ import annotations
+
+import litellm
+import pytest
+
+from harness.config import LLMConfig
+from harness.errors import LLMError
+from harness.llm import LLMClient, register_local_provider
+
+
+@pytest.mark.slow
+def test_concurrent_requests_are_micro_batched(tmp_path):
+    provider = register_local_provider()
+    assert register_local_provider() is provider  # idempotent
+    client = LLMClient(LLMConfig(model="local/smollm2-135m", max_tokens=12, concurrency=4), tmp_path, progress=False)
+    # different lengths, so the batch is really left-padded
+    questions = ["Hi", "Name two colours.", "What is the capital of France? Answer in one word.", "Count to three."]
+    calls_before = provider.generate_calls
+    results = client.complete_many([[{"role": "user", "content": question}] for question in questions])
+    generate_calls = provider.generate_calls - calls_before
+    assert 1 <= generate_calls < len(questions)
+    assert all(result.text.strip() for result in results)
+    assert all(0 < result.completion_tokens <= 12 and result.prompt_tokens > 0 for result in results)
+    usage = client.usage
+    assert usage.calls == len(questions) and usage.cost_usd == 0.0 and usage.completion_tokens > 0
+
+    # greedy decoding, padding masked: the most padded prompt asked alone (no cache) gives the same text
+    uncached = LLMClient(LLMConfig(model="local/smollm2-135m", max_tokens=12, cache=False), tmp_path, progress=False)
+    [alone] = uncached.complete_many([[{"role": "user", "content": questions[0]}]])
+    assert alone.text == results[0].text
+
+
+@pytest.mark.slow
+def test_litellm_completion_reaches_the_local_model_directly():
+    register_local_provider()
+    response = litellm.completion(
+        model="local/smollm2-135m", messages=[{"role": "user", "content": "Say hello."}], max_tokens=8
+    )
+    assert response.choices[0].message.content.strip()
+    assert response.usage.completion_tokens <= 8
+
+
+def test_an_unloadable_local_model_fails_at_once_with_the_loader_message(tmp_path):
+    client = LLMClient(LLMConfig(model="local/no-such-model", cache=False), tmp_path, progress=False)
+    [error] = client.complete_many([[{"role": "user", "content": "hi"}]])
+    assert isinstance(error, LLMError)
+    assert "local model 'no-such-model'" in str(error) and "not retried" in str(error)
+    assert client.usage.calls == 1 and client.usage.retries == 0
