@@ -16,8 +16,6 @@ from harness import __version__
 from harness.config import HarnessConfig, dump_config, load_config
 from harness.errors import ConfigError, HarnessError
 
-# litellm fetches its price map from the network at import unless told otherwise; we work offline.
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

@@ -29,6 +29,7 @@ OPERATIONAL_LLM_FIELDS = frozenset(
         "concurrency",
         "timeout_s",
         "max_retries",
+        "max_invalid_retries",
         "backoff_base_s",
         "backoff_max_s",
         "cache",
@@ -185,6 +186,9 @@ class FaithfulnessConfig(StrictModel):
     enabled: bool = True
     num_samples: int = Field(50, ge=1, description="natural samples used as prompts")
     generation_length: int = Field(30, ge=1, description="new tokens per continuation (min = max)")
+    generation_batch_size: int = Field(
+        128, ge=1, description="(prompt, factor) rows per generate call; lower it when the model runs out of memory"
+    )
     modification_factors: list[float] = Field(default_factory=lambda: [-50.0, -10.0, -1.0, 0.0, 1.0, 10.0, 50.0])
     max_failed_retries: int = Field(1, ge=0)
     max_sparse_retries: int = Field(0, ge=0)
@@ -203,6 +207,9 @@ class FadeConfig(StrictModel):
 
     rater: LLMConfig = Field(default_factory=LLMConfig)
     clarity_llm_calls: int = Field(15, ge=1)
+    generation_temperature: float = Field(
+        1.0, ge=0, description="temperature of the clarity generation calls (the reference: the provider default)"
+    )
     num_samples: int = Field(500, ge=1, description="natural samples rated for responsiveness/purity")
     percentiles: list[float] = Field(default_factory=lambda: [0.0, 50.0, 75.0, 95.0, 100.0])
     top_share: float = Field(0.1, ge=0, le=1, description="rating_top_sampling_percentage")

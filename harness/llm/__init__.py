@@ -3,6 +3,11 @@
 Swap backends by changing `llm.model` (a litellm model string); `local/smollm2-135m` runs offline.
 """
 
+import os
+
+# litellm fetches its price map from the network at import unless told otherwise; we work offline.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
 from harness.llm.cache import CachedResponse, ResponseCache, cache_key
 from harness.llm.client import LLMClient
 from harness.llm.local_provider import LocalChatProvider, register_local_provider

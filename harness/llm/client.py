@@ -43,6 +43,8 @@ _RESERVED_PARAMS = frozenset(
     {"model", "messages", "api_key", "api_base", "base_url", "timeout", "max_retries", "num_retries", "stream"}
 )
 _RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+UNUSED_API_KEY = "no-key"  # sent to keyless OpenAI-compatible servers
+
 
 
 def _quiet_litellm() -> None:
@@ -198,6 +200,10 @@ class LLMClient:
     def _api_key(self) -> str | None:
         name = self.config.api_key_env
         if name is None:
+            if self.config.api_base and self.config.model.startswith("openai/") and "OPENAI_API_KEY" not in os.environ:
+                # A self-hosted OpenAI-compatible server (vLLM, the loopback server) usually wants no key,
+                # but the OpenAI client refuses to send a request without one.
+                return UNUSED_API_KEY
             return None  # litellm then reads its provider's usual variable (OPENAI_API_KEY, ...)
         value = os.environ.get(name)
         if not value:
