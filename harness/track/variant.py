@@ -2,7 +2,7 @@
 
 The FADE work folder of a variant is `<cache_dir>/runs/<variant key>/fade`; it keeps finished features,
 so a resumed run (same key, same MLflow run) recomputes nothing that finished, and LLM answers come from
-the LLM cache. Artifacts follow docs/tracking.md (the contract the leaderboard reads).
+the LLM cache. Artifacts follow docs/tracking.md (what the leaderboard and other tools read).
 """
 
 from __future__ import annotations
