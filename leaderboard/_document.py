@@ -1,0 +1,83 @@
+"""`leaderboard.json`: the ranked table other tools read, validated before it is written (docs/leaderboard.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+# Settings shown as columns, each read from the first dotted param key present in the run (the config tree
+# logs `explain.prompt.template`; the tracking contract also names the short form `explain.template`).
+SETTINGS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("explainer", "Explainer", ("explain.explainer",)),
+    ("explainer_model", "Explainer model", ("explain.llm.model",)),
+    ("prompt", "Prompt", ("explain.prompt.template", "explain.template")),
+    ("num_examples", "Examples", ("explain.selection.num_examples", "explain.num_examples")),
+    ("selection", "Selection", ("explain.selection.strategy", "explain.selection")),
+    ("rater", "Rater", ("fade.rater.model",)),
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScoreSummary(_Strict):
+    """One FADE score of one variant over its features; None where the run logged nothing (undefined)."""
+
+    mean: float | None = None
+    median: float | None = None
+    ci_low: float | None = Field(None, description="bootstrap 95% interval of the mean")
+    ci_high: float | None = None
+    defined: float | None = Field(None, ge=0, le=1, description="share of features where the score is defined")
+
+
+class Rank(_Strict):
+    rank: int = Field(ge=1)
+    tied: bool = Field(description="its 95% interval overlaps the one of the variant ranked just above")
+
+
+class VariantSettings(_Strict):
+    explainer: str | None = None
+    explainer_model: str | None = None
+    prompt: str | None = None
+    num_examples: str | None = None
+    selection: str | None = None
+    rater: str | None = None
+
+
+class VariantEntry(_Strict):
+    """One ranked pipeline variant (one finished MLflow run)."""
+
+    rank: int = Field(ge=1, description="rank under the document's rank_by")
+    tied: bool
+    ranks: dict[str, Rank] = Field(description="rank under every criterion: 'aggregate' and each score")
+    variant: str = Field(description="the run name (untrusted text)")
+    run_id: str
+    experiment: str
+    settings: VariantSettings
+    scores: dict[str, ScoreSummary]
+    aggregate: float | None = Field(description="weighted mean of the score means (document's weights)")
+    cost_usd: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    tokens: int | None = Field(None, description="prompt + completion tokens")
+    llm_calls: int | None = None
+    features: int | None = Field(None, description="features evaluated")
+    page: str = Field(description="the variant's page, relative to the site root")
+
+
+class LeaderboardDocument(_Strict):
+    """The whole leaderboard: how it was ranked, and the variants best first."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    title: str
+    generated_at: datetime
+    experiments: list[str]
+    rank_by: str = Field(description="'aggregate' or a score name")
+    weights: dict[str, float] = Field(description="score -> weight of the aggregate")
+    scores: list[str] = Field(description="the scores present, in display order")
+    variants: list[VariantEntry]

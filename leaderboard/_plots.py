@@ -1,0 +1,239 @@
+"""Inline SVG plots of the leaderboard, drawn in Python (no JS, no CDN): radar, distributions, cost vs quality.
+
+Geometry and statistics are pure functions of arrays; the SVG writers escape every label and style through
+CSS classes (the page's stylesheet colours them, so no inline style is needed under the CSP).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from html import escape
+
+import numpy as np
+
+SERIES_COLOURS = 10  # CSS classes s0..s9
+LABEL_CHARS = 28
+
+
+def pareto_front(costs: Sequence[float], qualities: Sequence[float]) -> np.ndarray:
+    """Mask of the points no other point dominates (cost no higher and quality no lower, one strictly)."""
+    cost, quality = np.asarray(costs, dtype=float), np.asarray(qualities, dtype=float)
+    no_worse = (cost[None, :] <= cost[:, None]) & (quality[None, :] >= quality[:, None])
+    better = (cost[None, :] < cost[:, None]) | (quality[None, :] > quality[:, None])
+    return ~(no_worse & better).any(axis=1)
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Round tick values (1, 2, 2.5 or 5 times a power of ten) covering [low, high]."""
+    if not high > low:
+        return [low]
+    raw = (high - low) / max(count - 1, 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(power * m for m in (1, 2, 2.5, 5, 10) if power * m >= raw)
+    first = math.floor(low / step + 1e-9) * step
+    ticks = [first + i * step for i in range(int(math.ceil((high - first) / step - 1e-9)) + 1)]
+    return [round(tick, 12) for tick in ticks]
+
+
+@dataclass(frozen=True)
+class BoxStats:
+    low: float
+    q1: float
+    median: float
+    q3: float
+    high: float
+    count: int
+
+
+def box_stats(values: Sequence[float]) -> BoxStats | None:
+    """Min, quartiles, max of the defined values; None when there are none."""
+    defined = np.asarray([value for value in values if value is not None], dtype=float)
+    defined = defined[np.isfinite(defined)]
+    if defined.size == 0:
+        return None
+    low, q1, median, q3, high = np.percentile(defined, [0, 25, 50, 75, 100])
+    return BoxStats(float(low), float(q1), float(median), float(q3), float(high), int(defined.size))
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= LABEL_CHARS else name[: LABEL_CHARS - 1] + "…"
+
+
+def _number(value: float) -> str:
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _svg(width: float, height: float, label: str, body: list[str]) -> str:
+    return (
+        f'<svg class="plot" viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="{escape(label)}" '
+        f'xmlns="http://www.w3.org/2000/svg">{"".join(body)}</svg>'
+    )
+
+
+def radar_svg(scores: Sequence[str], names: Sequence[str], means: Sequence[Sequence[float | None]]) -> str:
+    """One polygon of score means (0..1 on each axis) per variant; an undefined mean sits at the centre.
+
+    Args:
+        scores: axis names, clockwise from the top.
+        names: variant names, one per polygon (series colour = position).
+        means: per variant, its mean for each score (None when undefined).
+    """
+    width, height, radius = 520.0, 340.0, 120.0
+    centre, middle = width / 2, height / 2
+
+    def point(axis: int, value: float) -> tuple[float, float]:
+        angle = -math.pi / 2 + 2 * math.pi * axis / len(scores)
+        return centre + radius * value * math.cos(angle), middle + radius * value * math.sin(angle)
+
+    body = []
+    for level in (0.25, 0.5, 0.75, 1.0):
+        ring = " ".join(f"{x:.1f},{y:.1f}" for x, y in (point(axis, level) for axis in range(len(scores))))
+        body.append(f'<polygon class="gridline" points="{ring}"/>')
+    for axis, score in enumerate(scores):
+        x, y = point(axis, 1.0)
+        lx, ly = point(axis, 1.12)
+        anchor = "middle" if abs(lx - centre) < 1 else ("start" if lx > centre else "end")
+        body.append(f'<line class="gridline" x1="{centre}" y1="{middle}" x2="{x:.1f}" y2="{y:.1f}"/>')
+        body.append(
+            f'<text class="axis-label" x="{lx:.1f}" y="{ly + 4:.1f}" text-anchor="{anchor}">{escape(score)}</text>'
+        )
+    for level in (0.5, 1.0):
+        x, y = point(0, level)
+        body.append(f'<text class="tick" x="{x + 4:.1f}" y="{y + 10:.1f}">{level:g}</text>')
+    for index, (name, values) in enumerate(zip(names, means)):
+        corners = [point(axis, value or 0.0) for axis, value in enumerate(values)]
+        shown = ", ".join(
+            f"{score} {'undefined' if value is None else f'{value:.3f}'}" for score, value in zip(scores, values)
+        )
+        body.append(
+            f'<polygon class="series s{index % SERIES_COLOURS}" '
+            f'points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in corners)}">'
+            f"<title>{escape(name)}: {escape(shown)}</title></polygon>"
+        )
+    return _svg(width, height, "radar of mean scores per variant", body)
+
+
+def distributions_svg(score: str, names: Sequence[str], stats: Sequence[BoxStats | None]) -> str:
+    """Horizontal box plots (min, quartiles, median, max on 0..1) of one score, one row per variant."""
+    label_width, plot_width, row, top = 190.0, 280.0, 16.0, 26.0
+    height = top + row * len(names) + 24
+
+    def x(value: float) -> float:
+        return label_width + plot_width * min(max(value, 0.0), 1.0)
+
+    body = [f'<text class="plot-title" x="{label_width}" y="14">{escape(score)}</text>']
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        body.append(f'<line class="gridline" x1="{x(tick):.1f}" y1="{top - 4}" x2="{x(tick):.1f}" y2="{height - 20:.1f}"/>')
+        body.append(f'<text class="tick" x="{x(tick):.1f}" y="{height - 6:.1f}" text-anchor="middle">{tick:g}</text>')
+    for index, (name, box) in enumerate(zip(names, stats)):
+        middle = top + row * index + row / 2
+        body.append(
+            f'<text class="row-label" x="{label_width - 8}" y="{middle + 4:.1f}" text-anchor="end">'
+            f"{escape(_short(name))}<title>{escape(name)}</title></text>"
+        )
+        if box is None:
+            body.append(f'<text class="tick" x="{x(0) + 4:.1f}" y="{middle + 4:.1f}">undefined</text>')
+            continue
+        summary = (
+            f"{name}: median {box.median:.3f}, quartiles {box.q1:.3f}–{box.q3:.3f}, "
+            f"range {box.low:.3f}–{box.high:.3f}, {box.count} features"
+        )
+        body.append(
+            f'<g class="box s{index % SERIES_COLOURS}"><title>{escape(summary)}</title>'
+            f'<line x1="{x(box.low):.1f}" y1="{middle:.1f}" x2="{x(box.high):.1f}" y2="{middle:.1f}"/>'
+            f'<rect x="{x(box.q1):.1f}" y="{middle - 5:.1f}" width="{max(x(box.q3) - x(box.q1), 1):.1f}" height="10"/>'
+            f'<line class="median" x1="{x(box.median):.1f}" y1="{middle - 6:.1f}" x2="{x(box.median):.1f}" '
+            f'y2="{middle + 6:.1f}"/></g>'
+        )
+    return _svg(label_width + plot_width + 16, height, f"distribution of {score} per variant", body)
+
+
+@dataclass(frozen=True)
+class CostScale:
+    """Where a cost sits along the x axis (0..1) and the ticks to draw; logarithmic when costs span decades."""
+
+    logarithmic: bool
+    low: float
+    high: float
+    zero_gap: float  # share of the axis kept at the left for free (zero-cost) variants on a log axis
+
+    def fraction(self, cost: float) -> float:
+        if not self.logarithmic:
+            return (cost - self.low) / ((self.high - self.low) or 1)
+        if cost <= 0:
+            return 0.0
+        return self.zero_gap + (1 - self.zero_gap) * (math.log10(cost) - self.low) / ((self.high - self.low) or 1)
+
+    def ticks(self, has_zero: bool) -> list[tuple[float, str]]:
+        if not self.logarithmic:
+            return [(tick, f"${_number(tick)}") for tick in nice_ticks(self.low, self.high)]
+        decades = [(10.0**power, f"${10.0**power:g}") for power in range(int(self.low), int(self.high) + 1)]
+        return ([(0.0, "free")] if has_zero else []) + decades
+
+
+def cost_scale(costs: Sequence[float], decades: float = 1.5) -> CostScale:
+    """Linear from 0, unless the positive costs span at least `decades` powers of ten: then log10 by decade."""
+    cost = np.asarray(costs, dtype=float)
+    positive = cost[cost > 0]
+    if positive.size >= 2 and math.log10(positive.max() / positive.min()) >= decades:
+        low, high = math.floor(math.log10(positive.min())), math.ceil(math.log10(positive.max()))
+        return CostScale(True, float(low), float(max(high, low + 1)), 0.08 if (cost <= 0).any() else 0.0)
+    ticks = nice_ticks(0.0, float(cost.max()) if cost.size and cost.max() > 0 else 1.0)
+    return CostScale(False, ticks[0], ticks[-1], 0.0)
+
+
+def cost_quality_svg(
+    names: Sequence[str], costs: Sequence[float], qualities: Sequence[float], quality_label: str
+) -> str:
+    """Scatter of cost (USD) against quality with the Pareto front as a staircase; front points are labelled."""
+    width, height = 680.0, 380.0
+    left, right, top, bottom = 56.0, 190.0, 16.0, 44.0
+    cost, quality = np.asarray(costs, dtype=float), np.asarray(qualities, dtype=float)
+    front = pareto_front(cost, quality)
+    quality_low, quality_high = float(quality.min()), float(quality.max())
+    if quality_high - quality_low < 1e-9:
+        quality_low, quality_high = quality_low - 0.05, quality_high + 0.05
+    scale = cost_scale(cost)
+    y_ticks = nice_ticks(quality_low, quality_high)
+    y_low, y_high = y_ticks[0], y_ticks[-1]
+
+    def x(value: float) -> float:
+        return left + (width - left - right) * scale.fraction(value)
+
+    def y(value: float) -> float:
+        return height - bottom - (height - top - bottom) * (value - y_low) / ((y_high - y_low) or 1)
+
+    body = []
+    for tick, label in scale.ticks(bool((cost <= 0).any())):
+        body.append(f'<line class="gridline" x1="{x(tick):.1f}" y1="{top}" x2="{x(tick):.1f}" y2="{height - bottom}"/>')
+        body.append(f'<text class="tick" x="{x(tick):.1f}" y="{height - bottom + 16}" text-anchor="middle">{label}</text>')
+    for tick in y_ticks:
+        body.append(f'<line class="gridline" x1="{left}" y1="{y(tick):.1f}" x2="{width - right}" y2="{y(tick):.1f}"/>')
+        body.append(f'<text class="tick" x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">{_number(tick)}</text>')
+    body.append(
+        f'<text class="axis-label" x="{(left + width - right) / 2:.1f}" y="{height - 6}" text-anchor="middle">'
+        f"cost (USD{', log scale' if scale.logarithmic else ''}; lower is better)</text>"
+        f'<text class="axis-label" transform="translate(14 {(top + height - bottom) / 2:.1f}) rotate(-90)" '
+        f'text-anchor="middle">{escape(quality_label)} (higher is better)</text>'
+    )
+    order = np.flatnonzero(front)[np.argsort(cost[front], kind="stable")]
+    if order.size:
+        steps = [f"M{x(cost[order[0]]):.1f},{y(quality[order[0]]):.1f}"]
+        for index in order[1:]:
+            steps.append(f"H{x(cost[index]):.1f}V{y(quality[index]):.1f}")
+        body.append(f'<path class="front" d="{"".join(steps)}"/>')
+    for index, name in enumerate(names):
+        kind = "point front" if front[index] else "point"
+        body.append(
+            f'<circle class="{kind}" cx="{x(cost[index]):.1f}" cy="{y(quality[index]):.1f}" r="5">'
+            f"<title>{escape(name)}: cost ${cost[index]:.4g}, {escape(quality_label)} {quality[index]:.3f}"
+            f"{' (Pareto front)' if front[index] else ''}</title></circle>"
+        )
+        if front[index]:
+            body.append(
+                f'<text class="point-label" x="{x(cost[index]) + 8:.1f}" y="{y(quality[index]) + 4:.1f}">'
+                f"{escape(_short(name))}</text>"
+            )
+    return _svg(width, height, f"cost against {quality_label} with the Pareto front", body)

@@ -1,0 +1,398 @@
+"""Read tracked variant runs (docs/tracking contract) into ranked entries and per-feature records.
+
+The run-level numbers come from `harness.track.compare.variants_table` (one MLflow query); the per-feature
+tables and plots are copied out of each run's artifacts. Everything read here is untrusted text: it is kept
+as data and only ever rendered escaped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from operator import itemgetter
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse, urlsplit, urlunsplit
+from urllib.request import url2pathname
+
+import pandas as pd
+
+from harness.errors import HarnessError
+from harness.track.compare import AGGREGATE, SCORES, rank_variants, variants_table
+from leaderboard._document import SETTINGS, Rank, ScoreSummary, VariantEntry, VariantSettings
+
+PARAM_PREFIX = "param:"
+TABLES = ("per_feature", "top_examples", "rated_samples")
+REQUIRED_COLUMNS = {
+    "per_feature": ("feature", "description"),
+    "top_examples": ("feature", "tokens", "activations"),
+    "rated_samples": ("feature", "stage", "rating"),
+}
+# Params that say where a feature lives: the same feature index of two variants is the same feature only
+# when these agree.
+SITE_PARAMS = ("model.name", "site.kind", "site.module", "site.hook", "site.sae.path")
+_SAFE_SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class LeaderboardError(HarnessError):
+    """The runs cannot be turned into a leaderboard (none found, malformed artifact, unsafe output folder)."""
+
+
+@dataclass
+class RankedVariants:
+    """Finished variant runs, best first, with what their pages show beyond the table row."""
+
+    entries: list[VariantEntry]
+    scores: list[str]
+    weights: dict[str, float]
+    params: dict[str, dict[str, str]]
+    metrics: dict[str, dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Plot:
+    """A PNG of the run: its path inside `plots/` and its pixel size (so pages reserve its space)."""
+
+    path: str
+    width: int
+    height: int
+
+
+@dataclass
+class RunArtifacts:
+    """One run's per-feature records (JSON-ready dicts) and the plots staged for copying into the site."""
+
+    features: list[dict[str, Any]] = field(default_factory=list)
+    top_examples: dict[int, list[tuple[Any, ...]]] = field(default_factory=dict)  # rows of EXAMPLE_FIELDS
+    rated_samples: dict[int, list[tuple[Any, ...]]] = field(default_factory=dict)  # rows of RATED_FIELDS
+    plots_dir: Path | None = None  # the run's `plots/` (in the store itself, or downloaded): copy, never move
+    plots: list[Plot] = field(default_factory=list)
+    feature_plots: dict[int, list[Plot]] = field(default_factory=dict)
+
+
+def png_size(path: Path) -> tuple[int, int] | None:
+    """Width and height from a PNG's header; None when the file is not a PNG."""
+    with open(path, "rb") as file:
+        header = file.read(24)
+    if len(header) < 24 or header[:8] != b"\x89PNG\r\n\x1a\n" or header[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+
+
+def finite(value: Any) -> float | None:
+    """A finite number as float, else None (NaN, None, text, bool)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def safe_segment(text: str) -> str:
+    """`text` when it is a safe path segment (MLflow run ids are), else a short hash of it."""
+    return text if _SAFE_SEGMENT.fullmatch(text) else hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def variant_page(run_id: str) -> str:
+    return f"variants/{safe_segment(run_id)}/index.html"
+
+
+def site_key(params: Mapping[str, str]) -> str:
+    """Human-readable identity of the feature site (model, kind, module, SAE) of a run."""
+    return " · ".join(params[key] for key in SITE_PARAMS if params.get(key))
+
+
+def _without_password(uri: str) -> str:
+    """The URI as shown in messages: a `user:password@` part (a tracking server's login) is dropped."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def read_ranked_variants(
+    experiment_names: Sequence[str],
+    tracking_uri: str,
+    *,
+    run_ids: Sequence[str] | None = None,
+    rank_by: str = AGGREGATE,
+    weights: Mapping[str, float] | None = None,
+) -> RankedVariants:
+    """The finished variant runs of the experiments, ranked by `rank_by` and also by every other criterion."""
+    table = variants_table(experiment_names, tracking_uri, run_ids=run_ids)
+    where = f"experiment(s) {', '.join(map(repr, experiment_names))} of {_without_password(tracking_uri)}"
+    if table.empty:
+        raise LeaderboardError(
+            f"no finished variant runs in {where}; run `harness run` first, or check the experiment names"
+        )
+    scores = [name for name in SCORES if f"{name}_mean" in table.columns]
+    if not scores:
+        raise LeaderboardError(
+            f"the runs in {where} log no score means ({', '.join(f'{name}_mean' for name in SCORES)}); "
+            "were they evaluated?"
+        )
+    weights = dict(weights) if weights else {name: 1.0 for name in scores}
+    rankings = {
+        criterion: rank_variants(table, by=criterion, weights=weights if criterion == AGGREGATE else None)
+        for criterion in (AGGREGATE, *scores)
+    }
+    if rank_by not in rankings:
+        rankings[rank_by] = rank_variants(table, by=rank_by)  # raises the clear "cannot rank by" error
+    ranks = {
+        criterion: {row.run_id: Rank(rank=row.rank, tied=row.tied) for row in ranked.itertuples()}
+        for criterion, ranked in rankings.items()
+    }
+    aggregate = dict(zip(rankings[AGGREGATE]["run_id"], rankings[AGGREGATE][f"{AGGREGATE}_mean"]))
+    entries, params, metrics = [], {}, {}
+    for row in rankings[rank_by].to_dict("records"):
+        run_id = row["run_id"]
+        params[run_id] = {
+            key[len(PARAM_PREFIX) :]: value
+            for key, value in row.items()
+            if key.startswith(PARAM_PREFIX) and isinstance(value, str)
+        }
+        metrics[run_id] = {key: number for key in table.columns if (number := finite(row.get(key))) is not None}
+        entries.append(_entry(row, ranks, scores, finite(aggregate[run_id]), params[run_id], metrics[run_id]))
+    return RankedVariants(entries, scores, weights, params, metrics)
+
+
+def _entry(
+    row: Mapping[str, Any],
+    ranks: Mapping[str, Mapping[str, Rank]],
+    scores: Sequence[str],
+    aggregate: float | None,
+    params: Mapping[str, str],
+    metrics: Mapping[str, float],
+) -> VariantEntry:
+    def count(name: str) -> int | None:
+        return round(metrics[name]) if name in metrics else None
+
+    prompt_tokens, completion_tokens = count("prompt_tokens"), count("completion_tokens")
+    tokens = None if prompt_tokens is None and completion_tokens is None else (prompt_tokens or 0) + (completion_tokens or 0)
+    settings = {
+        name: next((params[key] for key in keys if key in params), None) for name, _, keys in SETTINGS
+    }
+    return VariantEntry(
+        rank=int(row["rank"]),
+        tied=bool(row["tied"]),
+        ranks={criterion: by_run[row["run_id"]] for criterion, by_run in ranks.items()},
+        variant=str(row["variant"]),
+        run_id=row["run_id"],
+        experiment=row["experiment"],
+        settings=VariantSettings(**settings),
+        scores={
+            name: ScoreSummary(
+                **{part: metrics.get(f"{name}_{part}") for part in ("mean", "median", "ci_low", "ci_high", "defined")}
+            )
+            for name in scores
+        },
+        aggregate=aggregate,
+        cost_usd=metrics.get("cost_usd"),
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        tokens=tokens,
+        llm_calls=count("llm_calls"),
+        features=count("features"),
+        page=variant_page(row["run_id"]),
+    )
+
+
+@contextmanager
+def _quiet_artifact_downloads() -> Iterator[None]:
+    """MLflow draws one progress bar per download; the leaderboard shows one bar over all runs instead."""
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(name)
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
+def _artifact_folder(run_id: str, tracking_uri: str, staging: Path) -> Path:
+    """The run's artifact folder: read in place when the store keeps artifacts on this disk (no copy of
+    hundreds of MB of tables), else its `tables/` and `plots/` downloaded into `staging`."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    location = urlparse(client.get_run(run_id).info.artifact_uri)
+    if location.scheme == "file" and location.netloc in ("", "localhost"):
+        return Path(url2pathname(location.path))
+    present = {info.path for info in client.list_artifacts(run_id)}
+    staging.mkdir(parents=True, exist_ok=True)
+    with _quiet_artifact_downloads():
+        for folder in ("tables", "plots"):
+            if folder in present:
+                client.download_artifacts(run_id, folder, str(staging))
+    return staging
+
+
+def read_run_artifacts(run_id: str, tracking_uri: str, staging: Path) -> RunArtifacts:
+    """Read the run's tables and list its plots; absent artifacts stay empty.
+
+    Args:
+        staging: where a remote store's artifacts are downloaded (unused for a local store).
+    """
+    folder = _artifact_folder(run_id, tracking_uri, staging)
+    artifacts = RunArtifacts()
+    per_feature = _read_table(folder / "tables" / "per_feature.json", "per_feature", run_id)
+    if per_feature is not None:
+        artifacts.features = _feature_records(per_feature)
+    top_examples = _read_table(folder / "tables" / "top_examples.json", "top_examples", run_id)
+    if top_examples is not None:
+        artifacts.top_examples = _example_records(top_examples)
+    rated_samples = _read_table(folder / "tables" / "rated_samples.json", "rated_samples", run_id)
+    if rated_samples is not None:
+        artifacts.rated_samples = _rated_records(rated_samples)
+    plots_dir = folder / "plots"
+    if plots_dir.is_dir():
+        artifacts.plots_dir = plots_dir
+        for path in sorted(plots_dir.rglob("*.png")):
+            parts, size = path.relative_to(plots_dir).parts, png_size(path)
+            if size is None:
+                continue  # not an image a browser can show
+            plot = Plot("/".join(parts), *size)
+            if len(parts) == 3 and parts[0] == "features" and parts[1].lstrip("-").isdigit():
+                artifacts.feature_plots.setdefault(int(parts[1]), []).append(plot)
+            elif len(parts) == 1:
+                artifacts.plots.append(plot)
+    return artifacts
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A `mlflow.log_table` JSON file: column names and rows (lists), already checked for shape."""
+
+    name: str
+    run_id: str
+    columns: dict[str, int]
+    rows: list[list[Any]]
+
+    def column(self, name: str) -> Callable[[list[Any]], Any]:
+        """Fast cell getter for a column; an absent optional column reads as None."""
+        index = self.columns.get(name)
+        return (lambda row: None) if index is None else (lambda row: row[index])
+
+    def features(self) -> list[int]:
+        values = list(map(itemgetter(self.columns["feature"]), self.rows))
+        if all(type(value) is int for value in values):
+            return values
+        return [_feature_index(value, self) for value in values]
+
+
+def _read_table(path: Path, name: str, run_id: str) -> _Table | None:
+    if not path.is_file():
+        return None
+    where = f"artifact tables/{name}.json of run {run_id}"
+    try:
+        # NaN and ±Infinity (Python's json writes them) are undefined values: read them as None.
+        content = json.loads(path.read_text(encoding="utf-8"), parse_constant=lambda constant: None)
+        columns, rows = content["columns"], content["data"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise LeaderboardError(
+            f"{where} is not a table written by mlflow.log_table ({error}); re-log it or delete the run"
+        ) from error
+    missing = [column for column in REQUIRED_COLUMNS[name] if column not in columns]
+    if missing:
+        raise LeaderboardError(
+            f"{where} lacks the column(s) {', '.join(missing)} (has: {', '.join(map(str, columns))}); "
+            "see docs/leaderboard.md for the columns each table needs"
+        )
+    width = len(columns)
+    for index, row in enumerate(rows):
+        if type(row) is not list or len(row) != width:
+            raise LeaderboardError(f"{where}: row {index} does not have the {width} columns of the header")
+    return _Table(name, run_id, {column: index for index, column in enumerate(columns)}, rows)
+
+
+def _feature_index(value: Any, table: _Table) -> int:
+    if type(value) is int:
+        return value
+    if type(value) is not float or not value.is_integer():
+        raise LeaderboardError(
+            f"artifact tables/{table.name}.json of run {table.run_id}: feature {value!r} is not an integer "
+            "feature index"
+        )
+    return int(value)
+
+
+def _text(value: Any) -> str | None:
+    return value if value is None or type(value) is str else str(value)
+
+
+def _feature_records(table: _Table) -> list[dict[str, Any]]:
+    description, explainer, factor = map(table.column, ("description", "explainer", "faithfulness_factor"))
+    score_columns = [(name, table.column(name), table.column(f"{name}_reason")) for name in SCORES]
+    return [
+        {
+            "feature": feature,
+            "description": _text(description(row)),
+            "explainer": _text(explainer(row)),
+            "scores": {name: {"value": finite(value(row)), "reason": _text(reason(row))} for name, value, reason in score_columns},
+            "faithfulness_factor": finite(factor(row)),
+        }
+        for feature, row in zip(table.features(), table.rows)
+    ]
+
+
+# Examples and rated samples are many (tens of thousands per run): they are kept as rows in these column
+# orders (the pages' script unpacks them) rather than as one dict each, which is what makes a build fast.
+EXAMPLE_FIELDS = ("rank", "sample_id", "text", "tokens", "activations")
+RATED_FIELDS = ("stage", "factor", "sample_id", "text", "activation", "rating")
+
+
+def _pick(table: _Table, fields: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+    """The rows' cells in `fields` order (an absent optional column gives None)."""
+    if all(field in table.columns for field in fields):
+        return map(itemgetter(*(table.columns[field] for field in fields)), table.rows)
+    getters = [table.column(field) for field in fields]
+    return (tuple(getter(row) for getter in getters) for row in table.rows)
+
+
+def _example_records(table: _Table) -> dict[int, list[tuple[Any, ...]]]:
+    grouped: defaultdict[int, list[tuple[Any, ...]]] = defaultdict(list)
+    for feature, example in zip(table.features(), _pick(table, EXAMPLE_FIELDS)):
+        tokens, activations = example[3], example[4]
+        if type(tokens) is not list or type(activations) is not list or len(tokens) != len(activations):
+            raise LeaderboardError(
+                f"artifact tables/top_examples.json of run {table.run_id}, feature {feature}: tokens and "
+                "activations must be lists of the same length"
+            )
+        grouped[feature].append(example)
+    return dict(grouped)
+
+
+def _rated_records(table: _Table) -> dict[int, list[tuple[Any, ...]]]:
+    grouped: defaultdict[int, list[tuple[Any, ...]]] = defaultdict(list)
+    for feature, sample in zip(table.features(), _pick(table, RATED_FIELDS)):
+        grouped[feature].append(sample)
+    return dict(grouped)
+
+
+def table_frame(entries: Sequence[VariantEntry], scores: Sequence[str]) -> pd.DataFrame:
+    """The leaderboard as a flat table (the CSV download): one row per variant, best first."""
+    rows = []
+    for entry in entries:
+        row: dict[str, Any] = {"rank": entry.rank, "tied": entry.tied, "variant": entry.variant, "aggregate": entry.aggregate}
+        for name in scores:
+            summary = entry.scores[name]
+            row.update({f"{name}_{part}": getattr(summary, part) for part in ("mean", "ci_low", "ci_high", "defined")})
+        row.update(
+            cost_usd=entry.cost_usd,
+            prompt_tokens=entry.prompt_tokens,
+            completion_tokens=entry.completion_tokens,
+            features=entry.features,
+            **entry.settings.model_dump(),
+            experiment=entry.experiment,
+            run_id=entry.run_id,
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)

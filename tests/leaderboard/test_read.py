@@ -1,0 +1,173 @@
+"""Reading tracked runs: numbers and settings match what the runs logged; bad stores fail clearly."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from harness.errors import ConfigError
+from harness.track.compare import SCORES
+from harness.track.runs import log_metrics, variant_run
+from harness.track.store import default_tracking_uri, ensure_experiment
+from leaderboard import LeaderboardError
+from leaderboard._read import EXAMPLE_FIELDS, RATED_FIELDS, read_ranked_variants, read_run_artifacts
+from leaderboard_runs import DEMO_VARIANTS, FEATURES
+
+
+def _per_feature(uri: str, run_id: str) -> list[dict]:
+    path = Path(MlflowClient(uri).download_artifacts(run_id, "tables/per_feature.json"))
+    content = json.loads(path.read_text())
+    return [dict(zip(content["columns"], row)) for row in content["data"]]
+
+
+def test_entries_carry_the_runs_numbers_best_aggregate_first(store):
+    ranked = read_ranked_variants(["demo"], store.uri)
+    assert ranked.scores == list(SCORES)
+    assert ranked.weights == {name: 1.0 for name in SCORES}
+    assert {entry.variant for entry in ranked.entries} == {variant.name for variant in DEMO_VARIANTS}
+    expected_aggregate = {}
+    for entry in ranked.entries:
+        rows = _per_feature(store.uri, entry.run_id)
+        means = {}
+        for score in SCORES:
+            defined = [row[score] for row in rows if row[score] is not None]
+            means[score] = float(np.mean(defined)) if defined else None
+            assert entry.scores[score].mean == pytest.approx(means[score])
+            assert entry.scores[score].defined == pytest.approx(len(defined) / len(rows))
+        expected_aggregate[entry.run_id] = None if None in means.values() else float(np.mean(list(means.values())))
+        assert entry.aggregate == pytest.approx(expected_aggregate[entry.run_id])
+        assert entry.features == len(FEATURES)
+        assert entry.tokens == entry.prompt_tokens + entry.completion_tokens == 960 * 40 * len(FEATURES)
+        assert entry.page == f"variants/{entry.run_id}/index.html"
+    order = [entry.run_id for entry in ranked.entries]
+    defined_first = sorted((r for r in order if expected_aggregate[r] is not None), key=lambda r: -expected_aggregate[r])
+    assert order[: len(defined_first)] == defined_first
+    assert [entry.rank for entry in ranked.entries] == list(range(1, len(order) + 1))  # aggregate has no CI: no ties
+
+
+def test_settings_come_from_the_logged_config(store):
+    entries = {entry.variant: entry for entry in read_ranked_variants(["demo"], store.uri).entries}
+    settings = entries["gpt-4o · delphi · 20 examples"].settings
+    assert settings.model_dump() == {
+        "explainer": "llm", "explainer_model": "openai/gpt-4o", "prompt": "delphi", "num_examples": "20",
+        "selection": "top", "rater": "openai/gpt-4o-mini",
+    }
+    assert entries["gpt-4o-mini · stratified"].settings.selection == "stratified"
+    assert entries["top-tokens baseline"].settings.explainer == "top-tokens"
+    assert entries["claude-haiku · neuron-explainer"].settings.rater == "anthropic/claude-3-5-haiku"
+
+
+def test_ranks_by_a_score_tie_when_intervals_overlap(store):
+    ranked = read_ranked_variants(["demo"], store.uri, rank_by="clarity")
+    entries = ranked.entries
+    means = [entry.scores["clarity"].mean for entry in entries]
+    assert means == sorted(means, reverse=True)
+    for above, below in zip(entries, entries[1:]):
+        overlap = below.scores["clarity"].ci_low <= above.scores["clarity"].ci_high and (
+            above.scores["clarity"].ci_low <= below.scores["clarity"].ci_high
+        )
+        assert below.tied == overlap
+        assert below.rank == (above.rank if overlap else entries.index(below) + 1)
+    assert any(entry.tied for entry in entries), "the demo has overlapping clarity intervals"
+    assert [entry.ranks["clarity"].rank for entry in entries] == [entry.rank for entry in entries]
+
+
+def test_weights_change_the_aggregate(store):
+    weights = {"clarity": 3.0, "purity": 1.0}
+    for entry in read_ranked_variants(["demo"], store.uri, weights=weights).entries:
+        expected = (3 * entry.scores["clarity"].mean + entry.scores["purity"].mean) / 4
+        assert entry.aggregate == pytest.approx(expected)
+
+
+def test_bad_requests_fail_with_clear_errors(store):
+    with pytest.raises(ConfigError, match="no experiment 'nope'"):
+        read_ranked_variants(["nope"], store.uri)
+    with pytest.raises(ConfigError, match="cannot rank by 'novelty'"):
+        read_ranked_variants(["demo"], store.uri, rank_by="novelty")
+    with pytest.raises(ConfigError, match="unknown score"):
+        read_ranked_variants(["demo"], store.uri, weights={"novelty": 1.0})
+
+
+@pytest.fixture(scope="module")
+def scratch_store(tmp_path_factory):
+    yield default_tracking_uri(tmp_path_factory.mktemp("scratch"))  # a new sqlite store takes seconds to set up
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture()
+def scratch(scratch_store, request):
+    """A fresh experiment of its own for each test, in one shared store."""
+    name = re.sub(r"\W", "_", request.node.name)
+    return scratch_store, name, ensure_experiment(name, scratch_store)
+
+
+def test_no_finished_runs_is_an_error_and_unfinished_runs_do_not_count(scratch):
+    uri, name, experiment_id = scratch
+    with pytest.raises(LeaderboardError, match="no finished variant runs"):
+        read_ranked_variants([name], uri)
+    with pytest.raises(RuntimeError), variant_run(experiment_id, "k-crash", "crashed"):
+        log_metrics({"clarity_mean": 0.9})
+        raise RuntimeError("interrupted")
+    with variant_run(experiment_id, "k-ok", "finished"):
+        log_metrics({"clarity_mean": 0.4})
+    assert [entry.variant for entry in read_ranked_variants([name], uri).entries] == ["finished"]
+
+
+def _run_with_tables(experiment_id: str, tables: dict[str, dict]) -> str:
+    with variant_run(experiment_id, json.dumps(sorted(tables)), "broken") as run:
+        log_metrics({"clarity_mean": 0.5})
+        for name, content in tables.items():
+            mlflow.log_dict(content, f"tables/{name}.json")
+    return run.run_id
+
+
+@pytest.mark.parametrize(
+    ("tables", "message"),
+    [
+        ({"per_feature": {"columns": ["feature"], "data": [[1]]}}, "lacks the column\\(s\\) description"),
+        ({"per_feature": {"rows": []}}, "not a table written by mlflow.log_table"),
+        ({"per_feature": {"columns": ["feature", "description"], "data": [[1, "a", "extra"]]}}, "row 0 does not have"),
+        ({"per_feature": {"columns": ["feature", "description"], "data": [["seven", "a"]]}}, "not an integer feature"),
+        (
+            {"top_examples": {"columns": ["feature", "tokens", "activations"], "data": [[1, ["a", "b"], [0.5]]]}},
+            "tokens and activations must be lists of the same length",
+        ),
+    ],
+)
+def test_malformed_artifacts_name_the_run_and_the_problem(scratch, tmp_path, tables, message):
+    uri, _, experiment_id = scratch
+    run_id = _run_with_tables(experiment_id, tables)
+    with pytest.raises(LeaderboardError, match=message) as raised:
+        read_run_artifacts(run_id, uri, tmp_path / "staging")
+    assert run_id in str(raised.value)
+
+
+def test_a_run_without_artifacts_reads_as_empty(scratch, tmp_path):
+    uri, _, experiment_id = scratch
+    with variant_run(experiment_id, "bare", "bare") as run:
+        log_metrics({"clarity_mean": 0.5})
+    artifacts = read_run_artifacts(run.run_id, uri, tmp_path / "staging")
+    assert (artifacts.features, artifacts.top_examples, artifacts.plots, artifacts.plots_dir) == ([], {}, [], None)
+
+
+def test_per_feature_records_group_examples_and_ratings(store, tmp_path):
+    run_id = store.run_ids[DEMO_VARIANTS[0].name]
+    artifacts = read_run_artifacts(run_id, store.uri, tmp_path / "staging")
+    assert [record["feature"] for record in artifacts.features] == FEATURES
+    assert sorted(artifacts.top_examples) == FEATURES and all(len(v) == 5 for v in artifacts.top_examples.values())
+    assert all(len(v) == 12 for v in artifacts.rated_samples.values())
+    stage = RATED_FIELDS.index("stage")
+    assert {sample[stage] for sample in artifacts.rated_samples[0]} == {"responsiveness", "faithfulness"}
+    tokens, activations = (EXAMPLE_FIELDS.index(name) for name in ("tokens", "activations"))
+    assert all(len(example[tokens]) == len(example[activations]) == 12 for example in artifacts.top_examples[5])
+    record = artifacts.features[3]  # feature 3: no rated-2 samples in the synthetic runs
+    assert record["scores"]["responsiveness"] == {"value": None, "reason": "no rated-2 samples"}
+    assert [plot.path for plot in artifacts.plots] == ["radar.png", "score_distributions.png"]
+    assert sorted(artifacts.feature_plots) == [0, 1]
+    assert artifacts.plots[1].width == 400 and artifacts.plots[1].height == 250  # 4 x 2.5 in at 100 dpi
