@@ -140,6 +140,36 @@ def _parse_weight(text: str) -> tuple[str, float]:
         raise ConfigError(f"--weight expects SCORE=NUMBER, e.g. clarity=2, got {text!r}") from None
 
 
+def cmd_leaderboard_build(args: argparse.Namespace) -> int:
+    from leaderboard import build_site
+
+    from harness.track.store import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri, args.store_dir)
+    experiments = args.experiment or ["feature-harness"]
+    run_ids = _study_trial_run_ids(uri, experiments, args.study) if args.study else None
+    weights = dict(_parse_weight(item) for item in args.weight or []) or None
+    index = build_site(
+        experiments, uri, Path(args.output), rank_by=args.rank_by, weights=weights, title=args.title,
+        run_ids=run_ids, progress=not args.quiet,
+    )  # fmt: skip
+    print(f"Leaderboard written: {index.resolve()} (open it in any browser; no server needed)")
+    return 0
+
+
+def _study_trial_run_ids(tracking_uri: str, experiments: list[str], study: str) -> list[str]:
+    """The MLflow run ids of a search study's trials (children of its `study <name>` run)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    ids = [e.experiment_id for name in experiments if (e := client.get_experiment_by_name(name)) is not None]
+    parents = client.search_runs(ids, f"tags.`harness.role` = 'study' and attributes.run_name = 'study {study}'")
+    if not parents:
+        raise ConfigError(f"no search study {study!r} in experiment(s) {', '.join(experiments)} at {tracking_uri}")
+    children = client.search_runs(ids, f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'")
+    return [run.info.run_id for run in children]
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from harness.track.experiment import SharedStages
     from harness.track.variant import describe_features
@@ -245,6 +275,20 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--run", action="append", help="only these run ids (repeatable)")
     compare.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else mlruns/mlflow.db")
     compare.add_argument("--store-dir", default="mlruns", help="folder of the default sqlite store")
+
+    leaderboard_parser = commands.add_parser("leaderboard", help="the static leaderboard site")
+    leaderboard_commands = leaderboard_parser.add_subparsers(dest="leaderboard_command", required=True, metavar="ACTION")
+    build = leaderboard_commands.add_parser("build", help="write the leaderboard site from tracked runs")
+    build.add_argument("--experiment", action="append", help="experiment name (repeatable; default feature-harness)")
+    build.add_argument("--study", help="only the trials of this search study")
+    build.add_argument("--output", default="leaderboard/site", help="site folder (default leaderboard/site)")
+    build.add_argument("--rank-by", default="aggregate", help="a score name, or 'aggregate' (default)")
+    build.add_argument("--weight", action="append", metavar="SCORE=W", help="aggregate weight (repeatable)")
+    build.add_argument("--title", default="feature-harness leaderboard")
+    build.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else mlruns/mlflow.db")
+    build.add_argument("--store-dir", default="mlruns", help="folder of the default sqlite store")
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    build.set_defaults(handler=cmd_leaderboard_build)
 
     explain = command("explain", cmd_explain, "generate descriptions for the config's features (one variant)")
     _add_config_arguments(explain)

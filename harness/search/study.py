@@ -22,6 +22,7 @@ from typing import Any
 from harness.config import HarnessConfig, result_fingerprint
 from harness.errors import ConfigError
 from harness.search.space import apply_params, suggest_params, validate_space
+from harness.track.compare import weighted_aggregate
 from harness.track.experiment import SharedStages, VariantOutcome
 from harness.track.runs import log_metrics, log_params
 from harness.track.store import ensure_experiment, resolve_tracking_uri, store_lock
@@ -44,9 +45,8 @@ class SearchOutcome:
 
 
 def objective_value(metrics: dict[str, float | None], weights: dict[str, float]) -> float:
-    """Weighted mean of score means; an undefined mean counts as 0 (a variant that scores nothing is bad)."""
-    total = sum(weights.values())
-    return sum(weight * float(metrics.get(f"{name}_mean") or 0.0) for name, weight in weights.items()) / total
+    """The trial's quality: the weighted aggregate of its score means (as rankings compute it)."""
+    return weighted_aggregate({name: metrics.get(f"{name}_mean") for name in weights}, weights)
 
 
 def storage_location(config: HarnessConfig) -> str:

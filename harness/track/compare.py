@@ -2,7 +2,8 @@
 
 Each variant run logs, per score, `<score>_mean`, `<score>_ci_low`, `<score>_ci_high` and
 `<score>_defined` (share of features where the score is defined). Ranking is by one score's mean or by a
-weighted aggregate of means; variants whose 95% intervals overlap the one ranked just above share its rank.
+weighted aggregate of means; variants whose 95% intervals overlap the one ranked just above (or with the
+same value) share its rank.
 """
 
 from __future__ import annotations
@@ -19,15 +20,29 @@ AGGREGATE = "aggregate"
 RANKED_ROLES = ("variant", "trial")  # not the parent runs of comparisons and studies
 
 
-def aggregate_score(table: pd.DataFrame, weights: Mapping[str, float]) -> pd.Series:
-    """Weighted mean of score means; a variant missing a weighted score gets NaN (never ranked above)."""
-    unknown = sorted(set(weights) - set(_score_names(table)))
-    if unknown:
-        raise ConfigError(f"unknown score(s) in weights: {', '.join(unknown)}; known: {', '.join(_score_names(table))}")
+def weighted_aggregate(means: Mapping[str, float | None], weights: Mapping[str, float]) -> float:
+    """Weighted mean of score means; an undefined mean counts as 0 (a variant that scores nothing is bad).
+
+    The one definition of "aggregate", shared by rankings and the search objective.
+    """
     total = sum(weights.values())
     if total <= 0:
         raise ConfigError("aggregate weights must sum to a positive number")
-    return sum(table[f"{name}_mean"] * weight for name, weight in weights.items()) / total
+    return sum(weight * _defined_or_zero(means.get(name)) for name, weight in weights.items()) / total
+
+
+def _defined_or_zero(value: float | None) -> float:
+    return 0.0 if value is None or pd.isna(value) else float(value)
+
+
+def aggregate_score(table: pd.DataFrame, weights: Mapping[str, float]) -> pd.Series:
+    """The weighted aggregate of every row (variant) of a table with `<score>_mean` columns."""
+    unknown = sorted(set(weights) - set(_score_names(table)) - set(SCORES))
+    if unknown:
+        raise ConfigError(f"unknown score(s) in weights: {', '.join(unknown)}; known: {', '.join(SCORES)}")
+    rows = table.to_dict("records")
+    values = [weighted_aggregate({name: row.get(f"{name}_mean") for name in weights}, weights) for row in rows]
+    return pd.Series(values, index=table.index, dtype=float)
 
 
 def _score_names(table: pd.DataFrame) -> list[str]:
@@ -46,7 +61,7 @@ def rank_variants(table: pd.DataFrame, by: str = AGGREGATE, weights: Mapping[str
     ranked = table.copy()
     if by == AGGREGATE:
         present = [name for name in SCORES if f"{name}_mean" in ranked.columns]
-        ranked[f"{AGGREGATE}_mean"] = aggregate_score(ranked, weights or {name: 1.0 for name in present})
+        ranked[f"{AGGREGATE}_mean"] = aggregate_score(ranked, weights or {name: 1.0 for name in present or SCORES})
     elif f"{by}_mean" not in ranked.columns:
         raise ConfigError(f"cannot rank by {by!r}: known scores are {', '.join(_score_names(table)) or 'none'}")
     key = f"{by}_mean"
@@ -54,11 +69,11 @@ def rank_variants(table: pd.DataFrame, by: str = AGGREGATE, weights: Mapping[str
     ranks, tied = [], []
     low, high = ranked.get(f"{by}_ci_low"), ranked.get(f"{by}_ci_high")
     for position in range(len(ranked)):
-        overlaps = (
-            position > 0
-            and low is not None
+        value = ranked[key].iloc[position]
+        overlaps = position > 0 and not np.isnan(value) and (
+            value == ranked[key].iloc[position - 1]
+            or low is not None
             and high is not None
-            and not np.isnan(ranked[key].iloc[position])
             and _intervals_overlap(low.iloc[position - 1], high.iloc[position - 1], low.iloc[position], high.iloc[position])
         )
         tied.append(bool(overlaps))

@@ -42,3 +42,20 @@ def test_unknown_score_is_a_clear_error():
         rank_variants(_table(), by="clearness")
     with pytest.raises(ConfigError, match="unknown score"):
         rank_variants(_table(), by="aggregate", weights={"novelty": 1})
+
+
+def test_undefined_means_count_as_zero_in_the_aggregate_and_equal_values_tie():
+    from harness.track.compare import weighted_aggregate
+
+    assert weighted_aggregate({"clarity": 0.8, "faithfulness": None}, {"clarity": 1, "faithfulness": 1}) == 0.4
+    table = pd.DataFrame(
+        [
+            {"variant": "x", "clarity_mean": 0.6, "faithfulness_mean": None},
+            {"variant": "y", "clarity_mean": 0.6, "faithfulness_mean": None},
+            {"variant": "z", "clarity_mean": 0.2, "faithfulness_mean": 0.2},
+        ]
+    )
+    ranked = rank_variants(table, by="aggregate")
+    assert list(ranked["variant"]) == ["x", "y", "z"]
+    assert list(ranked["rank"]) == [1, 1, 3]
+    assert list(ranked["aggregate_mean"]) == [0.3, 0.3, 0.2]
