@@ -229,6 +229,107 @@ class FadeConfig(StrictModel):
         return value
 
 
+class ScorerExamplesConfig(StrictModel):
+    """Which examples a scorer shows per feature: activating ones and non-activating (least active) ones.
+
+    Shares are of the feature's largest token activation; examples between the two thresholds are not used,
+    so a weakly active example is never labelled either way.
+    """
+
+    num_examples: int = Field(20, ge=2, le=200, description="examples per feature, both kinds together")
+    non_activating_share: float = Field(0.5, gt=0, lt=1, description="share of the examples that are non-activating")
+    strategy: Literal["top", "stratified", "random"] = Field(
+        "stratified", description="how the activating examples are drawn (as in explain.selection.strategy)"
+    )
+    num_quantiles: int = Field(4, ge=1, le=50, description="activation quantile bins of the 'stratified' strategy")
+    activating_above: float = Field(0.3, gt=0, le=1, description="activating: largest token activation >= this share")
+    non_activating_below: float = Field(
+        0.1, gt=0, le=1, description="non-activating: largest token activation < this share"
+    )
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _both_kinds(self) -> ScorerExamplesConfig:
+        non_activating = round(self.num_examples * self.non_activating_share)
+        if not 1 <= non_activating < self.num_examples:
+            raise ValueError(
+                f"num_examples={self.num_examples} with non_activating_share={self.non_activating_share} leaves "
+                "no activating or no non-activating example; raise num_examples or move the share towards 0.5"
+            )
+        if self.non_activating_below > self.activating_above:
+            raise ValueError(
+                f"non_activating_below ({self.non_activating_below}) must not exceed activating_above "
+                f"({self.activating_above}): an example would be both"
+            )
+        return self
+
+    @property
+    def num_non_activating(self) -> int:
+        return round(self.num_examples * self.non_activating_share)
+
+    @property
+    def num_activating(self) -> int:
+        return self.num_examples - self.num_non_activating
+
+
+class DetectionConfig(ScorerExamplesConfig):
+    """Detection scorer: the rater says which unmarked examples show the description."""
+
+    batch_size: int = Field(5, ge=1, le=50, description="examples per rater call")
+
+
+class FuzzingConfig(ScorerExamplesConfig):
+    """Fuzzing scorer: the rater says whether an example's highlighted tokens match the description."""
+
+    batch_size: int = Field(5, ge=1, le=50, description="examples per rater call")
+    highlight_threshold: float = Field(
+        0.3, gt=0, le=1, description="tokens at least this share of the feature's max are highlighted (correctly)"
+    )
+    wrong_examples: Literal["non-activating", "activating"] = Field(
+        "non-activating",
+        description="wrongly highlighted examples: non-activating ones with random tokens highlighted (delphi's "
+        "default), or the activating ones with the highlights moved to inactive tokens (delphi's 'active')",
+    )
+
+
+class SimulationConfig(ScorerExamplesConfig):
+    """Simulation scorer: the rater predicts each token's activation (0-10) from the description."""
+
+    num_examples: int = Field(10, ge=2, le=200, description="examples per feature, one rater call each")
+
+
+class EmbeddingConfig(ScorerExamplesConfig):
+    """Embedding scorer: how similar the description is to activating vs non-activating examples (no LLM)."""
+
+    model: str = Field("all-minilm-l6-v2", description="embedded sentence-embedding model name or a local folder")
+    batch_size: int = Field(64, ge=1, description="texts per forward pass")
+    max_length: int = Field(256, ge=8, description="tokens kept per text")
+    device: str = Field("auto", description="'auto' (cuda when present, else cpu), 'cpu', 'cuda', 'cuda:1', ...")
+
+
+class ScorersConfig(StrictModel):
+    """Scorers other autointerp projects use, run next to FADE on the same descriptions (all off by default).
+
+    The LLM scorers ask the FADE rater (fade.rater); the embedding scorer needs no LLM.
+    """
+
+    enabled: list[str] = Field(
+        default_factory=list, description="registered scorers to run: 'detection', 'fuzzing', 'simulation', 'embedding'"
+    )
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    fuzzing: FuzzingConfig = Field(default_factory=FuzzingConfig)
+    simulation: SimulationConfig = Field(default_factory=SimulationConfig)
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+
+    @field_validator("enabled")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        repeated = sorted({name for name in value if value.count(name) > 1})
+        if repeated:
+            raise ValueError(f"scorers listed twice: {repeated}")
+        return value
+
+
 class ExampleSelectionConfig(StrictModel):
     """Which activating examples an explainer is shown, and how much of each."""
 
@@ -424,6 +525,7 @@ class HarnessConfig(StrictModel):
     activations: ActivationConfig = Field(default_factory=ActivationConfig)
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
     fade: FadeConfig = Field(default_factory=FadeConfig)
+    scorers: ScorersConfig = Field(default_factory=ScorersConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     variants: VariantsConfig = Field(default_factory=VariantsConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)

@@ -1,0 +1,80 @@
+"""Clarity: can the feature tell text written from the description apart from natural text?"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.config import FadeConfig
+from harness.evaluate.calls import FeatureCalls
+from harness.evaluate.metrics import clarity
+from harness.evaluate.prompts import generation_messages
+from harness.evaluate.scores import Score
+from harness.llm import parse_string_list
+
+
+@dataclass(frozen=True)
+class ClarityOutcome:
+    """The score, the de-duplicated synthetic samples with their activations, and the usable answers."""
+
+    score: Score
+    synthetic_texts: list[str]
+    synthetic_activations: np.ndarray
+    usable_answers: int
+
+
+async def generate_synthetic_texts(calls: FeatureCalls, concept: str, fade: FadeConfig) -> tuple[list[str], int]:
+    """The de-duplicated union of `clarity_llm_calls` generation answers, and how many answers gave strings.
+
+    Each call is its own request (`seed=i` for call i > 0, as the explainer's candidates). Providers that
+    reject `seed` need `drop_params: true` in `fade.rater.extra_params`.
+    """
+    # Deviation from the FADE reference: its calls share one cache-less client at the provider's default
+    # temperature; ours run at fade.generation_temperature, each with its own seed, so each is a separate
+    # request and cache entry (a cached run gives the same synthetic samples again).
+    answers = await asyncio.gather(
+        *(
+            calls.complete(
+                generation_messages(concept),
+                temperature=fade.generation_temperature,
+                **({"seed": index} if index else {}),
+            )
+            for index in range(fade.clarity_llm_calls)
+        )
+    )
+    # Deviation from the FADE reference: it drops an answer that is not a clean JSON list of strings; we
+    # also keep the complete strings of a cut-off or loosely formatted list (parse_string_list salvages
+    # them) and leave out empty strings, which carry no concept and give no activation.
+    lists = [parse_string_list(answer.text).items for answer in answers if answer is not None]
+    usable = [items for items in lists if items]
+    return list(dict.fromkeys(itertools.chain.from_iterable(usable))), len(usable)
+
+
+async def score_clarity(
+    calls: FeatureCalls,
+    concept: str,
+    natural_activations: np.ndarray,
+    activations_of: Callable[[list[str]], Awaitable[np.ndarray]],
+    fade: FadeConfig,
+) -> ClarityOutcome:
+    """Generate synthetic samples for `concept`, read the feature on them, and score Clarity.
+
+    Args:
+        calls: the feature's LLM calls.
+        concept: the description.
+        natural_activations: the feature's per-sample activation on every natural sample.
+        activations_of: the feature's per-sample activations on new texts (runs the subject model).
+        fade: FADE settings.
+    """
+    texts, usable_answers = await generate_synthetic_texts(calls, concept, fade)
+    synthetic = await activations_of(texts) if texts else np.zeros(0, dtype=np.float32)
+    return ClarityOutcome(
+        score=clarity(synthetic, natural_activations),
+        synthetic_texts=texts,
+        synthetic_activations=synthetic,
+        usable_answers=usable_answers,
+    )

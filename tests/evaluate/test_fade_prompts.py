@@ -1,0 +1,42 @@
+"""The generation and rating prompts are the reference's texts, as its template engine sends them."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.evaluate.prompts import GENERATION_PROMPT, RATING_PROMPT, generation_messages, rating_messages
+
+
+@pytest.fixture(scope="module")
+def reference_prompts() -> dict[str, str]:
+    # Located without importing the package (its __init__ pulls in langchain and torch).
+    spec = importlib.util.find_spec("fade")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("the FADE reference (pip install fade-language==0.1.2) is not installed")
+    config = Path(next(iter(spec.submodule_search_locations))) / "default_config.yaml"
+    return yaml.safe_load(config.read_text(encoding="utf-8"))["prompts"]
+
+
+def test_generation_prompt_is_the_reference_text(reference_prompts):
+    assert GENERATION_PROMPT == reference_prompts["generation"]
+
+
+def test_rating_prompt_is_the_reference_text_as_sent(reference_prompts):
+    # The reference's ChatPromptTemplate formats the system text: its example's {{ }} reach the rater as { }.
+    assert RATING_PROMPT == reference_prompts["rating"].replace("{{", "{").replace("}}", "}")
+    assert '{"14": 0, "15": 2, "20": 1, "27": 0}' in RATING_PROMPT
+
+
+def test_user_messages_are_the_reference_query_plus_newline():
+    assert generation_messages("Irony") == [
+        {"role": "system", "content": GENERATION_PROMPT},
+        {"role": "user", "content": "Irony\n"},
+    ]
+    assert rating_messages("Irony", [(3, "Oh, great.")])[1] == {
+        "role": "user",
+        "content": "Concept: Irony\nSequence ID 3: 'Oh, great.'\n",
+    }
