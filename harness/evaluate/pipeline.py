@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from harness.activations import ActivationSet, activations_for_texts, extract_activations
 from harness.activations._store import cache_key
-from harness.config import HarnessConfig
+from harness.config import OPERATIONAL_LLM_FIELDS, HarnessConfig
 from harness.corpus import corpus_fingerprint, load_corpus
 from harness.errors import EvaluationError
 from harness.evaluate import plots
@@ -47,11 +47,9 @@ T = TypeVar("T")
 
 FAITHFULNESS_DISABLED = "faithfulness_disabled"
 NO_DESCRIPTION = "no_description"
-# Settings of the rater that change how calls are made, not what comes back: they do not invalidate results.
-_OPERATIONAL_RATER_SETTINGS = (
-    "api_base", "api_key_env", "concurrency", "timeout_s", "max_retries", "backoff_base_s", "backoff_max_s",
-    "max_invalid_retries", "cache", "cache_path",
-)  # fmt: skip
+# Settings of the rater that change how calls are made, not what comes back (the address too, as in the LLM
+# cache key: a local server's port changes between runs): they do not invalidate results.
+_OPERATIONAL_RATER_SETTINGS = OPERATIONAL_LLM_FIELDS | {"api_base"}
 _ACTIVATION_RESULT_SETTINGS = ("max_length", "skip_special_tokens", "skip_first_positions")
 
 

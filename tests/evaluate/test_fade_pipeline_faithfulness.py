@@ -83,14 +83,10 @@ def test_stacked_factors_give_what_steering_each_factor_alone_gives(loaded_model
     prompts = ["The os module provides a portable way", "Return the number of items in a container, or", "import sys"]
     factors = [0.0, 100.0, -100.0]
 
-    def continuations(batch_rows: int):
-        return generate_continuations(
-            loaded_model, site, 17, None, prompts, factors, generation_length=4, max_prompt_tokens=64, batch_rows=batch_rows
-        )
-
-    stacked, in_threes = continuations(batch_rows=64), continuations(batch_rows=3)
-    assert (stacked.generate_calls, in_threes.generate_calls) == (1, 3)
-    assert in_threes.texts == stacked.texts
+    stacked = generate_continuations(
+        loaded_model, site, 17, None, prompts, factors, generation_length=4, max_prompt_tokens=64, batch_rows=64
+    )
+    assert stacked.generate_calls == 1
     tokenizer = loaded_model.tokenizer
     greedy = GenerationConfig(max_new_tokens=4, min_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     encoded = tokenizer(prompts, padding=True, padding_side="left", return_tensors="pt")
