@@ -617,6 +617,8 @@ def result_fingerprint(config: HarnessConfig) -> str:
     data = config.model_dump(mode="json")
     for key in ("name", "tracking", "variants", "search"):
         data.pop(key)
+    if not config.scorers.enabled:
+        data.pop("scorers")  # runs made before the extra scorers existed keep their identity
     data["activations"].pop("cache_dir")
     for llm in (data["fade"]["rater"], data["explain"]["llm"]):
         for key in OPERATIONAL_LLM_FIELDS:

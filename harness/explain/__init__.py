@@ -5,7 +5,7 @@ runs one pipeline variant (an ExplainConfig) over FeatureRecords and returns the
 """
 
 from harness.explain import _imported, _importers, _llm_explainer, _shuffled, _top_tokens  # noqa: F401  (register)
-from harness.explain._display import normalise_activations, render_example
+from harness.explain._display import highlight_tokens, normalise_activations, render_example
 from harness.explain._explainer import (
     EXPLAINERS,
     Explainer,
@@ -60,6 +60,7 @@ __all__ = [
     "descriptions_from_table",
     "descriptions_table",
     "generate_descriptions",
+    "highlight_tokens",
     "import_descriptions",
     "llm_settings",
     "load_template",

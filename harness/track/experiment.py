@@ -114,12 +114,14 @@ def git_commit() -> str | None:
         return None
 
 
-def score_metrics(per_feature: pd.DataFrame, bootstrap_samples: int, seed: int) -> dict[str, float | None]:
+def score_metrics(
+    per_feature: pd.DataFrame, bootstrap_samples: int, seed: int, scores: tuple[str, ...] = SCORES
+) -> dict[str, float | None]:
     """Mean, median, bootstrap 95% CI and defined share of each score, named as the leaderboard reads them."""
     from harness.evaluate.scores import summarise
 
     metrics: dict[str, float | None] = {"features": float(len(per_feature))}
-    for score in SCORES:
+    for score in scores:
         values = [None if pd.isna(value) else float(value) for value in per_feature.get(score, pd.Series(dtype=float))]
         summary = summarise(values, num_resamples=bootstrap_samples, seed=seed)
         metrics |= {

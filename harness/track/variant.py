@@ -68,6 +68,34 @@ def describe_features(config: HarnessConfig, shared: SharedStages) -> tuple[pd.D
         client.close()
 
 
+def score_with_other_scorers(config: HarnessConfig, descriptions: pd.DataFrame, shared: SharedStages):
+    """The enabled extra scorers (detection, fuzzing, simulation, embedding) on the variant's descriptions.
+
+    Their examples come from a pool of their own (with as many least-active samples as they need), so the
+    explainer's contrast examples stay as they were. Returns their per-feature table and the rater's usage.
+    """
+    from harness.activations._pool import pool_examples
+    from harness.evaluate.scorers import SCORERS, least_active_needed, run_scorers
+    from harness.explain import build_feature_records
+    from harness.llm import LLMClient, Usage
+
+    activation_set = shared.activations(config)
+    pools = pool_examples(
+        shared.model(config), shared.site(config), shared.corpus(config), activation_set, config.activations,
+        num_low=max(10, least_active_needed(config.scorers)), seed=config.seed,
+    )  # fmt: skip
+    records = build_feature_records(activation_set, pools)
+    texts = dict(zip(descriptions["feature"].astype(int), descriptions["description"]))
+    needs_llm = any(SCORERS.get(name)().needs_llm for name in config.scorers.enabled)
+    client = LLMClient(config.fade.rater, config.activations.cache_dir, progress=shared.progress) if needs_llm else None
+    try:
+        table = run_scorers(records, texts, config.scorers, client, progress=shared.progress)
+        return table, client.usage if client is not None else Usage()
+    finally:
+        if client is not None:
+            client.close()
+
+
 def _chunks(features: list[int], size: int | None) -> list[list[int]]:
     size = size or max(len(features), 1)
     return [features[start : start + size] for start in range(0, len(features), size)] or [[]]
@@ -254,12 +282,17 @@ def track_variant(
                 config, descriptions, workdir / "fade", shared, chunk_size=chunk_size, on_chunk=on_chunk
             )
         per_feature = per_feature_table(result.scores, descriptions)
+        if config.scorers.enabled:
+            with timer.stage("scorers"):
+                scored, scorer_usage = score_with_other_scorers(config, descriptions, shared)
+            per_feature = per_feature.merge(scored, on="feature", how="left")
+            rater_usage = rater_usage + scorer_usage
         total_usage = {
             key_: float(explain_usage.get(key_, 0) or 0) + float(value or 0)
             for key_, value in rater_usage.as_dict().items()
         }
         metrics = (
-            score_metrics(result.scores, config.tracking.bootstrap_samples, config.seed)
+            score_metrics(per_feature, config.tracking.bootstrap_samples, config.seed, (*SCORES, *config.scorers.enabled))
             | usage_metrics(total_usage)
             | {"explain_cost_usd": float(explain_usage.get("cost_usd", 0) or 0), "rater_cost_usd": rater_usage.cost_usd}
             | {"tokens": total_usage.get("prompt_tokens", 0) + total_usage.get("completion_tokens", 0)}

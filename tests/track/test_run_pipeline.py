@@ -43,6 +43,7 @@ def write_config(folder: Path, server_url: str, experiment: str) -> Path:
             "num_samples": 40,
             "faithfulness": {"num_samples": 4, "generation_length": 6, "modification_factors": [0, 10]},
         },
+        "scorers": {"enabled": ["embedding"]},
         "tracking": {"experiment": experiment, "store_dir": str(folder / "mlruns"), "bootstrap_samples": 200, "plot_features": 1},
         "variants": {
             "grid": {"explain.prompt.template": ["plain", "delphi"]},
@@ -117,6 +118,9 @@ def test_params_metrics_and_artifacts_are_recorded(finished):
     plots = {item.path for item in client.list_artifacts(delphi.info.run_id, "plots")}
     assert {"plots/score_distributions.png", "plots/radar_means.png", "plots/features"} <= plots
     assert len(delphi.inputs.dataset_inputs) == 1
+    # The extra scorers run next to FADE on the same descriptions: their columns and summaries are there too.
+    assert "embedding" in table["columns"] and "embedding_reason" in table["columns"]
+    assert 0 <= metrics["embedding_defined"] <= 1 and metrics["time_scorers_s"] > 0
 
 
 def test_a_finished_variant_is_skipped_on_rerun(finished):

@@ -1,0 +1,59 @@
+"""Scorers other autointerp projects use, next to FADE: detection, fuzzing, simulation, embedding.
+
+Each is registered by name in SCORERS and scores the same descriptions from the same activation records
+(top examples and the activation pool); the LLM scorers ask the FADE rater through the LLM layer (one
+concurrent batch per scorer, cached). `run_scorers` runs the enabled ones into one table keyed by feature.
+Methods and sources: docs/scorers/.
+"""
+
+from harness.evaluate.scorers import _detection, _embedding, _fuzzing, _simulation  # noqa: F401  (register)
+from harness.evaluate.scorers._answers import (
+    RaterValues,
+    TokenLogprobs,
+    answers_every_id,
+    expected_values,
+    rater_values,
+    read_values,
+)
+from harness.evaluate.scorers._base import (
+    SCORERS,
+    FeatureScore,
+    Scorer,
+    described_records,
+    least_active_needed,
+    run_scorers,
+)
+from harness.evaluate.scorers._embedder import EMBEDDED_ENCODERS, SentenceEncoder, load_encoder
+from harness.evaluate.scorers._examples import LabelledExample, scoring_examples
+from harness.evaluate.scorers._metrics import (
+    BinaryScores,
+    ScorerReason,
+    binary_scores,
+    similarity_auroc,
+    simulation_correlation,
+)
+
+__all__ = [
+    "EMBEDDED_ENCODERS",
+    "SCORERS",
+    "BinaryScores",
+    "FeatureScore",
+    "LabelledExample",
+    "RaterValues",
+    "Scorer",
+    "ScorerReason",
+    "SentenceEncoder",
+    "TokenLogprobs",
+    "answers_every_id",
+    "binary_scores",
+    "described_records",
+    "expected_values",
+    "least_active_needed",
+    "load_encoder",
+    "rater_values",
+    "read_values",
+    "run_scorers",
+    "scoring_examples",
+    "similarity_auroc",
+    "simulation_correlation",
+]

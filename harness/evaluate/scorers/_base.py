@@ -1,0 +1,209 @@
+"""What every scorer is: a registered class turning feature records and descriptions into one row per feature.
+
+A scorer's table has `feature`, `<name>` (the main value, a float or None), `<name>_reason` (why it is
+None) and extra columns `<name>_<metric>`. A scorer works in two steps: `prepare` looks at one feature
+(what to show, or why it cannot be scored), `evaluate` scores every prepared feature at once (one LLM
+batch, one encoder pass). `run_scorers` runs the enabled scorers and merges their tables.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pandas as pd
+
+from harness.config import ScorerExamplesConfig, ScorersConfig
+from harness.errors import ConfigError, EvaluationError, LLMError
+from harness.evaluate.scorers._metrics import ScorerReason
+from harness.evaluate.scores import Score
+from harness.explain import FeatureRecord
+from harness.registry import Registry
+
+if TYPE_CHECKING:
+    from harness.llm import Completion, LLMClient
+
+Messages = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class FeatureScore:
+    """One feature's main score and its extra metrics (None where undefined)."""
+
+    feature: int
+    score: Score
+    extras: Mapping[str, float | int | None] = field(default_factory=dict)
+
+
+class Scorer(ABC):
+    """A scoring method. `extra_columns` are the metric names of its `<name>_<metric>` columns."""
+
+    name: ClassVar[str]
+    needs_llm: ClassVar[bool]
+    extra_columns: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def prepare(self, record: FeatureRecord, description: str, settings: Any) -> Any:
+        """What to score for one described feature, or the ScorerReason it cannot be scored."""
+
+    @abstractmethod
+    def evaluate(
+        self, prepared: Mapping[int, Any], client: LLMClient | None, settings: Any, *, progress: bool
+    ) -> dict[int, FeatureScore]:
+        """The scores of every prepared feature (feature -> what `prepare` returned), in one go."""
+
+    def score(
+        self,
+        records: Sequence[FeatureRecord],
+        descriptions: Mapping[int, str | None],
+        client: LLMClient | None,
+        config: ScorersConfig,
+        *,
+        progress: bool = True,
+    ) -> pd.DataFrame:
+        """One row per described feature (see the module docstring for the columns).
+
+        Args:
+            records: the features' examples (top examples and the activation pool).
+            descriptions: feature -> description; features missing here are not scored, a None or empty
+                description gives an undefined score (reason no_description).
+            client: the rater (fade.rater); None for scorers that need no LLM.
+            config: the scorers section.
+            progress: show progress bars (an LLM scorer's bar is its client's, set when the client is made).
+        """
+        settings = self.settings(config)
+        rows: dict[int, FeatureScore] = {}
+        prepared: dict[int, Any] = {}
+        order = []
+        for record, description in described_records(records, descriptions):
+            order.append(record.feature)
+            work = ScorerReason.NO_DESCRIPTION if description is None else self.prepare(record, description, settings)
+            if isinstance(work, ScorerReason):
+                rows[record.feature] = FeatureScore(record.feature, Score.undefined(work))
+            else:
+                prepared[record.feature] = work
+        if prepared:
+            if self.needs_llm and client is None:
+                raise ConfigError(f"the {self.name!r} scorer needs an LLM client; make one from fade.rater")
+            rows.update(self.evaluate(prepared, client, settings, progress=progress))
+        return self.frame([rows[feature] for feature in order])
+
+    def settings(self, config: ScorersConfig) -> ScorerExamplesConfig:
+        """The scorer's own section of the scorers config (named like the scorer)."""
+        return getattr(config, self.name)
+
+    def frame(self, rows: Sequence[FeatureScore]) -> pd.DataFrame:
+        """The scorer's table from its rows, with every column present even when there are no rows."""
+        extras = [f"{self.name}_{extra}" for extra in self.extra_columns]
+        columns = ["feature", self.name, f"{self.name}_reason", *extras]
+        data = [
+            {
+                "feature": row.feature,
+                self.name: row.score.value,
+                f"{self.name}_reason": row.score.reason,
+                **{f"{self.name}_{extra}": row.extras.get(extra) for extra in self.extra_columns},
+            }
+            for row in rows
+        ]
+        return pd.DataFrame(data, columns=columns)
+
+
+SCORERS: Registry[type[Scorer]] = Registry("scorer")
+
+
+def clean_description(description: object) -> str | None:
+    """The description as non-empty text, or None (missing, NaN from a table, blank)."""
+    if description is None or (isinstance(description, float) and math.isnan(description)):
+        return None
+    text = str(description).strip()
+    return text or None
+
+
+def described_records(
+    records: Sequence[FeatureRecord], descriptions: Mapping[int, object]
+) -> list[tuple[FeatureRecord, str | None]]:
+    """The records of the described features, in record order, each with its cleaned description.
+
+    Raises:
+        EvaluationError: a described feature has no record (the descriptions belong to another site).
+    """
+    known = {record.feature for record in records}
+    unknown = sorted(int(feature) for feature in descriptions if int(feature) not in known)
+    if unknown:
+        raise EvaluationError(
+            f"descriptions name features without activation records: {unknown[:10]}"
+            f"{' ...' if len(unknown) > 10 else ''}; score descriptions of the site the records were extracted from"
+        )
+    wanted = {int(feature): clean_description(text) for feature, text in descriptions.items()}
+    return [(record, wanted[record.feature]) for record in records if record.feature in wanted]
+
+
+def ask_rater(
+    client: LLMClient, conversations: Sequence[Messages], validators: Sequence[Callable[[str], bool]], desc: str
+) -> list[Completion | None]:
+    """Every conversation in one concurrent batch; a failed call is None in its place.
+
+    Raises:
+        LLMError: not one call succeeded (a wrong key, model or address would otherwise make every
+            score undefined without saying why).
+    """
+    if not conversations:
+        return []
+    results = client.complete_many(conversations, desc=desc, validate=list(validators))
+    failures = [result for result in results if isinstance(result, LLMError)]
+    if len(failures) == len(results):
+        raise LLMError(f"{desc}: none of the {len(results)} rater calls succeeded; the first failure: {failures[0]}")
+    return [None if isinstance(result, LLMError) else result for result in results]
+
+
+def enabled_scorers(config: ScorersConfig) -> list[Scorer]:
+    """The scorers `config.enabled` names, in its order; ConfigError for an unknown name."""
+    try:
+        return [SCORERS.get(name)() for name in config.enabled]
+    except ConfigError as error:
+        raise ConfigError(f"scorers.enabled: {error}") from None
+
+
+def least_active_needed(config: ScorersConfig) -> int:
+    """How many least-active samples per feature the activation pools should hold for the enabled scorers.
+
+    Three times the most non-activating examples any enabled scorer shows, since the threshold drops the
+    samples that are not near zero (dense neurons have few); 0 when no scorer is enabled. Pass it as
+    `num_low` to harness.activations._pool.pool_examples.
+    """
+    counts = [scorer.settings(config).num_non_activating for scorer in enabled_scorers(config)]
+    return 3 * max(counts, default=0)
+
+
+def run_scorers(
+    records: Sequence[FeatureRecord],
+    descriptions: Mapping[int, str | None],
+    config: ScorersConfig,
+    client: LLMClient | None,
+    *,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Every enabled scorer on the same descriptions, merged on `feature` (one row per described feature).
+
+    Args:
+        records: the features' examples (build_feature_records with the activation pools).
+        descriptions: feature -> description.
+        config: the scorers section; `enabled` names the scorers.
+        client: the rater (fade.rater) when an enabled scorer needs an LLM.
+        progress: show progress bars.
+
+    Raises:
+        ConfigError: an unknown scorer name, or an LLM scorer without a client.
+    """
+    scorers = enabled_scorers(config)
+    needing_llm = [scorer.name for scorer in scorers if scorer.needs_llm]
+    if needing_llm and client is None:
+        raise ConfigError(f"scorers {needing_llm} need an LLM client; make one from fade.rater")
+    table = pd.DataFrame({"feature": [record.feature for record, _ in described_records(records, descriptions)]})
+    for scorer in scorers:
+        scores = scorer.score(records, descriptions, client, config, progress=progress)
+        table = table.merge(scores, on="feature", how="left")
+    return table
