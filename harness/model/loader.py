@@ -52,16 +52,20 @@ class LoadedModel:
         return self.name
 
 
+def installed_package_folder(package: str, purpose: str, install_hint: str) -> Path:
+    """The folder of an installed package, found without importing it (its __init__ may import what we lack)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            f"{purpose} needs the package {package!r}, which is not installed. Install it with: {install_hint}"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 def embedded_model_path(name: str) -> tuple[Path, str]:
     """Folder and GGUF file name of an embedded model, without importing its package."""
     entry = EMBEDDED_MODELS[name]
-    spec = importlib.util.find_spec(entry.package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError(
-            f"embedded model {name!r} needs the package {entry.package!r}, which is not installed. "
-            f"Install it with: {entry.install_hint}"
-        )
-    folder = Path(next(iter(spec.submodule_search_locations)))
+    folder = installed_package_folder(entry.package, f"embedded model {name!r}", entry.install_hint)
     if not (folder / entry.gguf_file).is_file():
         raise ModelLoadError(
             f"embedded model {name!r}: {folder / entry.gguf_file} is missing; reinstall with: {entry.install_hint}"

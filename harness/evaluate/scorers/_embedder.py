@@ -10,7 +10,6 @@ product is the cosine similarity sentence-transformers would give.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from harness.errors import ConfigError, ModelLoadError
-from harness.model import resolve_device
+from harness.model import installed_package_folder, resolve_device
 
 
 @dataclass(frozen=True)
@@ -51,13 +50,8 @@ def encoder_folder(name: str) -> Path:
                 "nor a local folder with config.json, tokenizer files and weights of a sentence-embedding model"
             )
         return folder
-    spec = importlib.util.find_spec(entry.package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError(
-            f"the embedding scorer's model {name!r} needs the package {entry.package!r}, which is not installed. "
-            f"Install it with: {entry.install_hint}"
-        )
-    folder = Path(next(iter(spec.submodule_search_locations))) / entry.folder
+    purpose = f"the embedding scorer's model {name!r}"
+    folder = installed_package_folder(entry.package, purpose, entry.install_hint) / entry.folder
     if not (folder / "config.json").is_file():
         raise ModelLoadError(
             f"embedding model {name!r}: {folder} holds no config.json; reinstall with: {entry.install_hint}"
