@@ -13,7 +13,7 @@ import pandas as pd
 import yaml
 
 from harness import __version__
-from harness.config import HarnessConfig, dump_config, load_config
+from harness.config import dump_config, load_config, parse_config, set_dotted
 from harness.errors import ConfigError, HarnessError
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -42,7 +42,13 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
-    config = _config_from(args) if args.config else HarnessConfig()
+    if args.config:
+        config = _config_from(args)
+    else:
+        data: dict[str, Any] = {}
+        for key, value in (_parse_override(item) for item in args.set or []):
+            data = set_dotted(data, key, value)
+        config = parse_config(data, source="(built-in defaults)")
     print(dump_config(config), end="")
     return 0
 
@@ -298,7 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = command("evaluate", cmd_evaluate, "score a descriptions table with FADE on the config's site")
     _add_config_arguments(evaluate)
     evaluate.add_argument("--descriptions", "-d", required=True, help="CSV/JSON (feature, description) or FADE JSON")
-    evaluate.add_argument("--format", default="auto", help="descriptions format (default: by content)")
+    evaluate.add_argument(
+        "--format", default="auto",
+        help="auto (default), parquet, records, fade, csv, neuronpedia or neuron-explainer",
+    )  # fmt: skip
     evaluate.add_argument("--output", "-o", required=True, help="folder for per-feature results (resumable)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
