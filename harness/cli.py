@@ -13,7 +13,7 @@ import pandas as pd
 import yaml
 
 from harness import __version__
-from harness.config import dump_config, load_config, parse_config, set_dotted
+from harness.config import HarnessConfig, dump_config, load_config, parse_config, set_dotted
 from harness.errors import ConfigError, HarnessError
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
