@@ -14,7 +14,7 @@ import pytest
 from llm_prompts import expected_rating, rating_batches, rating_messages, rating_validators
 
 from harness.errors import CacheError, LLMError
-from harness.llm import FaultPlan, LLMClient, LoopbackServer, ResponseCache, cache_key, parse_ratings
+from harness.llm import FaultPlan, LLMClient, ResponseCache, cache_key, parse_ratings
 
 HERE = Path(__file__).parent
 
