@@ -93,7 +93,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _config_from(args)
     outcomes = run_experiment(config, force=args.force, progress=not args.quiet)
-    rows = [{"variant": outcome.name, "run_id": outcome.run_id, **outcome.metrics} for outcome in outcomes]
+    # As the store holds them: an undefined metric is absent, not a column of None.
+    rows = [
+        {"variant": outcome.name, "run_id": outcome.run_id, **{k: v for k, v in outcome.metrics.items() if v is not None}}
+        for outcome in outcomes
+    ]
     print()
     print(format_ranking(rank_variants(pd.DataFrame(rows), by=args.rank_by), args.rank_by))
     for outcome in outcomes:

@@ -130,13 +130,14 @@ def read_ranked_variants(
         raise LeaderboardError(
             f"no finished variant runs in {where}; run `harness run` first, or check the experiment names"
         )
-    scores = [name for name in SCORES if f"{name}_mean" in table.columns]
-    if not scores:
+    scores = [name for name in (*SCORES, *_other_scorers()) if f"{name}_mean" in table.columns]
+    if not any(name in SCORES for name in scores):
         raise LeaderboardError(
             f"the runs in {where} log no score means ({', '.join(f'{name}_mean' for name in SCORES)}); "
             "were they evaluated?"
         )
-    weights = dict(weights) if weights else {name: 1.0 for name in scores}
+    # The default aggregate is FADE's four scores; the other scorers are columns and ranking criteria.
+    weights = dict(weights) if weights else {name: 1.0 for name in scores if name in SCORES}
     rankings = {
         criterion: rank_variants(table, by=criterion, weights=weights if criterion == AGGREGATE else None)
         for criterion in (AGGREGATE, *scores)
@@ -328,9 +329,17 @@ def _text(value: Any) -> str | None:
     return value if value is None or type(value) is str else str(value)
 
 
+def _other_scorers() -> list[str]:
+    """Names of the scorers that run next to FADE (detection, fuzzing, ...), in registry order."""
+    from harness.evaluate.scorers import SCORERS
+
+    return SCORERS.names()
+
+
 def _feature_records(table: _Table) -> list[dict[str, Any]]:
     description, explainer, factor = map(table.column, ("description", "explainer", "faithfulness_factor"))
-    score_columns = [(name, table.column(name), table.column(f"{name}_reason")) for name in SCORES]
+    names = [*SCORES, *(name for name in _other_scorers() if name in table.columns)]
+    score_columns = [(name, table.column(name), table.column(f"{name}_reason")) for name in names]
     return [
         {
             "feature": feature,
