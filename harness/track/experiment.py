@@ -162,7 +162,6 @@ def run_experiment(
     *,
     force: bool = False,
     progress: bool = True,
-    run_variant: Callable[..., VariantOutcome] | None = None,
 ) -> list[VariantOutcome]:
     """Run (or resume, or skip) every variant of `config`, each as one MLflow run.
 
@@ -172,11 +171,9 @@ def run_experiment(
         config: the validated config (its `variants` section declares the variants).
         force: re-run variants that already have a finished run.
         progress: show progress bars.
-        run_variant: the per-variant work (default: `track_variant`); a seam for the search stage.
     """
     from harness.track.variant import track_variant
 
-    run_one = run_variant or track_variant
     variants = expand_variants(config)
     tracking_uri = resolve_tracking_uri(config.tracking.uri, config.tracking.store_dir)
     experiment_id = ensure_experiment(config.tracking.experiment, tracking_uri)
@@ -193,7 +190,7 @@ def run_experiment(
             log_params({"variants": len(variants), "config_name": config.name})
         for (name, variant), key in zip(variants, keys):
             outcomes.append(
-                run_one(
+                track_variant(
                     name,
                     variant,
                     key,
