@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from harness.activations._forward import forward_batch, ignored_mask, input_device, tokenize
+from harness.activations._forward import display_tokens, forward_batch, input_device
 from harness.activations.types import ActivatingExample, ActivationSet
 from harness.config import ActivationConfig
 from harness.sites import FeatureSite
@@ -83,20 +83,15 @@ def pool_examples(
         for row in rows.tolist():
             wanted[row].append(f)
     pools: dict[int, list[ActivatingExample]] = {int(feature): [] for feature in activation_set.feature_ids}
-    tokenizer = loaded_model.tokenizer
     for start in range(0, union.size, config.batch_size):
         batch_rows = union[start : start + config.batch_size].tolist()
         batch_texts = [texts[row] for row in batch_rows]
         batch = forward_batch(loaded_model, site, batch_texts, features, config)
-        encoded = tokenize(tokenizer, batch_texts, config.max_length)
-        ignored = ignored_mask(tokenizer, encoded, config).numpy()
         token_acts = batch.token_acts.float().cpu().numpy()
-        for i, row in enumerate(batch_rows):
-            length = int(encoded["attention_mask"][i].sum())
-            tokens = tokenizer.batch_decode([[token] for token in encoded["input_ids"][i, :length].tolist()])
-            ignored_positions = tuple(np.flatnonzero(ignored[i, :length]).tolist())
+        shown = display_tokens(loaded_model.tokenizer, batch_texts, config)
+        for i, (row, (tokens, ignored_positions)) in enumerate(zip(batch_rows, shown)):
             for f in wanted[row]:
-                activations = token_acts[i, :length, f].copy()
+                activations = token_acts[i, : len(tokens), f].copy()
                 position = int(batch.positions[i, f])
                 pools[int(activation_set.feature_ids[f])].append(
                     ActivatingExample(
