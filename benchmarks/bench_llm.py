@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import time
+
+from _loopback import start_loopback_process
 
 from harness.config import LLMConfig
 from harness.llm import LLMClient
@@ -38,12 +39,7 @@ def rating_conversation(call: int, per_call: int = 15) -> list[dict[str, str]]:
 
 def start_server(latency_s: float) -> tuple[subprocess.Popen, str]:
     code = f"from harness.llm.loopback import serve; serve('127.0.0.1', 0, 'fade', latency_s={latency_s})"
-    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    match = re.search(r"http://127\.0\.0\.1:\d+/v1", process.stdout.readline())
-    if match is None:
-        process.kill()
-        raise RuntimeError("the loopback server did not start")
-    return process, match.group(0)
+    return start_loopback_process(code)
 
 
 def timed(client: LLMClient, conversations: list) -> tuple[float, float]:

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _loopback import start_loopback_process
 
 from harness.activations import extract_activations
 from harness.activations._pool import pool_examples
@@ -48,12 +49,7 @@ def start_server(latency_s: float) -> tuple[subprocess.Popen, str]:
         "print(server.url, flush=True)\n"
         "server.serve_forever()\n"
     )
-    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    match = re.search(r"http://127\.0\.0\.1:\d+/v1", process.stdout.readline())
-    if match is None:
-        process.kill()
-        raise RuntimeError("the loopback server did not start")
-    return process, match.group(0)
+    return start_loopback_process(code)
 
 
 def real_records(num_features: int, num_samples: int, config: ScorersConfig, cache_dir: str):
