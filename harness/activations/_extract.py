@@ -10,6 +10,7 @@ top-k order is total (value, then corpus row).
 from __future__ import annotations
 
 import hashlib
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -86,45 +87,46 @@ def extract_activations(
         for start in range(0, len(texts), config.shard_size)
     ]
 
-    per_shard, top, entries = processes.gather(_load_finished(store) if processes.is_main else None)[0]
-    if top is None:
-        top = TopExamples.empty(feature_ids.size, config.top_k, config.max_length)
-    if len(per_shard) < len(shards):
-        features_on_device = torch.from_numpy(feature_ids).to(input_device(loaded_model))
-        done = sum(shard.size for shard in shards[: len(per_shard)])
-        with tqdm(
-            total=len(texts), initial=done, unit="sample", desc=f"activations {site.kind}:{site.module_path}",
-            disable=not (progress and processes.is_main), dynamic_ncols=True,
-        ) as bar:  # fmt: skip
-            for index in range(len(per_shard), len(shards)):
-                parts = processes.gather(
-                    extract_part(
-                        loaded_model,
-                        site,
-                        texts,
-                        processes.split(shards[index]),
-                        features_on_device,
-                        config,
-                        bar,
-                        processes,
+    with store.exclusive() if processes.is_main else nullcontext():
+        per_shard, top, entries = processes.gather(_load_finished(store) if processes.is_main else None)[0]
+        if top is None:
+            top = TopExamples.empty(feature_ids.size, config.top_k, config.max_length)
+        if len(per_shard) < len(shards):
+            features_on_device = torch.from_numpy(feature_ids).to(input_device(loaded_model))
+            done = sum(shard.size for shard in shards[: len(per_shard)])
+            with tqdm(
+                total=len(texts), initial=done, unit="sample", desc=f"activations {site.kind}:{site.module_path}",
+                disable=not (progress and processes.is_main), dynamic_ncols=True,
+            ) as bar:  # fmt: skip
+                for index in range(len(per_shard), len(shards)):
+                    parts = processes.gather(
+                        extract_part(
+                            loaded_model,
+                            site,
+                            texts,
+                            processes.split(shards[index]),
+                            features_on_device,
+                            config,
+                            bar,
+                            processes,
+                        )
                     )
-                )
-                per_shard.append(np.concatenate([values for values, _ in parts]))
-                for _, part_top in parts:
-                    top.merge_top(part_top)
-                if processes.is_main:
-                    entries = _commit_shard(store, index, per_shard[-1], top, entries, material)
-                done += shards[index].size
-                bar.n = done  # exact count, also when processes' shares were uneven
-                bar.refresh()
-        processes.wait()
-    return ActivationSet(
-        feature_ids=feature_ids,
-        sample_ids=samples["sample_id"].to_numpy(dtype=np.int64),
-        per_sample=np.concatenate(per_shard),
-        top_examples=top_examples_from(loaded_model.tokenizer, samples, top, feature_ids, config),
-        cache_key=key,
-    )
+                    per_shard.append(np.concatenate([values for values, _ in parts]))
+                    for _, part_top in parts:
+                        top.merge_top(part_top)
+                    if processes.is_main:
+                        entries = _commit_shard(store, index, per_shard[-1], top, entries, material)
+                    done += shards[index].size
+                    bar.n = done  # exact count, also when processes' shares were uneven
+                    bar.refresh()
+            processes.wait()
+        return ActivationSet(
+            feature_ids=feature_ids,
+            sample_ids=samples["sample_id"].to_numpy(dtype=np.int64),
+            per_sample=np.concatenate(per_shard),
+            top_examples=top_examples_from(loaded_model.tokenizer, samples, top, feature_ids, config),
+            cache_key=key,
+        )
 
 
 def extract_part(

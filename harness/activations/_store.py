@@ -8,6 +8,7 @@ and rebuilt, never used.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -15,6 +16,8 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +116,23 @@ class ArrayStore:
 
     def remove(self, name: str) -> None:
         (self.folder / name).unlink(missing_ok=True)
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold this entry for one process at a time (a lock file in the cache's `locks` folder).
+
+        Two processes building the same entry at once (search workers starting together on a cold cache)
+        would otherwise take each other's half-written folder for a damaged one and wipe it. The lock lives
+        outside the entry, which a wipe deletes.
+        """
+        locks = self.folder.parent.parent / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with open(locks / f"{self.folder.parent.name}-{self.folder.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def wipe(self, reason: str) -> None:
         logger.warning("activation cache %s is unusable (%s); rebuilding it", self.folder, reason)

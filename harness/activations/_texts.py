@@ -48,15 +48,16 @@ def activations_for_texts(
     texts_hash = hashlib.sha256(b"".join(hashlib.sha256(text.encode()).digest() for text in texts)).hexdigest()
     key = cache_key({**engine_key_material(loaded_model, site, feature_ids, config), "texts": texts_hash})
     store = ArrayStore(Path(config.cache_dir) / "activations-texts" / key[:32], key)
-    manifest = store.read_manifest()
-    if manifest is not None:
-        try:
-            return store.read_arrays(manifest["values"])["per_sample"]
-        except (CacheCorrupt, KeyError, TypeError) as error:
-            store.wipe(str(error))
-    values = _compute(loaded_model, site, texts, feature_ids, config, progress)
-    store.write_manifest({"values": store.write_arrays("values.npz", {"per_sample": values})})
-    return values
+    with store.exclusive():
+        manifest = store.read_manifest()
+        if manifest is not None:
+            try:
+                return store.read_arrays(manifest["values"])["per_sample"]
+            except (CacheCorrupt, KeyError, TypeError) as error:
+                store.wipe(str(error))
+        values = _compute(loaded_model, site, texts, feature_ids, config, progress)
+        store.write_manifest({"values": store.write_arrays("values.npz", {"per_sample": values})})
+        return values
 
 
 def _compute(
