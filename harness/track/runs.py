@@ -104,17 +104,27 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def log_params(params: Mapping[str, Any]) -> None:
-    """Log flattened params, each value as text cut to MLflow's limit; re-logging a resumed run is a no-op."""
-    import mlflow
+def log_params(params: Mapping[str, Any], attempts: int = 5) -> None:
+    """Log flattened params, each value as text cut to MLflow's limit; re-logging a resumed run is a no-op.
 
-    run = mlflow.active_run()
-    already = mlflow.get_run(run.info.run_id).data.params if run else {}
-    fresh = {
-        key: _param_text(value) for key, value in flatten(params).items() if key not in already
-    }
-    for start in range(0, len(fresh), 100):
-        mlflow.log_params(dict(list(fresh.items())[start : start + 100]))
+    Several processes may log the same params on one shared run at once (search workers on the study's
+    run): a batch that collides with another writer's rows is retried with the keys still missing.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    run_id = mlflow.active_run().info.run_id
+    wanted = {key: _param_text(value) for key, value in flatten(params).items()}
+    for attempt in range(attempts):
+        already = mlflow.get_run(run_id).data.params
+        fresh = {key: value for key, value in wanted.items() if key not in already}
+        try:
+            for start in range(0, len(fresh), 100):
+                mlflow.log_params(dict(list(fresh.items())[start : start + 100]))
+            return
+        except MlflowException:
+            if attempt + 1 == attempts:
+                raise
 
 
 def _param_text(value: Any) -> str:

@@ -65,3 +65,29 @@ def test_children_nest_under_their_parent(experiment_id):
 
 def test_flatten_dotted_keys():
     assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": None}) == {"a.b": 1, "a.c.d": [1, 2], "e": None}
+
+
+def test_params_logged_by_many_writers_at_once_on_one_run_all_land_once(experiment_id):
+    """Search workers log the study's params on one shared run at the same moment."""
+    import threading
+
+    run_id = MlflowClient().create_run(experiment_id).info.run_id
+    params = {"search": {f"p{index}": index for index in range(150)}}
+    barrier = threading.Barrier(6)
+    errors = []
+
+    def writer():
+        try:
+            barrier.wait()
+            with mlflow.start_run(run_id=run_id):
+                log_params(params)
+        except Exception as error:  # collected: a thread's exception would otherwise be lost
+            errors.append(error)
+
+    threads = [threading.Thread(target=writer) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert MlflowClient().get_run(run_id).data.params == {f"search.p{index}": str(index) for index in range(150)}
