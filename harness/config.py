@@ -272,13 +272,24 @@ class ScorerExamplesConfig(StrictModel):
         return self.num_examples - self.num_non_activating
 
 
-class DetectionConfig(ScorerExamplesConfig):
+class LLMScorerConfig(ScorerExamplesConfig):
+    """What every scorer that asks the rater shares: whether to ask for token log-probabilities."""
+
+    logprobs: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="ask the rater for token log-probabilities (AUROC for detection and fuzzing, expected "
+        "values for simulation): 'auto' when litellm says the backend takes them, 'on' always, 'off' never",
+    )
+    top_logprobs: int = Field(10, ge=1, le=20, description="alternatives per answer token (OpenAI allows 20)")
+
+
+class DetectionConfig(LLMScorerConfig):
     """Detection scorer: the rater says which unmarked examples show the description."""
 
     batch_size: int = Field(5, ge=1, le=50, description="examples per rater call")
 
 
-class FuzzingConfig(ScorerExamplesConfig):
+class FuzzingConfig(LLMScorerConfig):
     """Fuzzing scorer: the rater says whether an example's highlighted tokens match the description."""
 
     batch_size: int = Field(5, ge=1, le=50, description="examples per rater call")
@@ -292,7 +303,7 @@ class FuzzingConfig(ScorerExamplesConfig):
     )
 
 
-class SimulationConfig(ScorerExamplesConfig):
+class SimulationConfig(LLMScorerConfig):
     """Simulation scorer: the rater predicts each token's activation (0-10) from the description."""
 
     num_examples: int = Field(10, ge=2, le=200, description="examples per feature, one rater call each")

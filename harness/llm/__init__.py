@@ -18,10 +18,11 @@ from harness.llm.loopback import (
     FaultPlan,
     LoopbackServer,
     Responder,
+    ScriptedAnswer,
     serve,
 )
 from harness.llm.parsing import ParsedList, ParsedRatings, parse_ratings, parse_string_list
-from harness.llm.types import Completion, Usage
+from harness.llm.types import Completion, TokenLogprobs, Usage
 
 __all__ = [
     "FAULT_KINDS",
@@ -37,6 +38,8 @@ __all__ = [
     "ParsedRatings",
     "Responder",
     "ResponseCache",
+    "ScriptedAnswer",
+    "TokenLogprobs",
     "Usage",
     "cache_key",
     "parse_ratings",

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import CacheError
-from harness.llm.types import Completion
+from harness.llm.types import Completion, TokenLogprobs
 
-SCHEMA_VERSION = 1
+# Version 2 added the logprobs column; a version-1 file is upgraded in place, keeping its answers.
+SCHEMA_VERSION = 2
+KEY_VERSION = 1  # part of every key: bumping it would orphan every stored answer
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -29,7 +31,8 @@ CREATE TABLE IF NOT EXISTS responses (
     prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL,
     cost_usd REAL NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    logprobs TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -44,18 +47,36 @@ class CachedResponse:
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
+    logprobs: tuple[TokenLogprobs, ...] | None = None
 
     @classmethod
     def of(cls, completion: Completion) -> CachedResponse:
         return cls(
-            completion.model, completion.text, completion.prompt_tokens, completion.completion_tokens, completion.cost_usd
+            completion.model,
+            completion.text,
+            completion.prompt_tokens,
+            completion.completion_tokens,
+            completion.cost_usd,
+            completion.logprobs,
         )
+
+
+def _logprobs_json(logprobs: tuple[TokenLogprobs, ...] | None) -> str | None:
+    if logprobs is None:
+        return None
+    return json.dumps([[token, dict(alternatives)] for token, alternatives in logprobs], ensure_ascii=False)
+
+
+def _logprobs_of(text: str | None) -> tuple[TokenLogprobs, ...] | None:
+    if text is None:
+        return None
+    return tuple((token, alternatives) for token, alternatives in json.loads(text))
 
 
 def cache_key(model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
     """Stable hash of a request: same model, messages and sampling parameters -> same key."""
     payload = json.dumps(
-        {"v": SCHEMA_VERSION, "model": model, "messages": messages, "params": params},
+        {"v": KEY_VERSION, "model": model, "messages": messages, "params": params},
         sort_keys=True,
         ensure_ascii=False,
         separators=(",", ":"),
@@ -88,6 +109,8 @@ class ResponseCache:
                 "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
             (version,) = self._connection.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+            if version == "1":
+                version = self._upgrade_from_1()
         except sqlite3.DatabaseError as error:
             raise CacheError(
                 f"the LLM response cache {self.path} cannot be opened ({error}); "
@@ -99,17 +122,35 @@ class ResponseCache:
                 f"{SCHEMA_VERSION}; delete the file or point llm.cache_path elsewhere"
             )
 
+    def _upgrade_from_1(self) -> str:
+        """Add the logprobs column to a version-1 file, in one transaction (another process may race us)."""
+        connection = self._connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(responses)")}
+            if "logprobs" not in columns:
+                connection.execute("ALTER TABLE responses ADD COLUMN logprobs TEXT")
+            connection.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        return str(SCHEMA_VERSION)
+
     def get(self, key: str) -> CachedResponse | None:
         with self._lock:
             row = self._connection.execute(
-                "SELECT model, text, prompt_tokens, completion_tokens, cost_usd FROM responses WHERE key = ?", (key,)
+                "SELECT model, text, prompt_tokens, completion_tokens, cost_usd, logprobs FROM responses WHERE key = ?",
+                (key,),
             ).fetchone()
-        return CachedResponse(*row) if row else None
+        return CachedResponse(*row[:5], _logprobs_of(row[5])) if row else None
 
     def put(self, key: str, response: CachedResponse) -> None:
         with self._lock:
             self._connection.execute(
-                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO responses "
+                "(key, model, text, prompt_tokens, completion_tokens, cost_usd, created, logprobs) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key,
                     response.model,
@@ -118,6 +159,7 @@ class ResponseCache:
                     response.completion_tokens,
                     response.cost_usd,
                     time.time(),
+                    _logprobs_json(response.logprobs),
                 ),
             )
 

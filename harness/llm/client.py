@@ -31,6 +31,7 @@ from harness.errors import LLMError
 from harness.llm.cache import CachedResponse, ResponseCache, cache_key
 from harness.llm.local_provider import LOCAL_PROVIDER, register_local_provider
 from harness.llm.per_loop import PerLoop
+from harness.llm.logprobs import token_logprobs
 from harness.llm.types import Completion, Usage
 
 logger = logging.getLogger(__name__)
@@ -169,6 +170,16 @@ class LLMClient:
         base = _without_userinfo(self.config.api_base)
         return f"{self.provider} model {self.config.model!r}" + (f" at {base}" if base else "")
 
+    @property
+    def supports_logprobs(self) -> bool:
+        """Whether litellm passes `logprobs`/`top_logprobs` to this backend (OpenAI-compatible ones, local)."""
+        model_name = self.config.model.split("/", 1)[-1]
+        try:
+            supported = litellm.get_supported_openai_params(model=model_name, custom_llm_provider=self.provider)
+        except Exception:  # litellm raises plain exceptions for providers it cannot map
+            return False
+        return "logprobs" in (supported or ())
+
     def _prices(self) -> dict[str, float]:
         """Per-token prices handed to litellm: the config's, 0 for the local model, else litellm's map."""
         config = self.config
@@ -251,7 +262,7 @@ class LLMClient:
             hit = self.cache.get(key)
             if hit is not None and (validate is None or validate(hit.text)):
                 self._count(cache_hits=1)
-                return Completion(hit.text, 0, 0, 0.0, cached=True, model=hit.model, attempts=0)
+                return Completion(hit.text, 0, 0, 0.0, cached=True, model=hit.model, attempts=0, logprobs=hit.logprobs)
         try:
             completion = await self._call_with_retries(messages, request_params, validate)
         except LLMError:
@@ -298,6 +309,7 @@ class LLMClient:
                 await asyncio.sleep(delay)
                 continue
             text, prompt_tokens, completion_tokens, cost = self._read(response)
+            logprobs = token_logprobs(response)
             spent["prompt_tokens"] += prompt_tokens
             spent["completion_tokens"] += completion_tokens
             spent["cost_usd"] += cost
@@ -306,7 +318,9 @@ class LLMClient:
             if not valid:
                 self._count(invalid_answers=1)
             if valid or invalid_retries >= config.max_invalid_retries:
-                return Completion(text, cached=False, model=config.model, attempts=attempts, valid=valid, **spent)
+                return Completion(
+                    text, cached=False, model=config.model, attempts=attempts, valid=valid, logprobs=logprobs, **spent
+                )
             invalid_retries += 1
             self._count(retries=1)
             logger.debug("%s: answer rejected by the validator; asking again", self.backend)

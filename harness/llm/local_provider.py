@@ -4,7 +4,8 @@
 loader accepts works: an embedded name, a local folder, a cached hub id). It is registered as a litellm
 custom provider, so it goes through the same litellm.acompletion path as every remote backend. Requests
 that arrive together are micro-batched into one left-padded `generate` call; decoding is greedy unless
-a temperature > 0 is asked for. It is small and weak: answers are often not what a prompt asks for.
+a temperature > 0 is asked for. `logprobs=True, top_logprobs=k` returns each generated token's
+log-probability and its k likeliest alternatives under the model (before temperature), OpenAI-shaped. It is small and weak: answers are often not what a prompt asks for.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from litellm.types.utils import Usage as LiteLLMUsage
 
 from harness.config import SubjectModelConfig
 from harness.errors import HarnessError, LLMError
+from harness.llm.logprobs import logprobs_content
 from harness.llm.per_loop import PerLoop
+from harness.llm.types import TokenLogprobs
 
 LOCAL_PROVIDER = "local"
 DEFAULT_MAX_NEW_TOKENS = 256
@@ -36,6 +39,7 @@ class GenerationSettings:
     max_new_tokens: int
     temperature: float
     top_p: float | None
+    top_logprobs: int | None = None  # None: no log-probabilities asked for
 
     @classmethod
     def from_params(cls, model_name: str, params: dict[str, Any]) -> GenerationSettings:
@@ -45,6 +49,7 @@ class GenerationSettings:
             max_new_tokens=int(max_new_tokens),
             temperature=float(params.get("temperature") or 0.0),
             top_p=params.get("top_p"),
+            top_logprobs=int(params.get("top_logprobs") or 0) if params.get("logprobs") else None,
         )
 
 
@@ -54,6 +59,7 @@ class Generated:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str  # "stop" at the end-of-turn token, "length" when max_new_tokens ran out
+    logprobs: tuple[TokenLogprobs, ...] | None = None
 
 
 def _text_of(content: Any) -> str:
@@ -149,6 +155,7 @@ class LocalChatProvider(CustomLLM):
             prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
         ).to(loaded.device)
         sampling = settings.temperature > 0
+        scored = settings.top_logprobs is not None
         generation_config = GenerationConfig(
             max_new_tokens=settings.max_new_tokens,
             do_sample=sampling,
@@ -157,25 +164,39 @@ class LocalChatProvider(CustomLLM):
             top_k=None,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
+            output_logits=scored,
+            return_dict_in_generate=scored,
         )
         with self._generate_lock, torch.inference_mode():
             output = model.generate(**encoded, generation_config=generation_config)
             self.generate_calls += 1
             self.generated_sequences += len(prompts)
-        new_tokens = output[:, encoded["input_ids"].shape[1] :]
+            sequences = output.sequences if scored else output
+            new_tokens = sequences[:, encoded["input_ids"].shape[1] :]
+            top = _top_logprobs(output.logits, new_tokens, settings.top_logprobs) if scored else None
         prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
         results = []
-        for row, prompt_tokens in zip(new_tokens.tolist(), prompt_lengths):
+        for index, (row, prompt_tokens) in enumerate(zip(new_tokens.tolist(), prompt_lengths)):
             stopped = tokenizer.eos_token_id in row
             length = row.index(tokenizer.eos_token_id) + 1 if stopped else len(row)
             text = tokenizer.decode(row[:length], skip_special_tokens=True).strip()
-            results.append(Generated(text, int(prompt_tokens), length, "stop" if stopped else "length"))
+            logprobs = None
+            if top is not None:
+                # The end-of-turn token is not part of the answer text; OpenAI leaves it out too.
+                written = length - 1 if stopped else length
+                logprobs = tuple(_decoded_alternatives(tokenizer, top[index][step]) for step in range(written))
+            results.append(Generated(text, int(prompt_tokens), length, "stop" if stopped else "length", logprobs))
         return results
 
     @staticmethod
-    def _response(model_response: ModelResponse, model: str, result: Generated) -> ModelResponse:
+    def _response(model_response: ModelResponse, model: str, result: Generated, top_logprobs: int | None) -> ModelResponse:
         message = Message(role="assistant", content=result.text)
-        model_response.choices = [Choices(index=0, finish_reason=result.finish_reason, message=message)]
+        logprobs = None
+        if result.logprobs is not None:
+            logprobs = {"content": logprobs_content(result.logprobs, top_logprobs or 0)}
+        model_response.choices = [
+            Choices(index=0, finish_reason=result.finish_reason, message=message, logprobs=logprobs)
+        ]
         model_response.model = f"{LOCAL_PROVIDER}/{model}"
         model_response.created = int(time.time())
         model_response.usage = LiteLLMUsage(
@@ -190,14 +211,47 @@ class LocalChatProvider(CustomLLM):
     def completion(
         self, model: str, messages: list, *, model_response: ModelResponse, optional_params: dict, **_: Any
     ) -> ModelResponse:
-        [result] = self.generate(GenerationSettings.from_params(model, optional_params), [messages])
-        return self._response(model_response, model, result)
+        settings = GenerationSettings.from_params(model, optional_params)
+        [result] = self.generate(settings, [messages])
+        return self._response(model_response, model, result, settings.top_logprobs)
 
     async def acompletion(
         self, model: str, messages: list, *, model_response: ModelResponse, optional_params: dict, **_: Any
     ) -> ModelResponse:
-        result = await self._batchers.get().submit(GenerationSettings.from_params(model, optional_params), messages)
-        return self._response(model_response, model, result)
+        settings = GenerationSettings.from_params(model, optional_params)
+        result = await self._batchers.get().submit(settings, messages)
+        return self._response(model_response, model, result, settings.top_logprobs)
+
+
+def _top_logprobs(logits: tuple[Any, ...], new_tokens: Any, top: int) -> list[list[tuple[int, float, list[tuple[int, float]]]]]:
+    """Per row and step: the generated token id, its log-probability, and the `top` likeliest (id, logprob).
+
+    One step at a time, so memory stays at batch x vocabulary whatever the answer length.
+    """
+    import torch
+
+    rows: list[list[tuple[int, float, list[tuple[int, float]]]]] = [[] for _ in range(new_tokens.shape[0])]
+    for step, step_logits in enumerate(logits):
+        logprobs = torch.log_softmax(step_logits.float(), dim=-1)
+        chosen_ids = new_tokens[:, step]
+        chosen = logprobs.gather(1, chosen_ids[:, None])[:, 0].tolist()
+        best = logprobs.topk(max(top, 1), dim=-1)
+        for row, (token_id, logprob, ids, values) in enumerate(
+            zip(chosen_ids.tolist(), chosen, best.indices.tolist(), best.values.tolist())
+        ):
+            rows[row].append((token_id, logprob, list(zip(ids, values))[:top]))
+    return rows
+
+
+def _decoded_alternatives(tokenizer: Any, step: tuple[int, float, list[tuple[int, float]]]) -> TokenLogprobs:
+    token_id, logprob, alternatives = step
+    token = tokenizer.decode([token_id])
+    decoded: dict[str, float] = {}
+    for alternative_id, alternative_logprob in alternatives:
+        # Two ids can decode to the same text (rare byte pieces); keep the likelier one.
+        decoded.setdefault(tokenizer.decode([alternative_id]), alternative_logprob)
+    decoded.setdefault(token, logprob)
+    return token, decoded
 
 
 _registration_lock = threading.Lock()

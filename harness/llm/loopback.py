@@ -5,6 +5,9 @@ injects faults per request (latency, 429 with Retry-After, 500, hang past the cl
 connection, malformed / truncated / wrong-id answers), counting every request it served and every fault
 it injected by kind, so tests can check a client against what really happened on the wire. Clients reach
 it through real litellm: model `openai/<any name>`, api_base = `server.url`.
+
+A request with `logprobs: true` gets OpenAI-shaped token log-probabilities: the ones a responder scripted
+(a ScriptedAnswer), or else the answer cut into word, space and punctuation tokens, each one certain.
 """
 
 from __future__ import annotations
@@ -21,9 +24,24 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from harness.llm.logprobs import logprobs_content
+from harness.llm.types import TokenLogprobs
 from harness.registry import Registry
 
-Responder = Callable[[list[dict[str, Any]]], str]
+
+@dataclass(frozen=True)
+class ScriptedAnswer:
+    """An answer with the log-probabilities the server reports for it: its tokens, joined, are its text."""
+
+    tokens: tuple[TokenLogprobs, ...]
+
+    @property
+    def text(self) -> str:
+        return "".join(token for token, _ in self.tokens)
+
+
+Responder = Callable[[list[dict[str, Any]]], "str | ScriptedAnswer"]
+_PLAIN_TOKEN = re.compile(r"\w+|\s+|[^\w\s]")
 
 TRANSPORT_FAULTS = ("rate_limit", "server_error", "hang", "disconnect")
 ANSWER_FAULTS = ("malformed", "truncated", "wrong_ids")
@@ -44,6 +62,9 @@ _STOPWORDS = frozenset(
 _QUOTED = re.compile(r'"([^"]+)"|(?<![\w])\'([^\']+)\'(?![\w])')
 _HIGHLIGHT = re.compile(r"<<(.+?)>>")
 _SEQUENCE_SPLIT = re.compile(r"(?:^|\n)Sequence ID (\d+): ")
+_DESCRIPTION_PREFIX = "Description: "
+_EXAMPLE_LINE = re.compile(r"^Example (\d+): (.*)$", re.MULTILINE)
+_TOKEN_LINE = re.compile(r"^(\d+)\t(.*)$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -128,10 +149,12 @@ _SENTENCE_TEMPLATES = (
 
 
 class FadeResponder:
-    """Answers FADE's rating and generation prompts and explainer prompts by keyword rules.
+    """Answers FADE's rating and generation prompts, the other scorers' prompts and explainer prompts by
+    keyword rules, as a perfect reader of the description.
 
     Rating (system prompt has RATING_MARKER): 2 for a sequence containing a concept keyword, else 0,
     as a JSON dict. Generation (GENERATION_MARKER): ten sentences containing the keywords, as a list.
+    Scorers (user prompt opens with "Description: "): see `judge`.
     Explainer (highlighted `<<tok>>` tokens): `the token "tok"` for the most frequent highlighted token.
     """
 
@@ -141,6 +164,9 @@ class FadeResponder:
             return self.rate(user)
         if GENERATION_MARKER in system:
             return self.generate(user)
+        judged = self.judge(system, user)
+        if judged is not None:
+            return json.dumps(judged)
         highlighted = _HIGHLIGHT.findall(f"{system}\n{user}")
         if highlighted:
             token = Counter(token.strip() for token in highlighted).most_common(1)[0][0]
@@ -156,6 +182,30 @@ class FadeResponder:
             for sequence_id, text in zip(parts[1::2], parts[2::2])
         }
         return json.dumps(ratings)
+
+    @staticmethod
+    def judge(system: str, user: str) -> dict[str, int] | None:
+        """The detection, fuzzing and simulation scorers' answers; None for any other prompt.
+
+        Detection ("Example N: text" lines): 1 for an example containing a keyword. Fuzzing (the same, with
+        a system prompt about marked spans): 1 when a `<<marked>>` span contains a keyword. Simulation
+        ("N<TAB>token" lines after "Tokens:"): 10 on a token containing a keyword. Otherwise 0.
+        """
+        if not user.startswith(_DESCRIPTION_PREFIX):
+            return None
+        description, _, body = user.partition("\n")
+        keywords = concept_keywords(description.removeprefix(_DESCRIPTION_PREFIX))
+        if "\nTokens:\n" in user:
+            return {number: 10 if contains_keyword(token, keywords) else 0 for number, token in _TOKEN_LINE.findall(body)}
+        examples = _EXAMPLE_LINE.findall(body)
+        if not examples:
+            return None
+        if "marked" in system:
+            return {
+                number: int(any(contains_keyword(span, keywords) for span in _HIGHLIGHT.findall(text)))
+                for number, text in examples
+            }
+        return {number: int(contains_keyword(text, keywords)) for number, text in examples}
 
     @staticmethod
     def generate(user: str) -> str:
@@ -283,12 +333,19 @@ class _Handler(BaseHTTPRequestHandler):
             return
         elif fault == "hang":
             state.stopping.wait(plan.hang_s)
-        text = self._answer(messages, fault)
-        self._send_json(200, self._completion(request, messages, text))
+        try:
+            answer = self._answer(messages, fault)
+        except Exception as error:  # a broken responder answers 500 with its error, not a dropped connection
+            self._send_error(500, f"the responder failed: {type(error).__name__}: {error}")
+            return
+        self._send_json(200, self._completion(request, messages, answer))
 
-    def _answer(self, messages: list[dict[str, Any]], fault: str | None) -> str:
+    def _answer(self, messages: list[dict[str, Any]], fault: str | None) -> str | ScriptedAnswer:
         state = self.server.state
-        text = state.responder(messages)
+        answer = state.responder(messages)
+        if fault not in ANSWER_FAULTS:
+            return answer
+        text = answer.text if isinstance(answer, ScriptedAnswer) else answer
         if fault == "malformed":
             text = MALFORMED_ANSWER
         elif fault == "truncated":
@@ -296,21 +353,31 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault == "wrong_ids":
             corrupted = _with_wrong_ids(text)
             if corrupted is None:
-                return text  # not a ratings answer: nothing to corrupt, nothing injected
+                return answer  # not a ratings answer: nothing to corrupt, nothing injected
             text = corrupted
-        if fault in ANSWER_FAULTS:
-            state.record(fault)
+        state.record(fault)
         return text
 
-    def _completion(self, request: dict[str, Any], messages: list[dict[str, Any]], text: str) -> dict[str, Any]:
+    def _completion(
+        self, request: dict[str, Any], messages: list[dict[str, Any]], answer: str | ScriptedAnswer
+    ) -> dict[str, Any]:
+        text = answer.text if isinstance(answer, ScriptedAnswer) else answer
         prompt_tokens = sum(len(str(m.get("content") or "").split()) for m in messages if isinstance(m, dict))
         completion_tokens = len(text.split())
+        choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        if request.get("logprobs"):
+            tokens = (
+                answer.tokens
+                if isinstance(answer, ScriptedAnswer)
+                else tuple((token, {token: 0.0}) for token in _PLAIN_TOKEN.findall(text))
+            )
+            choice["logprobs"] = {"content": logprobs_content(tokens, int(request.get("top_logprobs") or 0))}
         return {
             "id": f"chatcmpl-loopback-{self.server.state.requests}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": str(request.get("model", "scripted")),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "choices": [choice],
             "usage": {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,

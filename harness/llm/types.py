@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
+
+# One generated token: its text, and its most likely alternatives at that position (token text ->
+# log-probability; the generated token is among them).
+TokenLogprobs = tuple[str, Mapping[str, float]]
 
 
 @dataclass(frozen=True)
@@ -12,6 +17,8 @@ class Completion:
     Token counts and cost are what this request spent now, summed over its attempts: an answer read
     from the cache spent nothing. `valid` is False only when a validator rejected every answer the
     backend gave within the re-ask budget; the last answer is returned anyway, never cached.
+    `logprobs` holds one entry per generated token when the request asked for log-probabilities
+    (`logprobs=True, top_logprobs=k`) and the backend gave them; None otherwise.
     """
 
     text: str
@@ -22,6 +29,7 @@ class Completion:
     model: str
     attempts: int = 1
     valid: bool = True
+    logprobs: tuple[TokenLogprobs, ...] | None = None
 
 
 @dataclass

@@ -55,6 +55,20 @@ def test_fade_responder_names_the_most_frequent_highlighted_token():
     assert FadeResponder()([{"role": "user", "content": prompt}]) == 'the token "dog"'
 
 
+def test_fade_responder_answers_the_other_scorers_prompts_as_they_are_built():
+    from harness.evaluate.scorers._judging import judging_messages
+    from harness.evaluate.scorers._simulation import simulation_messages
+    from harness.evaluate.scorers.prompts import system_prompt
+
+    texts = ["the dog ran", "a <<cat>> sat", "my <<dog>> barked at x << 2"]
+    detection = FadeResponder()(judging_messages(system_prompt("detection"), 'the word "dog"', texts))
+    assert json.loads(detection) == {"1": 1, "2": 0, "3": 1}
+    fuzzing = FadeResponder()(judging_messages(system_prompt("fuzzing"), 'the word "dog"', texts))
+    assert json.loads(fuzzing) == {"1": 0, "2": 0, "3": 1}  # the first example mentions a dog, unmarked
+    simulation = FadeResponder()(simulation_messages(system_prompt("simulation"), 'the word "dog"', ["My", " dog", "!"]))
+    assert json.loads(simulation) == {"0": 0, "1": 10, "2": 0}
+
+
 def test_responder_registry():
     assert RESPONDERS.names() == ["echo", "fade"]
     assert RESPONDERS.get("echo")()([{"role": "user", "content": "ping"}]) == "ping"

@@ -42,7 +42,8 @@ def test_true_description_beats_the_shuffled_control_on_every_feature(name, plan
         assert (true[name] == 1.0).all() and (true[f"{name}_f1"] == 1.0).all()
         assert (shuffled[name] <= 0.5).all()
         assert (true[f"{name}_judged"] == 20).all() and (true[f"{name}_unanswered"] == 0).all()
-        assert true[f"{name}_auroc"].isna().all()  # the loopback backend gives no log-probabilities
+        # The loopback server reports a plain answer's tokens as certain: AUROC ranks by the written values.
+        assert (true[f"{name}_auroc"] == 1.0).all()
 
 
 def test_fuzzing_with_wrongly_highlighted_activating_examples(planted_records, make_client):
@@ -115,6 +116,29 @@ def test_answers_come_from_the_llm_cache_on_a_rerun(planted_records, rater, make
     assert rater.requests == asked
     assert client.usage.cache_hits == client.usage.requests == asked
     assert first.equals(again)
+
+
+def test_log_probabilities_carry_what_the_written_answers_do_not(planted_records, make_client, tmp_path):
+    """A hedged rater writes one value everywhere; only its log-probabilities (server -> litellm -> client
+    -> cache -> scorer) tell the planted features apart: AUROC 1 for detection and fuzzing, a near-perfect
+    simulation from expected values, and the same from the cache."""
+    with LoopbackServer(KeywordRater(hedged=True)) as hedged:
+        config = ScorersConfig(enabled=LLM_SCORERS)
+        first = run_scorers(planted_records, true_descriptions(FEATURES), config, make_client(api_base=hedged.url), progress=False)
+        asked = hedged.requests
+        again = run_scorers(planted_records, true_descriptions(FEATURES), config, make_client(api_base=hedged.url), progress=False)
+        assert hedged.requests == asked and first.equals(again)
+        off = config.model_copy(
+            update={name: getattr(config, name).model_copy(update={"logprobs": "off"}) for name in LLM_SCORERS}
+        )
+        plain = run_scorers(planted_records, true_descriptions(FEATURES), off, make_client(api_base=hedged.url), progress=False)
+    for name in ("detection", "fuzzing"):
+        assert (first[name] == 0.5).all()  # "1" written for every example
+        assert (first[f"{name}_auroc"] == 1.0).all()
+        assert plain[f"{name}_auroc"].isna().all() and (plain[name] == 0.5).all()
+    assert (first["simulation"] > 0.9).all()  # expected values 9 on the planted token, 1 elsewhere
+    assert first["simulation_reason"].isna().all()
+    assert (plain["simulation"] == 0.0).all()  # 5 written on every token predicts none of the variation
 
 
 def test_chatty_malformed_and_truncated_answers_give_the_same_scores(planted_records, make_client, tmp_path):

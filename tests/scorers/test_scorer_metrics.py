@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -97,13 +96,6 @@ def test_expected_values_on_the_0_10_scale_and_split_numbers():
     assert expected_values(tokens, expected_ids={0, 1, 2}, allowed=range(11)) == pytest.approx({0: 7.0})
 
 
-@dataclass(frozen=True)
-class CompletionWithLogprobs(Completion):
-    """A Completion as the LLM layer gives it when the backend returned log-probabilities."""
-
-    logprobs: tuple = ()
-
-
 def test_rater_values_prefers_expected_values_and_never_raises():
     text = '{"1": 1, "2": 0}'
     tokens = (
@@ -113,7 +105,7 @@ def test_rater_values_prefers_expected_values_and_never_raises():
         ("0", alternatives(t0=1.0)),
         ("}", {}),
     )
-    with_logprobs = CompletionWithLogprobs(text, 0, 0, 0.0, False, "m", logprobs=tokens)
+    with_logprobs = Completion(text, 0, 0, 0.0, False, "m", logprobs=tokens)
     values = rater_values(with_logprobs, [1, 2], (0, 1))
     assert values.written == {1: 1, 2: 0} and values.complete
     assert values.expected == pytest.approx({1: 0.7, 2: 0.0})

@@ -4,11 +4,10 @@ The written value is what the rater wrote: a JSON object {id: value} as the prom
 after chatter, or cut off: harness.llm.parse_ratings salvages what is complete), or failing that a
 bracketed list with one value per asked id, in order (delphi's format).
 
-When the backend also returned log-probabilities (a Completion with a `logprobs` attribute: per generated
-token, its text and its top alternatives as token -> logprob, e.g. asked with `logprobs: true,
-top_logprobs: 5` in the rater's extra_params), each value's expected value over the allowed values is
-read from the token that holds it, as Bills et al. (2023) do for simulation and delphi does for P(1)
-in detection and fuzzing.
+When the backend also returned log-probabilities (Completion.logprobs: per generated token, its text and
+its top alternatives as token -> logprob; the scorers ask for them as `scorers.<name>.logprobs` says),
+each value's expected value over the allowed values is read from the token that holds it, as Bills et
+al. (2023) do for simulation and delphi does for P(1) in detection and fuzzing.
 """
 
 from __future__ import annotations
@@ -16,14 +15,10 @@ from __future__ import annotations
 import bisect
 import math
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from harness.llm import parse_ratings
-
-# One generated token: its text and its top alternatives (token text -> log-probability).
-TokenLogprobs = tuple[str, Mapping[str, float]]
+from harness.llm import Completion, TokenLogprobs, parse_ratings
 
 _ID_VALUE = re.compile(r"""["']?(\d+)["']?\s*:\s*["']?(\d+)(?![\d.])""")
 _VALUE_LIST = re.compile(r"\[([\d\s,]*)\]")
@@ -106,12 +101,7 @@ def expected_values(
     return expected
 
 
-def answer_logprobs(completion: Any) -> Sequence[TokenLogprobs] | None:
-    """The completion's token log-probabilities, or None when the backend gave none."""
-    return getattr(completion, "logprobs", None) or None
-
-
-def rater_values(completion: Any, expected_ids: Sequence[int], allowed: Collection[int]) -> RaterValues:
+def rater_values(completion: Completion, expected_ids: Sequence[int], allowed: Collection[int]) -> RaterValues:
     """The values a rater's answer gives the asked ids; never raises (a bad answer gives no values).
 
     Args:
@@ -120,7 +110,7 @@ def rater_values(completion: Any, expected_ids: Sequence[int], allowed: Collecti
         allowed: the valid values; others are dropped.
     """
     written, complete = read_values(completion.text, expected_ids, allowed)
-    tokens = answer_logprobs(completion)
+    tokens = completion.logprobs
     expected = expected_values(tokens, set(expected_ids), set(allowed)) if tokens else {}
     return RaterValues(
         written=written,

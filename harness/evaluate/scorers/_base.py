@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
-from harness.config import ScorerExamplesConfig, ScorersConfig
+from harness.config import LLMScorerConfig, ScorerExamplesConfig, ScorersConfig
 from harness.errors import ConfigError, EvaluationError, LLMError
 from harness.evaluate.scorers._metrics import ScorerReason
 from harness.evaluate.scores import Score
@@ -141,10 +141,22 @@ def described_records(
     return [(record, wanted[record.feature]) for record in records if record.feature in wanted]
 
 
+def logprob_params(client: LLMClient, settings: LLMScorerConfig) -> dict[str, Any]:
+    """The request parameters asking for token log-probabilities, when the scorer's settings want them."""
+    wanted = settings.logprobs == "on" or (settings.logprobs == "auto" and client.supports_logprobs)
+    return {"logprobs": True, "top_logprobs": settings.top_logprobs} if wanted else {}
+
+
 def ask_rater(
-    client: LLMClient, conversations: Sequence[Messages], validators: Sequence[Callable[[str], bool]], desc: str
+    client: LLMClient,
+    conversations: Sequence[Messages],
+    validators: Sequence[Callable[[str], bool]],
+    settings: LLMScorerConfig,
+    desc: str,
 ) -> list[Completion | None]:
     """Every conversation in one concurrent batch; a failed call is None in its place.
+
+    Log-probabilities are asked for as `settings.logprobs` says (see logprob_params).
 
     Raises:
         LLMError: not one call succeeded (a wrong key, model or address would otherwise make every
@@ -152,7 +164,9 @@ def ask_rater(
     """
     if not conversations:
         return []
-    results = client.complete_many(conversations, desc=desc, validate=list(validators))
+    results = client.complete_many(
+        conversations, desc=desc, validate=list(validators), **logprob_params(client, settings)
+    )
     failures = [result for result in results if isinstance(result, LLMError)]
     if len(failures) == len(results):
         raise LLMError(f"{desc}: none of the {len(results)} rater calls succeeded; the first failure: {failures[0]}")

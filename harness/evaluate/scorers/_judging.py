@@ -98,6 +98,7 @@ class JudgingScorer(Scorer):
             client,
             [judging_messages(prompt, description, [item.text for item in batch]) for _, description, batch in batches],
             [answers_every_id(range(1, len(batch) + 1), _YES_NO) for *_, batch in batches],
+            settings,
             desc=f"{self.name} ({len(prepared)} features)",
         )
         judged = {feature: _Judgements() for feature in prepared}

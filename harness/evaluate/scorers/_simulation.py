@@ -83,6 +83,7 @@ class SimulationScorer(Scorer):
             client,
             [simulation_messages(prompt, description, example.tokens) for _, description, example in asked],
             [answers_every_id(range(len(example.tokens)), ACTIVATION_SCALE) for *_, example in asked],
+            settings,
             desc=f"simulation ({len(prepared)} features)",
         )
         truth: dict[int, list[float]] = defaultdict(list)
