@@ -26,13 +26,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 from tqdm.auto import tqdm
 
+from harness.track.agreement import rank_correlations
 from harness.track.compare import AGGREGATE
 from leaderboard._document import SETTINGS, LeaderboardDocument, VariantEntry
-from leaderboard._plots import box_stats, cost_quality_svg, distributions_svg, radar_svg
+from leaderboard._plots import box_stats, cost_quality_svg, distributions_svg, radar_svg, rank_correlation_svg
 from leaderboard._read import (
     EXAMPLE_FIELDS,
     RATED_FIELDS,
@@ -324,6 +326,9 @@ class _SiteWriter:
             weights=self.ranked.weights,
             scores=scores,
             variants=entries,
+            scorer_agreement=rank_correlations(pd.DataFrame(list(self.ranked.metrics.values())), scores)
+            if len(scores) > 1
+            else None,
         )
         text = document.model_dump_json(indent=1)
         LeaderboardDocument.model_validate_json(text)  # what other tools read must parse back
@@ -338,10 +343,10 @@ class _SiteWriter:
                 "document": document.model_dump(mode="json"),
                 "settings": [{"key": key, "label": label} for key, label, _ in SETTINGS],
             },
-            document=document, plots=self._index_plots(),
+            document=document, plots=self._index_plots(document),
         )
 
-    def _index_plots(self) -> dict[str, Any]:
+    def _index_plots(self, document: LeaderboardDocument) -> dict[str, Any]:
         entries, scores = self.ranked.entries, self.ranked.scores
         names = [entry.variant for entry in entries]
         top = entries[:RADAR_VARIANTS]
@@ -360,4 +365,5 @@ class _SiteWriter:
             ) if costed else None,
             "scatter_left_out": len(entries) - len(costed),
             "quality_label": quality_label,
+            "agreement": Markup(rank_correlation_svg(document.scorer_agreement)) if document.scorer_agreement else None,
         }

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.track.agreement import ScorerAgreement
+
 SCHEMA_VERSION = 1
 
 # Settings shown as columns, each read from the first dotted param key present in the run (the config tree
@@ -81,3 +83,8 @@ class LeaderboardDocument(_Strict):
     weights: dict[str, float] = Field(description="score -> weight of the aggregate")
     scores: list[str] = Field(description="the scores present, in display order")
     variants: list[VariantEntry]
+    scorer_agreement: ScorerAgreement | None = Field(
+        None,
+        description="Spearman rank correlation of every pair of scores' means across all the variants above; "
+        "null with fewer than two scores",
+    )

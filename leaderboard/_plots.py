@@ -1,4 +1,5 @@
-"""Inline SVG plots of the leaderboard, drawn in Python (no JS, no CDN): radar, distributions, cost vs quality.
+"""Inline SVG plots of the leaderboard, drawn in Python (no JS, no CDN): radar, distributions, cost vs quality,
+agreement between scorers.
 
 Geometry and statistics are pure functions of arrays; the SVG writers escape every label and style through
 CSS classes (the page's stylesheet colours them, so no inline style is needed under the CSP).
@@ -13,8 +14,11 @@ from html import escape
 
 import numpy as np
 
+from harness.track.agreement import RankCorrelation, ScorerAgreement
+
 SERIES_COLOURS = 10  # CSS classes s0..s9
 LABEL_CHARS = 28
+AGREEMENT_WIDTH = 800.0  # the page shows it at most this wide (CSS), so at scale 1
 
 
 def pareto_front(costs: Sequence[float], qualities: Sequence[float]) -> np.ndarray:
@@ -237,3 +241,69 @@ def cost_quality_svg(
                 f"{escape(_short(name))}</text>"
             )
     return _svg(width, height, f"cost against {quality_label} with the Pareto front", body)
+
+
+def _correlation_fill(rho: float) -> str:
+    """Class and opacity of a cell on the diverging scale: blue agrees (rho > 0), orange disagrees."""
+    return f'class="corr {"pos" if rho >= 0 else "neg"}" fill-opacity="{0.85 * abs(rho):.2f}"'
+
+
+def _correlation_title(pair: RankCorrelation) -> str:
+    if pair.rho is None:
+        return f"{pair.first} vs {pair.second}: undefined, {pair.reason}"
+    return f"{pair.first} vs {pair.second}: Spearman's rho {pair.rho:.3f} over {pair.variants} variants"
+
+
+def rank_correlation_svg(agreement: ScorerAgreement) -> str:
+    """Heatmap of the lower triangle, one cell per pair of scores: rho and n, or '—' with the reason as tooltip."""
+    rows, columns = agreement.scores[1:], agreement.scores[:-1]
+    cell_width, cell_height, top = 96.0, 42.0, 8.0
+    grid_bottom = top + cell_height * len(rows)
+    # At least AGREEMENT_WIDTH wide with the grid centred, so a few scores are drawn at the size of many.
+    grid_width = 110.0 + cell_width * len(columns) + 16
+    width = max(grid_width, AGREEMENT_WIDTH)
+    grid_left = 110.0 + (width - grid_width) / 2
+    legend_top = grid_bottom + 34
+    height = legend_top + 34
+
+    body = []
+    for row, second in enumerate(rows):
+        y = top + cell_height * row
+        body.append(
+            f'<text class="row-label" x="{grid_left - 8}" y="{y + cell_height / 2 + 4:.1f}" text-anchor="end">'
+            f"{escape(_short(second))}<title>{escape(second)}</title></text>"
+        )
+        for column, first in enumerate(columns[: row + 1]):
+            pair, x = agreement.pair(first, second), grid_left + cell_width * column
+            strong = pair.rho is not None and abs(pair.rho) > 0.6
+            fill = 'class="corr undefined"' if pair.rho is None else _correlation_fill(pair.rho)
+            value = "—" if pair.rho is None else f"{pair.rho:.2f}"
+            body.append(
+                f'<g class="corr-cell{" strong" if strong else ""}" data-pair="{escape(first)}|{escape(second)}">'
+                f"<title>{escape(_correlation_title(pair))}</title>"
+                f'<rect {fill} x="{x:.1f}" y="{y:.1f}" width="{cell_width}" height="{cell_height}"/>'
+                f'<text class="corr-value" x="{x + cell_width / 2:.1f}" y="{y + 18:.1f}" text-anchor="middle">{value}</text>'
+                f'<text class="corr-count" x="{x + cell_width / 2:.1f}" y="{y + 33:.1f}" text-anchor="middle">'
+                f"n = {pair.variants}</text></g>"
+            )
+    for column, first in enumerate(columns):
+        body.append(
+            f'<text class="row-label" x="{grid_left + cell_width * (column + 0.5):.1f}" y="{grid_bottom + 16:.1f}" '
+            f'text-anchor="middle">{escape(_short(first))}<title>{escape(first)}</title></text>'
+        )
+    steps, legend_width = 20, 320.0
+    body.append('<g class="corr-legend">')
+    for step in range(steps):
+        rho = -1 + (step + 0.5) * 2 / steps
+        body.append(
+            f'<rect {_correlation_fill(rho)} x="{grid_left + legend_width * step / steps:.1f}" y="{legend_top}" '
+            f'width="{legend_width / steps + 0.5:.1f}" height="10"/>'
+        )
+    body.append("</g>")
+    for tick in (-1.0, -0.5, 0.0, 0.5, 1.0):
+        body.append(
+            f'<text class="tick" x="{grid_left + legend_width * (tick + 1) / 2:.1f}" y="{legend_top + 24}" '
+            f'text-anchor="middle">{tick:g}</text>'
+        )
+    body.append(f'<text class="tick" x="{grid_left - 8}" y="{legend_top + 9}" text-anchor="end">Spearman’s ρ</text>')
+    return _svg(width, height, f"Spearman rank correlation of scorers across {agreement.variants} variants", body)

@@ -22,7 +22,8 @@ from typing import Any
 from harness.config import HarnessConfig, result_fingerprint
 from harness.errors import ConfigError
 from harness.search.space import apply_params, suggest_params, validate_space
-from harness.track.compare import weighted_aggregate
+from harness.track.agreement import log_scorer_agreement
+from harness.track.compare import variants_table, weighted_aggregate
 from harness.track.experiment import SharedStages, VariantOutcome
 from harness.track.runs import log_metrics, log_params
 from harness.track.store import ensure_experiment, resolve_tracking_uri, store_lock
@@ -226,7 +227,7 @@ def run_search(
         show_progress_bar=False,
     )
     best = _tag_best_trials(study)
-    _log_study(study, parent_run_id, config)
+    _log_study(study, parent_run_id, config, tracking_uri)
     finished = [trial for trial in study.trials if trial.state == optuna.trial.TrialState.COMPLETE]
     return SearchOutcome(study_name, location, len(finished), best, parent_run_id)
 
@@ -251,8 +252,8 @@ def _tag_best_trials(study) -> list[dict[str, Any]]:
     ]
 
 
-def _log_study(study, parent_run_id: str, config: HarnessConfig) -> None:
-    """Study plots and the best values on the study's parent run."""
+def _log_study(study, parent_run_id: str, config: HarnessConfig, tracking_uri: str) -> None:
+    """Study plots, the best values and the agreement between scorers across trials on the study's parent run."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -267,6 +268,9 @@ def _log_study(study, parent_run_id: str, config: HarnessConfig) -> None:
         log_metrics({"trials_finished": float(len(completed)), "trials_total": float(len(study.trials))})
         if not completed:
             return
+        trial_runs = [trial.user_attrs[RUN_ID_ATTR] for trial in completed if RUN_ID_ATTR in trial.user_attrs]
+        if trial_runs:
+            log_scorer_agreement(variants_table([config.tracking.experiment], tracking_uri, run_ids=trial_runs))
         multi = len(study.directions) > 1
         target = {"target": _first_value, "target_name": "quality"} if multi else {}
         figures = {"optimization_history": lambda: optuna_plots.plot_optimization_history(study, **target)}

@@ -21,6 +21,7 @@ import pandas as pd
 
 import harness
 from harness.config import HarnessConfig, dump_config, expand_variants, result_fingerprint
+from harness.track.agreement import log_scorer_agreement
 from harness.track.runs import log_metrics, log_params, variant_run
 from harness.track.store import ensure_experiment, resolve_tracking_uri
 
@@ -165,7 +166,8 @@ def run_experiment(
 ) -> list[VariantOutcome]:
     """Run (or resume, or skip) every variant of `config`, each as one MLflow run.
 
-    Several variants are nested under a parent "comparison" run named after the config.
+    Several variants are nested under a parent "comparison" run named after the config; when they are
+    done it gets the rank correlation of every pair of scores across them (`log_scorer_agreement`).
 
     Args:
         config: the validated config (its `variants` section declares the variants).
@@ -202,6 +204,7 @@ def run_experiment(
             )
         if parent_run is not None and not parent_run.skipped:
             log_metrics({"variants_finished": float(len(outcomes))})
+            log_scorer_agreement(pd.DataFrame([outcome.metrics for outcome in outcomes]))
     return outcomes
 
 

@@ -9,6 +9,7 @@ import struct
 from pathlib import Path
 
 from mlflow import MlflowClient
+from scipy.stats import spearmanr
 
 from leaderboard import LeaderboardDocument
 from leaderboard_runs import FEATURES, PAYLOAD
@@ -180,6 +181,20 @@ def test_drill_down_links_lead_to_the_variant_the_feature_and_back(demo_site, pa
 
     page.click(".crumbs a", navigates=True)  # the breadcrumb back to the leaderboard
     assert page.evaluate("location.href") == demo_site.index.as_uri()
+    assert page.errors() == []
+
+
+def test_agreement_between_scorers_shows_each_pair_rank_correlation(demo_site, page):
+    variants = _document(demo_site).variants
+    expected = spearmanr([v.scores["clarity"].mean for v in variants], [v.scores["purity"].mean for v in variants]).statistic
+    page.goto(demo_site.index.as_uri())
+    cell = "document.querySelector('#agreement + figure g[data-pair=\"clarity|purity\"]')"
+    assert page.evaluate(f"[...{cell}.querySelectorAll('text')].map(text => text.textContent)") == [
+        f"{expected:.2f}", f"n = {len(variants)}"
+    ]
+    assert page.evaluate(f"{cell}.getBoundingClientRect().width") > 40  # drawn, not collapsed
+    # the four FADE scores make six pairs
+    assert page.evaluate("document.querySelectorAll('#agreement + figure g.corr-cell').length") == 6
     assert page.errors() == []
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import mlflow
 import optuna
+import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -16,6 +18,7 @@ from mlflow import MlflowClient
 from harness.config import load_config
 from harness.llm import LoopbackServer
 from harness.search.study import HOST_ATTR, PID_ATTR, fail_dead_trials, make_storage, run_search
+from harness.track.agreement import TABLE_ARTIFACT, rank_correlations
 
 KEY_ENV = "HARNESS_TEST_SEARCH_KEY"
 
@@ -63,6 +66,14 @@ def test_search_finds_the_setting_that_yields_true_descriptions(tmp_path, server
     assert run.data.metrics["objective"] == pytest.approx(best["values"][0])
     parent = MlflowClient(mlflow.get_tracking_uri()).list_artifacts(outcome.parent_run_id, "plots/study")
     assert "plots/study/optimization_history.png" in {item.path for item in parent}
+    # the agreement between scorers across the completed trials, as the trial runs read back give it
+    client = MlflowClient(mlflow.get_tracking_uri())
+    trials = client.search_runs([run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{outcome.parent_run_id}'")
+    completed = [trial.data.metrics for trial in trials if trial.info.status == "FINISHED"]
+    assert len(completed) == outcome.trials_finished
+    expected = rank_correlations(pd.DataFrame(completed))
+    logged = json.loads(Path(client.download_artifacts(outcome.parent_run_id, TABLE_ARTIFACT)).read_text())
+    assert [row[:2] + row[3:] for row in logged["data"]] == [[p.first, p.second, p.variants, p.reason] for p in expected.pairs]
 
 
 @pytest.mark.slow

@@ -15,12 +15,14 @@ import time
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
 
 from harness.config import load_config
 from harness.llm import FaultPlan, LoopbackServer
+from harness.track.agreement import PLOT_ARTIFACT, TABLE_ARTIFACT, rank_correlations
 from harness.track.experiment import run_experiment
 
 pytestmark = pytest.mark.slow
@@ -121,6 +123,24 @@ def test_params_metrics_and_artifacts_are_recorded(finished):
     # The extra scorers run next to FADE on the same descriptions: their columns and summaries are there too.
     assert "embedding" in table["columns"] and "embedding_reason" in table["columns"]
     assert 0 <= metrics["embedding_defined"] <= 1 and metrics["time_scorers_s"] > 0
+
+
+def test_the_comparison_run_holds_the_agreement_between_scorers_across_its_variants(finished):
+    client = finished["client"]
+    runs = _runs(client, "uninterrupted")
+    parent = next(run for run in runs if run.data.tags["harness.role"] == "comparison")
+    children = [run for run in runs if run.data.tags["harness.role"] == "variant"]
+    expected = rank_correlations(pd.DataFrame([run.data.metrics for run in children]))  # read back independently
+    assert "embedding" in expected.scores and len(expected.scores) >= 3
+    table = json.loads(Path(client.download_artifacts(parent.info.run_id, TABLE_ARTIFACT)).read_text())
+    logged = [dict(zip(table["columns"], row)) for row in table["data"]]
+    assert [(row["first"], row["second"], row["variants"], row["reason"]) for row in logged] == [
+        (pair.first, pair.second, pair.variants, pair.reason) for pair in expected.pairs
+    ]
+    assert [row["rho"] for row in logged] == [pytest.approx(pair.rho) if pair.rho is not None else None for pair in expected.pairs]
+    for pair in expected.pairs:
+        assert parent.data.metrics.get(f"rank_corr.{pair.first}.{pair.second}") == (pytest.approx(pair.rho) if pair.rho is not None else None)
+    assert PLOT_ARTIFACT in {item.path for item in client.list_artifacts(parent.info.run_id, "plots")}
 
 
 def test_a_finished_variant_is_skipped_on_rerun(finished):
