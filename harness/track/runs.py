@@ -8,10 +8,16 @@ run id, so an interrupted `harness run` leaves no duplicate or orphaned runs.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from harness.track.store import store_lock
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 VARIANT_KEY_TAG = "harness.variant_key"
 ROLE_TAG = "harness.role"
@@ -125,6 +131,19 @@ def log_params(params: Mapping[str, Any], attempts: int = 5) -> None:
         except MlflowException:
             if attempt + 1 == attempts:
                 raise
+
+
+def log_dataset(frame: pd.DataFrame, name: str, context: str) -> None:
+    """Log a table as an input dataset of the active run.
+
+    The store keeps one dataset row per experiment and digest: two processes (search workers) logging the
+    same corpus at once would both try to create it, so they take turns under the store's lock.
+    """
+    import mlflow
+
+    with warnings.catch_warnings(), store_lock(mlflow.get_tracking_uri()):
+        warnings.simplefilter("ignore", UserWarning)  # MLflow's hint about integer columns (sample_id)
+        mlflow.log_input(mlflow.data.from_pandas(frame, name=name), context=context)
 
 
 def _param_text(value: Any) -> str:

@@ -8,7 +8,6 @@ the LLM cache. Artifacts follow docs/tracking.md (what the leaderboard and other
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from harness.track.experiment import (
     usage_metrics,
     variant_params,
 )
-from harness.track.runs import log_metrics, log_params, variant_run
+from harness.track.runs import log_dataset, log_metrics, log_params, variant_run
 
 # Called after each chunk of features with the running metrics and the chunk number; may raise to stop.
 ChunkCallback = Callable[[dict[str, float | None], int], None]
@@ -272,9 +271,7 @@ def track_variant(
         with timer.stage("activations"):
             corpus = shared.corpus(config)
             shared.activations(config)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # MLflow's hint about integer columns (sample_id)
-            mlflow.log_input(mlflow.data.from_pandas(corpus, name=config.corpus.source), context="corpus")
+        log_dataset(corpus, config.corpus.source, context="corpus")
         with timer.stage("explain"):
             descriptions, explain_usage = describe_features(config, shared)
         with timer.stage("evaluate"):

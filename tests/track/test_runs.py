@@ -91,3 +91,35 @@ def test_params_logged_by_many_writers_at_once_on_one_run_all_land_once(experime
         thread.join()
     assert errors == []
     assert MlflowClient().get_run(run_id).data.params == {f"search.p{index}": str(index) for index in range(150)}
+
+
+def test_one_corpus_logged_by_many_runs_at_once_is_one_dataset_of_the_experiment(experiment_id):
+    """Search workers log the same corpus as the input of their trial runs at the same moment."""
+    import threading
+
+    import pandas as pd
+
+    from harness.track.runs import log_dataset
+
+    corpus = pd.DataFrame({"sample_id": range(50), "text": [f"sample {index}" for index in range(50)]})
+    run_ids = [MlflowClient().create_run(experiment_id).info.run_id for _ in range(6)]
+    barrier = threading.Barrier(len(run_ids))
+    errors = []
+
+    def writer(run_id):
+        try:
+            barrier.wait()
+            with mlflow.start_run(run_id=run_id):
+                log_dataset(corpus, "python-docs", context="corpus")
+        except Exception as error:  # collected: a thread's exception would otherwise be lost
+            errors.append(error)
+
+    threads = [threading.Thread(target=writer, args=(run_id,)) for run_id in run_ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    inputs = [MlflowClient().get_run(run_id).inputs.dataset_inputs for run_id in run_ids]
+    assert all(len(found) == 1 and found[0].dataset.name == "python-docs" for found in inputs)
+    assert len({found[0].dataset.digest for found in inputs}) == 1
