@@ -100,6 +100,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     ]
     print()
     print(format_ranking(rank_variants(pd.DataFrame(rows), by=args.rank_by), args.rank_by))
+    if len(rows) > 1:
+        _print_agreement(pd.DataFrame(rows))
     for outcome in outcomes:
         state = "skipped (already finished; --force re-runs it)" if outcome.skipped else (
             "resumed and finished" if outcome.resumed else "finished"
@@ -137,7 +139,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 1
     weights = dict(_parse_weight(item) for item in args.weight or []) or None
     print(format_ranking(rank_variants(table, by=args.rank_by, weights=weights), args.rank_by))
+    _print_agreement(table)
     return 0
+
+
+def _print_agreement(table: pd.DataFrame) -> None:
+    """The scorers' rank correlation across the table's variants, when there are two scores to pair."""
+    from harness.track.agreement import format_agreement, rank_correlations, score_names, scores_with_values
+
+    scores = scores_with_values(table, score_names(table))
+    if len(scores) > 1:
+        print()
+        print(format_agreement(rank_correlations(table, scores)))
 
 
 def _parse_weight(text: str) -> tuple[str, float]:

@@ -115,6 +115,26 @@ def scores_with_values(means: pd.DataFrame, scores: Sequence[str]) -> list[str]:
     ]
 
 
+def format_agreement(agreement: ScorerAgreement) -> str:
+    """The lower triangle as a text table: rho and n per pair, '—' where undefined (the reasons below it)."""
+    rows, columns = agreement.scores[1:], agreement.scores[:-1]
+    width = max(len(name) for name in agreement.scores) + 2
+    lines = [
+        f"Spearman rank correlation of scorers across {agreement.variants} variants (rho, n = variants defining both):",
+        " " * width + "".join(f"{name:>{width}}" for name in columns),
+    ]
+    undefined = []
+    for row, second in enumerate(rows):
+        cells = []
+        for first in columns[: row + 1]:
+            pair = agreement.pair(first, second)
+            cells.append(f"{'—' if pair.rho is None else f'{pair.rho:+.2f}'} ({pair.variants})")
+            if pair.rho is None:
+                undefined.append(f"  {first} vs {second}: {pair.reason}")
+        lines.append(f"{second:<{width}}" + "".join(f"{cell:>{width}}" for cell in cells))
+    return "\n".join(lines + (["undefined:", *undefined] if undefined else []))
+
+
 def agreement_figure(agreement: ScorerAgreement):
     """A heatmap of the lower triangle (one cell per pair), each cell annotated with rho and n, or why not."""
     import matplotlib

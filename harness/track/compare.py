@@ -125,9 +125,11 @@ def variants_table(experiment_names: Sequence[str], tracking_uri: str, run_ids: 
 
 
 def format_ranking(ranked: pd.DataFrame, by: str) -> str:
-    """A terminal table: rank, variant, each score as mean [low, high], cost, features."""
+    """A terminal table: rank, variant, each FADE score as mean [low, high], other scorers' means, cost, features."""
     lines = []
-    header = ["rank", "variant"] + [name for name in SCORES if f"{name}_mean" in ranked] + ["cost_usd", "features"]
+    fade = [name for name in SCORES if f"{name}_mean" in ranked]
+    others = [name for name in _score_names(ranked) if name not in SCORES and name != AGGREGATE]
+    header = ["rank", "variant", *fade, *others, "cost_usd", "features"]
     if by == AGGREGATE:
         header.insert(2, AGGREGATE)
     rows = []
@@ -135,18 +137,19 @@ def format_ranking(ranked: pd.DataFrame, by: str) -> str:
         cells = [f"{row['rank']}{'=' if row['tied'] else ''}", str(row["variant"])]
         if by == AGGREGATE:
             cells.append(_number(row.get(f"{AGGREGATE}_mean")))
-        for name in SCORES:
-            if f"{name}_mean" in ranked:
-                cells.append(
-                    f"{_number(row.get(f'{name}_mean'))} [{_number(row.get(f'{name}_ci_low'))}, "
-                    f"{_number(row.get(f'{name}_ci_high'))}]"
-                )
+        for name in fade:
+            cells.append(
+                f"{_number(row.get(f'{name}_mean'))} [{_number(row.get(f'{name}_ci_low'))}, "
+                f"{_number(row.get(f'{name}_ci_high'))}]"
+            )
+        cells += [_number(row.get(f"{name}_mean")) for name in others]
         cells += [_number(row.get("cost_usd"), digits=4), _number(row.get("features"), digits=0)]
         rows.append(cells)
     widths = [max(len(str(item)) for item in column) for column in zip(header, *rows)]
     for cells in [header, *rows]:
         lines.append("  ".join(str(cell).ljust(width) for cell, width in zip(cells, widths)))
-    lines.append(f"(ranked by {by}; '=' marks a tie: its 95% CI overlaps the variant above)")
+    note = "; other scorers: means (intervals in MLflow and on the leaderboard)" if others else ""
+    lines.append(f"(ranked by {by}; '=' marks a tie: its 95% CI overlaps the variant above{note})")
     return "\n".join(lines)
 
 

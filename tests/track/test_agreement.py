@@ -131,3 +131,21 @@ def test_nothing_is_logged_with_fewer_than_two_scores_with_values(tracking):
         log_metrics({"kept": 1.0})
         assert log_scorer_agreement(_means(clarity=[0.1, 0.5, 0.9], purity=[None, None, None])) is None
     assert client.list_artifacts(parent.run_id) == [] and client.get_run(parent.run_id).data.metrics == {"kept": 1.0}
+
+
+def test_the_text_table_shows_each_pair_once_and_says_why_a_cell_is_empty():
+    from harness.track.agreement import format_agreement
+
+    text = format_agreement(
+        rank_correlations(_means(clarity=[0.1, 0.5, 0.9, 0.3], purity=[0.2, 0.4, 0.8, 0.1], embedding=[0.5] * 4))
+    )
+    lines = text.splitlines()
+    assert lines[0].startswith("Spearman rank correlation of scorers across 4 variants")
+    assert lines[1].split() == ["clarity", "purity"]
+    assert lines[2].split() == ["purity", "+0.80", "(4)"]
+    assert lines[3].split() == ["embedding", "—", "(4)", "—", "(4)"]
+    assert lines[4:] == [
+        "undefined:",
+        "  clarity vs embedding: embedding is constant across the 4 variants",
+        "  purity vs embedding: embedding is constant across the 4 variants",
+    ]

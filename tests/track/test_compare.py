@@ -1,6 +1,7 @@
 """Ranking of variants: known answers, ties by overlapping intervals, weighted aggregate."""
 
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -59,3 +60,13 @@ def test_undefined_means_count_as_zero_in_the_aggregate_and_equal_values_tie():
     assert list(ranked["variant"]) == ["x", "y", "z"]
     assert list(ranked["rank"]) == [1, 1, 3]
     assert list(ranked["aggregate_mean"]) == [0.3, 0.3, 0.2]
+
+
+def test_the_terminal_table_shows_fade_with_intervals_then_the_other_scorers_means():
+    table = _table().assign(detection_mean=[0.9, 0.7, None, 0.1], embedding_mean=[0.6, 0.65, 0.7, 0.75])
+    lines = format_ranking(rank_variants(table, by="detection"), "detection").splitlines()
+    cells = [re.split(r"\s{2,}", line.strip()) for line in lines[:-1]]
+    assert cells[0] == ["rank", "variant", "clarity", "purity", "detection", "embedding", "cost_usd", "features"]
+    assert cells[1] == ["1", "a", "0.500 [0.450, 0.550]", "0.900 [-, -]", "0.900", "0.600", "-", "-"]
+    assert cells[4][:2] == ["4", "c"] and cells[4][4:6] == ["-", "0.700"]  # undefined detection ranks last
+    assert "other scorers: means" in lines[-1]
