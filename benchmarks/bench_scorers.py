@@ -1,9 +1,9 @@
 """What each scorer costs per feature, and how much the one-concurrent-batch design saves.
 
 Records come from the real pipeline: SmolLM2-135M, MLP neurons of model.layers.15 (the default site),
-python-docs samples, extract_activations + pool_examples. The LLM scorers ask the scripted keyword rater
-(tests/scorers/scorer_responders.py) on a loopback server in its own process, answering after a fixed
-latency (100 ms by default), as a remote backend would. Per scorer, in one run:
+python-docs samples, extract_activations + pool_examples. The LLM scorers ask the loopback server's
+scripted keyword rater (the `fade` responder) in its own process, answering after a fixed latency (100 ms
+by default), as a remote backend would. Per scorer, in one run:
   sequential  the first features' calls one after another (concurrency 1, no cache); per-call time x all
               calls is the baseline (extrapolated, not run in full)
   scorer      the scorer on every feature (one concurrent batch under the bound, empty cache)
@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 from _loopback import start_loopback_process
 
@@ -36,16 +35,13 @@ from harness.llm import LLMClient
 from harness.model import load_subject_model
 from harness.sites import build_site
 
-RESPONDERS_DIR = Path(__file__).resolve().parents[1] / "tests" / "scorers"
 LLM_SCORERS = ("detection", "fuzzing", "simulation")
 
 
 def start_server(latency_s: float) -> tuple[subprocess.Popen, str]:
     code = (
-        f"import sys; sys.path.insert(0, {str(RESPONDERS_DIR)!r})\n"
-        "from scorer_responders import KeywordRater\n"
-        "from harness.llm import FaultPlan, LoopbackServer\n"
-        f"server = LoopbackServer(KeywordRater(), FaultPlan(latency_s={latency_s}))\n"
+        "from harness.llm import FadeResponder, FaultPlan, LoopbackServer\n"
+        f"server = LoopbackServer(FadeResponder(), FaultPlan(latency_s={latency_s}))\n"
         "print(server.url, flush=True)\n"
         "server.serve_forever()\n"
     )
