@@ -1,4 +1,4 @@
-"""The import formats: FADE results, Neuronpedia exports, OpenAI neuron-explainer files, plain CSV."""
+"""The import formats: FADE results, Neuronpedia exports, OpenAI neuron-explainer files, plain CSV, JSON records."""
 
 from __future__ import annotations
 
@@ -201,3 +201,23 @@ class CsvImporter(Importer):
     @classmethod
     def recognises(cls, path: Path, text: str) -> bool:
         return path.suffix.lower() == ".csv"
+
+
+@IMPORTERS.register("records")
+class RecordsImporter(Importer):
+    """JSON records `[{"feature": 3, "description": "..."}]` (array, single object or JSON Lines; other
+    fields are ignored), as `harness explain` writes them."""
+
+    schema = pa.DataFrameSchema({"feature": FEATURE_COLUMN, "description": DESCRIPTION_COLUMN})
+
+    def rows(self, text: str, where: str, problems: list[RowProblem]) -> list[RawRow]:
+        return [
+            RawRow(line, {"feature": record.get("feature"), "description": record.get("description")})
+            for line, record in json_records(text, where, problems)
+            if not _not_a_record(line, record, problems)
+        ]
+
+    @classmethod
+    def recognises(cls, path: Path, text: str) -> bool:
+        record = _first_record(path, text)
+        return isinstance(record, dict) and {"feature", "description"} <= record.keys()
