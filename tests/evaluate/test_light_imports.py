@@ -1,0 +1,22 @@
+"""The pure metric modules can be used without the model or the LLM stack (no torch, litellm, mlflow)."""
+
+import subprocess
+import sys
+
+
+def test_importing_the_metrics_loads_no_model_or_llm_library():
+    code = (
+        "import sys\n"
+        "import harness.evaluate.metrics, harness.evaluate.sampling, harness.evaluate.scores\n"
+        "print(sorted(name for name in ('torch', 'transformers', 'litellm', 'mlflow') if name in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_stage_names_still_import_from_the_package():
+    from harness.evaluate import ResultStore, evaluate_descriptions, read_descriptions
+    from harness.evaluate.pipeline import evaluate_descriptions as defined
+    from harness.evaluate.store import ResultStore as store
+
+    assert evaluate_descriptions is defined and ResultStore is store and callable(read_descriptions)
