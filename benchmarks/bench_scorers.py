@@ -26,7 +26,7 @@ import time
 from _loopback import start_loopback_process
 
 from harness.activations import extract_activations
-from harness.activations._pool import pool_examples
+from harness.activations import pool_examples
 from harness.config import LLMConfig, ScorersConfig, parse_config
 from harness.corpus import load_corpus
 from harness.evaluate.scorers import SCORERS, least_active_needed, load_encoder

@@ -221,7 +221,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _write_table(table: pd.DataFrame, path: Path) -> None:
     """CSV or JSON by suffix, written atomically."""
-    from harness.activations._store import write_atomic
+    from harness.files import write_atomic
 
     if path.suffix == ".json":
         data = table.to_json(orient="records", indent=2).encode()

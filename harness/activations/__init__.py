@@ -1,6 +1,7 @@
 """Activation engine: every selected feature of a site in one pass per batch, streamed top-k, disk cache."""
 
 from harness.activations._extract import extract_activations
+from harness.activations._pool import pool_examples
 from harness.activations._report import top_examples_report
 from harness.activations._texts import activations_for_texts
 from harness.activations.types import ActivatingExample, ActivationSet
@@ -10,5 +11,6 @@ __all__ = [
     "ActivationSet",
     "activations_for_texts",
     "extract_activations",
+    "pool_examples",
     "top_examples_report",
 ]

@@ -23,13 +23,14 @@ from tqdm.auto import tqdm
 from harness.activations._forward import display_tokens, forward_batch
 from harness.activations._processes import Processes, current_processes
 from harness.activations._reduce import TopExamples
-from harness.activations._store import ArrayStore, CacheCorrupt, cache_key
+from harness.activations._store import ArrayStore, CacheCorrupt
+from harness.files import content_hash
 from harness.activations.types import ActivatingExample, ActivationSet
 from harness.config import ActivationConfig
 from harness.corpus import corpus_fingerprint, validate_samples
 from harness.errors import CorpusError
 from harness.sites import FeatureSite
-from harness.sites._base import FeatureSpec, input_device
+from harness.sites import FeatureSpec, input_device
 
 CACHE_FORMAT = 1
 SINGLE_PROCESS = Processes()
@@ -78,7 +79,7 @@ def extract_activations(
         raise CorpusError("the corpus given to extract_activations has no samples; check corpus.source and filters")
     feature_ids = site.resolve_features(site.selection if features is None else features)
     material = {**engine_key_material(loaded_model, site, feature_ids, config), "corpus": corpus_fingerprint(samples)}
-    key = cache_key(material)
+    key = content_hash(material)
     store = ArrayStore(Path(config.cache_dir) / "activations" / key[:32], key)
     processes = current_processes()
     texts = samples["text"].tolist()

@@ -13,15 +13,15 @@ import hashlib
 import io
 import json
 import logging
-import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from harness.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -30,26 +30,6 @@ MANIFEST = "manifest.json"
 
 class CacheCorrupt(Exception):
     """A cache file does not match its manifest (internal: the store rebuilds)."""
-
-
-def cache_key(material: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of what determines a cached result."""
-    return hashlib.sha256(json.dumps(material, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 class ArrayStore:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from transformers import GenerationConfig
 
-from harness.activations._forward import input_device
+from harness.sites import input_device
 from harness.errors import SiteError
 from harness.sites import FeatureSite
 

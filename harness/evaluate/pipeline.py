@@ -25,7 +25,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from harness.activations import ActivationSet, activations_for_texts, extract_activations
-from harness.activations._store import cache_key
+from harness.files import content_hash
 from harness.config import OPERATIONAL_LLM_FIELDS, HarnessConfig
 from harness.corpus import corpus_fingerprint, load_corpus
 from harness.errors import EvaluationError
@@ -143,7 +143,7 @@ def evaluate_descriptions(
     site.resolve_features(features)
     base_key = _base_key(config, loaded_model, site, corpus)
     keys = {
-        feature: cache_key({**base_key, "feature": feature, "description": text}) for feature, text in described.items()
+        feature: content_hash({**base_key, "feature": feature, "description": text}) for feature, text in described.items()
     }
     results = {feature: result for feature, key in keys.items() if (result := store.load(feature, key)) is not None}
     pending = [feature for feature in keys if feature not in results]

@@ -22,7 +22,7 @@ from typing import Annotated, Any
 import pandas as pd
 from pydantic import Field
 
-from harness.activations._store import write_atomic
+from harness.files import write_atomic
 from harness.errors import EvaluationError
 from harness.evaluate.scores import FeatureScores, _Record, summarise
 

@@ -3,7 +3,7 @@
 Kinds are registered by name in SITES; importing this package registers 'neuron' and 'sae'.
 """
 
-from harness.sites._base import FeatureSite, resolve_module
+from harness.sites._base import FeatureSite, FeatureSpec, input_device, resolve_module
 from harness.sites._neuron import NeuronSite
 from harness.sites._registry import SITES, build_site
 from harness.sites._sae import SAESite
@@ -13,11 +13,13 @@ __all__ = [
     "SAE_ACTIVATIONS",
     "SITES",
     "FeatureSite",
+    "FeatureSpec",
     "NeuronSite",
     "SAEActivation",
     "SAESite",
     "SparseAutoencoder",
     "build_site",
+    "input_device",
     "load_sae",
     "resolve_module",
 ]

@@ -41,7 +41,7 @@ def _needs_pool(config: HarnessConfig) -> bool:
 
 def describe_features(config: HarnessConfig, shared: SharedStages) -> tuple[pd.DataFrame, dict[str, float | int]]:
     """The variant's descriptions table and what the explainer's LLM calls used."""
-    from harness.activations._pool import pool_examples
+    from harness.activations import pool_examples
     from harness.explain import build_feature_records, generate_descriptions, make_explainer
     from harness.llm import LLMClient
 
@@ -73,7 +73,7 @@ def score_with_other_scorers(config: HarnessConfig, descriptions: pd.DataFrame, 
     Their examples come from a pool of their own (with as many least-active samples as they need), so the
     explainer's contrast examples stay as they were. Returns their per-feature table and the rater's usage.
     """
-    from harness.activations._pool import pool_examples
+    from harness.activations import pool_examples
     from harness.evaluate.scorers import SCORERS, least_active_needed, run_scorers
     from harness.explain import build_feature_records
     from harness.llm import LLMClient, Usage
