@@ -211,12 +211,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     config = _config_from(args)
     descriptions = read_descriptions(args.descriptions, format=args.format)
     result = evaluate_descriptions(config, descriptions, args.output, progress=not args.quiet)
-    columns = ["feature", "clarity", "responsiveness", "purity", "faithfulness", "description"]
-    with pd.option_context("display.max_colwidth", 60, "display.width", 160):
-        print(result.scores[columns].to_string(index=False))
-    print(f"\n{len(result.computed)} computed, {len(result.reused)} reused from {args.output}; "
-          f"scores in {Path(args.output) / 'scores.csv'}")
+    table = result.scores[["feature", "clarity", "responsiveness", "purity", "faithfulness", "description"]]
+    written = f"scores in {Path(args.output) / 'scores.csv'}"
+    if config.scorers.enabled:
+        from harness.track.experiment import SharedStages
+        from harness.track.variant import score_with_other_scorers
+
+        other, _ = score_with_other_scorers(config, descriptions, SharedStages(progress=not args.quiet))
+        _write_table(other, Path(args.output) / OTHER_SCORES_FILE)
+        table = table.merge(other[["feature", *config.scorers.enabled]], on="feature", how="left")
+        table = table[[*table.columns.drop("description"), "description"]]
+        written += f", other scorers' in {Path(args.output) / OTHER_SCORES_FILE}"
+    with pd.option_context("display.max_colwidth", 60, "display.width", 200):
+        print(table.to_string(index=False))
+    print(f"\n{len(result.computed)} computed, {len(result.reused)} reused from {args.output}; {written}")
     return 0
+
+
+OTHER_SCORES_FILE = "other_scores.csv"  # `harness evaluate`: the enabled scorers' per-feature table
 
 
 def _write_table(table: pd.DataFrame, path: Path) -> None:
@@ -318,7 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--output", "-o", required=True, help="descriptions table to write (.csv or .json)")
     explain.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    evaluate = command("evaluate", cmd_evaluate, "score a descriptions table with FADE on the config's site")
+    evaluate = command(
+        "evaluate", cmd_evaluate, "score a descriptions table with FADE (and the scorers in scorers.enabled) on the config's site"
+    )
     _add_config_arguments(evaluate)
     evaluate.add_argument("--descriptions", "-d", required=True, help="CSV/JSON (feature, description) or FADE JSON")
     evaluate.add_argument(

@@ -39,3 +39,43 @@ def test_config_show_fills_defaults_and_applies_overrides(tmp_path):
 def test_bad_override_is_a_clear_error():
     result = harness("config", "show", "--set", "fade.num_samples")
     assert result.returncode == 2 and "--set expects KEY=VALUE" in result.stderr
+
+
+def test_evaluate_scores_a_descriptions_file_with_fade_and_the_enabled_scorers(tmp_path):
+    """`harness explain` then `harness evaluate` with the scripted loopback server as explainer and rater:
+    FADE's table and the enabled scorers' table come out for every feature, printed side by side; run
+    again, FADE's results are reused and the scorers' answers come from the LLM cache, unchanged."""
+    import pandas as pd
+
+    from harness.llm import LoopbackServer
+
+    with LoopbackServer() as server:
+        llm = {"model": "openai/scripted", "api_base": server.url, "backoff_base_s": 0.01}
+        config = {
+            "corpus": {"num_samples": 100, "max_chars": 160, "seed": 5},
+            "site": {"module": "model.layers.3.mlp.act_fn", "features": [77, 91]},
+            "activations": {"batch_size": 16, "max_length": 32, "skip_first_positions": 1, "cache_dir": str(tmp_path / "cache")},
+            "explain": {"llm": llm, "selection": {"num_examples": 6}},
+            "fade": {"rater": llm, "clarity_llm_calls": 2, "num_samples": 30, "faithfulness": {"enabled": False}},
+            "scorers": {"enabled": ["detection", "embedding"], "detection": {"num_examples": 10}},
+        }
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        explained = harness("explain", str(path), "-o", str(tmp_path / "descriptions.csv"), "--quiet", cwd=tmp_path)
+        assert explained.returncode == 0, explained.stderr
+        command = ("evaluate", str(path), "-d", str(tmp_path / "descriptions.csv"), "-o", str(tmp_path / "out"), "--quiet")
+        first = harness(*command, cwd=tmp_path)
+        assert first.returncode == 0, first.stderr
+        other = pd.read_csv(tmp_path / "out" / "other_scores.csv")
+        requests = server.requests
+        again = harness(*command, cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert server.requests == requests  # FADE reused from the output folder, scorers from the LLM cache
+    assert first.stdout.splitlines()[0].split() == [
+        "feature", "clarity", "responsiveness", "purity", "faithfulness", "detection", "embedding", "description"
+    ]
+    assert "2 computed, 0 reused" in first.stdout and "0 computed, 2 reused" in again.stdout
+    assert list(other["feature"]) == [77, 91]
+    assert other["detection"].between(0, 1).all() and other["embedding"].between(0, 1).all()
+    assert other["detection_reason"].isna().all() and other["detection_judged"].between(1, 10).all()
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "other_scores.csv"), other)
