@@ -107,7 +107,7 @@ def _describe(error: BaseException) -> str:
     return f"{prefix}: {message[:1000]}" if message else prefix
 
 
-def _hint(error: BaseException, config: LLMConfig) -> str:
+def _hint(error: BaseException, config: LLMConfig, logprobs: bool = False) -> str:
     status = getattr(error, "status_code", None)
     if status in (401, 403):
         where = f"${config.api_key_env} (llm.api_key_env)" if config.api_key_env else "llm.api_key_env"
@@ -115,7 +115,10 @@ def _hint(error: BaseException, config: LLMConfig) -> str:
     if status == 404:
         return "check llm.model and llm.api_base"
     if status == 400:
-        return "check llm.model, llm.max_tokens and llm.extra_params"
+        hint = "check llm.model, llm.max_tokens and llm.extra_params"
+        if logprobs:
+            hint += "; this request asked for token log-probabilities, which some backends refuse (scorers.<name>.logprobs: off)"
+        return hint
     if _is_retryable(error):
         return "check that the backend is up, or raise llm.max_retries / llm.timeout_s"
     return "see the cause above"
@@ -298,7 +301,7 @@ class LLMClient:
                     response = await self._send(call)
             except Exception as error:
                 if not _is_retryable(error) or transport_retries >= config.max_retries:
-                    raise self._final_error(error, attempts, secrets) from None
+                    raise self._final_error(error, attempts, secrets, bool(request_params.get("logprobs"))) from None
                 transport_retries += 1
                 self._count(retries=1)
                 delay = self._delay(transport_retries, _retry_after_s(error))
@@ -359,13 +362,13 @@ class LLMClient:
                 text = text.replace(secret, "[redacted]")
         return text
 
-    def _final_error(self, error: BaseException, attempts: int, secrets: Sequence[str]) -> LLMError:
+    def _final_error(self, error: BaseException, attempts: int, secrets: Sequence[str], logprobs: bool) -> LLMError:
         if _is_retryable(error):
             outcome = f"gave up after {attempts} attempts (llm.max_retries = {self.config.max_retries})"
         else:
             outcome = "not retried: this error does not go away by retrying"
         cause = self._redact(_describe(error), secrets)
-        return LLMError(f"LLM call to {self.backend} failed: {cause}; {outcome}; {_hint(error, self.config)}")
+        return LLMError(f"LLM call to {self.backend} failed: {cause}; {outcome}; {_hint(error, self.config, logprobs)}")
 
     async def acomplete_many(
         self,

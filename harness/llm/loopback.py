@@ -256,6 +256,7 @@ def _with_wrong_ids(text: str) -> str | None:
 class _ServerState:
     responder: Responder
     faults: FaultPlan
+    accepts_logprobs: bool = True
     stopping: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     requests: int = 0
@@ -312,6 +313,9 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         authorization = self.headers.get("Authorization")
         fault = state.admit(body, authorization)
+        if request.get("logprobs") and not state.accepts_logprobs:
+            self._send_error(400, "logprobs is not supported by this model")
+            return
         plan = state.faults
         if plan.latency_s:
             state.stopping.wait(plan.latency_s)
@@ -420,6 +424,8 @@ class LoopbackServer:
         faults: the fault plan; can be replaced between phases with `server.faults = FaultPlan(...)`.
         host: loopback address to bind.
         port: 0 picks a free port.
+        accepts_logprobs: False answers a request asking for log-probabilities with 400, as backends
+            without them do.
     """
 
     def __init__(
@@ -428,9 +434,12 @@ class LoopbackServer:
         faults: FaultPlan | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        accepts_logprobs: bool = True,
     ) -> None:
         self._httpd = _HTTPServer((host, port), _Handler)
-        self._httpd.state = _ServerState(responder=responder or FadeResponder(), faults=faults or FaultPlan())
+        self._httpd.state = _ServerState(
+            responder=responder or FadeResponder(), faults=faults or FaultPlan(), accepts_logprobs=accepts_logprobs
+        )
         self._thread: threading.Thread | None = None
 
     @property

@@ -207,3 +207,12 @@ def test_run_scorers_input_errors(planted_records):
         run_scorers(planted_records, {0: "x"}, ScorersConfig(enabled=["fuzzing"]), None)
     with pytest.raises(EvaluationError, match=r"without activation records: \[99\]"):
         run_scorers(planted_records, {0: "x", 99: "y"}, ScorersConfig(), None)
+
+
+def test_a_backend_refusing_log_probabilities_says_how_to_go_on_without_them(planted_records, make_client):
+    with LoopbackServer(KeywordRater(), accepts_logprobs=False) as refusing:
+        client = make_client(api_base=refusing.url)
+        with pytest.raises(LLMError, match=r"log-probabilities.*scorers\.<name>\.logprobs: off"):
+            score("detection", planted_records, true_descriptions(FEATURES), client, ScorersConfig(detection={"logprobs": "on"}))
+        without = score("detection", planted_records, true_descriptions(FEATURES), client, ScorersConfig(detection={"logprobs": "off"}))
+    assert (without["detection"] == 1.0).all() and without["detection_auroc"].isna().all()
