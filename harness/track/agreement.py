@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness.track.compare import SCORES
+from harness.track.compare import score_names
 
 MIN_VARIANTS = 3  # with two variants every defined rank correlation is +1 or -1
 PLOT_ARTIFACT = "plots/scorer_rank_correlation.png"
@@ -54,12 +54,6 @@ class ScorerAgreement(BaseModel):
             if {pair.first, pair.second} == {first, second} and first != second:
                 return pair
         raise KeyError(f"no pair {first!r}, {second!r} among the scores {', '.join(self.scores)}")
-
-
-def score_names(means: pd.DataFrame) -> list[str]:
-    """Scores with a `<score>_mean` column: FADE's four first (in their order), then the others as found."""
-    found = [column.removesuffix("_mean") for column in means.columns if column.endswith("_mean")]
-    return [name for name in SCORES if name in found] + [name for name in found if name not in SCORES]
 
 
 def average_ranks(values: np.ndarray) -> np.ndarray:

@@ -37,7 +37,7 @@ def _defined_or_zero(value: float | None) -> float:
 
 def aggregate_score(table: pd.DataFrame, weights: Mapping[str, float]) -> pd.Series:
     """The weighted aggregate of every row (variant) of a table with `<score>_mean` columns."""
-    unknown = sorted(set(weights) - set(_score_names(table)) - set(SCORES))
+    unknown = sorted(set(weights) - set(score_names(table)) - set(SCORES))
     if unknown:
         raise ConfigError(f"unknown score(s) in weights: {', '.join(unknown)}; known: {', '.join(SCORES)}")
     rows = table.to_dict("records")
@@ -45,8 +45,10 @@ def aggregate_score(table: pd.DataFrame, weights: Mapping[str, float]) -> pd.Ser
     return pd.Series(values, index=table.index, dtype=float)
 
 
-def _score_names(table: pd.DataFrame) -> list[str]:
-    return [column[: -len("_mean")] for column in table.columns if column.endswith("_mean")]
+def score_names(table: pd.DataFrame) -> list[str]:
+    """Scores with a `<score>_mean` column: FADE's four first (in their order), then the others by name."""
+    found = {column.removesuffix("_mean") for column in table.columns if column.endswith("_mean")} - {AGGREGATE}
+    return [name for name in SCORES if name in found] + sorted(found - set(SCORES))
 
 
 def rank_variants(table: pd.DataFrame, by: str = AGGREGATE, weights: Mapping[str, float] | None = None) -> pd.DataFrame:
@@ -63,7 +65,7 @@ def rank_variants(table: pd.DataFrame, by: str = AGGREGATE, weights: Mapping[str
         present = [name for name in SCORES if f"{name}_mean" in ranked.columns]
         ranked[f"{AGGREGATE}_mean"] = aggregate_score(ranked, weights or {name: 1.0 for name in present or SCORES})
     elif f"{by}_mean" not in ranked.columns:
-        raise ConfigError(f"cannot rank by {by!r}: known scores are {', '.join(_score_names(table)) or 'none'}")
+        raise ConfigError(f"cannot rank by {by!r}: known scores are {', '.join(score_names(table)) or 'none'}")
     key = f"{by}_mean"
     ranked = ranked.sort_values(key, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
     ranks, tied = [], []
@@ -128,7 +130,7 @@ def format_ranking(ranked: pd.DataFrame, by: str) -> str:
     """A terminal table: rank, variant, each FADE score as mean [low, high], other scorers' means, cost, features."""
     lines = []
     fade = [name for name in SCORES if f"{name}_mean" in ranked]
-    others = [name for name in _score_names(ranked) if name not in SCORES and name != AGGREGATE]
+    others = [name for name in score_names(ranked) if name not in SCORES]
     header = ["rank", "variant", *fade, *others, "cost_usd", "features"]
     if by == AGGREGATE:
         header.insert(2, AGGREGATE)

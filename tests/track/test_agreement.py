@@ -90,9 +90,11 @@ def test_matches_scipy_spearmanr_on_random_means_with_ties_and_gaps():
         assert pair.rho == pytest.approx(spearmanr(first[both], second[both]).statistic, abs=1e-12)
 
 
-def test_score_names_put_fade_first_and_ignore_other_columns():
-    table = pd.DataFrame(columns=["embedding_mean", "purity_mean", "cost_usd", "clarity_mean", "purity_ci_low"])
-    assert score_names(table) == ["clarity", "purity", "embedding"]
+def test_score_names_put_fade_first_then_the_others_by_name_and_ignore_other_columns():
+    table = pd.DataFrame(
+        columns=["simulation_mean", "embedding_mean", "purity_mean", "cost_usd", "clarity_mean", "purity_ci_low", "aggregate_mean"]
+    )
+    assert score_names(table) == ["clarity", "purity", "embedding", "simulation"]
 
 
 @pytest.fixture()
