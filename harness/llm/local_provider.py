@@ -4,7 +4,9 @@
 loader accepts works: an embedded name, a local folder, a cached hub id). It is registered as a litellm
 custom provider, so it goes through the same litellm.acompletion path as every remote backend. Requests
 that arrive together are micro-batched into one left-padded `generate` call; decoding is greedy unless
-a temperature > 0 is asked for. `logprobs=True, top_logprobs=k` returns each generated token's
+a temperature > 0 is asked for. Sampling draws each request's tokens from a random stream of its own,
+seeded by its `seed` (0 when it has none), so a sampled answer does not depend on which other requests
+happened to share its batch: a run repeats (up to float rounding between batch shapes). `logprobs=True, top_logprobs=k` returns each generated token's
 log-probability and its k likeliest alternatives under the model (before temperature), OpenAI-shaped. It is small and weak: answers are often not what a prompt asks for.
 """
 
@@ -54,6 +56,19 @@ class GenerationSettings:
 
 
 @dataclass(frozen=True)
+class LocalRequest:
+    """One conversation to answer, and the seed of its sampling (used when the temperature is above 0)."""
+
+    messages: list[dict[str, Any]]
+    seed: int = 0
+
+    @classmethod
+    def from_params(cls, messages: list[dict[str, Any]], params: dict[str, Any]) -> LocalRequest:
+        seed = params.get("seed")
+        return cls(messages, int(seed) if seed is not None else 0)
+
+
+@dataclass(frozen=True)
 class Generated:
     text: str
     prompt_tokens: int
@@ -75,13 +90,13 @@ class _MicroBatcher:
     def __init__(self, provider: LocalChatProvider, gather_window_s: float) -> None:
         self._provider = provider
         self._gather_window_s = gather_window_s
-        self._pending: list[tuple[GenerationSettings, list[dict[str, Any]], asyncio.Future[Generated]]] = []
+        self._pending: list[tuple[GenerationSettings, LocalRequest, asyncio.Future[Generated]]] = []
         self._worker: asyncio.Task[None] | None = None
 
-    async def submit(self, settings: GenerationSettings, messages: list[dict[str, Any]]) -> Generated:
+    async def submit(self, settings: GenerationSettings, request: LocalRequest) -> Generated:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Generated] = loop.create_future()
-        self._pending.append((settings, messages, future))
+        self._pending.append((settings, request, future))
         if self._worker is None or self._worker.done():
             self._worker = loop.create_task(self._drain())
         return await future
@@ -93,11 +108,11 @@ class _MicroBatcher:
             batch = [item for item in self._pending if item[0] == settings][: self._provider.max_batch_size]
             taken = {id(item) for item in batch}
             self._pending = [item for item in self._pending if id(item) not in taken]
-            live = [(messages, future) for _, messages, future in batch if not future.done()]
+            live = [(request, future) for _, request, future in batch if not future.done()]
             if not live:
                 continue
             try:
-                results = await asyncio.to_thread(self._provider.generate, settings, [m for m, _ in live])
+                results = await asyncio.to_thread(self._provider.generate, settings, [request for request, _ in live])
             except Exception as error:  # every waiting request learns why its batch failed
                 for _, future in live:
                     if not future.done():
@@ -125,10 +140,10 @@ class LocalChatProvider(CustomLLM):
         self._generate_lock = threading.Lock()
         self._batchers = PerLoop(lambda: _MicroBatcher(self, gather_window_s))
 
-    def generate(self, settings: GenerationSettings, conversations: list[list[dict[str, Any]]]) -> list[Generated]:
+    def generate(self, settings: GenerationSettings, requests: list[LocalRequest]) -> list[Generated]:
         """One batched generate call over chat-templated, left-padded prompts."""
         import torch
-        from transformers import GenerationConfig
+        from transformers import GenerationConfig, LogitsProcessorList
 
         from harness.model import load_subject_model
 
@@ -149,18 +164,26 @@ class LocalChatProvider(CustomLLM):
                 add_generation_prompt=True,
                 tokenize=False,
             )
-            for messages in conversations
+            for messages in (request.messages for request in requests)
         ]
         encoded = tokenizer(
             prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
         ).to(loaded.device)
         sampling = settings.temperature > 0
         scored = settings.top_logprobs is not None
+        # Sampling is done by _SeededSampling (one random stream per request); generate itself stays greedy.
+        processors = (
+            LogitsProcessorList(
+                [_SeededSampling([request.seed for request in requests], settings.temperature, settings.top_p)]
+            )
+            if sampling
+            else None
+        )
         generation_config = GenerationConfig(
             max_new_tokens=settings.max_new_tokens,
-            do_sample=sampling,
-            temperature=settings.temperature if sampling else None,
-            top_p=settings.top_p if sampling else None,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
             top_k=None,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
@@ -168,7 +191,7 @@ class LocalChatProvider(CustomLLM):
             return_dict_in_generate=scored,
         )
         with self._generate_lock, torch.inference_mode():
-            output = model.generate(**encoded, generation_config=generation_config)
+            output = model.generate(**encoded, generation_config=generation_config, logits_processor=processors)
             self.generate_calls += 1
             self.generated_sequences += len(prompts)
             sequences = output.sequences if scored else output
@@ -212,15 +235,45 @@ class LocalChatProvider(CustomLLM):
         self, model: str, messages: list, *, model_response: ModelResponse, optional_params: dict, **_: Any
     ) -> ModelResponse:
         settings = GenerationSettings.from_params(model, optional_params)
-        [result] = self.generate(settings, [messages])
+        [result] = self.generate(settings, [LocalRequest.from_params(messages, optional_params)])
         return self._response(model_response, model, result, settings.top_logprobs)
 
     async def acompletion(
         self, model: str, messages: list, *, model_response: ModelResponse, optional_params: dict, **_: Any
     ) -> ModelResponse:
         settings = GenerationSettings.from_params(model, optional_params)
-        result = await self._batchers.get().submit(settings, messages)
+        result = await self._batchers.get().submit(settings, LocalRequest.from_params(messages, optional_params))
         return self._response(model_response, model, result, settings.top_logprobs)
+
+
+class _SeededSampling:
+    """A logits processor that samples each row's next token from that row's own generator (temperature,
+    then nucleus top_p) and leaves only that token possible, so greedy decoding takes it.
+
+    generate's own sampling draws every row from one random stream, so a row's answer would depend on the
+    other rows of its batch; here it depends only on its seed and its own logits.
+    """
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float | None) -> None:
+        import torch
+
+        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+        self.temperature = temperature
+        self.top_p = top_p
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        probabilities = torch.softmax(scores.float().cpu() / self.temperature, dim=-1)
+        if self.top_p is not None and self.top_p < 1:
+            ordered, order = probabilities.sort(dim=-1, descending=True)
+            outside = ordered.cumsum(dim=-1) - ordered > self.top_p  # the likeliest token always stays
+            probabilities = probabilities.scatter(-1, order, ordered.masked_fill(outside, 0.0))
+        chosen = torch.cat(
+            [torch.multinomial(row, 1, generator=generator) for row, generator in zip(probabilities, self.generators)]
+        )
+        forced = torch.full_like(scores, float("-inf"))
+        return forced.scatter(1, chosen[:, None].to(scores.device), 0.0)
 
 
 def _top_logprobs(logits: tuple[Any, ...], new_tokens: Any, top: int) -> list[list[tuple[int, float, list[tuple[int, float]]]]]:

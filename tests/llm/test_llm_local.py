@@ -48,3 +48,21 @@ def test_an_unloadable_local_model_fails_at_once_with_the_loader_message(tmp_pat
     assert isinstance(error, LLMError)
     assert "local model 'no-such-model'" in str(error) and "not retried" in str(error)
     assert client.usage.calls == 1 and client.usage.retries == 0
+
+
+@pytest.mark.slow
+def test_a_sampled_answer_depends_on_its_seed_not_on_its_batch(tmp_path):
+    question = [{"role": "user", "content": "Write three sentences about rivers."}]
+    others = [[{"role": "user", "content": "Hi " * repeats}] for repeats in (3, 40, 90)]
+    sampling = LLMClient(LLMConfig(model="local/smollm2-135m", max_tokens=40, temperature=1.0, cache=False), tmp_path, progress=False)
+    [alone] = sampling.complete_many([question], seed=3)
+    batched = sampling.complete_many([*others, question], seed=3)  # padded beside longer and shorter prompts
+    assert batched[-1].text == alone.text
+    [other_seed] = sampling.complete_many([question], seed=4)
+    [no_seed] = sampling.complete_many([question])
+    [seed_zero] = sampling.complete_many([question], seed=0)
+    assert other_seed.text != alone.text and no_seed.text == seed_zero.text
+    # a nucleus that holds only the likeliest token is greedy decoding
+    greedy = LLMClient(LLMConfig(model="local/smollm2-135m", max_tokens=40, cache=False), tmp_path, progress=False)
+    [nucleus] = sampling.complete_many([question], seed=3, top_p=1e-6)
+    assert nucleus.text == greedy.complete_many([question])[0].text
