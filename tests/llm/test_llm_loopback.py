@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -167,8 +168,12 @@ def test_reset_counts():
 
 
 def test_serve_runs_in_the_foreground_until_stopped():
-    code = "from harness.llm.loopback import serve; serve('127.0.0.1', 0, 'fade')"
-    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    # SIGUSR1 dumps every thread's stack, to show where a server that does not stop is stuck.
+    code = (
+        "import faulthandler, signal; faulthandler.register(signal.SIGUSR1)\n"
+        "from harness.llm.loopback import serve; serve('127.0.0.1', 0, 'fade')"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = re.search(r"http://127\.0\.0\.1:\d+/v1", process.stdout.readline()).group(0)
         request = urllib.request.Request(
@@ -181,4 +186,11 @@ def test_serve_runs_in_the_foreground_until_stopped():
         assert json.loads(answer) == {"0": 2, "1": 0}
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
+        try:
+            code = process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGUSR1)
+            time.sleep(1)
+            process.kill()
+            pytest.fail(f"the server did not stop on Ctrl-C; its threads:\n{process.communicate()[1][-6000:]}")
+    assert code == 0
