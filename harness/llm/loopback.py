@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import signal
 import sys
 import threading
 import time
@@ -514,8 +515,15 @@ class LoopbackServer:
         self.stop()
 
 
+def _stop_serving(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def serve(host: str = "127.0.0.1", port: int = 8765, responder_name: str = "fade", latency_s: float = 0.0) -> None:
-    """Run the server in the foreground until Ctrl-C (the `harness llm serve` command).
+    """Run the server in the foreground until Ctrl-C or SIGTERM (the `harness llm serve` command).
+
+    SIGTERM stops it as cleanly as Ctrl-C, so a server started in the background (where the shell makes
+    it ignore Ctrl-C) stops with a plain `kill`.
 
     Args:
         host: address to bind; keep it a loopback address.
@@ -529,4 +537,8 @@ def serve(host: str = "127.0.0.1", port: int = 8765, responder_name: str = "fade
         f"Use llm.model: openai/scripted and llm.api_base: {server.url}. Ctrl-C stops.",
         flush=True,
     )
-    server.serve_forever()
+    previous = signal.signal(signal.SIGTERM, _stop_serving)
+    try:
+        server.serve_forever()
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -167,8 +167,9 @@ def test_reset_counts():
         assert server.requests == 0 and server.injected == {}
 
 
-def test_serve_runs_in_the_foreground_until_stopped():
-    # SIGUSR1 dumps every thread's stack, to show where a server that does not stop is stuck.
+def test_serve_runs_in_the_foreground_until_terminated():
+    """SIGTERM, not Ctrl-C: a process started in the background (as CI may start the tests) inherits an
+    ignored SIGINT. SIGUSR1 dumps every thread's stack, to show where a server that does not stop is stuck."""
     code = (
         "import faulthandler, signal; faulthandler.register(signal.SIGUSR1)\n"
         "from harness.llm.loopback import serve; serve('127.0.0.1', 0, 'fade')"
@@ -185,12 +186,12 @@ def test_serve_runs_in_the_foreground_until_stopped():
             answer = json.loads(response.read())["choices"][0]["message"]["content"]
         assert json.loads(answer) == {"0": 2, "1": 0}
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)
         try:
             code = process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGUSR1)
             time.sleep(1)
             process.kill()
-            pytest.fail(f"the server did not stop on Ctrl-C; its threads:\n{process.communicate()[1][-6000:]}")
+            pytest.fail(f"the server did not stop on SIGTERM; its threads:\n{process.communicate()[1][-6000:]}")
     assert code == 0
