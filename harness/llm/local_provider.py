@@ -6,8 +6,10 @@ custom provider, so it goes through the same litellm.acompletion path as every r
 that arrive together are micro-batched into one left-padded `generate` call; decoding is greedy unless
 a temperature > 0 is asked for. Sampling draws each request's tokens from a random stream of its own,
 seeded by its `seed` (0 when it has none), so a sampled answer does not depend on which other requests
-happened to share its batch: a run repeats (up to float rounding between batch shapes). `logprobs=True, top_logprobs=k` returns each generated token's
-log-probability and its k likeliest alternatives under the model (before temperature), OpenAI-shaped. It is small and weak: answers are often not what a prompt asks for.
+happened to share its batch: a run repeats (up to float rounding between batch shapes).
+`logprobs=True, top_logprobs=k` returns each generated token's log-probability and its k likeliest
+alternatives under the model (before temperature), OpenAI-shaped. It is small and weak: answers are
+often not what a prompt asks for.
 """
 
 from __future__ import annotations
@@ -169,16 +171,13 @@ class LocalChatProvider(CustomLLM):
         encoded = tokenizer(
             prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
         ).to(loaded.device)
-        sampling = settings.temperature > 0
-        scored = settings.top_logprobs is not None
-        # Sampling is done by _SeededSampling (one random stream per request); generate itself stays greedy.
-        processors = (
-            LogitsProcessorList(
-                [_SeededSampling([request.seed for request in requests], settings.temperature, settings.top_p)]
-            )
-            if sampling
-            else None
-        )
+        # The recorder sees the model's own scores first; sampling is done by _SeededSampling (one random
+        # stream per request), so generate itself stays greedy.
+        recorder = _LogprobRecorder(settings.top_logprobs) if settings.top_logprobs is not None else None
+        processors = LogitsProcessorList([recorder] if recorder else [])
+        if settings.temperature > 0:
+            seeds = [request.seed for request in requests]
+            processors.append(_SeededSampling(seeds, settings.temperature, settings.top_p))
         generation_config = GenerationConfig(
             max_new_tokens=settings.max_new_tokens,
             do_sample=False,
@@ -187,16 +186,13 @@ class LocalChatProvider(CustomLLM):
             top_k=None,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
-            output_logits=scored,
-            return_dict_in_generate=scored,
         )
         with self._generate_lock, torch.inference_mode():
             output = model.generate(**encoded, generation_config=generation_config, logits_processor=processors)
             self.generate_calls += 1
             self.generated_sequences += len(prompts)
-            sequences = output.sequences if scored else output
-            new_tokens = sequences[:, encoded["input_ids"].shape[1] :]
-            top = _top_logprobs(output.logits, new_tokens, settings.top_logprobs) if scored else None
+            new_tokens = output[:, encoded["input_ids"].shape[1] :]
+            top = recorder.rows(new_tokens) if recorder else None
         prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
         results = []
         for index, (row, prompt_tokens) in enumerate(zip(new_tokens.tolist(), prompt_lengths)):
@@ -276,24 +272,46 @@ class _SeededSampling:
         return forced.scatter(1, chosen[:, None].to(scores.device), 0.0)
 
 
-def _top_logprobs(logits: tuple[Any, ...], new_tokens: Any, top: int) -> list[list[tuple[int, float, list[tuple[int, float]]]]]:
-    """Per row and step: the generated token id, its log-probability, and the `top` likeliest (id, logprob).
+class _LogprobRecorder:
+    """A logits processor that keeps, per step and row, the top k (token id, log-probability) and the
+    log-probability of the token that was then generated; it changes no score.
 
-    One step at a time, so memory stays at batch x vocabulary whatever the answer length.
+    Only one step's full distribution is held at a time (batch x vocabulary): the generated token is read
+    from the next step's input, or from the finished sequences after the last step.
     """
-    import torch
 
-    rows: list[list[tuple[int, float, list[tuple[int, float]]]]] = [[] for _ in range(new_tokens.shape[0])]
-    for step, step_logits in enumerate(logits):
-        logprobs = torch.log_softmax(step_logits.float(), dim=-1)
-        chosen_ids = new_tokens[:, step]
-        chosen = logprobs.gather(1, chosen_ids[:, None])[:, 0].tolist()
-        best = logprobs.topk(max(top, 1), dim=-1)
-        for row, (token_id, logprob, ids, values) in enumerate(
-            zip(chosen_ids.tolist(), chosen, best.indices.tolist(), best.values.tolist())
-        ):
-            rows[row].append((token_id, logprob, list(zip(ids, values))[:top]))
-    return rows
+    def __init__(self, top: int) -> None:
+        self.top = top
+        self._steps: list[tuple[list[list[int]], list[list[float]]]] = []
+        self._chosen: list[tuple[list[int], list[float]]] = []
+        self._last: Any = None  # the latest step's log-probabilities, until its generated tokens are known
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        if self._last is not None:
+            self._settle(input_ids[:, -1])
+        self._last = torch.log_softmax(scores.float(), dim=-1)
+        best = self._last.topk(max(self.top, 1), dim=-1)
+        self._steps.append((best.indices.tolist(), best.values.tolist()))
+        return scores
+
+    def _settle(self, chosen_ids: Any) -> None:
+        chosen = self._last.gather(1, chosen_ids[:, None].to(self._last.device))[:, 0]
+        self._chosen.append((chosen_ids.tolist(), chosen.tolist()))
+        self._last = None
+
+    def rows(self, new_tokens: Any) -> list[list[tuple[int, float, list[tuple[int, float]]]]]:
+        """Per row and step: the generated token id, its log-probability, and the top k (id, logprob)."""
+        if self._last is not None:
+            self._settle(new_tokens[:, len(self._steps) - 1])
+        return [
+            [
+                (chosen_ids[row], chosen[row], list(zip(ids[row], values[row]))[: self.top])
+                for (ids, values), (chosen_ids, chosen) in zip(self._steps, self._chosen)
+            ]
+            for row in range(new_tokens.shape[0])
+        ]
 
 
 def _decoded_alternatives(tokenizer: Any, step: tuple[int, float, list[tuple[int, float]]]) -> TokenLogprobs:
