@@ -24,13 +24,12 @@ from harness.activations._forward import display_tokens, forward_batch
 from harness.activations._processes import Processes, current_processes
 from harness.activations._reduce import TopExamples
 from harness.activations._store import ArrayStore, CacheCorrupt
-from harness.files import content_hash
 from harness.activations.types import ActivatingExample, ActivationSet
 from harness.config import ActivationConfig
 from harness.corpus import corpus_fingerprint, validate_samples
 from harness.errors import CorpusError
-from harness.sites import FeatureSite
-from harness.sites import FeatureSpec, input_device
+from harness.files import content_hash
+from harness.sites import FeatureSite, FeatureSpec, input_device
 
 CACHE_FORMAT = 1
 SINGLE_PROCESS = Processes()

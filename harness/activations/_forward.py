@@ -9,8 +9,7 @@ import torch
 
 from harness.activations._reduce import max_abs_per_sample, valid_token_mask
 from harness.config import ActivationConfig
-from harness.sites import FeatureSite
-from harness.sites import input_device
+from harness.sites import FeatureSite, input_device
 
 
 @dataclass

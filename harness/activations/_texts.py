@@ -13,10 +13,9 @@ from tqdm.auto import tqdm
 from harness.activations._extract import engine_key_material
 from harness.activations._forward import forward_batch
 from harness.activations._store import ArrayStore, CacheCorrupt
-from harness.files import content_hash
 from harness.config import ActivationConfig
-from harness.sites import FeatureSite
-from harness.sites import FeatureSpec, input_device
+from harness.files import content_hash
+from harness.sites import FeatureSite, FeatureSpec, input_device
 
 
 def activations_for_texts(

@@ -12,9 +12,8 @@ import numpy as np
 import torch
 from transformers import GenerationConfig
 
-from harness.sites import input_device
 from harness.errors import SiteError
-from harness.sites import FeatureSite
+from harness.sites import FeatureSite, input_device
 
 
 @contextmanager

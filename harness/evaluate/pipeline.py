@@ -25,10 +25,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from harness.activations import ActivationSet, activations_for_texts, extract_activations
-from harness.files import content_hash
 from harness.config import OPERATIONAL_LLM_FIELDS, HarnessConfig
 from harness.corpus import corpus_fingerprint, load_corpus
 from harness.errors import EvaluationError
+from harness.files import content_hash
 from harness.evaluate import plots
 from harness.evaluate.calls import FeatureCalls, RaterBackend
 from harness.evaluate.clarity import ClarityOutcome, score_clarity

@@ -22,9 +22,9 @@ from typing import Annotated, Any
 import pandas as pd
 from pydantic import Field
 
-from harness.files import write_atomic
 from harness.errors import EvaluationError
 from harness.evaluate.scores import FeatureScores, _Record, summarise
+from harness.files import write_atomic
 
 FEATURES_FOLDER = "features"
 RESULT_FILE = "result.json"

@@ -30,8 +30,8 @@ from harness.config import DEFAULT_CACHE_DIR, LLMConfig
 from harness.errors import LLMError
 from harness.llm.cache import CachedResponse, ResponseCache, cache_key
 from harness.llm.local_provider import LOCAL_PROVIDER, register_local_provider
-from harness.llm.per_loop import PerLoop
 from harness.llm.logprobs import token_logprobs
+from harness.llm.per_loop import PerLoop
 from harness.llm.types import Completion, Usage
 
 logger = logging.getLogger(__name__)
