@@ -1,12 +1,16 @@
-"""Files every stage writes the same way: atomically (a crash never leaves a half-written file), and named
-by the hash of what determines their content (so a changed input never reads a stale cache entry)."""
+"""Files every stage writes the same way: atomically (a crash never leaves a half-written file), named
+by the hash of what determines their content (so a changed input never reads a stale cache entry), and
+set up by one process at a time where several may start together (a lock file)."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,3 +33,18 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold the lock file `path` (created when missing) exclusively: one process at a time, across processes.
+
+    The lock is released when the holder exits the block or dies, so a killed process never leaves it stuck.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

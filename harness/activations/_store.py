@@ -8,7 +8,6 @@ and rebuilt, never used.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
@@ -21,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.files import write_atomic
+from harness.files import file_lock, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -105,14 +104,8 @@ class ArrayStore:
         would otherwise take each other's half-written folder for a damaged one and wipe it. The lock lives
         outside the entry, which a wipe deletes.
         """
-        locks = self.folder.parent.parent / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        with open(locks / f"{self.folder.parent.name}-{self.folder.name}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with file_lock(self.folder.parent.parent / "locks" / f"{self.folder.parent.name}-{self.folder.name}.lock"):
+            yield
 
     def wipe(self, reason: str) -> None:
         logger.warning("activation cache %s is unusable (%s); rebuilding it", self.folder, reason)

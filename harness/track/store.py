@@ -8,13 +8,13 @@ file lock before any writer starts, since sqlite races on schema set-up.
 
 from __future__ import annotations
 
-import fcntl
 import os
 from contextlib import contextmanager
 from collections.abc import Iterator
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.files import file_lock
 
 DEFAULT_STORE_DIR = "mlruns"
 # The user's choice, read once: mlflow.set_tracking_uri() rewrites this variable in our own process, so
@@ -47,13 +47,8 @@ def store_lock(tracking_uri: str) -> Iterator[None]:
     if db_path is None:
         yield
         return
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(db_path.parent / ".mlflow-setup.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with file_lock(db_path.parent / ".mlflow-setup.lock"):
+        yield
 
 
 def ensure_experiment(name: str, tracking_uri: str) -> str:
