@@ -22,6 +22,7 @@ from harness.llm.types import Completion, TokenLogprobs
 # Version 2 added the logprobs column; a version-1 file is upgraded in place, keeping its answers.
 SCHEMA_VERSION = 2
 KEY_VERSION = 1  # part of every key: bumping it would orphan every stored answer
+_SET_UP_RETRY_S = 0.05
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -73,6 +74,29 @@ def _logprobs_of(text: str | None) -> tuple[TokenLogprobs, ...] | None:
     return tuple((token, alternatives) for token, alternatives in json.loads(text))
 
 
+def _is_busy(error: sqlite3.DatabaseError) -> bool:
+    """Another connection holds a lock: the condition passes once that connection is done."""
+    return getattr(error, "sqlite_errorcode", None) is not None and error.sqlite_errorcode & 0xFF in (
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+    )
+
+
+def _upgrade_from_1(connection: sqlite3.Connection) -> str:
+    """Add the logprobs column to a version-1 file, in one transaction (another process may race us)."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(responses)")}
+        if "logprobs" not in columns:
+            connection.execute("ALTER TABLE responses ADD COLUMN logprobs TEXT")
+        connection.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    return str(SCHEMA_VERSION)
+
+
 def cache_key(model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
     """Stable hash of a request: same model, messages and sampling parameters -> same key."""
     payload = json.dumps(
@@ -97,45 +121,55 @@ class ResponseCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        try:
-            self._connection = sqlite3.connect(
-                self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-            )
-            self._connection.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL: a commit survives a killed process (not a power cut), without an fsync per answer.
-            self._connection.execute("PRAGMA synchronous=NORMAL")
-            self._connection.executescript(_SCHEMA)
-            self._connection.execute(
-                "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
-            (version,) = self._connection.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
-            if version == "1":
-                version = self._upgrade_from_1()
-        except sqlite3.DatabaseError as error:
-            raise CacheError(
-                f"the LLM response cache {self.path} cannot be opened ({error}); "
-                "delete the file (answers will be asked again) or set llm.cache_path to another file"
-            ) from error
+        # sqlite answers "database is locked" at once, without waiting out the busy timeout, to a connection that
+        # switches a brand-new (empty) file to WAL while another process holds a lock on it: two runs opening a
+        # fresh cache together. Such a lock is short, so set-up is tried again until the timeout runs out.
+        deadline = time.monotonic() + busy_timeout_s
+        while True:
+            try:
+                self._connection, version = self._open(busy_timeout_s)
+                break
+            except sqlite3.DatabaseError as error:
+                if not (_is_busy(error) and time.monotonic() < deadline):
+                    raise self._unusable(error) from error
+                time.sleep(_SET_UP_RETRY_S)
         if int(version) != SCHEMA_VERSION:
+            self._connection.close()
             raise CacheError(
                 f"the LLM response cache {self.path} has schema version {version}, this harness writes "
                 f"{SCHEMA_VERSION}; delete the file or point llm.cache_path elsewhere"
             )
 
-    def _upgrade_from_1(self) -> str:
-        """Add the logprobs column to a version-1 file, in one transaction (another process may race us)."""
-        connection = self._connection
-        connection.execute("BEGIN IMMEDIATE")
+    def _open(self, busy_timeout_s: float) -> tuple[sqlite3.Connection, str]:
+        """Open the file in WAL mode and create or upgrade its tables: the connection and the schema version.
+
+        Safe to repeat: a failed attempt closes its connection and leaves the file as another opener would.
+        """
+        connection = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
         try:
-            columns = {row[1] for row in connection.execute("PRAGMA table_info(responses)")}
-            if "logprobs" not in columns:
-                connection.execute("ALTER TABLE responses ADD COLUMN logprobs TEXT")
-            connection.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
-            connection.execute("COMMIT")
+            connection.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: a commit survives a killed process (not a power cut), without an fsync per answer.
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.executescript(_SCHEMA)
+            connection.execute(
+                "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+            (version,) = connection.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+            return connection, _upgrade_from_1(connection) if version == "1" else version
         except BaseException:
-            connection.execute("ROLLBACK")
+            connection.close()
             raise
-        return str(SCHEMA_VERSION)
+
+    def _unusable(self, error: sqlite3.DatabaseError) -> CacheError:
+        if _is_busy(error):
+            return CacheError(
+                f"the LLM response cache {self.path} stayed locked by another process for the whole busy timeout "
+                f"({error}); wait for that run to finish, or set llm.cache_path to another file"
+            )
+        return CacheError(
+            f"the LLM response cache {self.path} cannot be opened ({error}); "
+            "delete the file (answers will be asked again) or set llm.cache_path to another file"
+        )
 
     def get(self, key: str) -> CachedResponse | None:
         with self._lock:

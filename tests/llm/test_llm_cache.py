@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from llm_prompts import expected_rating, rating_batches, rating_messages, rating_validators
 
 from harness.errors import CacheError, LLMError
-from harness.llm import FaultPlan, LLMClient, ResponseCache, cache_key, parse_ratings
+from harness.llm import CachedResponse, FaultPlan, LLMClient, ResponseCache, cache_key, parse_ratings
 
 HERE = Path(__file__).parent
 
@@ -91,6 +92,40 @@ def test_an_unreadable_cache_file_is_a_clear_error(tmp_path):
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(CacheError, match="cannot be opened .* delete the file"):
         ResponseCache(path)
+
+
+def hold_write_lock(path: Path) -> sqlite3.Connection:
+    """What a second run meets while the first is creating the same fresh cache file: a write lock on it."""
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
+def test_a_fresh_cache_being_created_by_another_run_is_waited_for(tmp_path):
+    path = tmp_path / "llm-cache.sqlite"
+    holder = hold_write_lock(path)
+    threading.Timer(0.5, holder.rollback).start()
+    started = time.monotonic()
+    with ResponseCache(path) as cache:
+        waited = time.monotonic() - started
+        key = cache_key("m", [{"role": "user", "content": "hi"}], {})
+        cache.put(key, CachedResponse("m", "hello", 1, 1, 0.0))
+        assert cache.get(key) == CachedResponse("m", "hello", 1, 1, 0.0)
+    assert 0.4 < waited < 30
+    holder.close()
+
+
+def test_a_cache_locked_past_the_busy_timeout_is_a_clear_error(tmp_path):
+    path = tmp_path / "llm-cache.sqlite"
+    holder = hold_write_lock(path)
+    started = time.monotonic()
+    with pytest.raises(CacheError, match="stayed locked by another process .* llm.cache_path"):
+        ResponseCache(path, busy_timeout_s=0.3)
+    assert 0.3 <= time.monotonic() - started < 10
+    holder.rollback()
+    with ResponseCache(path) as cache:  # usable once the other run lets go
+        assert len(cache) == 0
+    holder.close()
 
 
 def start_batch(config, calls: int, per_call: int, tmp_path: Path) -> subprocess.Popen:
