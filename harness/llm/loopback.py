@@ -2,8 +2,9 @@
 
 It answers `POST /v1/chat/completions` with a pluggable responder (any callable messages -> text) and
 injects faults per request (latency, 429 with Retry-After, 500, hang past the client's timeout, dropped
-connection, malformed / truncated / wrong-id answers), counting every request it served and every fault
-it injected by kind, so tests can check a client against what really happened on the wire. Clients reach
+connection, malformed / truncated / wrong-id answers), counting every request it served, every fault
+it injected by kind and the most requests it handled at once, so tests can check a client against what
+really happened on the wire. Clients reach
 it through real litellm: model `openai/<any name>`, api_base = `server.url`.
 
 A request with `logprobs: true` gets OpenAI-shaped token log-probabilities: the ones a responder scripted
@@ -20,7 +21,8 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -264,6 +266,8 @@ class _ServerState:
     injected: Counter = field(default_factory=Counter)
     authorizations: set[str] = field(default_factory=set)
     seen_bodies: Counter = field(default_factory=Counter)
+    in_flight: int = 0
+    peak_in_flight: int = 0
 
     def admit(self, body: bytes, authorization: str | None) -> str | None:
         """Count the request and choose its fault."""
@@ -282,6 +286,18 @@ class _ServerState:
     def record(self, kind: str) -> None:
         with self.lock:
             self.injected[kind] += 1
+
+    @contextmanager
+    def handling(self) -> Iterator[None]:
+        """Count a chat request as in flight until its answer is sent (the peak proves a client's concurrency)."""
+        with self.lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.in_flight -= 1
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -302,6 +318,10 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
             self._send_error(404, f"no route {self.path}; use POST /v1/chat/completions")
             return
+        with self.server.state.handling():
+            self._chat_completion()
+
+    def _chat_completion(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         try:
             request = json.loads(body)
@@ -471,18 +491,25 @@ class LoopbackServer:
             return dict(self._httpd.state.injected)
 
     @property
+    def peak_in_flight(self) -> int:
+        """The most chat requests this server was handling at one time."""
+        with self._httpd.state.lock:
+            return self._httpd.state.peak_in_flight
+
+    @property
     def authorizations(self) -> set[str]:
         """Authorization header values received (kept in memory only, so tests can prove a key was sent)."""
         with self._httpd.state.lock:
             return set(self._httpd.state.authorizations)
 
     def reset_counts(self) -> None:
-        """Zero the request and fault counters (the per-body occurrence counts too)."""
+        """Zero the request and fault counters (the per-body occurrence counts and the in-flight peak too)."""
         state = self._httpd.state
         with state.lock:
             state.requests = 0
             state.injected.clear()
             state.seen_bodies.clear()
+            state.peak_in_flight = state.in_flight
 
     def start(self) -> LoopbackServer:
         if self._thread is None:

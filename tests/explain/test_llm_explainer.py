@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -86,26 +85,14 @@ def test_the_scripted_explainer_recovers_the_planted_token(server, tmp_path, mak
 
 def test_many_features_run_concurrently_and_a_second_run_is_cached(monkeypatch, tmp_path, make_planted_record):
     monkeypatch.setenv(KEY_ENV, "loopback-test-key")
-    in_flight = peak = 0
-    lock = threading.Lock()
-
-    def slow_responder(messages):
-        nonlocal in_flight, peak
-        with lock:
-            in_flight += 1
-            peak = max(peak, in_flight)
-        time.sleep(0.15)
-        with lock:
-            in_flight -= 1
-        return "[EXPLANATION]: slow answer"
-
     records = [make_planted_record(feature, "zebra") for feature in range(24)]
-    with LoopbackServer(responder=slow_responder) as server:
+    slow = FaultPlan(latency_s=0.15)
+    with LoopbackServer(responder=lambda messages: "[EXPLANATION]: slow answer", faults=slow) as server:
         config = explain_config(server, tmp_path, llm={"concurrency": 8})
         client = client_for(config, tmp_path)
         first = generate_descriptions(records, config, client)
         assert server.requests == 24
-        assert 2 <= peak <= 8  # several requests were in flight at once, never more than the bound
+        assert 2 <= server.peak_in_flight <= 8  # several requests were in flight at once, never more than the bound
         server.reset_counts()
         again = client_for(config, tmp_path)  # a fresh client: only the sqlite cache is shared
         second = generate_descriptions(records, config, again)

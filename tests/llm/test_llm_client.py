@@ -68,24 +68,12 @@ def test_a_refused_connection_is_retried_then_reported(make_config):
 
 
 def test_concurrency_is_bounded(api_key, make_config):
-    in_flight = peak = 0
-    lock = threading.Lock()
-
-    def responder(messages):
-        nonlocal in_flight, peak
-        with lock:
-            in_flight += 1
-            peak = max(peak, in_flight)
-        time.sleep(0.25)  # longer than the client's own work per request on a loaded 2-core machine
-        with lock:
-            in_flight -= 1
-        return "ok"
-
-    with LoopbackServer(responder=responder) as server:
+    # each answer takes 0.25 s, longer than the client's own work per request on a loaded 2-core machine
+    with LoopbackServer(responder=lambda messages: "ok", faults=FaultPlan(latency_s=0.25)) as server:
         client = LLMClient(make_config(api_base=server.url, concurrency=4, cache=False), progress=False)
         results = client.complete_many([[{"role": "user", "content": str(i)}] for i in range(24)])
+        assert server.requests == 24 and server.peak_in_flight == 4
     assert [result.text for result in results] == ["ok"] * 24
-    assert peak == 4
 
 
 def test_invalid_answers_are_asked_again_and_returned_flagged_when_the_budget_runs_out(server, make_config):
