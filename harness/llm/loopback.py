@@ -4,8 +4,8 @@ It answers `POST /v1/chat/completions` with a pluggable responder (any callable 
 injects faults per request (latency, 429 with Retry-After, 500, hang past the client's timeout, dropped
 connection, malformed / truncated / wrong-id answers), counting every request it served, every fault
 it injected by kind and the most requests it handled at once, so tests can check a client against what
-really happened on the wire. Clients reach
-it through real litellm: model `openai/<any name>`, api_base = `server.url`.
+really happened on the wire. Clients reach it through real litellm: model `openai/<any name>`, api_base =
+`server.url`.
 
 A request with `logprobs: true` gets OpenAI-shaped token log-probabilities: the ones a responder scripted
 (a ScriptedAnswer), or else the answer cut into word, space and punctuation tokens, each one certain.
