@@ -114,7 +114,7 @@ class ResponseCache:
 
     Args:
         path: the sqlite file; its folder is created when missing.
-        busy_timeout_s: how long a writer waits for another process's write lock.
+        busy_timeout_s: how long opening the file, or writing to it, waits for another process's lock.
     """
 
     def __init__(self, path: str | Path, busy_timeout_s: float = 60.0) -> None:
