@@ -356,14 +356,21 @@ class _SiteWriter:
             return entry.aggregate if self.rank_by == AGGREGATE else entry.scores[self.rank_by].mean
 
         costed = [entry for entry in entries if entry.cost_usd is not None and quality(entry) is not None]
+        # Every variant free (local models; backends litellm has no price for): tokens are the cost left to compare.
+        by_tokens = bool(costed) and all(e.cost_usd == 0 and e.tokens is not None for e in costed)
+        costs = [float(e.tokens if by_tokens else e.cost_usd) for e in costed]
         return {
             "radar": Markup(radar_svg(scores, [e.variant for e in top], [[e.scores[s].mean for s in scores] for e in top])),
             "radar_legend": [entry.variant for entry in top],
             "distributions": [Markup(distributions_svg(score, names, self.box_stats[score])) for score in scores],
             "scatter": Markup(
-                cost_quality_svg([e.variant for e in costed], [e.cost_usd for e in costed], [quality(e) for e in costed], quality_label)
+                cost_quality_svg(
+                    [e.variant for e in costed], costs, [quality(e) for e in costed], quality_label,
+                    "tokens" if by_tokens else "USD",
+                )
             ) if costed else None,
             "scatter_left_out": len(entries) - len(costed),
+            "scatter_by_tokens": by_tokens,
             "quality_label": quality_label,
             "agreement": Markup(rank_correlation_svg(document.scorer_agreement)) if document.scorer_agreement else None,
         }

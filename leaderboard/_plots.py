@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
+from typing import Literal
 
 import numpy as np
 
@@ -154,6 +155,14 @@ def distributions_svg(score: str, names: Sequence[str], stats: Sequence[BoxStats
     return _svg(label_width + plot_width + 16, height, f"distribution of {score} per variant", body)
 
 
+CostUnit = Literal["USD", "tokens"]
+_COST_AXIS: dict[str, str] = {"USD": "cost (USD", "tokens": "cost (LLM tokens: every variant cost $0"}
+
+
+def _cost_text(value: float, unit: CostUnit) -> str:
+    return f"cost ${value:.4g}" if unit == "USD" else f"{value:,.0f} LLM tokens"
+
+
 @dataclass(frozen=True)
 class CostScale:
     """Where a cost sits along the x axis (0..1) and the ticks to draw; logarithmic when costs span decades."""
@@ -170,11 +179,21 @@ class CostScale:
             return 0.0
         return self.zero_gap + (1 - self.zero_gap) * (math.log10(cost) - self.low) / ((self.high - self.low) or 1)
 
-    def ticks(self, has_zero: bool) -> list[tuple[float, str]]:
+    def ticks(self, has_zero: bool, unit: CostUnit = "USD") -> list[tuple[float, str]]:
         if not self.logarithmic:
-            return [(tick, f"${_number(tick)}") for tick in nice_ticks(self.low, self.high)]
-        decades = [(10.0**power, f"${10.0**power:g}") for power in range(int(self.low), int(self.high) + 1)]
-        return ([(0.0, "free")] if has_zero else []) + decades
+            return [(tick, cost_label(tick, unit)) for tick in nice_ticks(self.low, self.high)]
+        decades = [(10.0**power, cost_label(10.0**power, unit)) for power in range(int(self.low), int(self.high) + 1)]
+        return ([(0.0, "free" if unit == "USD" else "0")] if has_zero else []) + decades
+
+
+def cost_label(value: float, unit: CostUnit) -> str:
+    """A tick label: dollars, or a token count in thousands / millions."""
+    if unit == "USD":
+        return f"${_number(value)}"
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.3g}"
 
 
 def cost_scale(costs: Sequence[float], decades: float = 1.5) -> CostScale:
@@ -189,9 +208,17 @@ def cost_scale(costs: Sequence[float], decades: float = 1.5) -> CostScale:
 
 
 def cost_quality_svg(
-    names: Sequence[str], costs: Sequence[float], qualities: Sequence[float], quality_label: str
+    names: Sequence[str],
+    costs: Sequence[float],
+    qualities: Sequence[float],
+    quality_label: str,
+    unit: CostUnit = "USD",
 ) -> str:
-    """Scatter of cost (USD) against quality with the Pareto front as a staircase; front points are labelled."""
+    """Scatter of cost against quality with the Pareto front as a staircase; front points are labelled.
+
+    `unit` "tokens" plots LLM tokens spent instead of dollars: the cost a researcher can still compare when
+    every variant cost $0 (local models, or backends litellm has no price for).
+    """
     width, height = 680.0, 380.0
     left, right, top, bottom = 56.0, 190.0, 16.0, 44.0
     cost, quality = np.asarray(costs, dtype=float), np.asarray(qualities, dtype=float)
@@ -210,7 +237,7 @@ def cost_quality_svg(
         return height - bottom - (height - top - bottom) * (value - y_low) / ((y_high - y_low) or 1)
 
     body = []
-    for tick, label in scale.ticks(bool((cost <= 0).any())):
+    for tick, label in scale.ticks(bool((cost <= 0).any()), unit):
         body.append(f'<line class="gridline" x1="{x(tick):.1f}" y1="{top}" x2="{x(tick):.1f}" y2="{height - bottom}"/>')
         body.append(f'<text class="tick" x="{x(tick):.1f}" y="{height - bottom + 16}" text-anchor="middle">{label}</text>')
     for tick in y_ticks:
@@ -218,7 +245,7 @@ def cost_quality_svg(
         body.append(f'<text class="tick" x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">{_number(tick)}</text>')
     body.append(
         f'<text class="axis-label" x="{(left + width - right) / 2:.1f}" y="{height - 6}" text-anchor="middle">'
-        f"cost (USD{', log scale' if scale.logarithmic else ''}; lower is better)</text>"
+        f"{_COST_AXIS[unit]}{', log scale' if scale.logarithmic else ''}; lower is better)</text>"
         f'<text class="axis-label" transform="translate(14 {(top + height - bottom) / 2:.1f}) rotate(-90)" '
         f'text-anchor="middle">{escape(quality_label)} (higher is better)</text>'
     )
@@ -232,7 +259,7 @@ def cost_quality_svg(
         kind = "point front" if front[index] else "point"
         body.append(
             f'<circle class="{kind}" cx="{x(cost[index]):.1f}" cy="{y(quality[index]):.1f}" r="5">'
-            f"<title>{escape(name)}: cost ${cost[index]:.4g}, {escape(quality_label)} {quality[index]:.3f}"
+            f"<title>{escape(name)}: {_cost_text(cost[index], unit)}, {escape(quality_label)} {quality[index]:.3f}"
             f"{' (Pareto front)' if front[index] else ''}</title></circle>"
         )
         if front[index]:

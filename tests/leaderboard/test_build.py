@@ -135,6 +135,25 @@ def test_rank_by_a_score_with_weights_and_a_subset_of_runs(store, tmp_path):
     assert len(list((tmp_path / "site" / "variants").iterdir())) == 3
 
 
+def _scatter_titles(index: Path) -> list[str]:
+    svg = re.search(r'<svg class="plot"[^>]*aria-label="cost against.*?</svg>', index.read_text(), re.S).group(0)
+    return re.findall(r"<title>(.*?)</title>", svg)
+
+
+def test_the_cost_plot_counts_llm_tokens_when_every_variant_cost_nothing(demo_site, store, tmp_path):
+    free = [variant for variant in DEMO_VARIANTS if variant.cost_usd == 0]
+    assert len(free) >= 2
+    index = build_site(["demo"], store.uri, tmp_path / "site", run_ids=[store.run_ids[v.name] for v in free], progress=False)
+    tokens = {entry.variant: entry.tokens for entry in _document(tmp_path / "site").variants}
+    titles = _scatter_titles(index)
+    for variant in free:
+        assert any(title.startswith(f"{variant.name}: {tokens[variant.name]:,} LLM tokens, aggregate ") for title in titles)
+    page = index.read_text()
+    assert "cost (LLM tokens: every variant cost $0" in page and "cost is the LLM tokens each spent" in page
+    # with priced variants among them, the axis stays in dollars
+    assert "cost (USD" in demo_site.index.read_text() and "LLM tokens" not in " ".join(_scatter_titles(demo_site.index))
+
+
 def test_several_experiments_are_ranked_together(store, tmp_path):
     build_site(["demo", "hostile"], store.uri, tmp_path / "site", progress=False)
     document = _document(tmp_path / "site")

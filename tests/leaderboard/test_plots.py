@@ -9,6 +9,7 @@ import pytest
 
 from leaderboard._plots import (
     box_stats,
+    cost_label,
     cost_quality_svg,
     cost_scale,
     distributions_svg,
@@ -60,6 +61,23 @@ def test_cost_axis_is_logarithmic_when_costs_span_decades_with_free_variants_at_
     linear = cost_scale([0.0, 0.4, 1.3])
     assert not linear.logarithmic and (linear.low, linear.high) == (0.0, 1.5)
     assert linear.fraction(0.75) == pytest.approx(0.5)
+
+
+def test_cost_labels_in_dollars_or_tokens():
+    assert [cost_label(value, "USD") for value in (0.0, 0.02, 1.5, 1234.0)] == ["$0", "$0.02", "$1.5", "$1,234"]
+    assert [cost_label(value, "tokens") for value in (0.0, 950.0, 26200.0, 1.5e6)] == ["0", "950", "26.2k", "1.5M"]
+    scale = cost_scale([0.0, 2_000.0, 300_000.0])
+    assert scale.ticks(has_zero=True, unit="tokens") == [(0.0, "0"), (1e3, "1k"), (1e4, "10k"), (1e5, "100k"), (1e6, "1M")]
+
+
+def test_a_token_cost_axis_has_no_dollars():
+    root = _parse(cost_quality_svg(["a", "b"], [26_200.0, 28_300.0], [0.6, 0.1], "aggregate", "tokens"))
+    ticks = [t.text for t in root.iter(f"{SVG}text") if t.get("class") == "tick"]
+    axis = [t.text for t in root.iter(f"{SVG}text") if t.get("class") == "axis-label"]
+    assert ticks and not any("$" in tick for tick in ticks) and "30k" in ticks
+    assert axis[0] == "cost (LLM tokens: every variant cost $0; lower is better)"
+    assert [t.text for t in root.iter(f"{SVG}title")] == ["a: 26,200 LLM tokens, aggregate 0.600 (Pareto front)",
+                                                          "b: 28,300 LLM tokens, aggregate 0.100"]
 
 
 def _parse(svg: str) -> ElementTree.Element:
