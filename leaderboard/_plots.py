@@ -156,7 +156,7 @@ def distributions_svg(score: str, names: Sequence[str], stats: Sequence[BoxStats
 
 
 CostUnit = Literal["USD", "tokens"]
-_COST_AXIS: dict[str, str] = {"USD": "cost (USD", "tokens": "cost (LLM tokens: every variant cost $0"}
+_COST_AXIS: dict[str, str] = {"USD": "USD", "tokens": "LLM tokens: every variant cost $0"}
 
 
 def _cost_text(value: float, unit: CostUnit) -> str:
@@ -245,7 +245,7 @@ def cost_quality_svg(
         body.append(f'<text class="tick" x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">{_number(tick)}</text>')
     body.append(
         f'<text class="axis-label" x="{(left + width - right) / 2:.1f}" y="{height - 6}" text-anchor="middle">'
-        f"{_COST_AXIS[unit]}{', log scale' if scale.logarithmic else ''}; lower is better)</text>"
+        f"cost ({_COST_AXIS[unit]}{', log scale' if scale.logarithmic else ''}; lower is better)</text>"
         f'<text class="axis-label" transform="translate(14 {(top + height - bottom) / 2:.1f}) rotate(-90)" '
         f'text-anchor="middle">{escape(quality_label)} (higher is better)</text>'
     )
