@@ -76,10 +76,8 @@ def _logprobs_of(text: str | None) -> tuple[TokenLogprobs, ...] | None:
 
 def _is_busy(error: sqlite3.DatabaseError) -> bool:
     """Another connection holds a lock: the condition passes once that connection is done."""
-    return getattr(error, "sqlite_errorcode", None) is not None and error.sqlite_errorcode & 0xFF in (
-        sqlite3.SQLITE_BUSY,
-        sqlite3.SQLITE_LOCKED,
-    )
+    primary_code = getattr(error, "sqlite_errorcode", 0) & 0xFF  # extended codes keep the primary in the low byte
+    return primary_code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _upgrade_from_1(connection: sqlite3.Connection) -> str:
