@@ -29,7 +29,8 @@ from harness.activations import extract_activations
 from harness.activations import pool_examples
 from harness.config import LLMConfig, ScorersConfig, parse_config
 from harness.corpus import load_corpus
-from harness.evaluate.scorers import SCORERS, least_active_needed, load_encoder
+from harness.evaluate.scorers import SCORERS, least_active_needed
+from harness.model import load_encoder
 from harness.explain import build_feature_records
 from harness.llm import LLMClient
 from harness.model import load_subject_model

@@ -202,10 +202,45 @@ class FaithfulnessConfig(StrictModel):
         return sorted(set(value) | {0.0})
 
 
+EMBEDDING_RATER_PREFIX = "embedding/"
+
+
+class EmbeddingRaterConfig(StrictModel):
+    """The embedding rater (`fade.rater.model: embedding/<encoder>`), a proxy for an LLM judge.
+
+    It rates a text by the cosine similarity of its sentence embedding to the description's, against
+    thresholds set per description by the similarities of `background_samples` natural corpus samples
+    (docs/fade-deviations.md, R1): at or above the `rated_2_quantile` of those similarities a text is
+    rated 2 (and judged "yes" by detection and fuzzing), at or above the `rated_1_quantile` 1, else 0.
+    """
+
+    background_samples: int = Field(256, ge=20, description="corpus samples that set each description's thresholds")
+    rated_1_quantile: float = Field(0.7, gt=0, lt=1, description="similarity quantile of the background for rating 1")
+    rated_2_quantile: float = Field(0.9, gt=0, lt=1, description="... for rating 2 and a 'yes' judgment")
+    batch_size: int = Field(64, ge=1, description="texts per encoder forward pass")
+    max_length: int = Field(128, ge=8, description="tokens kept per text")
+    device: str = Field("auto", description="'auto' (cuda when present, else cpu), 'cpu', 'cuda', ...")
+    seed: int = Field(0, description="which corpus samples form the background")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EmbeddingRaterConfig:
+        if self.rated_1_quantile >= self.rated_2_quantile:
+            raise ValueError("rated_1_quantile must be below rated_2_quantile")
+        return self
+
+
 class FadeConfig(StrictModel):
     """FADE settings; every default is the reference's (../shared/FADE.md)."""
 
-    rater: LLMConfig = Field(default_factory=LLMConfig)
+    rater: LLMConfig = Field(
+        default_factory=LLMConfig,
+        description="who rates texts for a description (FADE and the other scorers): a litellm model string, "
+        "or 'embedding/<encoder>' for the embedding rater, a proxy for an LLM judge",
+    )
+    generator: LLMConfig | None = Field(
+        None, description="the LLM that writes Clarity's synthetic samples; default: fade.rater (must be an LLM)"
+    )
+    embedding_rater: EmbeddingRaterConfig = Field(default_factory=EmbeddingRaterConfig)
     clarity_llm_calls: int = Field(15, ge=1)
     generation_temperature: float = Field(
         1.0, ge=0, description="temperature of the clarity generation calls (the reference: the provider default)"
@@ -227,6 +262,31 @@ class FadeConfig(StrictModel):
         if len(value) < 2 or any(b <= a for a, b in zip(value, value[1:])) or value[0] < 0 or value[-1] > 100:
             raise ValueError("percentiles must be at least two strictly increasing values within [0, 100]")
         return value
+
+    @model_validator(mode="after")
+    def _generator_writes(self) -> FadeConfig:
+        if self.generation_llm.model.startswith(EMBEDDING_RATER_PREFIX):
+            raise ValueError(
+                f"{'generator' if self.generator else 'rater'} {self.generation_llm.model!r} is an embedding "
+                "rater, which writes no text; set fade.generator to an LLM (e.g. {model: local/smollm2-135m}) "
+                "for Clarity's synthetic samples"
+            )
+        return self
+
+    @property
+    def generation_llm(self) -> LLMConfig:
+        """The LLM that writes Clarity's synthetic samples."""
+        return self.generator or self.rater
+
+    @property
+    def embedding_judged(self) -> bool:
+        """Whether the rater is the embedding rater (a proxy for an LLM judge)."""
+        return self.rater.model.startswith(EMBEDDING_RATER_PREFIX)
+
+    @property
+    def rater_label(self) -> str:
+        """The rater's name as runs and the leaderboard show it, a proxy named as one."""
+        return f"{self.rater.model} (embedding proxy for an LLM judge)" if self.embedding_judged else self.rater.model
 
 
 class ScorerExamplesConfig(StrictModel):
@@ -631,8 +691,8 @@ def result_fingerprint(config: HarnessConfig) -> str:
     if not config.scorers.enabled:
         data.pop("scorers")  # runs made before the extra scorers existed keep their identity
     data["activations"].pop("cache_dir")
-    for llm in (data["fade"]["rater"], data["explain"]["llm"]):
-        for key in OPERATIONAL_LLM_FIELDS:
+    for llm in (data["fade"]["rater"], data["fade"]["generator"], data["explain"]["llm"]):
+        for key in OPERATIONAL_LLM_FIELDS & set(llm or ()):
             llm.pop(key)
     payload = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -1,27 +1,38 @@
-"""LLM calls of one feature: through the shared client (its concurrency bound, retries and cache), counted."""
+"""LLM calls of one feature: through the shared clients (their concurrency bound, retries and cache), counted."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import LLMError
 from harness.llm import Completion, LLMClient
 
+if TYPE_CHECKING:
+    from harness.raters import EmbeddingRater
+
 
 @dataclass
 class RaterBackend:
-    """The client shared by every feature of a run, and whether the backend has answered at all yet."""
+    """What every feature of a run shares: the LLM that writes synthetic samples, the rater (an LLM client,
+    maybe the same one, or a registered rater such as the embedding rater), and whether an LLM has
+    answered at all yet."""
 
-    client: LLMClient
+    generator: LLMClient
+    rater: LLMClient | EmbeddingRater
     answered: bool = False
+
+    @property
+    def judge(self) -> EmbeddingRater | None:
+        """The rater when it rates texts directly, without prompts (None for an LLM rater)."""
+        return None if isinstance(self.rater, LLMClient) else self.rater
 
 
 @dataclass
 class FeatureCalls:
     """The shared backend seen by one feature; counts what this feature asked.
 
-    `requests` counts every call FADE makes (answered from the cache or not), so it compares with the
+    `requests` counts every LLM call FADE makes (answered from the cache or not), so it compares with the
     reference's call count; `failures` are calls that ended in LLMError after the client's retries.
     """
 
@@ -30,15 +41,26 @@ class FeatureCalls:
     failures: int = 0
 
     async def complete(self, messages: list[dict[str, str]], **params: Any) -> Completion | None:
-        """The answer, or None when the call failed for good (FADE then treats it as unparsable).
+        """The LLM rater's answer, or None when the call failed for good (FADE then treats it as unparsable).
 
         Raises:
-            LLMError: the backend has not answered a single call of this run: a wrong key, model or
-                address would otherwise turn every score into "undefined" after a long run.
+            LLMError: no LLM has answered a single call of this run (see `_ask`).
         """
+        rater = self.backend.rater
+        if not isinstance(rater, LLMClient):
+            raise LLMError(f"fade.rater {rater.name!r} answers no prompts; rate through rate_sequences")
+        return await self._ask(rater, messages, params)
+
+    async def write(self, messages: list[dict[str, str]], **params: Any) -> Completion | None:
+        """The generator's answer (Clarity's synthetic samples), or None when the call failed for good."""
+        return await self._ask(self.backend.generator, messages, params)
+
+    async def _ask(self, client: LLMClient, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion | None:
+        """Raises LLMError when the backend has not answered a single call of this run: a wrong key, model
+        or address would otherwise turn every score into "undefined" after a long run."""
         self.requests += 1
         try:
-            completion = await self.backend.client.acomplete(messages, **params)
+            completion = await client.acomplete(messages, **params)
         except LLMError:
             self.failures += 1
             # Deviation from the FADE reference: it turns every failed call into a missing answer; a

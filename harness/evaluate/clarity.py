@@ -30,15 +30,16 @@ class ClarityOutcome:
 async def generate_synthetic_texts(calls: FeatureCalls, concept: str, fade: FadeConfig) -> tuple[list[str], int]:
     """The de-duplicated union of `clarity_llm_calls` generation answers, and how many answers gave strings.
 
-    Each call is its own request (`seed=i` for call i > 0, as the explainer's candidates). Providers that
-    reject `seed` need `drop_params: true` in `fade.rater.extra_params`.
+    Each call is its own request to the generator (fade.generator, else fade.rater) with `seed=i` for call
+    i > 0, as the explainer's candidates. Providers that reject `seed` need `drop_params: true` in its
+    `extra_params`.
     """
     # Deviation from the FADE reference: its calls share one cache-less client at the provider's default
     # temperature; ours run at fade.generation_temperature, each with its own seed, so each is a separate
     # request and cache entry (a cached run gives the same synthetic samples again).
     answers = await asyncio.gather(
         *(
-            calls.complete(
+            calls.write(
                 generation_messages(concept),
                 temperature=fade.generation_temperature,
                 **({"seed": index} if index else {}),

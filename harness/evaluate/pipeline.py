@@ -41,6 +41,7 @@ from harness.evaluate.scores import FeatureScores, Score
 from harness.evaluate.store import FeatureResult, ResultStore, factor_label
 from harness.llm import LLMClient, Usage
 from harness.model import LoadedModel, load_subject_model
+from harness.raters import build_rater
 from harness.sites import FeatureSite, build_site
 
 T = TypeVar("T")
@@ -157,7 +158,12 @@ def evaluate_descriptions(
         activations = extract_activations(
             loaded_model, site, corpus, config.activations, features=extracted, progress=progress
         )
-        client = LLMClient(config.fade.rater, config.activations.cache_dir, progress=False)
+        generator = LLMClient(config.fade.generation_llm, config.activations.cache_dir, progress=False)
+        rater = (
+            build_rater(config.fade, config.activations.cache_dir, corpus["text"].tolist(), progress=False)
+            if config.fade.generator is not None
+            else generator
+        )
         with (
             ThreadPoolExecutor(1, thread_name_prefix="fade-model") as model_thread,
             ThreadPoolExecutor(1, thread_name_prefix="fade-io") as io_thread,
@@ -169,7 +175,7 @@ def evaluate_descriptions(
                 texts=corpus.set_index("sample_id").loc[activations.sample_ids, "text"].tolist(),
                 sample_ids=activations.sample_ids,
                 activations=activations,
-                backend=RaterBackend(client),
+                backend=RaterBackend(generator, rater),
                 model_thread=model_thread,
                 io_thread=io_thread,
             )
@@ -177,8 +183,9 @@ def evaluate_descriptions(
             try:
                 asyncio.run(_evaluate_all(run, store, work, results, progress, on_feature_done))
             finally:
-                usage = client.usage
-                client.close()
+                usage = generator.usage + (rater.usage if rater is not generator else Usage())
+                for client in {id(generator): generator, id(rater): rater}.values():
+                    client.close()
     ordered = [results[feature] for feature in keys]
     scores, summary = store.write_run(ordered, skipped)
     return EvaluationResult(
@@ -227,7 +234,9 @@ def _base_key(
 ) -> dict[str, Any]:
     """What, besides the feature and its description, determines a feature's FADE result."""
     fade = config.fade.model_dump(mode="json")
-    fade["rater"] = {key: value for key, value in fade["rater"].items() if key not in _OPERATIONAL_RATER_SETTINGS}
+    for role in ("rater", "generator"):
+        if fade[role] is not None:
+            fade[role] = {key: value for key, value in fade[role].items() if key not in _OPERATIONAL_RATER_SETTINGS}
     return {
         "format": 1,
         "fade": fade,

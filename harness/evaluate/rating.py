@@ -42,6 +42,11 @@ async def rate_sequences(
         batch_size: sequences per call (`rating_batch_size`).
         max_failed_retries: extra rounds for sequences without a valid rating.
     """
+    judge = calls.backend.judge
+    if judge is not None:  # rates texts directly: no prompt, no batches, nothing to retry
+        ids = list(sequences)
+        rated = await asyncio.to_thread(judge.rate, concept, [sequences[sequence_id] for sequence_id in ids])
+        return dict(zip(ids, rated))
     ratings: dict[int, int] = {}
     pending = list(sequences.items())
     for _ in range(1 + max_failed_retries):

@@ -1,5 +1,6 @@
-"""Subject model loading (hub id, local folder, or the embedded GGUF default)."""
+"""Model loading: the subject model (hub id, local folder, or the embedded GGUF default) and sentence encoders."""
 
+from harness.model.encoder import EMBEDDED_ENCODERS, EmbeddedEncoder, SentenceEncoder, encoder_folder, load_encoder
 from harness.model.loader import (
     EMBEDDED_MODELS,
     LoadedModel,
@@ -8,4 +9,15 @@ from harness.model.loader import (
     resolve_device,
 )
 
-__all__ = ["EMBEDDED_MODELS", "LoadedModel", "installed_package_folder", "load_subject_model", "resolve_device"]
+__all__ = [
+    "EMBEDDED_ENCODERS",
+    "EMBEDDED_MODELS",
+    "EmbeddedEncoder",
+    "LoadedModel",
+    "SentenceEncoder",
+    "encoder_folder",
+    "installed_package_folder",
+    "load_encoder",
+    "load_subject_model",
+    "resolve_device",
+]

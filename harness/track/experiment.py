@@ -153,6 +153,7 @@ def usage_metrics(usage: dict[str, float | int], prefix: str = "llm") -> dict[st
 def variant_params(config: HarnessConfig) -> dict[str, Any]:
     """Every setting of the variant (no secrets exist in the config by construction), plus provenance."""
     params = config.model_dump(mode="json", exclude={"variants", "search", "tracking"})
+    params["rater"] = config.fade.rater_label
     params["package_version"] = harness.__version__
     params["git_commit"] = git_commit()
     return params

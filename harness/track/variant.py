@@ -76,7 +76,8 @@ def score_with_other_scorers(config: HarnessConfig, descriptions: pd.DataFrame, 
     from harness.activations import pool_examples
     from harness.evaluate.scorers import SCORERS, least_active_needed, run_scorers
     from harness.explain import build_feature_records
-    from harness.llm import LLMClient, Usage
+    from harness.llm import Usage
+    from harness.raters import build_rater
 
     activation_set = shared.activations(config)
     pools = pool_examples(
@@ -86,7 +87,12 @@ def score_with_other_scorers(config: HarnessConfig, descriptions: pd.DataFrame, 
     records = build_feature_records(activation_set, pools)
     texts = dict(zip(descriptions["feature"].astype(int), descriptions["description"]))
     needs_llm = any(SCORERS.get(name)().needs_llm for name in config.scorers.enabled)
-    client = LLMClient(config.fade.rater, config.activations.cache_dir, progress=shared.progress) if needs_llm else None
+    corpus_texts = shared.corpus(config)["text"].tolist()
+    client = (
+        build_rater(config.fade, config.activations.cache_dir, corpus_texts, progress=shared.progress)
+        if needs_llm
+        else None
+    )
     try:
         table = run_scorers(records, texts, config.scorers, client, progress=shared.progress)
         return table, client.usage if client is not None else Usage()

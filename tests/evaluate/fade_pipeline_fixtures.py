@@ -109,7 +109,7 @@ def fade_config(
         "faithfulness": {"num_samples": 6, "generation_length": 6, "modification_factors": [0, 10]},
     }
     for name, value in fade.items():
-        settings[name] = {**settings[name], **value} if isinstance(value, dict) else value
+        settings[name] = {**settings.get(name, {}), **value} if isinstance(value, dict) else value
     return parse_config(
         {
             "corpus": corpus or {"num_samples": 120},

@@ -10,8 +10,8 @@ from scorer_records import TOPICS, shuffled_descriptions, true_descriptions
 
 from harness.config import ScorersConfig
 from harness.errors import ConfigError, ModelLoadError
-from harness.evaluate.scorers import EMBEDDED_ENCODERS, SCORERS, load_encoder
-from harness.evaluate.scorers._embedder import EmbeddedEncoder, encoder_folder
+from harness.evaluate.scorers import SCORERS
+from harness.model import EMBEDDED_ENCODERS, EmbeddedEncoder, encoder_folder, load_encoder
 
 FEATURES = list(range(len(TOPICS)))
 

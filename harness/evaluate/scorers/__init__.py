@@ -23,7 +23,6 @@ from harness.evaluate.scorers._base import (
     least_active_needed,
     run_scorers,
 )
-from harness.evaluate.scorers._embedder import EMBEDDED_ENCODERS, SentenceEncoder, load_encoder
 from harness.evaluate.scorers._examples import LabelledExample, scoring_examples
 from harness.evaluate.scorers._metrics import (
     BinaryScores,
@@ -34,7 +33,6 @@ from harness.evaluate.scorers._metrics import (
 )
 
 __all__ = [
-    "EMBEDDED_ENCODERS",
     "SCORERS",
     "BinaryScores",
     "FeatureScore",
@@ -42,14 +40,12 @@ __all__ = [
     "RaterValues",
     "Scorer",
     "ScorerReason",
-    "SentenceEncoder",
     "TokenLogprobs",
     "answers_every_id",
     "binary_scores",
     "described_records",
     "expected_values",
     "least_active_needed",
-    "load_encoder",
     "rater_values",
     "read_values",
     "run_scorers",

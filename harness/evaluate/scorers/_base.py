@@ -21,10 +21,12 @@ from harness.errors import ConfigError, EvaluationError, LLMError
 from harness.evaluate.scorers._metrics import ScorerReason
 from harness.evaluate.scores import Score
 from harness.explain import FeatureRecord
+from harness.llm import LLMClient
 from harness.registry import Registry
 
 if TYPE_CHECKING:
-    from harness.llm import Completion, LLMClient
+    from harness.llm import Completion
+    from harness.raters import Rater
 
 Messages = list[dict[str, str]]
 
@@ -43,6 +45,8 @@ class Scorer(ABC):
 
     name: ClassVar[str]
     needs_llm: ClassVar[bool]
+    # Why a rater that reads no prompt (the embedding rater) cannot score this method; None: it can.
+    unjudged_without_prompts: ClassVar[ScorerReason | None] = None
     extra_columns: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
@@ -51,7 +55,7 @@ class Scorer(ABC):
 
     @abstractmethod
     def evaluate(
-        self, prepared: Mapping[int, Any], client: LLMClient | None, settings: Any, *, progress: bool
+        self, prepared: Mapping[int, Any], client: Rater | None, settings: Any, *, progress: bool
     ) -> dict[int, FeatureScore]:
         """The scores of every prepared feature (feature -> what `prepare` returned), in one go."""
 
@@ -59,7 +63,7 @@ class Scorer(ABC):
         self,
         records: Sequence[FeatureRecord],
         descriptions: Mapping[int, str | None],
-        client: LLMClient | None,
+        client: Rater | None,
         config: ScorersConfig,
         *,
         progress: bool = True,
@@ -75,6 +79,13 @@ class Scorer(ABC):
             progress: show progress bars (an LLM scorer's bar is its client's, set when the client is made).
         """
         settings = self.settings(config)
+        if self.unjudged_without_prompts is not None and client is not None and not isinstance(client, LLMClient):
+            return self.frame(
+                [
+                    FeatureScore(record.feature, Score.undefined(self.unjudged_without_prompts))
+                    for record, _ in described_records(records, descriptions)
+                ]
+            )
         rows: dict[int, FeatureScore] = {}
         prepared: dict[int, Any] = {}
         order = []
@@ -196,7 +207,7 @@ def run_scorers(
     records: Sequence[FeatureRecord],
     descriptions: Mapping[int, str | None],
     config: ScorersConfig,
-    client: LLMClient | None,
+    client: Rater | None,
     *,
     progress: bool = True,
 ) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import numpy as np
 
 from harness.config import EmbeddingConfig
 from harness.evaluate.scorers._base import SCORERS, FeatureScore, Scorer
-from harness.evaluate.scorers._embedder import load_encoder
+from harness.model import load_encoder
 from harness.evaluate.scorers._examples import LabelledExample, examples_or_reason
 from harness.evaluate.scorers._metrics import ScorerReason, similarity_auroc
 from harness.explain import FeatureRecord

@@ -18,6 +18,7 @@ from harness.config import FuzzingConfig
 from harness.evaluate.scorers._base import SCORERS
 from harness.evaluate.scorers._examples import LabelledExample, peak_activation, visible_text
 from harness.evaluate.scorers._judging import JudgedItem, JudgingScorer
+from harness.evaluate.scorers._metrics import ScorerReason
 from harness.explain import FeatureRecord
 
 _HIGHLIGHT_STREAM = 3
@@ -42,6 +43,7 @@ def wrong_highlight(length: int, avoid: np.ndarray, count: int, rng: np.random.G
 @SCORERS.register("fuzzing")
 class FuzzingScorer(JudgingScorer):
     name = "fuzzing"
+    unjudged_without_prompts = ScorerReason.RATER_SEES_NO_HIGHLIGHTS
 
     def items(
         self, record: FeatureRecord, labelled: list[LabelledExample], settings: FuzzingConfig

@@ -22,9 +22,10 @@ from harness.evaluate.scorers._examples import LabelledExample, examples_or_reas
 from harness.evaluate.scorers._metrics import ScorerReason, binary_scores
 from harness.evaluate.scorers.prompts import system_prompt
 from harness.explain import FeatureRecord
+from harness.llm import LLMClient
 
 if TYPE_CHECKING:
-    from harness.llm import LLMClient
+    from harness.raters import Rater
 
 _YES_NO = (0, 1)
 _SHUFFLE_STREAM = 2
@@ -87,11 +88,13 @@ class JudgingScorer(Scorer):
     def evaluate(
         self,
         prepared: Mapping[int, tuple[str, list[list[JudgedItem]]]],
-        client: LLMClient | None,
+        client: Rater | None,
         settings: ScorerExamplesConfig,
         *,
         progress: bool,
     ) -> dict[int, FeatureScore]:
+        if not isinstance(client, LLMClient):
+            return self._judged_directly(prepared, client)
         prompt = system_prompt(self.name)
         batches = [(feature, text, batch) for feature, (text, split) in prepared.items() for batch in split]
         answers = ask_rater(
@@ -112,6 +115,20 @@ class JudgingScorer(Scorer):
                 seen.labels.append(item.label)
                 seen.predictions.append(bool(values.written[number]))
                 seen.probabilities.append(values.expected.get(number))
+        return self._rows(judged)
+
+    @staticmethod
+    def _judged_directly(prepared: Mapping[int, tuple[str, list[list[JudgedItem]]]], rater: Rater) -> dict[int, FeatureScore]:
+        """Judgments of a rater that rates texts itself (the embedding rater): every item answered."""
+        judged = {}
+        for feature, (description, split) in prepared.items():
+            items = [item for batch in split for item in batch]
+            answers, scores = rater.judge(description, [item.text for item in items])
+            judged[feature] = _Judgements([item.label for item in items], answers, list(scores))
+        return JudgingScorer._rows(judged)
+
+    @staticmethod
+    def _rows(judged: Mapping[int, _Judgements]) -> dict[int, FeatureScore]:
         rows = {}
         for feature, seen in judged.items():
             complete = bool(seen.probabilities) and None not in seen.probabilities

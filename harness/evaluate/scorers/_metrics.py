@@ -27,6 +27,8 @@ class ScorerReason(StrEnum):
     SINGLE_CLASS_ANSWERED = "single_class_answered"
     NO_SCORES = "no_scores"
     CONSTANT_ACTIVATIONS = "constant_activations"
+    RATER_CANNOT_SIMULATE = "rater_predicts_no_token_activations"
+    RATER_SEES_NO_HIGHLIGHTS = "rater_sees_no_highlights"
 
 
 @dataclass(frozen=True)

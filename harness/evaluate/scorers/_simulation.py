@@ -25,7 +25,7 @@ from harness.evaluate.scorers.prompts import system_prompt
 from harness.explain import FeatureRecord
 
 if TYPE_CHECKING:
-    from harness.llm import LLMClient
+    from harness.raters import Rater
 
 ACTIVATION_SCALE = tuple(range(11))
 
@@ -58,6 +58,7 @@ def predicted_pairs(example: ActivatingExample, values: RaterValues | None) -> t
 class SimulationScorer(Scorer):
     name = "simulation"
     needs_llm = True
+    unjudged_without_prompts = ScorerReason.RATER_CANNOT_SIMULATE
     extra_columns = ("tokens", "unanswered")
 
     def prepare(
@@ -72,7 +73,7 @@ class SimulationScorer(Scorer):
     def evaluate(
         self,
         prepared: Mapping[int, tuple[str, list[ActivatingExample]]],
-        client: LLMClient | None,
+        client: Rater | None,
         settings: ScorerExamplesConfig,
         *,
         progress: bool,

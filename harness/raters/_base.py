@@ -1,0 +1,35 @@
+"""The rater registry and the one place a rater is built from `fade.rater`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
+
+from harness.config import FadeConfig
+from harness.registry import Registry
+
+if TYPE_CHECKING:
+    from harness.llm import LLMClient
+    from harness.raters._embedding import EmbeddingRater
+
+Rater = Union["LLMClient", "EmbeddingRater"]
+# provider name (the part of fade.rater.model before the first '/') -> factory(fade settings, corpus texts)
+RATERS: Registry[Callable[[FadeConfig, Sequence[str]], "EmbeddingRater"]] = Registry("rater")
+
+
+def build_rater(fade: FadeConfig, cache_dir: str | Path, corpus_texts: Sequence[str], *, progress: bool) -> Rater:
+    """The rater `fade.rater.model` names: a registered kind, or else an LLM client for that model string.
+
+    Args:
+        fade: FADE settings (the rater and the registered raters' own sections).
+        cache_dir: where an LLM rater's response cache lives.
+        corpus_texts: the natural corpus, in corpus order (a registered rater may calibrate on it).
+        progress: show the LLM client's progress bars.
+    """
+    provider = fade.rater.model.split("/", 1)[0]
+    if provider in RATERS:
+        return RATERS.get(provider)(fade, corpus_texts)
+    from harness.llm import LLMClient
+
+    return LLMClient(fade.rater, cache_dir, progress=progress)

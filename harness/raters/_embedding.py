@@ -1,0 +1,115 @@
+"""The embedding rater: sentence-embedding similarity between a description and each text, thresholded.
+
+A proxy for an LLM judge (docs/fade-deviations.md, R1): it reads no instructions and sees no highlights
+or token positions, only how close a text's meaning is to the description's. Thresholds are set per
+description from the similarities of a fixed background sample of the natural corpus, so a description
+whose wording lies close to every text (or far from all) is judged on the same footing as any other: a
+text is rated 2 (judged "yes") when it is at least as similar as the `rated_2_quantile` of the background,
+1 from the `rated_1_quantile`, else 0. Embeddings are computed once per text and kept for the run.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.config import EMBEDDING_RATER_PREFIX, FadeConfig
+from harness.errors import ConfigError
+from harness.llm.types import Usage
+from harness.model import load_encoder
+from harness.raters._base import RATERS
+
+_MIN_BACKGROUND = 20
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Similarities at or above which a text is rated 1 and 2 for one description."""
+
+    rated_1: float
+    rated_2: float
+
+
+@RATERS.register(EMBEDDING_RATER_PREFIX.rstrip("/"))
+class EmbeddingRater:
+    """Rates and judges texts for a description by embedding similarity (thread-safe).
+
+    Args:
+        fade: FADE settings: `rater.model` is `embedding/<encoder>` (an embedded encoder name or a local
+            folder), `embedding_rater` the thresholds and encoder settings.
+        corpus_texts: the natural corpus; `embedding_rater.background_samples` of them, drawn with
+            `embedding_rater.seed`, set the thresholds.
+
+    Raises:
+        ConfigError: the corpus is too small for a background, or the encoder is unknown.
+    """
+
+    is_proxy = True
+
+    def __init__(self, fade: FadeConfig, corpus_texts: Sequence[str]) -> None:
+        self.name = fade.rater.model
+        self.settings = fade.embedding_rater
+        if len(corpus_texts) < _MIN_BACKGROUND:
+            raise ConfigError(
+                f"fade.rater {self.name!r} sets its thresholds on the corpus, which has {len(corpus_texts)} samples; "
+                f"it needs at least {_MIN_BACKGROUND} (raise corpus.num_samples)"
+            )
+        self.encoder = load_encoder(
+            self.name.removeprefix(EMBEDDING_RATER_PREFIX), self.settings.device, setting="fade.rater.model"
+        )
+        self._vectors: dict[str, np.ndarray] = {}
+        self._thresholds: dict[str, Thresholds] = {}
+        self._lock = threading.Lock()
+        rng = np.random.default_rng(self.settings.seed)
+        count = min(self.settings.background_samples, len(corpus_texts))
+        chosen = np.sort(rng.choice(len(corpus_texts), size=count, replace=False))
+        self._background = self._embed([corpus_texts[index] for index in chosen.tolist()])
+
+    @property
+    def usage(self) -> Usage:
+        """No LLM calls: an empty usage, so callers count every rater alike."""
+        return Usage()
+
+    def close(self) -> None:
+        """Nothing to release (the encoder stays loaded for the process)."""
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            missing = list(dict.fromkeys(text for text in texts if text not in self._vectors))
+            if missing:
+                vectors = self.encoder.encode(
+                    missing, batch_size=self.settings.batch_size, max_length=self.settings.max_length, progress=False
+                )
+                self._vectors.update(zip(missing, vectors))
+            dimension = self.encoder.model.config.hidden_size
+            return np.stack([self._vectors[text] for text in texts]) if texts else np.zeros((0, dimension), np.float32)
+
+    def similarities(self, description: str, texts: Sequence[str]) -> np.ndarray:
+        """Cosine similarity of each text to the description."""
+        return self._embed(texts) @ self._embed([description])[0]
+
+    def thresholds(self, description: str) -> Thresholds:
+        """The description's rating thresholds: quantiles of its similarity to the background."""
+        with self._lock:
+            known = self._thresholds.get(description)
+        if known is None:
+            background = self._background @ self._embed([description])[0]
+            low, high = np.quantile(background, [self.settings.rated_1_quantile, self.settings.rated_2_quantile])
+            known = Thresholds(float(low), float(high))
+            with self._lock:
+                self._thresholds[description] = known
+        return known
+
+    def rate(self, description: str, texts: Sequence[str]) -> list[int]:
+        """FADE ratings: 2 at or above the rated_2 threshold, 1 at or above rated_1, else 0."""
+        similarity = self.similarities(description, texts)
+        limits = self.thresholds(description)
+        return ((similarity >= limits.rated_1).astype(int) + (similarity >= limits.rated_2).astype(int)).tolist()
+
+    def judge(self, description: str, texts: Sequence[str]) -> tuple[list[bool], list[float]]:
+        """Yes/no judgments (yes = would be rated 2) and the similarities, a score for AUROC."""
+        similarity = self.similarities(description, texts)
+        return (similarity >= self.thresholds(description).rated_2).tolist(), similarity.astype(float).tolist()
