@@ -19,7 +19,7 @@ SETTINGS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("prompt", "Prompt", ("explain.prompt.template", "explain.template")),
     ("num_examples", "Examples", ("explain.selection.num_examples", "explain.num_examples")),
     ("selection", "Selection", ("explain.selection.strategy", "explain.selection")),
-    ("rater", "Rater", ("fade.rater.model",)),
+    ("rater", "Rater", ("rater", "fade.rater.model")),
 )
 
 
