@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
+import threading
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -121,14 +122,19 @@ class FeatureSite(ABC):
 
     @contextmanager
     def intercept(self, model: Any, change: Callable[[torch.Tensor], torch.Tensor | None]) -> Iterator[None]:
-        """While active, every forward of the site's module passes its tensor through `change`.
+        """While active, every forward of the site's module on this thread passes its tensor through `change`.
 
-        `change` returns a replacement tensor, or None to leave the tensor as it is.
+        `change` returns a replacement tensor, or None to leave the tensor as it is. Forwards on other
+        threads are left alone: the embedded local LLM can be the subject model itself, and its answers
+        (generated on the provider's thread) must not be steered or cut short by a hook of FADE's.
         """
         module = resolve_module(torch_model(model), self.module_path)
+        owner = threading.get_ident()
         if self.hook == "output":
 
             def output_hook(_module, _args, output):
+                if threading.get_ident() != owner:
+                    return None
                 tensor = _first_tensor(output, self)
                 new = change(tensor)
                 if new is None:
@@ -139,6 +145,8 @@ class FeatureSite(ABC):
         else:
 
             def input_hook(_module, args, kwargs):
+                if threading.get_ident() != owner:
+                    return None
                 if args:
                     new = change(_first_tensor(args[0], self))
                     return None if new is None else ((new, *args[1:]), kwargs)

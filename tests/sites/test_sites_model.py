@@ -1,5 +1,7 @@
 """Sites on the real subject model: module paths, feature ranges, SAE fit, and steering."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -162,3 +164,16 @@ def test_steering_applies_to_every_generated_token(subject_model, inputs):
     assert len(seen) == 4  # the prompt, then one forward per new token
     assert all(torch.count_nonzero(tensor[..., 40]) == 0 for tensor in seen)
     assert all(torch.count_nonzero(tensor[..., 41]) > 0 for tensor in seen)
+
+
+@pytest.mark.parametrize(("module", "hook"), [("model.layers.3.mlp.act_fn", "output"), ("model.layers.3.mlp.down_proj", "input")])
+def test_a_hook_changes_only_the_forwards_of_the_thread_that_set_it(subject_model, inputs, module, hook):
+    """The local LLM can be the subject model: its passes on another thread must not be steered or cut."""
+    site = build_site(SiteConfig(module=module, hook=hook), subject_model)
+    before = logits(subject_model, inputs)
+    with site.steer(subject_model, feature=40, factor=-10.0), ThreadPoolExecutor(1) as other:
+        elsewhere = other.submit(logits, subject_model, inputs).result()
+        here = logits(subject_model, inputs)
+        read_elsewhere = other.submit(site.run_to_site, subject_model, inputs).result()
+    assert torch.equal(elsewhere, before) and not torch.allclose(here, before)
+    torch.testing.assert_close(read_elsewhere, module_tensor(subject_model, site, inputs))
