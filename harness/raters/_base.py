@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 from harness.config import FadeConfig
+from harness.files import content_hash
 from harness.registry import Registry
 
 if TYPE_CHECKING:
@@ -16,6 +18,12 @@ if TYPE_CHECKING:
 Rater = Union["LLMClient", "EmbeddingRater"]
 # provider name (the part of fade.rater.model before the first '/') -> factory(fade settings, corpus texts)
 RATERS: Registry[Callable[[FadeConfig, Sequence[str]], "EmbeddingRater"]] = Registry("rater")
+
+
+# Registered raters built once per process for the same settings and corpus (FADE, the scorers and every
+# variant share one, and with it its embeddings).
+_built: dict[tuple[str, str, str], EmbeddingRater] = {}
+_built_lock = threading.Lock()
 
 
 def build_rater(fade: FadeConfig, cache_dir: str | Path, corpus_texts: Sequence[str], *, progress: bool) -> Rater:
@@ -29,7 +37,11 @@ def build_rater(fade: FadeConfig, cache_dir: str | Path, corpus_texts: Sequence[
     """
     provider = fade.rater.model.split("/", 1)[0]
     if provider in RATERS:
-        return RATERS.get(provider)(fade, corpus_texts)
+        key = (fade.rater.model, fade.embedding_rater.fingerprint(), content_hash({"corpus": list(corpus_texts)}))
+        with _built_lock:
+            if key not in _built:
+                _built[key] = RATERS.get(provider)(fade, corpus_texts)
+            return _built[key]
     from harness.llm import LLMClient
 
     return LLMClient(fade.rater, cache_dir, progress=progress)

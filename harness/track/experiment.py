@@ -9,6 +9,7 @@ that finished; a finished variant is recognised and skipped unless forced.
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -90,14 +91,32 @@ class SharedStages:
     def activations(self, config: HarnessConfig):
         from harness.activations import extract_activations
 
-        key = "".join(part.fingerprint() for part in (config.model, config.corpus, config.site, config.activations))
         return self._once(
             "activations",
-            key,
+            self._activations_key(config),
             lambda: extract_activations(
                 self.model(config), self.site(config), self.corpus(config), config.activations, progress=self.progress
             ),
         )
+
+    def pools(self, config: HarnessConfig, **settings: Any):
+        """The features' activation pools (`pool_examples` with `settings`): one more pass over the corpus,
+        so done once for every variant that asks for the same pools."""
+        from harness.activations import pool_examples
+
+        key = self._activations_key(config) + json.dumps(settings, sort_keys=True)
+        return self._once(
+            "pools",
+            key,
+            lambda: pool_examples(
+                self.model(config), self.site(config), self.corpus(config), self.activations(config),
+                config.activations, **settings,
+            ),  # fmt: skip
+        )
+
+    @staticmethod
+    def _activations_key(config: HarnessConfig) -> str:
+        return "".join(part.fingerprint() for part in (config.model, config.corpus, config.site, config.activations))
 
 
 def git_commit() -> str | None:

@@ -41,22 +41,14 @@ def _needs_pool(config: HarnessConfig) -> bool:
 
 def describe_features(config: HarnessConfig, shared: SharedStages) -> tuple[pd.DataFrame, dict[str, float | int]]:
     """The variant's descriptions table and what the explainer's LLM calls used."""
-    from harness.activations import pool_examples
     from harness.explain import build_feature_records, generate_descriptions, make_explainer
     from harness.llm import LLMClient
 
     activation_set = shared.activations(config)
     pools = None
     if _needs_pool(config):
-        pools = pool_examples(
-            shared.model(config),
-            shared.site(config),
-            shared.corpus(config),
-            activation_set,
-            config.activations,
-            num_quantiles=config.explain.selection.num_quantiles,
-            seed=config.explain.selection.seed,
-        )
+        selection = config.explain.selection
+        pools = shared.pools(config, num_quantiles=selection.num_quantiles, seed=selection.seed)
     records = build_feature_records(activation_set, pools)
     if not make_explainer(config.explain).needs_llm:
         return generate_descriptions(records, config.explain), {}
@@ -73,17 +65,13 @@ def score_with_other_scorers(config: HarnessConfig, descriptions: pd.DataFrame, 
     Their examples come from a pool of their own (with as many least-active samples as they need), so the
     explainer's contrast examples stay as they were. Returns their per-feature table and the rater's usage.
     """
-    from harness.activations import pool_examples
     from harness.evaluate.scorers import SCORERS, least_active_needed, run_scorers
     from harness.explain import build_feature_records
     from harness.llm import Usage
     from harness.raters import build_rater
 
     activation_set = shared.activations(config)
-    pools = pool_examples(
-        shared.model(config), shared.site(config), shared.corpus(config), activation_set, config.activations,
-        num_low=max(10, least_active_needed(config.scorers)), seed=config.seed,
-    )  # fmt: skip
+    pools = shared.pools(config, num_low=max(10, least_active_needed(config.scorers)), seed=config.seed)
     records = build_feature_records(activation_set, pools)
     texts = dict(zip(descriptions["feature"].astype(int), descriptions["description"]))
     needs_llm = any(SCORERS.get(name)().needs_llm for name in config.scorers.enabled)
