@@ -61,14 +61,15 @@ def test_the_server_receives_exactly_the_built_prompts(monkeypatch, tmp_path, ma
     with LoopbackServer(responder=recorder) as server:
         config = explain_config(server, tmp_path, selection={"num_examples": 6}, display={"mode": "values"})
         table = generate_descriptions(records, config, client_for(config, tmp_path))
-    expected = [build_prompt(record, config, load_template("delphi")) for record in records]
+    # structured_output auto: the loopback server takes schemas, so the prompts ask for the JSON answer
+    expected = [build_prompt(record, config, load_template("delphi"), json_answer=True) for record in records]
     assert sorted(map(repr, recorder.seen)) == sorted(repr(prompt.messages) for prompt in expected)
     for prompt in expected:
         assert prompt.messages[-1]["content"].count("<start>") == 6
     assert table["description"].tolist() == ["recorded"] * 4
     assert table["prompt_hash"].tolist() == [prompt.prompt_hash for prompt in expected]
     assert table["example_ids"].tolist() == [list(prompt.example_ids) for prompt in expected]
-    assert (table["prompt_tokens"] > 0).all() and (table["completion_tokens"] == 2).all()
+    assert (table["prompt_tokens"] > 0).all() and (table["completion_tokens"] == 3).all()  # {"description": ...}
     assert table["cost_usd"].tolist() == pytest.approx(
         [row.prompt_tokens * 1e-6 + row.completion_tokens * 2e-6 for row in table.itertuples()]
     )

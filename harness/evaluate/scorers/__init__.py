@@ -12,6 +12,7 @@ from harness.evaluate.scorers._answers import (
     TokenLogprobs,
     answers_every_id,
     expected_values,
+    rater_answer,
     rater_values,
     read_values,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "expected_values",
     "least_active_needed",
     "load_encoder",
+    "rater_answer",
     "rater_values",
     "read_values",
     "run_scorers",
