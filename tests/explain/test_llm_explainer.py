@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
+import jsonschema
 import pytest
 
 from harness.config import ExplainConfig
 from harness.errors import ConfigError
 from harness.explain import build_prompt, generate_descriptions, load_template
+from harness.explain._llm_explainer import JSON_ANSWER_NOTE
+from harness.llm import description_format
 from harness.llm.client import LLMClient
 from harness.llm.loopback import FaultPlan, LoopbackServer
 
@@ -73,6 +77,30 @@ def test_the_server_receives_exactly_the_built_prompts(monkeypatch, tmp_path, ma
     assert table["cost_usd"].tolist() == pytest.approx(
         [row.prompt_tokens * 1e-6 + row.completion_tokens * 2e-6 for row in table.itertuples()]
     )
+
+
+@pytest.mark.parametrize("structured_output", ["auto", "on", "off"])
+def test_the_description_schema_is_sent_unless_off(server, tmp_path, make_planted_record, structured_output):
+    records = [make_planted_record(feature, "zebra") for feature in range(3)]
+    config = explain_config(server, tmp_path, llm={"structured_output": structured_output})
+    client = client_for(config, tmp_path)
+    table = generate_descriptions(records, config, client)
+    assert table["description"].tolist() == ['the token "zebra"'] * 3  # parsed either way
+    sent = None if structured_output == "off" else description_format("explainer")
+    assert server.response_formats == [sent] * 3
+    assert client.usage.answers == {"explainer": 3} == client.usage.parsed
+
+
+def test_the_json_answer_note_asks_for_what_the_schema_allows(make_planted_record, tmp_path):
+    example = json.loads(JSON_ANSWER_NOTE[JSON_ANSWER_NOTE.index("{") :])
+    jsonschema.validate(example, description_format()["json_schema"]["schema"])
+    config = ExplainConfig.model_validate({"explainer": "llm"})
+    plain, asking = (
+        build_prompt(make_planted_record(1, "zebra"), config, load_template("delphi"), json_answer=json_answer)
+        for json_answer in (False, True)
+    )
+    assert asking.messages[-1]["content"] == plain.messages[-1]["content"] + JSON_ANSWER_NOTE
+    assert asking.prompt_hash != plain.prompt_hash
 
 
 def test_the_scripted_explainer_recovers_the_planted_token(server, tmp_path, make_planted_record):
