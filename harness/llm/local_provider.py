@@ -84,8 +84,10 @@ class LocalRequest:
 
 def _schema_of(response_format: Any) -> str | None:
     """The JSON schema an OpenAI `response_format` asks for, as JSON text; None for plain text."""
-    kind = response_format.get("type") if isinstance(response_format, dict) else response_format
-    if kind in (None, "text"):
+    if response_format is None:
+        return None
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind == "text":
         return None
     if kind == "json_object":
         return json.dumps({"type": "object"})
