@@ -6,6 +6,10 @@ A backend is a litellm model string in LLMConfig ('openai/gpt-4o-mini', 'azure/<
 server, 'local/smollm2-135m' for the embedded offline model). The API key is read from the environment
 variable named by `api_key_env` at call time and handed to litellm; it is never stored, logged, cached,
 and it is scrubbed from every error message.
+
+A caller says what an answer should be with an AnswerFormat (harness.llm.schemas): its JSON schema goes out
+as `response_format` where llm.structured_output says, and every answer is counted per prompt kind, parsed
+or not (Usage.answers, Usage.parsed).
 """
 
 from __future__ import annotations
