@@ -166,6 +166,11 @@ class LLMConfig(StrictModel):
     input_cost_per_token: float | None = Field(None, ge=0, description="USD; overrides litellm's price map")
     output_cost_per_token: float | None = Field(None, ge=0)
     extra_params: dict[str, Any] = Field(default_factory=dict, description="more litellm.acompletion kwargs")
+    structured_output: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="send each prompt's JSON schema as response_format: 'auto' where the backend takes one "
+        "(the local model, models litellm knows to, self-hosted servers given by api_base), 'on' always, 'off' never",
+    )
 
     @field_validator("extra_params")
     @classmethod

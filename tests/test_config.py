@@ -121,3 +121,15 @@ def test_result_fingerprint_ignores_names_concurrency_and_tracking_only():
     different = parse_config({"fade": {"rater": {"model": "openai/gpt-4o-mini"}}})
     assert result_fingerprint(base) == result_fingerprint(same)
     assert result_fingerprint(base) != result_fingerprint(different)
+
+
+def test_structured_output_changes_results_and_is_checked():
+    from harness.config import result_fingerprint
+
+    base = HarnessConfig()
+    assert base.fade.rater.structured_output == base.explain.llm.structured_output == "auto"
+    off = {"structured_output": "off"}
+    for overrides in ({"fade": {"rater": off}}, {"explain": {"llm": off}}):
+        assert result_fingerprint(parse_config(overrides)) != result_fingerprint(base)  # other answers
+    with pytest.raises(ConfigError, match="structured_output"):
+        parse_config({"fade": {"rater": {"structured_output": "always"}}})

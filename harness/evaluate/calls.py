@@ -40,6 +40,11 @@ class FeatureCalls:
     requests: int = 0
     failures: int = 0
 
+    @property
+    def writer_sends_response_format(self) -> bool:
+        """Whether answer schemas reach the generator (its prompts then describe the schema's shape)."""
+        return self.backend.generator.sends_response_format
+
     async def complete(self, messages: list[dict[str, str]], **params: Any) -> Completion | None:
         """The LLM rater's answer, or None when the call failed for good (FADE then treats it as unparsable).
 

@@ -14,7 +14,7 @@ from harness.evaluate.calls import FeatureCalls
 from harness.evaluate.metrics import clarity
 from harness.evaluate.prompts import generation_messages
 from harness.evaluate.scores import Score
-from harness.llm import parse_string_list
+from harness.llm import AnswerFormat, parse_string_list, string_list_format
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,14 @@ class ClarityOutcome:
     usable_answers: int
 
 
+def _is_clean_string_list(text: str) -> bool:
+    parsed = parse_string_list(text)
+    return parsed.ok and bool(parsed.items) and not parsed.dropped
+
+
+GENERATION_ANSWER = AnswerFormat("fade_generation", string_list_format("fade_generation"), _is_clean_string_list)
+
+
 async def generate_synthetic_texts(calls: FeatureCalls, concept: str, fade: FadeConfig) -> tuple[list[str], int]:
     """The de-duplicated union of `clarity_llm_calls` generation answers, and how many answers gave strings.
 
@@ -36,11 +44,13 @@ async def generate_synthetic_texts(calls: FeatureCalls, concept: str, fade: Fade
     """
     # Deviation from the FADE reference: its calls share one cache-less client at the provider's default
     # temperature; ours run at fade.generation_temperature, each with its own seed, so each is a separate
-    # request and cache entry (a cached run gives the same synthetic samples again).
+    # request and cache entry (a cached run gives the same synthetic samples again). With structured output
+    # they carry the list's JSON schema and ask for the list inside its object (E9).
     answers = await asyncio.gather(
         *(
             calls.write(
-                generation_messages(concept),
+                generation_messages(concept, in_json_object=calls.writer_sends_response_format),
+                answer_format=GENERATION_ANSWER,
                 temperature=fade.generation_temperature,
                 **({"seed": index} if index else {}),
             )

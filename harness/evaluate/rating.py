@@ -10,9 +10,18 @@ import numpy as np
 from harness.evaluate.calls import FeatureCalls
 from harness.evaluate.metrics import VALID_RATINGS
 from harness.evaluate.prompts import rating_messages
-from harness.llm import parse_ratings
+from harness.llm import AnswerFormat, parse_ratings, ratings_format
 
 UNRATED = -1  # in rating arrays: asked, but no valid rating came back after the retries
+
+
+def rating_answer(sequence_ids: list[int]) -> AnswerFormat:
+    """A rating answer: every asked id rated 0, 1 or 2 (the prompt's own format, a JSON object keyed by id)."""
+    return AnswerFormat(
+        "fade_rating",
+        ratings_format("fade_rating", sequence_ids, VALID_RATINGS),
+        lambda text: parse_ratings(text, sequence_ids, allowed=VALID_RATINGS).ok,
+    )
 
 
 def rating_counts(ratings: np.ndarray) -> dict[str, int]:
@@ -54,8 +63,17 @@ async def rate_sequences(
             break
         batches = [pending[start : start + batch_size] for start in range(0, len(pending), batch_size)]
         # Deviation from the FADE reference: it rates at the provider's default temperature; ours at
-        # fade.rater.temperature (default 0), so ratings are reproducible and cacheable.
-        answers = await asyncio.gather(*(calls.complete(rating_messages(concept, batch)) for batch in batches))
+        # fade.rater.temperature (default 0), so ratings are reproducible and cacheable. And the answer's
+        # JSON schema goes with the prompt where fade.rater.structured_output says (E9).
+        answers = await asyncio.gather(
+            *(
+                calls.complete(
+                    rating_messages(concept, batch),
+                    answer_format=rating_answer([sequence_id for sequence_id, _ in batch]),
+                )
+                for batch in batches
+            )
+        )
         for batch, answer in zip(batches, answers):
             if answer is None:
                 continue

@@ -22,11 +22,18 @@ from harness.explain._records import FeatureRecord
 from harness.explain._selection import select_examples
 from harness.explain._table import Description
 from harness.explain._templates import PromptTemplate, load_template
+from harness.llm.schemas import DESCRIPTION_KEY, AnswerFormat, description_format
 
 if TYPE_CHECKING:
     from harness.llm.client import LLMClient
 
 _ANSWER_MARKER = re.compile(r"\[?\b(?:description|explanation)\]?[ \t]*:", re.IGNORECASE)
+# The schema's object, complete or cut off by max_tokens: its string so far.
+_JSON_DESCRIPTION = re.compile(rf'^\s*\{{\s*"{DESCRIPTION_KEY}"\s*:\s*"((?:[^"\\]|\\.)*)')
+# Added to the last message when the answer's schema is sent, so the prompt asks for what the schema allows.
+JSON_ANSWER_NOTE = (
+    f'\n\nGive the description as a JSON object and nothing else: {{"{DESCRIPTION_KEY}": "<your description>"}}'
+)
 
 
 @dataclass(frozen=True)
@@ -59,8 +66,13 @@ def check_template_fits(template: PromptTemplate, config: ExplainConfig) -> None
         )
 
 
-def build_prompt(record: FeatureRecord, config: ExplainConfig, template: PromptTemplate) -> ExplainerPrompt | None:
-    """The prompt of one feature under the variant's selection, display and template; None without examples."""
+def build_prompt(
+    record: FeatureRecord, config: ExplainConfig, template: PromptTemplate, *, json_answer: bool = False
+) -> ExplainerPrompt | None:
+    """The prompt of one feature under the variant's selection, display and template; None without examples.
+
+    With `json_answer` (the answer's schema is sent) the last message ends with JSON_ANSWER_NOTE.
+    """
     selection = select_examples(record, config.selection)
     if not selection.examples:
         return None
@@ -79,12 +91,27 @@ def build_prompt(record: FeatureRecord, config: ExplainConfig, template: PromptT
         "num_contrast_examples": str(len(selection.contrast)),
         "display_instructions": DISPLAY_INSTRUCTIONS[config.display.mode],
     }
-    return ExplainerPrompt(record.feature, template.render(values), tuple(selection.sample_ids))
+    messages = template.render(values)
+    if json_answer:
+        messages[-1]["content"] += JSON_ANSWER_NOTE
+    return ExplainerPrompt(record.feature, messages, tuple(selection.sample_ids))
+
+
+def _json_string_content(text: str) -> str:
+    """The text of a JSON string's inside, escapes resolved (kept as written when cut inside an escape)."""
+    try:
+        return json.loads(f'"{text}"')
+    except ValueError:
+        return text
 
 
 def parse_description(answer: str) -> str:
-    """The description in an LLM answer: the line after the last '[DESCRIPTION]:'/'[EXPLANATION]:' marker,
-    else the whole answer; whitespace collapsed, markdown emphasis and a wrapping pair of quotes removed."""
+    """The description in an LLM answer: the string of a JSON answer {"description": ...} (the schema's
+    shape, even cut off), then the line after the last '[DESCRIPTION]:'/'[EXPLANATION]:' marker, else the
+    whole answer; whitespace collapsed, markdown emphasis and a wrapping pair of quotes removed."""
+    json_answer = _JSON_DESCRIPTION.match(answer)
+    if json_answer:
+        answer = _json_string_content(json_answer.group(1))
     markers = list(_ANSWER_MARKER.finditer(answer))
     if markers:
         rest = answer[markers[-1].end() :].strip()
@@ -93,6 +120,11 @@ def parse_description(answer: str) -> str:
     while len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1].strip()
     return text
+
+
+DESCRIPTION_ANSWER = AnswerFormat(
+    "explainer", description_format("explainer"), lambda text: bool(parse_description(text))
+)
 
 
 def _normalised(text: str) -> str:
@@ -148,7 +180,8 @@ class LLMExplainer(Explainer):
     def explain(self, records: Sequence[FeatureRecord], client: LLMClient | None) -> list[Description]:
         if client is None:
             raise ConfigError("the 'llm' explainer needs an LLM client; make one from explain.llm")
-        prompts = [build_prompt(record, self.config, self.template) for record in records]
+        json_answer = client.sends_response_format
+        prompts = [build_prompt(record, self.config, self.template, json_answer=json_answer) for record in records]
         asked = [prompt for prompt in prompts if prompt is not None]
         conversations = [prompt.messages for prompt in asked]
         count = self.config.prompt.num_candidates
@@ -157,7 +190,8 @@ class LLMExplainer(Explainer):
             client.complete_many(
                 conversations,
                 desc=f"explain ({len(asked)} features" + (f", candidate {index + 1}/{count})" if count > 1 else ")"),
-                validate=lambda text: bool(parse_description(text)),
+                validate=DESCRIPTION_ANSWER.parses,
+                answer_format=DESCRIPTION_ANSWER,
                 **({"seed": index} if index else {}),
             )
             for index in range(count)

@@ -22,11 +22,20 @@ from harness.llm.loopback import (
     serve,
 )
 from harness.llm.parsing import ParsedList, ParsedRatings, parse_ratings, parse_string_list
-from harness.llm.types import Completion, TokenLogprobs, Usage
+from harness.llm.schemas import (
+    ANSWER_KINDS,
+    AnswerFormat,
+    description_format,
+    ratings_format,
+    string_list_format,
+)
+from harness.llm.types import Completion, TokenLogprobs, Usage, parse_metrics
 
 __all__ = [
+    "ANSWER_KINDS",
     "FAULT_KINDS",
     "RESPONDERS",
+    "AnswerFormat",
     "CachedResponse",
     "Completion",
     "FadeResponder",
@@ -42,8 +51,12 @@ __all__ = [
     "TokenLogprobs",
     "Usage",
     "cache_key",
+    "description_format",
+    "parse_metrics",
     "parse_ratings",
     "parse_string_list",
+    "ratings_format",
     "register_local_provider",
     "serve",
+    "string_list_format",
 ]

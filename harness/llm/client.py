@@ -6,12 +6,17 @@ A backend is a litellm model string in LLMConfig ('openai/gpt-4o-mini', 'azure/<
 server, 'local/smollm2-135m' for the embedded offline model). The API key is read from the environment
 variable named by `api_key_env` at call time and handed to litellm; it is never stored, logged, cached,
 and it is scrubbed from every error message.
+
+A caller says what an answer should be with an AnswerFormat (harness.llm.schemas): its JSON schema goes out
+as `response_format` where llm.structured_output says, and every answer is counted per prompt kind, parsed
+or not (Usage.answers, Usage.parsed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import copy
 import email.utils
 import logging
 import os
@@ -32,6 +37,7 @@ from harness.llm.cache import CachedResponse, ResponseCache, cache_key
 from harness.llm.local_provider import LOCAL_PROVIDER, register_local_provider
 from harness.llm.logprobs import token_logprobs
 from harness.llm.per_loop import PerLoop
+from harness.llm.schemas import AnswerFormat
 from harness.llm.types import Completion, Usage
 
 logger = logging.getLogger(__name__)
@@ -107,7 +113,7 @@ def _describe(error: BaseException) -> str:
     return f"{prefix}: {message[:1000]}" if message else prefix
 
 
-def _hint(error: BaseException, config: LLMConfig, logprobs: bool = False) -> str:
+def _hint(error: BaseException, config: LLMConfig, request_params: dict[str, Any]) -> str:
     status = getattr(error, "status_code", None)
     if status in (401, 403):
         where = f"${config.api_key_env} (llm.api_key_env)" if config.api_key_env else "llm.api_key_env"
@@ -116,8 +122,10 @@ def _hint(error: BaseException, config: LLMConfig, logprobs: bool = False) -> st
         return "check llm.model and llm.api_base"
     if status == 400:
         hint = "check llm.model, llm.max_tokens and llm.extra_params"
-        if logprobs:
+        if request_params.get("logprobs"):
             hint += "; this request asked for token log-probabilities, which some backends refuse (scorers.<name>.logprobs: off)"
+        if request_params.get("response_format"):
+            hint += "; this request asked for a JSON-schema answer, which some backends refuse (llm.structured_output: off)"
         return hint
     if _is_retryable(error):
         return "check that the backend is up, or raise llm.max_retries / llm.timeout_s"
@@ -165,7 +173,7 @@ class LLMClient:
     def usage(self) -> Usage:
         """A snapshot of what this client has done so far."""
         with self._usage_lock:
-            return Usage(**self._usage.as_dict())
+            return copy.deepcopy(self._usage)
 
     @property
     def backend(self) -> str:
@@ -182,6 +190,32 @@ class LLMClient:
         except Exception:  # litellm raises plain exceptions for providers it cannot map
             return False
         return "logprobs" in (supported or ())
+
+    @property
+    def supports_response_format(self) -> bool:
+        """Whether this backend takes a JSON-schema `response_format` (what llm.structured_output 'auto' sends to).
+
+        The local model always does (grammar-constrained decoding); others when litellm's model map says the
+        model supports response schemas, or when llm.api_base names a self-hosted server of a provider whose
+        API has `response_format` (vLLM, SGLang, llama.cpp, Ollama and the loopback server take schemas;
+        litellm's map cannot know what a self-hosted server runs).
+        """
+        if self.provider == LOCAL_PROVIDER:
+            return True
+        model_name = self.config.model.split("/", 1)[-1]
+        try:
+            if litellm.supports_response_schema(model=model_name, custom_llm_provider=self.provider):
+                return True
+            supported = litellm.get_supported_openai_params(model=model_name, custom_llm_provider=self.provider)
+        except Exception:  # litellm raises plain exceptions for providers it cannot map
+            return False
+        return bool(self.config.api_base) and "response_format" in (supported or ())
+
+    @property
+    def sends_response_format(self) -> bool:
+        """Whether requests with an AnswerFormat carry its schema: llm.structured_output resolved."""
+        setting = self.config.structured_output
+        return setting == "on" or (setting == "auto" and self.supports_response_format)
 
     def _prices(self) -> dict[str, float]:
         """Per-token prices handed to litellm: the config's, 0 for the local model, else litellm's map."""
@@ -210,6 +244,15 @@ class LLMClient:
         with self._usage_lock:
             for name, value in counts.items():
                 setattr(self._usage, name, getattr(self._usage, name) + value)
+
+    def _count_answer(self, answer_format: AnswerFormat | None, text: str) -> None:
+        if answer_format is None:
+            return
+        parsed = answer_format.parses(text)
+        with self._usage_lock:
+            kind = answer_format.kind
+            self._usage.answers[kind] = self._usage.answers.get(kind, 0) + 1
+            self._usage.parsed[kind] = self._usage.parsed.get(kind, 0) + int(parsed)
 
     def _api_key(self) -> str | None:
         name = self.config.api_key_env
@@ -241,7 +284,14 @@ class LLMClient:
             **params,
         }
 
-    async def acomplete(self, messages: Messages, *, validate: Validator | None = None, **params: Any) -> Completion:
+    async def acomplete(
+        self,
+        messages: Messages,
+        *,
+        validate: Validator | None = None,
+        answer_format: AnswerFormat | None = None,
+        **params: Any,
+    ) -> Completion:
         """Answer one conversation, from the cache when it holds the answer.
 
         Args:
@@ -249,6 +299,8 @@ class LLMClient:
             validate: optional check of the answer text; a rejected answer is asked again without the
                 cache, and is never cached. When the re-ask budget runs out, the last answer comes back
                 with `valid=False`.
+            answer_format: what the answer should be: its schema is sent as `response_format` when
+                `sends_response_format`, and the answer is counted in `usage.answers`/`usage.parsed`.
             **params: litellm sampling parameters overriding the config's (temperature, max_tokens, ...).
 
         Raises:
@@ -258,6 +310,8 @@ class LLMClient:
         well_formed = isinstance(messages, list) and all(isinstance(m, dict) and "role" in m for m in messages)
         if not messages or not well_formed:
             raise LLMError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
+        if answer_format is not None and self.sends_response_format:
+            params = {"response_format": answer_format.response_format, **params}
         request_params = self._request_params(params)
         key = cache_key(self.config.model, messages, request_params)
         self._count(requests=1)
@@ -265,6 +319,7 @@ class LLMClient:
             hit = self.cache.get(key)
             if hit is not None and (validate is None or validate(hit.text)):
                 self._count(cache_hits=1)
+                self._count_answer(answer_format, hit.text)
                 return Completion(hit.text, 0, 0, 0.0, cached=True, model=hit.model, attempts=0, logprobs=hit.logprobs)
         try:
             completion = await self._call_with_retries(messages, request_params, validate)
@@ -273,6 +328,7 @@ class LLMClient:
             raise
         if completion.valid and self.cache is not None:
             self.cache.put(key, CachedResponse.of(completion))
+        self._count_answer(answer_format, completion.text)
         return completion
 
     async def _call_with_retries(
@@ -301,7 +357,7 @@ class LLMClient:
                     response = await self._send(call)
             except Exception as error:
                 if not _is_retryable(error) or transport_retries >= config.max_retries:
-                    raise self._final_error(error, attempts, secrets, bool(request_params.get("logprobs"))) from None
+                    raise self._final_error(error, attempts, secrets, request_params) from None
                 transport_retries += 1
                 self._count(retries=1)
                 delay = self._delay(transport_retries, _retry_after_s(error))
@@ -362,13 +418,16 @@ class LLMClient:
                 text = text.replace(secret, "[redacted]")
         return text
 
-    def _final_error(self, error: BaseException, attempts: int, secrets: Sequence[str], logprobs: bool) -> LLMError:
+    def _final_error(
+        self, error: BaseException, attempts: int, secrets: Sequence[str], request_params: dict[str, Any]
+    ) -> LLMError:
         if _is_retryable(error):
             outcome = f"gave up after {attempts} attempts (llm.max_retries = {self.config.max_retries})"
         else:
             outcome = "not retried: this error does not go away by retrying"
         cause = self._redact(_describe(error), secrets)
-        return LLMError(f"LLM call to {self.backend} failed: {cause}; {outcome}; {_hint(error, self.config, logprobs)}")
+        hint = _hint(error, self.config, request_params)
+        return LLMError(f"LLM call to {self.backend} failed: {cause}; {outcome}; {hint}")
 
     async def acomplete_many(
         self,
@@ -376,6 +435,7 @@ class LLMClient:
         *,
         desc: str = "LLM calls",
         validate: Validator | Sequence[Validator] | None = None,
+        answer_format: AnswerFormat | Sequence[AnswerFormat] | None = None,
         **params: Any,
     ) -> list[Completion | LLMError]:
         """Answer many conversations concurrently (bounded); failures come back as LLMError in place.
@@ -384,15 +444,20 @@ class LLMClient:
             conversations: one message list per request.
             desc: progress bar label.
             validate: one validator for every answer, or one per conversation (see `acomplete`).
+            answer_format: one AnswerFormat for every answer, or one per conversation (see `acomplete`).
             **params: litellm sampling parameters for every request.
         """
-        validators = self._validators(validate, len(conversations))
-        bar = tqdm(total=len(conversations), desc=desc, unit="call", disable=not self.progress, leave=False)
+        count = len(conversations)
+        validators = self._one_each(validate, callable(validate), count, "validators")
+        formats = self._one_each(answer_format, isinstance(answer_format, AnswerFormat), count, "answer formats")
+        bar = tqdm(total=count, desc=desc, unit="call", disable=not self.progress, leave=False)
         start = self.usage
 
-        async def one(messages: Messages, validator: Validator | None) -> Completion | LLMError:
+        async def one(
+            messages: Messages, validator: Validator | None, answer: AnswerFormat | None
+        ) -> Completion | LLMError:
             try:
-                return await self.acomplete(messages, validate=validator, **params)
+                return await self.acomplete(messages, validate=validator, answer_format=answer, **params)
             except LLMError as error:
                 return error
             finally:
@@ -406,18 +471,19 @@ class LLMClient:
                 bar.update(1)
 
         try:
-            return list(await asyncio.gather(*map(one, conversations, validators)))
+            return list(await asyncio.gather(*map(one, conversations, validators, formats)))
         finally:
             bar.close()
 
     @staticmethod
-    def _validators(validate: Validator | Sequence[Validator] | None, count: int) -> list[Validator | None]:
-        if validate is None or callable(validate):
-            return [validate] * count
-        validators = list(validate)
-        if len(validators) != count:
-            raise LLMError(f"got {len(validators)} validators for {count} conversations; give one per conversation")
-        return validators
+    def _one_each(value: Any, single: bool, count: int, what: str) -> list[Any]:
+        """A per-conversation argument as one item per conversation: `value` repeated when it is one item."""
+        if value is None or single:
+            return [value] * count
+        items = list(value)
+        if len(items) != count:
+            raise LLMError(f"got {len(items)} {what} for {count} conversations; give one per conversation")
+        return items
 
     def complete_many(
         self,
@@ -426,6 +492,7 @@ class LLMClient:
         desc: str = "LLM calls",
         return_exceptions: bool = True,
         validate: Validator | Sequence[Validator] | None = None,
+        answer_format: AnswerFormat | Sequence[AnswerFormat] | None = None,
         **params: Any,
     ) -> list[Completion | LLMError]:
         """Synchronous batch: answers in input order, run concurrently under the bound, with a progress bar.
@@ -440,9 +507,10 @@ class LLMClient:
             return_exceptions: True: a failed request is an LLMError in its place. False: every request
                 still runs (so finished answers are cached), then the first failure is raised.
             validate: one validator for every answer, or one per conversation (see `acomplete`).
+            answer_format: one AnswerFormat for every answer, or one per conversation (see `acomplete`).
             **params: litellm sampling parameters for every request.
         """
-        batch = self.acomplete_many(conversations, desc=desc, validate=validate, **params)
+        batch = self.acomplete_many(conversations, desc=desc, validate=validate, answer_format=answer_format, **params)
         try:
             asyncio.get_running_loop()
         except RuntimeError:

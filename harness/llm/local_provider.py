@@ -8,13 +8,22 @@ a temperature > 0 is asked for. Sampling draws each request's tokens from a rand
 seeded by its `seed` (0 when it has none), so a sampled answer does not depend on which other requests
 happened to share its batch: a run repeats (up to float rounding between batch shapes).
 `logprobs=True, top_logprobs=k` returns each generated token's log-probability and its k likeliest
-alternatives under the model (before temperature), OpenAI-shaped. It is small and weak: answers are
-often not what a prompt asks for.
+alternatives under the model (before temperature), OpenAI-shaped.
+A `response_format` ({"type": "json_schema", ...} or {"type": "json_object"}) is honoured by
+grammar-constrained decoding (xgrammar): at every step a request's row may only take tokens that keep
+its answer valid, and the end-of-turn token only once the JSON is complete, so the answer stops there.
+Requests with different schemas, or none, share a batch. The mask applies after the log-probability
+recorder and before sampling: log-probabilities stay the model's own (a token the grammar forced can be
+unlikely, and alternatives can be tokens the grammar forbade), while the sampled or greedy token always
+fits. An answer that runs out of max_tokens inside the JSON is cut (finish_reason "length"): give
+schema-constrained requests room for the whole object. It is small and weak: without a schema, answers
+are often not what a prompt asks for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -33,6 +42,7 @@ from harness.llm.types import TokenLogprobs
 
 LOCAL_PROVIDER = "local"
 DEFAULT_MAX_NEW_TOKENS = 256
+XGRAMMAR_INSTALL = 'pip install "xgrammar>=0.2.8,<0.3"'
 
 
 @dataclass(frozen=True)
@@ -59,15 +69,36 @@ class GenerationSettings:
 
 @dataclass(frozen=True)
 class LocalRequest:
-    """One conversation to answer, and the seed of its sampling (used when the temperature is above 0)."""
+    """One conversation to answer, the seed of its sampling (used when the temperature is above 0), and the
+    JSON schema its answer must follow (as JSON text, properties in their given order), if any."""
 
     messages: list[dict[str, Any]]
     seed: int = 0
+    schema: str | None = None
 
     @classmethod
     def from_params(cls, messages: list[dict[str, Any]], params: dict[str, Any]) -> LocalRequest:
         seed = params.get("seed")
-        return cls(messages, int(seed) if seed is not None else 0)
+        return cls(messages, int(seed) if seed is not None else 0, _schema_of(params.get("response_format")))
+
+
+def _schema_of(response_format: Any) -> str | None:
+    """The JSON schema an OpenAI `response_format` asks for, as JSON text; None for plain text."""
+    if response_format is None:
+        return None
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return json.dumps({"type": "object"})
+    schema = (response_format.get("json_schema") or {}).get("schema") if kind == "json_schema" else None
+    if not isinstance(schema, dict):
+        raise CustomLLMError(
+            status_code=400,
+            message="response_format must be {'type': 'json_schema', 'json_schema': {'schema': {...}}}, "
+            f"{{'type': 'json_object'}} or {{'type': 'text'}}; got {response_format!r}",
+        )
+    return json.dumps(schema)  # not sorted: the grammar writes the properties in the schema's order
 
 
 @dataclass(frozen=True)
@@ -139,6 +170,7 @@ class LocalChatProvider(CustomLLM):
         self.gather_window_s = gather_window_s
         self.generate_calls = 0
         self.generated_sequences = 0
+        self.grammars = _Grammars()
         self._generate_lock = threading.Lock()
         self._batchers = PerLoop(lambda: _MicroBatcher(self, gather_window_s))
 
@@ -171,10 +203,16 @@ class LocalChatProvider(CustomLLM):
         encoded = tokenizer(
             prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
         ).to(loaded.device)
-        # The recorder sees the model's own scores first; sampling is done by _SeededSampling (one random
-        # stream per request), so generate itself stays greedy.
+        # The recorder sees the model's own scores first, then the grammars mask what the schemas forbid;
+        # sampling is done by _SeededSampling (one random stream per request), so generate itself stays greedy.
         recorder = _LogprobRecorder(settings.top_logprobs) if settings.top_logprobs is not None else None
         processors = LogitsProcessorList([recorder] if recorder else [])
+        if any(request.schema is not None for request in requests):
+            grammars = [
+                None if request.schema is None else self.grammars.compiled(settings.model_name, loaded, request.schema)
+                for request in requests
+            ]
+            processors.append(_GrammarMask(grammars, model.config.vocab_size))
         if settings.temperature > 0:
             seeds = [request.seed for request in requests]
             processors.append(_SeededSampling(seeds, settings.temperature, settings.top_p))
@@ -240,6 +278,81 @@ class LocalChatProvider(CustomLLM):
         settings = GenerationSettings.from_params(model, optional_params)
         result = await self._batchers.get().submit(settings, LocalRequest.from_params(messages, optional_params))
         return self._response(model_response, model, result, settings.top_logprobs)
+
+
+class _Grammars:
+    """Compiled grammars by model and schema text: a schema is compiled once per process (a long bounded
+    string, such as a description's maxLength, takes seconds to compile)."""
+
+    def __init__(self) -> None:
+        self._compilers: dict[str, Any] = {}
+        self._compiled: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+        self.compilations = 0
+
+    def compiled(self, model_name: str, loaded: Any, schema: str) -> Any:
+        """The xgrammar CompiledGrammar of `schema` for the model's tokenizer."""
+        with self._lock:
+            key = (model_name, schema)
+            if key not in self._compiled:
+                if model_name not in self._compilers:
+                    self._compilers[model_name] = _grammar_compiler(loaded)
+                compiler = self._compilers[model_name]
+                try:
+                    # compact JSON: free whitespace would let a weak model pad its answer until max_tokens
+                    self._compiled[key] = compiler.compile_json_schema(schema, any_whitespace=False)
+                except RuntimeError as error:  # xgrammar's errors for schemas it cannot turn into a grammar
+                    raise CustomLLMError(
+                        status_code=400, message=f"response_format: xgrammar cannot compile the JSON schema: {error}"
+                    ) from error
+                self.compilations += 1
+            return self._compiled[key]
+
+
+def _grammar_compiler(loaded: Any) -> Any:
+    try:
+        import xgrammar
+    except ImportError as error:
+        # status 400: not retried; the client's message names the install command
+        raise CustomLLMError(
+            status_code=400,
+            message=f"response_format needs xgrammar for the local model ({error}); install it: {XGRAMMAR_INSTALL}",
+        ) from error
+    tokenizer = loaded.tokenizer
+    info = xgrammar.TokenizerInfo.from_huggingface(
+        tokenizer, vocab_size=loaded.model.config.vocab_size, stop_token_ids=[tokenizer.eos_token_id]
+    )
+    return xgrammar.GrammarCompiler(info, cache_enabled=False)  # _Grammars is the cache
+
+
+class _GrammarMask:
+    """A logits processor that leaves each constrained row only the tokens its grammar allows next (the
+    end-of-turn token once the JSON is complete); rows without a grammar are left as they are."""
+
+    def __init__(self, grammars: list[Any], vocab_size: int) -> None:
+        import xgrammar
+
+        self.matchers = [None if grammar is None else xgrammar.GrammarMatcher(grammar) for grammar in grammars]
+        self.bitmask = xgrammar.allocate_token_bitmask(len(grammars), vocab_size)
+        self._started = False
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import xgrammar
+
+        live = [(row, matcher) for row, matcher in enumerate(self.matchers) if matcher and not matcher.is_terminated()]
+        if self._started:
+            for row, matcher in live:
+                token = int(input_ids[row, -1])
+                if not matcher.accept_token(token):
+                    raise RuntimeError(f"row {row}: token {token} was generated against its grammar")
+            live = [(row, matcher) for row, matcher in live if not matcher.is_terminated()]
+        self._started = True
+        for row, matcher in live:
+            matcher.fill_next_token_bitmask(self.bitmask, row)
+        if live:
+            rows = [row for row, _ in live]
+            xgrammar.apply_token_bitmask_inplace(scores, self.bitmask.to(scores.device), indices=rows)
+        return scores
 
 
 class _SeededSampling:

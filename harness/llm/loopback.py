@@ -9,6 +9,8 @@ really happened on the wire. Clients reach it through real litellm: model `opena
 
 A request with `logprobs: true` gets OpenAI-shaped token log-probabilities: the ones a responder scripted
 (a ScriptedAnswer), or else the answer cut into word, space and punctuation tokens, each one certain.
+Every request's `response_format` is recorded (`server.response_formats`); a request with a JSON schema
+gets the responder's answer in the schema's shape (see `fitted_to_schema`), as a constrained server would.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import jsonschema
 
 from harness.llm.logprobs import logprobs_content
 from harness.llm.types import TokenLogprobs
@@ -237,6 +241,33 @@ RESPONDERS.register("fade")(FadeResponder)
 RESPONDERS.register("echo")(EchoResponder)
 
 
+def request_schema(response_format: Any) -> dict[str, Any] | None:
+    """The JSON schema of an OpenAI `response_format` of type json_schema; None for any other."""
+    if not isinstance(response_format, dict) or response_format.get("type") != "json_schema":
+        return None
+    schema = (response_format.get("json_schema") or {}).get("schema")
+    return schema if isinstance(schema, dict) else None
+
+
+def fitted_to_schema(text: str, schema: dict[str, Any]) -> str:
+    """An answer in the schema's shape: as it is when it validates, else wrapped as the value of the schema's
+    only property (a bare list for {"samples": [...]}, plain text for {"description": "..."}) when that
+    validates; otherwise unchanged, so a test sees the mismatch."""
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if value is not None and validator.is_valid(value):
+        return text
+    properties = list(schema.get("properties") or ())
+    if len(properties) == 1:
+        for inner in (value, text):
+            if validator.is_valid({properties[0]: inner}):
+                return json.dumps({properties[0]: inner})
+    return text
+
+
 def _with_wrong_ids(text: str) -> str | None:
     """A ratings dict with its first id replaced by one nobody asked for, plus an extra id; None if not a dict."""
     try:
@@ -266,14 +297,16 @@ class _ServerState:
     injected: Counter = field(default_factory=Counter)
     authorizations: set[str] = field(default_factory=set)
     seen_bodies: Counter = field(default_factory=Counter)
+    response_formats: list[Any] = field(default_factory=list)
     in_flight: int = 0
     peak_in_flight: int = 0
 
-    def admit(self, body: bytes, authorization: str | None) -> str | None:
-        """Count the request and choose its fault."""
+    def admit(self, body: bytes, authorization: str | None, response_format: Any) -> str | None:
+        """Count the request, keep its response_format, and choose its fault."""
         with self.lock:
             index = self.requests
             self.requests += 1
+            self.response_formats.append(response_format)
             occurrence = self.seen_bodies[body]
             self.seen_bodies[body] += 1
             if authorization:
@@ -333,7 +366,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         state = self.server.state
         authorization = self.headers.get("Authorization")
-        fault = state.admit(body, authorization)
+        fault = state.admit(body, authorization, request.get("response_format"))
         if request.get("logprobs") and not state.accepts_logprobs:
             self._send_error(400, "logprobs is not supported by this model")
             return
@@ -359,15 +392,19 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault == "hang":
             state.stopping.wait(plan.hang_s)
         try:
-            answer = self._answer(messages, fault)
+            answer = self._answer(messages, fault, request_schema(request.get("response_format")))
         except Exception as error:  # a broken responder answers 500 with its error, not a dropped connection
             self._send_error(500, f"the responder failed: {type(error).__name__}: {error}")
             return
         self._send_json(200, self._completion(request, messages, answer))
 
-    def _answer(self, messages: list[dict[str, Any]], fault: str | None) -> str | ScriptedAnswer:
+    def _answer(
+        self, messages: list[dict[str, Any]], fault: str | None, schema: dict[str, Any] | None
+    ) -> str | ScriptedAnswer:
         state = self.server.state
         answer = state.responder(messages)
+        if schema is not None and isinstance(answer, str):
+            answer = fitted_to_schema(answer, schema)
         if fault not in ANSWER_FAULTS:
             return answer
         text = answer.text if isinstance(answer, ScriptedAnswer) else answer
@@ -502,14 +539,22 @@ class LoopbackServer:
         with self._httpd.state.lock:
             return set(self._httpd.state.authorizations)
 
+    @property
+    def response_formats(self) -> list[Any]:
+        """The `response_format` of every chat request received, in arrival order (None where it had none)."""
+        with self._httpd.state.lock:
+            return list(self._httpd.state.response_formats)
+
     def reset_counts(self) -> None:
-        """Zero the request and fault counters (the per-body occurrence counts and the in-flight peak too)."""
+        """Zero the request and fault counters (the per-body occurrence counts, the in-flight peak and the
+        recorded response formats too)."""
         state = self._httpd.state
         with state.lock:
             state.requests = 0
             state.injected.clear()
             state.seen_bodies.clear()
             state.peak_in_flight = state.in_flight
+            state.response_formats.clear()
 
     def start(self) -> LoopbackServer:
         if self._thread is None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field, fields
+
+from harness.llm.schemas import ANSWER_KINDS
 
 # One generated token: its text, and its most likely alternatives at that position (token text ->
 # log-probability; the generated token is among them).
@@ -40,6 +42,8 @@ class Usage:
     cache_hits: requests answered from the cache. retries: calls beyond a request's first, for any
     reason. invalid_answers: answers a validator rejected (each one led to a re-ask or, when the
     budget was spent, to a Completion with valid=False). failures: requests that ended in LLMError.
+    answers / parsed: per prompt kind (ANSWER_KINDS), the answers returned to a caller that said what it
+    asked for (an AnswerFormat), and how many of them were fully valid for what was asked.
     """
 
     requests: int = 0
@@ -51,11 +55,40 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    answers: dict[str, int] = field(default_factory=dict)
+    parsed: dict[str, int] = field(default_factory=dict)
 
     def __add__(self, other: Usage) -> Usage:
         if not isinstance(other, Usage):
             return NotImplemented
-        return Usage(**{item.name: getattr(self, item.name) + getattr(other, item.name) for item in fields(self)})
+        summed = {}
+        for item in fields(self):
+            mine, theirs = getattr(self, item.name), getattr(other, item.name)
+            if isinstance(mine, dict):
+                kinds = mine.keys() | theirs.keys()
+                summed[item.name] = {kind: mine.get(kind, 0) + theirs.get(kind, 0) for kind in kinds}
+            else:
+                summed[item.name] = mine + theirs
+        return Usage(**summed)
 
     def as_dict(self) -> dict[str, int | float]:
-        return asdict(self)
+        """Flat counts (tracking sums and logs them): `answers_<kind>` and `parsed_<kind>` for every kind."""
+        flat: dict[str, int | float] = {
+            item.name: getattr(self, item.name) for item in fields(self) if item.name not in ("answers", "parsed")
+        }
+        for kind in ANSWER_KINDS:
+            flat[f"answers_{kind}"] = self.answers.get(kind, 0)
+            flat[f"parsed_{kind}"] = self.parsed.get(kind, 0)
+        return flat
+
+
+def parse_metrics(counts: Mapping[str, int | float]) -> dict[str, float]:
+    """`answers_<kind>` and `parse_rate_<kind>` (the share of them fully valid) from Usage.as_dict() counts,
+    for the kinds that got answers: a rate of no answers would be a made-up number."""
+    metrics = {}
+    for kind in ANSWER_KINDS:
+        answers = float(counts.get(f"answers_{kind}", 0) or 0)
+        if answers:
+            metrics[f"answers_{kind}"] = answers
+            metrics[f"parse_rate_{kind}"] = float(counts.get(f"parsed_{kind}", 0) or 0) / answers
+    return metrics

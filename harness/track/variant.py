@@ -252,6 +252,8 @@ def track_variant(
     import mlflow
     from mlflow import MlflowClient
 
+    from harness.llm import parse_metrics
+
     with variant_run(experiment_id, key, name, role=role, parent_run_id=parent_run_id, force=force) as tracked:
         if on_run is not None:
             on_run(tracked.run_id)
@@ -285,6 +287,7 @@ def track_variant(
         metrics = (
             score_metrics(per_feature, config.tracking.bootstrap_samples, config.seed, (*SCORES, *config.scorers.enabled))
             | usage_metrics(total_usage)
+            | parse_metrics(total_usage)
             | {"explain_cost_usd": float(explain_usage.get("cost_usd", 0) or 0), "rater_cost_usd": rater_usage.cost_usd}
             | {"tokens": total_usage.get("prompt_tokens", 0) + total_usage.get("completion_tokens", 0)}
             | timer.as_metrics()

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
-from harness.evaluate.prompts import GENERATION_PROMPT, RATING_PROMPT, generation_messages, rating_messages
+from harness.evaluate.metrics import VALID_RATINGS
+from harness.evaluate.prompts import (
+    GENERATION_IN_JSON_OBJECT,
+    GENERATION_PROMPT,
+    RATING_PROMPT,
+    generation_messages,
+    rating_messages,
+)
+from harness.llm import ratings_format, string_list_format
 
 
 @pytest.fixture(scope="module")
@@ -40,3 +51,21 @@ def test_user_messages_are_the_reference_query_plus_newline():
         "role": "user",
         "content": "Concept: Irony\nSequence ID 3: 'Oh, great.'\n",
     }
+
+
+def valid(instance: object, response_format: dict) -> bool:
+    schema = response_format["json_schema"]["schema"]
+    return jsonschema.validators.validator_for(schema)(schema).is_valid(instance)
+
+
+def test_the_prompts_examples_are_what_their_schemas_allow():
+    """With structured output the rating prompt is unchanged: its example output already fits the schema;
+    the generation prompt gets one sentence more, whose example fits the list's schema (deviation E9)."""
+    example = json.loads(re.search(r"Example Output: (\{.*\})", RATING_PROMPT).group(1))
+    assert valid(example, ratings_format("fade_rating", [14, 15, 20, 27], VALID_RATINGS))
+    assert generation_messages("Irony", in_json_object=True) == [
+        {"role": "system", "content": GENERATION_PROMPT + GENERATION_IN_JSON_OBJECT},
+        {"role": "user", "content": "Irony\n"},
+    ]
+    wrapped = json.loads(GENERATION_IN_JSON_OBJECT[GENERATION_IN_JSON_OBJECT.index("{") :])
+    assert valid(wrapped, string_list_format("fade_generation"))

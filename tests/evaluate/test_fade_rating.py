@@ -17,7 +17,7 @@ from harness.evaluate.clarity import generate_synthetic_texts, score_clarity
 from harness.evaluate.prompts import RATING_PROMPT
 from harness.evaluate.rating import rate_sequences
 from harness.evaluate.responsiveness import UNRATED, rate_natural_samples
-from harness.llm import FadeResponder, FaultPlan, LLMClient, LoopbackServer
+from harness.llm import FadeResponder, FaultPlan, LLMClient, LoopbackServer, string_list_format
 from harness.llm.loopback import _SEQUENCE_SPLIT
 
 KEY_ENV = "FADE_RATING_TEST_KEY"
@@ -60,7 +60,8 @@ def make_calls(server, tmp_path, **settings) -> FeatureCalls:
         backoff_max_s=0.01,
         **settings,
     )
-    return FeatureCalls(RaterBackend(LLMClient(config, tmp_path, progress=False)))
+    client = LLMClient(config, tmp_path, progress=False)
+    return FeatureCalls(RaterBackend(generator=client, rater=client))
 
 
 def sequences(count: int, every: int = 2) -> dict[int, str]:
@@ -137,6 +138,25 @@ def test_sparse_concepts_get_one_more_draw_of_unrated_samples(server, tmp_path, 
     # The top share puts the five concept samples (the highest activations) in the first draw.
     assert set(rated.positions[rated.ratings == 2]) == set(range(195, 200))
     assert server.requests == math.ceil(60 / 15) * (1 + sparse_rounds)
+
+
+@pytest.mark.parametrize("structured_output", ["auto", "on", "off"])
+def test_rating_and_generation_calls_carry_their_schemas_unless_off(server, tmp_path, structured_output):
+    calls = make_calls(server, tmp_path, structured_output=structured_output)
+    items = sequences(20)
+    ratings = asyncio.run(rate_sequences(calls, CONCEPT, items, batch_size=15, max_failed_retries=0))
+    texts, usable = asyncio.run(generate_synthetic_texts(calls, CONCEPT, FadeConfig(clarity_llm_calls=2)))
+    assert ratings == expected_ratings(items) and len(texts) == 10 and usable == 2  # parsed either way
+    rating_formats, generation_formats = server.response_formats[:2], server.response_formats[2:]
+    if structured_output == "off":
+        assert rating_formats == generation_formats == [None, None]
+    else:
+        assert {format_["json_schema"]["name"] for format_ in rating_formats} == {"fade_rating"}
+        asked = sorted(format_["json_schema"]["schema"]["required"] for format_ in rating_formats)
+        assert asked == sorted([[str(key) for key in items][:15], [str(key) for key in items][15:]])
+        assert generation_formats == [string_list_format("fade_generation")] * 2
+    usage = calls.backend.rater.usage
+    assert usage.answers == {"fade_rating": 2, "fade_generation": 2} == usage.parsed
 
 
 def test_clarity_calls_are_separate_requests_and_their_union_is_deduplicated(server, tmp_path):

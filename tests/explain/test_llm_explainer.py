@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
+import jsonschema
 import pytest
 
 from harness.config import ExplainConfig
 from harness.errors import ConfigError
 from harness.explain import build_prompt, generate_descriptions, load_template
+from harness.explain._llm_explainer import JSON_ANSWER_NOTE
+from harness.llm import description_format
 from harness.llm.client import LLMClient
 from harness.llm.loopback import FaultPlan, LoopbackServer
 
@@ -61,17 +65,42 @@ def test_the_server_receives_exactly_the_built_prompts(monkeypatch, tmp_path, ma
     with LoopbackServer(responder=recorder) as server:
         config = explain_config(server, tmp_path, selection={"num_examples": 6}, display={"mode": "values"})
         table = generate_descriptions(records, config, client_for(config, tmp_path))
-    expected = [build_prompt(record, config, load_template("delphi")) for record in records]
+    # structured_output auto: the loopback server takes schemas, so the prompts ask for the JSON answer
+    expected = [build_prompt(record, config, load_template("delphi"), json_answer=True) for record in records]
     assert sorted(map(repr, recorder.seen)) == sorted(repr(prompt.messages) for prompt in expected)
     for prompt in expected:
         assert prompt.messages[-1]["content"].count("<start>") == 6
     assert table["description"].tolist() == ["recorded"] * 4
     assert table["prompt_hash"].tolist() == [prompt.prompt_hash for prompt in expected]
     assert table["example_ids"].tolist() == [list(prompt.example_ids) for prompt in expected]
-    assert (table["prompt_tokens"] > 0).all() and (table["completion_tokens"] == 2).all()
+    assert (table["prompt_tokens"] > 0).all() and (table["completion_tokens"] == 3).all()  # {"description": ...}
     assert table["cost_usd"].tolist() == pytest.approx(
         [row.prompt_tokens * 1e-6 + row.completion_tokens * 2e-6 for row in table.itertuples()]
     )
+
+
+@pytest.mark.parametrize("structured_output", ["auto", "on", "off"])
+def test_the_description_schema_is_sent_unless_off(server, tmp_path, make_planted_record, structured_output):
+    records = [make_planted_record(feature, "zebra") for feature in range(3)]
+    config = explain_config(server, tmp_path, llm={"structured_output": structured_output})
+    client = client_for(config, tmp_path)
+    table = generate_descriptions(records, config, client)
+    assert table["description"].tolist() == ['the token "zebra"'] * 3  # parsed either way
+    sent = None if structured_output == "off" else description_format("explainer")
+    assert server.response_formats == [sent] * 3
+    assert client.usage.answers == {"explainer": 3} == client.usage.parsed
+
+
+def test_the_json_answer_note_asks_for_what_the_schema_allows(make_planted_record, tmp_path):
+    example = json.loads(JSON_ANSWER_NOTE[JSON_ANSWER_NOTE.index("{") :])
+    jsonschema.validate(example, description_format()["json_schema"]["schema"])
+    config = ExplainConfig.model_validate({"explainer": "llm"})
+    plain, asking = (
+        build_prompt(make_planted_record(1, "zebra"), config, load_template("delphi"), json_answer=json_answer)
+        for json_answer in (False, True)
+    )
+    assert asking.messages[-1]["content"] == plain.messages[-1]["content"] + JSON_ANSWER_NOTE
+    assert asking.prompt_hash != plain.prompt_hash
 
 
 def test_the_scripted_explainer_recovers_the_planted_token(server, tmp_path, make_planted_record):

@@ -98,6 +98,9 @@ def test_a_feature_without_active_examples_gets_no_prompt(make_example):
         ("[EXPLANATION]:", ""),
         ("   ", ""),
         ("__import__('os').system('x')", "__import__('os').system('x')"),
+        ('{"description": "the token \\"zebra\\""}', 'the token "zebra"'),  # the schema's object
+        ('{"description": "[EXPLANATION]: zebras"}', "zebras"),
+        ('{"description": "mentions of zeb', "mentions of zeb"),  # cut by max_tokens
     ],
 )
 def test_parse_description_keeps_answers_as_plain_text(answer, expected):

@@ -4,9 +4,13 @@ robust parsing under malformed and truncated answers, and failures that say what
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import time
+from collections import Counter
 
+import jsonschema
 import numpy as np
 import pytest
 from scorer_records import TOPICS, example, shuffled_descriptions, true_descriptions
@@ -15,7 +19,8 @@ from scorer_responders import KeywordRater
 from harness.activations import ActivatingExample
 from harness.config import ScorersConfig
 from harness.errors import ConfigError, EvaluationError, LLMError
-from harness.evaluate.scorers import SCORERS, ScorerReason, least_active_needed, run_scorers
+from harness.evaluate.scorers import SCORERS, ScorerReason, least_active_needed, rater_answer, run_scorers
+from harness.evaluate.scorers.prompts import system_prompt
 from harness.explain import FeatureRecord
 from harness.llm import FaultPlan, LoopbackServer
 
@@ -216,3 +221,29 @@ def test_a_backend_refusing_log_probabilities_says_how_to_go_on_without_them(pla
             score("detection", planted_records, true_descriptions(FEATURES), client, ScorersConfig(detection={"logprobs": "on"}))
         without = score("detection", planted_records, true_descriptions(FEATURES), client, ScorersConfig(detection={"logprobs": "off"}))
     assert (without["detection"] == 1.0).all() and without["detection_auroc"].isna().all()
+
+
+@pytest.mark.parametrize("structured_output", ["auto", "on", "off"])
+def test_every_rater_call_carries_its_scorers_schema_unless_off(structured_output, planted_records, rater, make_client):
+    client = make_client(structured_output=structured_output)
+    config = ScorersConfig(enabled=LLM_SCORERS)
+    table = run_scorers(planted_records[:2], true_descriptions([0, 1]), config, client, progress=False)
+    assert (table["detection"] == 1.0).all() and (table["simulation"] > 0.95).all()  # parsed either way
+    usage = client.usage
+    assert usage.parsed == usage.answers and sum(usage.answers.values()) == rater.requests
+    formats = rater.response_formats
+    if structured_output == "off":
+        assert formats == [None] * rater.requests
+        return
+    assert Counter(format_["json_schema"]["name"] for format_ in formats) == Counter(usage.answers)
+    for format_ in formats:
+        keys = format_["json_schema"]["schema"]["required"]
+        first = 0 if format_["json_schema"]["name"] == "simulation" else 1  # token numbers start at 0
+        assert keys == [str(number) for number in range(first, first + len(keys))]
+
+
+@pytest.mark.parametrize(("name", "allowed"), [("detection", (0, 1)), ("fuzzing", (0, 1)), ("simulation", range(11))])
+def test_each_prompts_example_answer_is_what_its_schema_allows(name, allowed):
+    example = json.loads(re.search(r"for example (\{.*?\})", system_prompt(name)).group(1))
+    schema = rater_answer(name, [int(key) for key in example], allowed).response_format["json_schema"]["schema"]
+    jsonschema.validate(example, schema)

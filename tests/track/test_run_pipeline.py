@@ -112,6 +112,10 @@ def test_params_metrics_and_artifacts_are_recorded(finished):
     assert metrics["clarity_ci_low"] <= metrics["clarity_mean"] <= metrics["clarity_ci_high"]
     assert metrics["llm_requests"] > 0 and metrics["time_evaluate_s"] > 0
     assert metrics["explain_cost_usd"] == 0 and metrics["cost_usd"] == 0  # no price for the scripted model
+    assert metrics["answers_explainer"] == 3 and metrics["answers_fade_rating"] > 0
+    rates = [metrics[f"parse_rate_{kind}"] for kind in ("explainer", "fade_rating", "fade_generation")]
+    assert rates == [1.0, 1.0, 1.0]  # the scripted answers fit their schemas
+    assert "answers_explainer" not in runs["top-tokens"].data.metrics  # no answers, no rate
     artifacts = {item.path for item in client.list_artifacts(delphi.info.run_id)}
     assert {"config.yaml", "plots", "tables"} <= artifacts
     table = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=delphi.info.run_id, artifact_path="tables/per_feature.json")).read_text())

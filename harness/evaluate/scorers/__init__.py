@@ -12,6 +12,7 @@ from harness.evaluate.scorers._answers import (
     TokenLogprobs,
     answers_every_id,
     expected_values,
+    rater_answer,
     rater_values,
     read_values,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "described_records",
     "expected_values",
     "least_active_needed",
+    "rater_answer",
     "rater_values",
     "read_values",
     "run_scorers",

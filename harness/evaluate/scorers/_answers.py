@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
-from harness.llm import Completion, TokenLogprobs, parse_ratings
+from harness.llm import AnswerFormat, Completion, TokenLogprobs, parse_ratings, ratings_format
 
 _ID_VALUE = re.compile(r"""["']?(\d+)["']?\s*:\s*["']?(\d+)(?![\d.])""")
 _VALUE_LIST = re.compile(r"\[([\d\s,]*)\]")
@@ -56,6 +56,12 @@ def answers_every_id(expected_ids: Sequence[int], allowed: Collection[int]) -> C
     """A validator for the LLM layer: True when the answer gives every asked id a valid value."""
     ids = list(expected_ids)
     return lambda text: read_values(text, ids, allowed)[1]
+
+
+def rater_answer(kind: str, expected_ids: Sequence[int], allowed: Collection[int]) -> AnswerFormat:
+    """What a scorer asks the rater for: the JSON object {id: value} of its prompts, valid as `answers_every_id`."""
+    ids = list(expected_ids)
+    return AnswerFormat(kind, ratings_format(kind, ids, allowed), answers_every_id(ids, allowed))
 
 
 def _as_value(token: str, allowed: Collection[int]) -> int | None:

@@ -25,7 +25,7 @@ from harness.llm import LLMClient
 from harness.registry import Registry
 
 if TYPE_CHECKING:
-    from harness.llm import Completion
+    from harness.llm import AnswerFormat, Completion
     from harness.raters import Rater
 
 Messages = list[dict[str, str]]
@@ -164,10 +164,12 @@ def ask_rater(
     validators: Sequence[Callable[[str], bool]],
     settings: LLMScorerConfig,
     desc: str,
+    answer_formats: Sequence[AnswerFormat] | None = None,
 ) -> list[Completion | None]:
     """Every conversation in one concurrent batch; a failed call is None in its place.
 
-    Log-probabilities are asked for as `settings.logprobs` says (see logprob_params).
+    Log-probabilities are asked for as `settings.logprobs` says (see logprob_params). `answer_formats`
+    (one per conversation) say what each answer should be: schemas for the backend, kinds for the counts.
 
     Raises:
         LLMError: not one call succeeded (a wrong key, model or address would otherwise make every
@@ -176,7 +178,11 @@ def ask_rater(
     if not conversations:
         return []
     results = client.complete_many(
-        conversations, desc=desc, validate=list(validators), **logprob_params(client, settings)
+        conversations,
+        desc=desc,
+        validate=list(validators),
+        answer_format=answer_formats,
+        **logprob_params(client, settings),
     )
     failures = [result for result in results if isinstance(result, LLMError)]
     if len(failures) == len(results):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from harness.config import ScorerExamplesConfig
-from harness.evaluate.scorers._answers import answers_every_id, rater_values
+from harness.evaluate.scorers._answers import rater_answer, rater_values
 from harness.evaluate.scorers._base import FeatureScore, Scorer, ask_rater
 from harness.evaluate.scorers._examples import LabelledExample, examples_or_reason
 from harness.evaluate.scorers._metrics import ScorerReason, binary_scores
@@ -97,12 +97,14 @@ class JudgingScorer(Scorer):
             return self._judged_directly(prepared, client)
         prompt = system_prompt(self.name)
         batches = [(feature, text, batch) for feature, (text, split) in prepared.items() for batch in split]
+        formats = [rater_answer(self.name, range(1, len(batch) + 1), _YES_NO) for *_, batch in batches]
         answers = ask_rater(
             client,
             [judging_messages(prompt, description, [item.text for item in batch]) for _, description, batch in batches],
-            [answers_every_id(range(1, len(batch) + 1), _YES_NO) for *_, batch in batches],
+            [answer.parses for answer in formats],
             settings,
             desc=f"{self.name} ({len(prepared)} features)",
+            answer_formats=formats,
         )
         judged = {feature: _Judgements() for feature in prepared}
         for (feature, _, batch), answer in zip(batches, answers):

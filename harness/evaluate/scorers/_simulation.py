@@ -17,7 +17,7 @@ import numpy as np
 
 from harness.activations.types import ActivatingExample
 from harness.config import ScorerExamplesConfig
-from harness.evaluate.scorers._answers import RaterValues, answers_every_id, rater_values
+from harness.evaluate.scorers._answers import RaterValues, rater_answer, rater_values
 from harness.evaluate.scorers._base import SCORERS, FeatureScore, Scorer, ask_rater
 from harness.evaluate.scorers._examples import examples_or_reason, visible_text
 from harness.evaluate.scorers._metrics import ScorerReason, simulation_correlation
@@ -80,12 +80,14 @@ class SimulationScorer(Scorer):
     ) -> dict[int, FeatureScore]:
         prompt = system_prompt(self.name)
         asked = [(feature, text, example) for feature, (text, examples) in prepared.items() for example in examples]
+        formats = [rater_answer(self.name, range(len(example.tokens)), ACTIVATION_SCALE) for *_, example in asked]
         answers = ask_rater(
             client,
             [simulation_messages(prompt, description, example.tokens) for _, description, example in asked],
-            [answers_every_id(range(len(example.tokens)), ACTIVATION_SCALE) for *_, example in asked],
+            [answer.parses for answer in formats],
             settings,
             desc=f"simulation ({len(prepared)} features)",
+            answer_formats=formats,
         )
         truth: dict[int, list[float]] = defaultdict(list)
         predicted: dict[int, list[float]] = defaultdict(list)
