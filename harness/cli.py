@@ -15,6 +15,7 @@ import yaml
 from harness import __version__
 from harness.config import HarnessConfig, dump_config, load_config, parse_config, set_dotted
 from harness.errors import ConfigError, HarnessError
+from harness.secrets import redact_text
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -352,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as error:
         if args.debug:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {redact_text(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished work is cached and a re-run resumes from there", file=sys.stderr)

@@ -151,7 +151,7 @@ def usage_metrics(usage: dict[str, float | int], prefix: str = "llm") -> dict[st
 
 
 def variant_params(config: HarnessConfig) -> dict[str, Any]:
-    """Every setting of the variant (no secrets exist in the config by construction), plus provenance."""
+    """Every setting of the variant, plus provenance (the config refuses secrets; log_params redacts any left)."""
     params = config.model_dump(mode="json", exclude={"variants", "search", "tracking"})
     params["package_version"] = harness.__version__
     params["git_commit"] = git_commit()

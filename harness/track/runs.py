@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from harness.secrets import redact
 from harness.track.store import store_lock
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def log_params(params: Mapping[str, Any], attempts: int = 5) -> None:
-    """Log flattened params, each value as text cut to MLflow's limit; re-logging a resumed run is a no-op.
+    """Log flattened params, redacted, each value as text cut to MLflow's limit; re-logging a resumed run is a no-op.
 
     Several processes may log the same params on one shared run at once (search workers on the study's
     run): a batch that collides with another writer's rows is retried with the keys still missing.
@@ -120,7 +121,7 @@ def log_params(params: Mapping[str, Any], attempts: int = 5) -> None:
     from mlflow.exceptions import MlflowException
 
     run_id = mlflow.active_run().info.run_id
-    wanted = {key: _param_text(value) for key, value in flatten(params).items()}
+    wanted = {key: _param_text(value) for key, value in redact(flatten(params)).items()}
     for attempt in range(attempts):
         already = mlflow.get_run(run_id).data.params
         fresh = {key: value for key, value in wanted.items() if key not in already}
