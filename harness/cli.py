@@ -118,11 +118,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from harness.search.study import run_search
+    from harness.search.study import FAIL_REASON_ATTR, run_search
 
     config = _config_from(args)
     outcome = run_search(config, n_trials=args.n_trials, timeout_s=args.timeout, progress=not args.quiet)
-    print(f"study {outcome.study_name!r} ({outcome.storage}): {outcome.trials_finished} finished trials in all")
+    failed = f", {outcome.trials_failed} failed (each trial's user attribute {FAIL_REASON_ATTR!r} says why)" if outcome.trials_failed else ""
+    print(f"study {outcome.study_name!r} ({outcome.storage}): {outcome.trials_finished} finished trials in all{failed}")
     for best in outcome.best:
         print(f"  best trial {best['trial']}: values {best['values']} params {best['params']} (MLflow run {best['run_id']})")
     print(f"Study plots are on the parent run {outcome.parent_run_id}; trials are nested under it.")

@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from harness.secrets import redact
+from harness.errors import HarnessError
+from harness.secrets import redact, redact_text
 from harness.track.store import store_lock
 
 if TYPE_CHECKING:
@@ -22,7 +23,10 @@ if TYPE_CHECKING:
 
 VARIANT_KEY_TAG = "harness.variant_key"
 ROLE_TAG = "harness.role"
+ERROR_TAG = "harness.error"  # why a run failed (its first MAX_ERROR_TAG_LENGTH characters)
+ERROR_ARTIFACT = "error.txt"  # why a run failed, in full
 MAX_PARAM_LENGTH = 6000
+MAX_ERROR_TAG_LENGTH = 500
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,30 @@ def variant_run(
         raise
     finally:
         mlflow.end_run(status=status)
+
+
+def failure_reason(error: BaseException) -> str:
+    """Why a run failed, fit to store and show: our errors by their message, others with their type; redacted."""
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted (Ctrl-C or SIGINT)"
+    text = redact_text(str(error))
+    if isinstance(error, HarnessError) and text:
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def failed_status(error: BaseException) -> str:
+    """The MLflow status of a run that `error` ended: KILLED when interrupted, else FAILED."""
+    return "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+
+
+def record_failure(run_id: str, reason: str) -> None:
+    """Write on the run why it failed, so a FAILED run in the store is never silent: a tag and error.txt."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    client.set_tag(run_id, ERROR_TAG, reason[:MAX_ERROR_TAG_LENGTH])
+    client.log_text(run_id, reason + "\n", ERROR_ARTIFACT)
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
