@@ -104,17 +104,34 @@ def validate_space(config: HarnessConfig) -> None:
         raise ConfigError("invalid search space:\n" + "\n".join(problems))
 
 
-def suggest_params(trial: Any, config: HarnessConfig) -> dict[str, Any]:
-    """Ask an Optuna trial for one value per searched setting."""
+def distributions(config: HarnessConfig) -> dict[str, Any]:
+    """The Optuna distribution of every searched setting (integer settings get integer ones)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
     base = config.model_dump(mode="json")
-    params: dict[str, Any] = {}
+    found: dict[str, Any] = {}
     for key, param in config.search.space.items():
         if param.choices is not None:
-            params[key] = trial.suggest_categorical(key, param.choices)
+            found[key] = CategoricalDistribution(param.choices)
         elif _is_integer_setting(_lookup(base, key)[1], param):
-            params[key] = trial.suggest_int(key, int(param.low), int(param.high), step=int(param.step or 1), log=param.log)
+            found[key] = IntDistribution(int(param.low), int(param.high), step=int(param.step or 1), log=param.log)
         else:
-            params[key] = trial.suggest_float(key, param.low, param.high, step=param.step, log=param.log)
+            found[key] = FloatDistribution(param.low, param.high, step=param.step, log=param.log)
+    return found
+
+
+def suggest_params(trial: Any, config: HarnessConfig) -> dict[str, Any]:
+    """Ask an Optuna trial for one value per searched setting."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    params: dict[str, Any] = {}
+    for key, distribution in distributions(config).items():
+        if isinstance(distribution, CategoricalDistribution):
+            params[key] = trial.suggest_categorical(key, distribution.choices)
+        elif isinstance(distribution, IntDistribution):
+            params[key] = trial.suggest_int(key, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+        else:
+            params[key] = trial.suggest_float(key, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
     return params
 
 

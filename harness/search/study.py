@@ -24,6 +24,7 @@ from typing import Any
 
 from harness.config import HarnessConfig, result_fingerprint
 from harness.errors import ConfigError, HarnessError
+from harness.search.sampling import make_sampler
 from harness.search.space import apply_params, suggest_params, validate_space
 from harness.track.agreement import log_scorer_agreement
 from harness.track.compare import variants_table, weighted_aggregate
@@ -74,22 +75,6 @@ def make_storage(location: str):
             raise ConfigError(f"cannot open the search storage {location}: {error}") from error
     Path(location).parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(location))
-
-
-def _sampler(config: HarnessConfig):
-    import optuna
-
-    search = config.search
-    if search.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=search.seed)
-    if search.sampler == "grid":
-        space = {}
-        for key, param in search.space.items():
-            if param.choices is None:
-                raise ConfigError(f"the grid sampler needs choices for every setting; search.space.{key} is a range")
-            space[key] = param.choices
-        return optuna.samplers.GridSampler(space, seed=search.seed)
-    return optuna.samplers.TPESampler(seed=search.seed, multivariate=True)
 
 
 def _pruner(config: HarnessConfig):
@@ -177,7 +162,7 @@ def run_search(
         storage=make_storage(location),
         load_if_exists=True,
         directions=directions,
-        sampler=_sampler(config),
+        sampler=make_sampler(config, location),
         pruner=_pruner(config),
     )
     with warnings.catch_warnings():
