@@ -201,9 +201,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     config = _config_from(args)
     descriptions, usage = describe_features(config, SharedStages(progress=not args.quiet))
-    _write_table(descriptions, Path(args.output))
-    print(f"{len(descriptions)} descriptions written to {args.output} (LLM use: {usage or 'none'})")
-    return 0
+    described = descriptions["description"].notna()
+    _write_table(descriptions[described], Path(args.output))  # a failed feature is no row, not an empty one
+    print(f"{int(described.sum())} descriptions written to {args.output} (LLM use: {usage or 'none'})")
+    if described.all():
+        return 0
+    reasons = descriptions.loc[~described, "error"].value_counts()
+    print(
+        f"{int((~described).sum())} of {len(descriptions)} features got no description:\n"
+        + "\n".join(f"  {count} x {redact_text(str(reason))}" for reason, count in reasons.head(5).items()),
+        file=sys.stderr,
+    )
+    return 0 if args.keep_going else 1
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -330,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain = command("explain", cmd_explain, "generate descriptions for the config's features (one variant)")
     _add_config_arguments(explain)
     explain.add_argument("--output", "-o", required=True, help="descriptions table to write (.csv or .json)")
+    explain.add_argument(
+        "--keep-going", action="store_true", help="exit 0 when some features got no description (they are left out)"
+    )
     explain.add_argument("--quiet", action="store_true", help="no progress bars")
 
     evaluate = command(

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 
@@ -79,3 +80,41 @@ def test_evaluate_scores_a_descriptions_file_with_fade_and_the_enabled_scorers(t
     assert other["detection"].between(0, 1).all() and other["embedding"].between(0, 1).all()
     assert other["detection_reason"].isna().all() and other["detection_judged"].between(1, 10).all()
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "other_scores.csv"), other)
+
+
+@pytest.mark.slow
+def test_explain_never_writes_an_empty_description_and_fails_unless_asked_to_keep_going(tmp_path):
+    """An unreachable explainer backend is an error naming it; a feature whose call fails is counted, left out
+    of the table, and makes the command fail unless --keep-going."""
+    import socket
+
+    import pandas as pd
+
+    from harness.llm import FaultPlan, LoopbackServer
+
+    def explain(api_base: str, *flags: str):
+        llm = {"model": "openai/scripted", "api_base": api_base, "max_retries": 0}
+        config = {
+            "corpus": {"num_samples": 100, "max_chars": 160, "seed": 5},
+            "site": {"module": "model.layers.3.mlp.act_fn", "features": [77, 91]},
+            "activations": {"batch_size": 16, "max_length": 32, "skip_first_positions": 1, "cache_dir": str(tmp_path / "cache")},
+            "explain": {"llm": llm, "selection": {"num_examples": 6}},
+        }
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        return harness("explain", str(tmp_path / "config.yaml"), "-o", str(output), "--quiet", *flags, cwd=tmp_path)
+
+    output = tmp_path / "descriptions.csv"
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    unreachable = explain(f"http://127.0.0.1:{port}/v1")
+    assert unreachable.returncode == 2 and f"127.0.0.1:{port}" in unreachable.stderr, unreachable.stderr
+    assert "Traceback" not in unreachable.stderr and not output.exists()
+    for flags, code in (((), 1), (("--keep-going",), 0)):
+        # a fresh server refuses the first call it gets: the feature that failed before (the other's is cached)
+        with LoopbackServer(faults=FaultPlan(sequence=("auth_error",))) as server:
+            result = explain(server.url, *flags)
+        assert result.returncode == code, result.stderr
+        assert "1 of 2 features got no description" in result.stderr and "HTTP 401" in result.stderr
+        table = pd.read_csv(output)
+        assert len(table) == 1 and table["description"].notna().all() and (table["description"].str.strip() != "").all()
