@@ -131,16 +131,19 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.track.compare import format_ranking, rank_variants, variants_table
+    from harness.track.compare import count_failed_runs, failed_runs_note, format_ranking, rank_variants, variants_table
     from harness.track.store import resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri, args.store_dir)
     table = variants_table(args.experiment, uri, run_ids=args.run)
+    note = failed_runs_note(count_failed_runs(args.experiment, uri, run_ids=args.run))
     if table.empty:
-        print(f"no finished runs in {', '.join(args.experiment)} at {uri}")
+        print(f"no finished runs in {', '.join(args.experiment)} at {redact_text(uri)}" + (f"; {note}" if note else ""))
         return 1
     weights = dict(_parse_weight(item) for item in args.weight or []) or None
     print(format_ranking(rank_variants(table, by=args.rank_by, weights=weights), args.rank_by))
+    if note:
+        print(note)
     _print_agreement(table)
     return 0
 
@@ -168,6 +171,7 @@ def _parse_weight(text: str) -> tuple[str, float]:
 def cmd_leaderboard_build(args: argparse.Namespace) -> int:
     from leaderboard import build_site
 
+    from harness.track.compare import count_failed_runs, failed_runs_note
     from harness.track.store import resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri, args.store_dir)
@@ -179,6 +183,9 @@ def cmd_leaderboard_build(args: argparse.Namespace) -> int:
         run_ids=run_ids, progress=not args.quiet,
     )  # fmt: skip
     print(f"Leaderboard written: {index.resolve()} (open it in any browser; no server needed)")
+    note = failed_runs_note(count_failed_runs(experiments, uri, run_ids=run_ids))
+    if note:
+        print(note)
     return 0
 
 

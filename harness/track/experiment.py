@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,7 @@ def run_experiment(
         force: re-run variants that already have a finished run.
         progress: show progress bars.
     """
+    from harness.track.checks import check_variants
     from harness.track.variant import track_variant
 
     variants = expand_variants(config)
@@ -183,7 +185,10 @@ def run_experiment(
     outcomes: list[VariantOutcome] = []
     keys = [result_fingerprint(variant) for _, variant in variants]
     parent = (
-        variant_run(experiment_id, _comparison_key(keys), config.name, role="comparison", force=force)
+        variant_run(
+            experiment_id, _comparison_key(keys), config.name, role="comparison", force=force,
+            check=partial(check_variants, [variant for _, variant in variants], shared),
+        )  # fmt: skip
         if len(variants) > 1
         else nullcontext(None)
     )

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -59,11 +59,12 @@ def variant_run(
     role: str = "variant",
     parent_run_id: str | None = None,
     force: bool = False,
+    check: Callable[[], None] | None = None,
 ) -> Iterator[TrackedRun]:
     """Open the variant's run (new, resumed, or skipped when already finished) as the active MLflow run.
 
-    On a normal exit the run is marked FINISHED; on an exception FAILED (KILLED for Ctrl-C), and the next
-    call with the same key resumes it.
+    On a normal exit the run is marked FINISHED; on an exception FAILED (KILLED for Ctrl-C) with the reason
+    (record_failure), and the next call with the same key resumes it.
 
     Args:
         experiment_id: where the run lives.
@@ -72,6 +73,7 @@ def variant_run(
         role: "variant", "comparison" (parent of several variants) or "trial".
         parent_run_id: nest the run under this run.
         force: start a fresh run even if a finished one exists.
+        check: called before a run is created or resumed (not when skipped); what it raises leaves no run.
     """
     import mlflow
 
@@ -79,6 +81,8 @@ def variant_run(
     if existing is not None and existing.info.status == "FINISHED" and not force:
         yield TrackedRun(existing.info.run_id, resumed=False, skipped=True)
         return
+    if check is not None:
+        check()
     resume_id = existing.info.run_id if existing is not None and existing.info.status != "FINISHED" else None
     tags = {VARIANT_KEY_TAG: variant_key, ROLE_TAG: role}
     if parent_run_id:
@@ -90,14 +94,15 @@ def variant_run(
         tags=None if resume_id else tags,
         nested=mlflow.active_run() is not None,
     )
+    if ERROR_TAG in run.data.tags:
+        mlflow.delete_tag(ERROR_TAG)  # a resumed run's earlier failure is history, not its state
     status = "FINISHED"
     try:
         yield TrackedRun(run.info.run_id, resumed=resume_id is not None, skipped=False)
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    except BaseException:
-        status = "FAILED"
+    except BaseException as error:
+        status = failed_status(error)
+        with suppress(Exception):  # the store may be what failed: the original error matters more
+            record_failure(run.info.run_id, failure_reason(error))
         raise
     finally:
         mlflow.end_run(status=status)
