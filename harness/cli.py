@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import yaml
 
 from harness import __version__
 from harness.config import HarnessConfig, dump_config, load_config, parse_config, set_dotted
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError, HarnessError, HarnessWarning
 from harness.secrets import redact_text
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -132,9 +133,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.track.compare import count_failed_runs, failed_runs_note, format_ranking, rank_variants, variants_table
-    from harness.track.store import resolve_tracking_uri
+    from harness.track.store import require_store, resolve_tracking_uri
 
-    uri = resolve_tracking_uri(args.tracking_uri, args.store_dir)
+    uri = require_store(resolve_tracking_uri(args.tracking_uri, args.store_dir))
     table = variants_table(args.experiment, uri, run_ids=args.run)
     note = failed_runs_note(count_failed_runs(args.experiment, uri, run_ids=args.run))
     if table.empty:
@@ -172,9 +173,9 @@ def cmd_leaderboard_build(args: argparse.Namespace) -> int:
     from leaderboard import build_site
 
     from harness.track.compare import count_failed_runs, failed_runs_note
-    from harness.track.store import resolve_tracking_uri
+    from harness.track.store import require_store, resolve_tracking_uri
 
-    uri = resolve_tracking_uri(args.tracking_uri, args.store_dir)
+    uri = require_store(resolve_tracking_uri(args.tracking_uri, args.store_dir))
     experiments = args.experiment or ["feature-harness"]
     run_ids = _study_trial_run_ids(uri, experiments, args.study) if args.study else None
     weights = dict(_parse_weight(item) for item in args.weight or []) or None
@@ -365,9 +366,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_python_warning_format = warnings.formatwarning
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """Our warnings as `warning: <text>` (their source line means nothing to a user); others as Python shows them."""
+    if issubclass(category, HarnessWarning):
+        return f"warning: {redact_text(str(message))}\n"
+    return _python_warning_format(message, category, filename, lineno, line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.formatwarning = _format_warning
     try:
         return args.handler(args)
     except HarnessError as error:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ import numpy as np
 
 from harness.config import FadeConfig
 from harness.evaluate.calls import FeatureCalls
+from harness.evaluate.concurrency import gather_or_cancel
 from harness.evaluate.metrics import clarity
 from harness.evaluate.prompts import generation_messages
 from harness.evaluate.scores import Score
@@ -36,7 +36,7 @@ async def generate_synthetic_texts(calls: FeatureCalls, concept: str, fade: Fade
     # Deviation from the FADE reference: its calls share one cache-less client at the provider's default
     # temperature; ours run at fade.generation_temperature, each with its own seed, so each is a separate
     # request and cache entry (a cached run gives the same synthetic samples again).
-    answers = await asyncio.gather(
+    answers = await gather_or_cancel(
         *(
             calls.complete(
                 generation_messages(concept),

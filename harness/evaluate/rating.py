@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 
 import numpy as np
 
 from harness.evaluate.calls import FeatureCalls
+from harness.evaluate.concurrency import gather_or_cancel
 from harness.evaluate.metrics import VALID_RATINGS
 from harness.evaluate.prompts import rating_messages
 from harness.llm import parse_ratings
@@ -50,7 +50,7 @@ async def rate_sequences(
         batches = [pending[start : start + batch_size] for start in range(0, len(pending), batch_size)]
         # Deviation from the FADE reference: it rates at the provider's default temperature; ours at
         # fade.rater.temperature (default 0), so ratings are reproducible and cacheable.
-        answers = await asyncio.gather(*(calls.complete(rating_messages(concept, batch)) for batch in batches))
+        answers = await gather_or_cancel(*(calls.complete(rating_messages(concept, batch)) for batch in batches))
         for batch, answer in zip(batches, answers):
             if answer is None:
                 continue
