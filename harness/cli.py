@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,8 @@ import yaml
 
 from harness import __version__
 from harness.config import HarnessConfig, dump_config, load_config, parse_config, set_dotted
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError, HarnessError, HarnessWarning
+from harness.secrets import redact_text
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -117,11 +119,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from harness.search.study import run_search
+    from harness.search.study import FAIL_REASON_ATTR, run_search
 
     config = _config_from(args)
     outcome = run_search(config, n_trials=args.n_trials, timeout_s=args.timeout, progress=not args.quiet)
-    print(f"study {outcome.study_name!r} ({outcome.storage}): {outcome.trials_finished} finished trials in all")
+    failed = f", {outcome.trials_failed} failed (each trial's user attribute {FAIL_REASON_ATTR!r} says why)" if outcome.trials_failed else ""
+    print(f"study {outcome.study_name!r} ({outcome.storage}): {outcome.trials_finished} finished trials in all{failed}")
     for best in outcome.best:
         print(f"  best trial {best['trial']}: values {best['values']} params {best['params']} (MLflow run {best['run_id']})")
     print(f"Study plots are on the parent run {outcome.parent_run_id}; trials are nested under it.")
@@ -129,16 +132,19 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.track.compare import format_ranking, rank_variants, variants_table
-    from harness.track.store import resolve_tracking_uri
+    from harness.track.compare import count_failed_runs, failed_runs_note, format_ranking, rank_variants, variants_table
+    from harness.track.store import require_store, resolve_tracking_uri
 
-    uri = resolve_tracking_uri(args.tracking_uri, args.store_dir)
+    uri = require_store(resolve_tracking_uri(args.tracking_uri, args.store_dir))
     table = variants_table(args.experiment, uri, run_ids=args.run)
+    note = failed_runs_note(count_failed_runs(args.experiment, uri, run_ids=args.run))
     if table.empty:
-        print(f"no finished runs in {', '.join(args.experiment)} at {uri}")
+        print(f"no finished runs in {', '.join(args.experiment)} at {redact_text(uri)}" + (f"; {note}" if note else ""))
         return 1
     weights = dict(_parse_weight(item) for item in args.weight or []) or None
     print(format_ranking(rank_variants(table, by=args.rank_by, weights=weights), args.rank_by))
+    if note:
+        print(note)
     _print_agreement(table)
     return 0
 
@@ -166,9 +172,10 @@ def _parse_weight(text: str) -> tuple[str, float]:
 def cmd_leaderboard_build(args: argparse.Namespace) -> int:
     from leaderboard import build_site
 
-    from harness.track.store import resolve_tracking_uri
+    from harness.track.compare import count_failed_runs, failed_runs_note
+    from harness.track.store import require_store, resolve_tracking_uri
 
-    uri = resolve_tracking_uri(args.tracking_uri, args.store_dir)
+    uri = require_store(resolve_tracking_uri(args.tracking_uri, args.store_dir))
     experiments = args.experiment or ["feature-harness"]
     run_ids = _study_trial_run_ids(uri, experiments, args.study) if args.study else None
     weights = dict(_parse_weight(item) for item in args.weight or []) or None
@@ -177,6 +184,9 @@ def cmd_leaderboard_build(args: argparse.Namespace) -> int:
         run_ids=run_ids, progress=not args.quiet,
     )  # fmt: skip
     print(f"Leaderboard written: {index.resolve()} (open it in any browser; no server needed)")
+    note = failed_runs_note(count_failed_runs(experiments, uri, run_ids=run_ids))
+    if note:
+        print(note)
     return 0
 
 
@@ -199,9 +209,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     config = _config_from(args)
     descriptions, usage = describe_features(config, SharedStages(progress=not args.quiet))
-    _write_table(descriptions, Path(args.output))
-    print(f"{len(descriptions)} descriptions written to {args.output} (LLM use: {usage or 'none'})")
-    return 0
+    described = descriptions["description"].notna()
+    _write_table(descriptions[described], Path(args.output))  # a failed feature is no row, not an empty one
+    print(f"{int(described.sum())} descriptions written to {args.output} (LLM use: {usage or 'none'})")
+    if described.all():
+        return 0
+    reasons = descriptions.loc[~described, "error"].value_counts()
+    print(
+        f"{int((~described).sum())} of {len(descriptions)} features got no description:\n"
+        + "\n".join(f"  {count} x {redact_text(str(reason))}" for reason, count in reasons.head(5).items()),
+        file=sys.stderr,
+    )
+    return 0 if args.keep_going else 1
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -328,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain = command("explain", cmd_explain, "generate descriptions for the config's features (one variant)")
     _add_config_arguments(explain)
     explain.add_argument("--output", "-o", required=True, help="descriptions table to write (.csv or .json)")
+    explain.add_argument(
+        "--keep-going", action="store_true", help="exit 0 when some features got no description (they are left out)"
+    )
     explain.add_argument("--quiet", action="store_true", help="no progress bars")
 
     evaluate = command(
@@ -344,15 +366,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_python_warning_format = warnings.formatwarning
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """Our warnings as `warning: <text>` (their source line means nothing to a user); others as Python shows them."""
+    if issubclass(category, HarnessWarning):
+        return f"warning: {redact_text(str(message))}\n"
+    return _python_warning_format(message, category, filename, lineno, line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.formatwarning = _format_warning
     try:
         return args.handler(args)
     except HarnessError as error:
         if args.debug:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {redact_text(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished work is cached and a re-run resumes from there", file=sys.stderr)

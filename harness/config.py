@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import ConfigError
+from harness.secrets import ENVIRONMENT_NAME, redact, redact_text, secret_paths
 
 DEFAULT_CACHE_DIR = ".harness-cache"
 # LLM settings that change how calls are made (speed, retries, cache location, price bookkeeping, which
@@ -38,7 +39,6 @@ OPERATIONAL_LLM_FIELDS = frozenset(
         "output_cost_per_token",
     }
 )
-_SECRET_KEYS = {"api_key", "token", "secret", "password", "authorization", "headers", "extra_headers"}
 
 
 class StrictModel(BaseModel):
@@ -175,13 +175,33 @@ class LLMConfig(StrictModel):
     @field_validator("extra_params")
     @classmethod
     def _no_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for key in value:
-            lowered = key.lower()
-            if lowered in _SECRET_KEYS or lowered.endswith(("_key", "_secret", "_password", "_token")):
-                raise ValueError(
-                    f"extra_params.{key} looks like a secret; put secrets in an environment variable "
-                    "and name it in api_key_env"
-                )
+        found = secret_paths(value)
+        if found:
+            raise ValueError(
+                f"extra_params.{', extra_params.'.join(found)} looks like a secret; put secrets in an environment "
+                "variable and name it in api_key_env"
+            )
+        return value
+
+    @field_validator("api_base")
+    @classmethod
+    def _no_credentials_in_url(cls, value: str | None) -> str | None:
+        if value is not None and redact_text(value) != value:
+            raise ValueError(
+                "api_base holds credentials (a user:password@ part or a key in the query); remove them, put the "
+                "key in an environment variable and name it in api_key_env"
+            )
+        return value
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _a_variable_name(cls, value: str | None) -> str | None:
+        # The value is not repeated: when it is not a name, it is most likely the key itself.
+        if value is not None and not ENVIRONMENT_NAME.fullmatch(value):
+            raise ValueError(
+                "api_key_env must be the NAME of an environment variable (letters, digits and _, e.g. "
+                "OPENAI_API_KEY), never the key itself: export the key in that variable"
+            )
         return value
 
 
@@ -704,5 +724,5 @@ def result_fingerprint(config: HarnessConfig) -> str:
 
 
 def dump_config(config: HarnessConfig) -> str:
-    """The resolved config as YAML (every default filled in)."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    """The resolved config as YAML (every default filled in), with anything secret-looking redacted."""
+    return yaml.safe_dump(redact(config.model_dump(mode="json")), sort_keys=False)

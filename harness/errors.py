@@ -36,3 +36,7 @@ class LLMError(HarnessError):
 
 class EvaluationError(HarnessError):
     """An evaluation input is invalid (e.g. a descriptions table with unknown features)."""
+
+
+class HarnessWarning(UserWarning):
+    """Base of the warnings the harness gives on purpose; the CLI prints them as plain text, without source."""

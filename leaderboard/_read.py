@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse, urlsplit, urlunsplit
+from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.secrets import redact, redact_text
 from harness.track.compare import AGGREGATE, SCORES, rank_variants, variants_table
 from leaderboard._document import SETTINGS, Rank, ScoreSummary, VariantEntry, VariantSettings
 
@@ -107,14 +108,6 @@ def site_key(params: Mapping[str, str]) -> str:
     return " · ".join(params[key] for key in SITE_PARAMS if params.get(key))
 
 
-def _without_password(uri: str) -> str:
-    """The URI as shown in messages: a `user:password@` part (a tracking server's login) is dropped."""
-    parts = urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-
-
 def read_ranked_variants(
     experiment_names: Sequence[str],
     tracking_uri: str,
@@ -125,7 +118,7 @@ def read_ranked_variants(
 ) -> RankedVariants:
     """The finished variant runs of the experiments, ranked by `rank_by` and also by every other criterion."""
     table = variants_table(experiment_names, tracking_uri, run_ids=run_ids)
-    where = f"experiment(s) {', '.join(map(repr, experiment_names))} of {_without_password(tracking_uri)}"
+    where = f"experiment(s) {', '.join(map(repr, experiment_names))} of {redact_text(tracking_uri)}"
     if table.empty:
         raise LeaderboardError(
             f"no finished variant runs in {where}; run `harness run` first, or check the experiment names"
@@ -152,11 +145,12 @@ def read_ranked_variants(
     entries, params, metrics = [], {}, {}
     for row in rankings[rank_by].to_dict("records"):
         run_id = row["run_id"]
-        params[run_id] = {
+        # Redacted again: runs logged before secrets were refused, or by other tools, may hold one.
+        params[run_id] = redact({
             key[len(PARAM_PREFIX) :]: value
             for key, value in row.items()
             if key.startswith(PARAM_PREFIX) and isinstance(value, str)
-        }
+        })
         metrics[run_id] = {key: number for key in table.columns if (number := finite(row.get(key))) is not None}
         entries.append(_entry(row, ranks, scores, finite(aggregate[run_id]), params[run_id], metrics[run_id]))
     return RankedVariants(entries, scores, weights, params, metrics)

@@ -3,11 +3,26 @@
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 
 def harness(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def write_config(folder, llm, **sections):
+    """config.yaml in `folder`: two neurons of layer 3, a small corpus, `llm` as the explainer; `sections` added."""
+    config = {
+        "corpus": {"num_samples": 100, "max_chars": 160, "seed": 5},
+        "site": {"module": "model.layers.3.mlp.act_fn", "features": [77, 91]},
+        "activations": {"batch_size": 16, "max_length": 32, "skip_first_positions": 1, "cache_dir": str(folder / "cache")},
+        "explain": {"llm": llm, "selection": {"num_examples": 6}},
+        **sections,
+    }
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 def test_help_lists_every_stage_command():
@@ -51,16 +66,11 @@ def test_evaluate_scores_a_descriptions_file_with_fade_and_the_enabled_scorers(t
 
     with LoopbackServer() as server:
         llm = {"model": "openai/scripted", "api_base": server.url, "backoff_base_s": 0.01}
-        config = {
-            "corpus": {"num_samples": 100, "max_chars": 160, "seed": 5},
-            "site": {"module": "model.layers.3.mlp.act_fn", "features": [77, 91]},
-            "activations": {"batch_size": 16, "max_length": 32, "skip_first_positions": 1, "cache_dir": str(tmp_path / "cache")},
-            "explain": {"llm": llm, "selection": {"num_examples": 6}},
-            "fade": {"rater": llm, "clarity_llm_calls": 2, "num_samples": 30, "faithfulness": {"enabled": False}},
-            "scorers": {"enabled": ["detection", "embedding"], "detection": {"num_examples": 10}},
-        }
-        path = tmp_path / "config.yaml"
-        path.write_text(yaml.safe_dump(config))
+        path = write_config(
+            tmp_path, llm,
+            fade={"rater": llm, "clarity_llm_calls": 2, "num_samples": 30, "faithfulness": {"enabled": False}},
+            scorers={"enabled": ["detection", "embedding"], "detection": {"num_examples": 10}},
+        )  # fmt: skip
         explained = harness("explain", str(path), "-o", str(tmp_path / "descriptions.csv"), "--quiet", cwd=tmp_path)
         assert explained.returncode == 0, explained.stderr
         command = ("evaluate", str(path), "-d", str(tmp_path / "descriptions.csv"), "-o", str(tmp_path / "out"), "--quiet")
@@ -79,3 +89,57 @@ def test_evaluate_scores_a_descriptions_file_with_fade_and_the_enabled_scorers(t
     assert other["detection"].between(0, 1).all() and other["embedding"].between(0, 1).all()
     assert other["detection_reason"].isna().all() and other["detection_judged"].between(1, 10).all()
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "other_scores.csv"), other)
+
+
+@pytest.mark.slow
+def test_explain_never_writes_an_empty_description_and_fails_unless_asked_to_keep_going(tmp_path):
+    """An unreachable explainer backend is an error naming it; a feature whose call fails is counted, left out
+    of the table, and makes the command fail unless --keep-going."""
+    import socket
+
+    import pandas as pd
+
+    from harness.llm import FaultPlan, LoopbackServer
+
+    def explain(api_base: str, *flags: str):
+        path = write_config(tmp_path, {"model": "openai/scripted", "api_base": api_base, "max_retries": 0})
+        return harness("explain", str(path), "-o", str(output), "--quiet", *flags, cwd=tmp_path)
+
+    output = tmp_path / "descriptions.csv"
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    unreachable = explain(f"http://127.0.0.1:{port}/v1")
+    assert unreachable.returncode == 2 and f"127.0.0.1:{port}" in unreachable.stderr, unreachable.stderr
+    assert "Traceback" not in unreachable.stderr and not output.exists()
+    for flags, code in (((), 1), (("--keep-going",), 0)):
+        # a fresh server refuses the first call it gets: the feature that failed before (the other's is cached)
+        with LoopbackServer(faults=FaultPlan(sequence=("auth_error",))) as server:
+            result = explain(server.url, *flags)
+        assert result.returncode == code, result.stderr
+        assert "1 of 2 features got no description" in result.stderr and "HTTP 401" in result.stderr
+        table = pd.read_csv(output)
+        assert len(table) == 1 and table["description"].notna().all() and (table["description"].str.strip() != "").all()
+
+
+@pytest.mark.parametrize("command", [["compare", "demo"], ["leaderboard", "build", "--experiment", "demo", "--quiet"]])
+def test_reading_a_store_that_is_not_there_does_not_create_one(tmp_path, command, capsys):
+    from harness.cli import main
+
+    missing = tmp_path / "no-store"
+    assert main([*command, "--store-dir", str(missing)]) == 2
+    assert "no tracking store" in capsys.readouterr().err
+    assert not missing.exists()
+
+
+def test_an_import_warning_is_one_line_without_python_source(tmp_path):
+    descriptions = tmp_path / "descriptions.csv"
+    descriptions.write_text("feature,description\n1,first\n1,again\n2,second\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"model": {"name": str(tmp_path / "no-such-model")}}))
+    result = harness("evaluate", str(config), "-d", str(descriptions), "-o", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    [start] = [index for index, line in enumerate(lines) if line.startswith("warning: ")]
+    assert "kept 2 of 3 rows" in lines[start] and "already given at line 2" in lines[start + 1], result.stderr
+    assert "Warning:" not in result.stderr and "import_descriptions(" not in result.stderr  # no Python source line

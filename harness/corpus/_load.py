@@ -97,6 +97,8 @@ def _load_local(path: Path, config: CorpusConfig):
         if path.is_dir():
             return datasets.load_dataset(str(path), split=config.split)
         builder = FILE_BUILDERS.get(path.suffix.lower())
+        if path.stat().st_size == 0:  # datasets fails on it with no reason worth showing
+            raise CorpusError(f"corpus file {path} is empty (0 bytes); give a file with at least one text")
         if builder is None:
             raise CorpusError(
                 f"corpus file {path} has an unknown type {path.suffix!r}; use one of {', '.join(sorted(FILE_BUILDERS))}"
@@ -105,7 +107,9 @@ def _load_local(path: Path, config: CorpusConfig):
     except CorpusError:
         raise
     except Exception as error:  # datasets raises many unrelated types for unreadable files
-        raise CorpusError(f"cannot read corpus file {path} (split {config.split!r}): {error}") from error
+        raise CorpusError(
+            f"cannot read corpus file {path} (split {config.split!r}): {type(error).__name__}: {error}"
+        ) from error
 
 
 def _load_hub(config: CorpusConfig):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ import numpy as np
 
 from harness.config import FadeConfig
 from harness.evaluate.calls import FeatureCalls
+from harness.evaluate.concurrency import gather_or_cancel
 from harness.evaluate.metrics import clarity
 from harness.evaluate.prompts import generation_messages
 from harness.evaluate.scores import Score
@@ -46,7 +46,7 @@ async def generate_synthetic_texts(calls: FeatureCalls, concept: str, fade: Fade
     # temperature; ours run at fade.generation_temperature, each with its own seed, so each is a separate
     # request and cache entry (a cached run gives the same synthetic samples again). With structured output
     # they carry the list's JSON schema and ask for the list inside its object (E9).
-    answers = await asyncio.gather(
+    answers = await gather_or_cancel(
         *(
             calls.write(
                 generation_messages(concept, in_json_object=calls.writer_sends_response_format),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -10,6 +9,7 @@ import numpy as np
 
 from harness.config import FaithfulnessConfig
 from harness.evaluate.calls import FeatureCalls
+from harness.evaluate.concurrency import gather_or_cancel
 from harness.evaluate.continuations import Continuations
 from harness.evaluate.metrics import (
     RATING_PRESENT,
@@ -113,7 +113,7 @@ async def score_faithfulness(
         ids = [int(sample_id) for sample_id in sample_ids[prompts]]
         # Deviation from the FADE reference: its retry of failed continuation ratings looks the text up as
         # `dataset[id][1]`, which for a continuation is its second character; ours asks about the continuation.
-        ratings = await asyncio.gather(
+        ratings = await gather_or_cancel(
             *(
                 rate_sequences(
                     calls,

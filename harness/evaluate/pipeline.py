@@ -31,6 +31,7 @@ from harness.errors import EvaluationError
 from harness.files import content_hash
 from harness.evaluate import plots
 from harness.evaluate.calls import FeatureCalls, RaterBackend
+from harness.evaluate.concurrency import gather_or_cancel
 from harness.evaluate.clarity import ClarityOutcome, score_clarity
 from harness.evaluate.continuations import Continuations, generate_continuations
 from harness.evaluate.faithfulness import FaithfulnessOutcome, score_faithfulness
@@ -294,7 +295,7 @@ async def _evaluate_feature(run: _Run, feature: int, description: str, key: str)
         )
         return values[:, 0]
 
-    clarity, rated = await asyncio.gather(
+    clarity, rated = await gather_or_cancel(
         score_clarity(calls, description, natural, activations_of, fade),
         rate_natural_samples(calls, description, natural, run.texts, run.sample_ids, fade, rng),
     )

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from harness.evaluate.calls import FeatureCalls
+from harness.evaluate.concurrency import gather_or_cancel
 from harness.evaluate.metrics import VALID_RATINGS
 from harness.evaluate.prompts import rating_messages
 from harness.llm import AnswerFormat, parse_ratings, ratings_format
@@ -65,7 +66,7 @@ async def rate_sequences(
         # Deviation from the FADE reference: it rates at the provider's default temperature; ours at
         # fade.rater.temperature (default 0), so ratings are reproducible and cacheable. And the answer's
         # JSON schema goes with the prompt where fade.rater.structured_output says (E9).
-        answers = await asyncio.gather(
+        answers = await gather_or_cancel(
             *(
                 calls.complete(
                     rating_messages(concept, batch),

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import pandas as pd
 import pandera.pandas as pa
 
-from harness.errors import ConfigError, EvaluationError
+from harness.errors import ConfigError, EvaluationError, HarnessWarning
 from harness.explain._table import Description, descriptions_table
 from harness.registry import Registry
 
@@ -73,7 +73,7 @@ class ImportReport:
         return text + shown + (f"\n  ... and {more} more (see the report's problems)" if more > 0 else "")
 
 
-class DescriptionImportWarning(UserWarning):
+class DescriptionImportWarning(HarnessWarning):
     """Some rows of an imported descriptions file were rejected (the report lists them)."""
 
 

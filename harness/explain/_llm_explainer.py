@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harness.config import ExplainConfig
-from harness.errors import ConfigError
+from harness.errors import ConfigError, LLMError
 from harness.explain._display import DISPLAY_INSTRUCTIONS, render_example
 from harness.explain._explainer import EXPLAINERS, Explainer, llm_settings
 from harness.explain._records import FeatureRecord
@@ -196,6 +196,9 @@ class LLMExplainer(Explainer):
             )
             for index in range(count)
         ]
+        failures = [answer for batch in batches for answer in batch if isinstance(answer, LLMError)]
+        if asked and len(failures) == len(asked) * count:  # the backend is down or refuses us: not N empty rows
+            raise LLMError(f"the explainer's LLM failed on all {len(asked)} features; the first failure: {failures[0]}")
         answers = {prompt.feature: [batch[position] for batch in batches] for position, prompt in enumerate(asked)}
         descriptions = []
         for record, prompt in zip(records, prompts):

@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import litellm
 from tqdm.auto import tqdm
@@ -39,6 +38,7 @@ from harness.llm.logprobs import token_logprobs
 from harness.llm.per_loop import PerLoop
 from harness.llm.schemas import AnswerFormat
 from harness.llm.types import Completion, Usage
+from harness.secrets import redact_text
 
 logger = logging.getLogger(__name__)
 
@@ -62,18 +62,6 @@ def _quiet_litellm() -> None:
         named = logging.getLogger(name)
         if named.getEffectiveLevel() < logging.WARNING:
             named.setLevel(logging.WARNING)
-
-
-def _without_userinfo(url: str | None) -> str | None:
-    """An api_base fit for messages: credentials embedded in the URL are removed."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 def _retry_after_s(error: BaseException) -> float | None:
@@ -178,7 +166,7 @@ class LLMClient:
     @property
     def backend(self) -> str:
         """Provider, model and api_base, for messages (no credentials)."""
-        base = _without_userinfo(self.config.api_base)
+        base = redact_text(self.config.api_base or "")
         return f"{self.provider} model {self.config.model!r}" + (f" at {base}" if base else "")
 
     @property

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import itertools
+from collections.abc import Iterator
 from typing import Any
 
 from harness.config import HarnessConfig, SearchParam, set_dotted, parse_config
@@ -29,13 +31,44 @@ def _is_integer_setting(default: Any, param: SearchParam) -> bool:
     return integer_default and bounds_are_whole and step_is_whole
 
 
+def _refusal(base: dict[str, Any], values: dict[str, Any]) -> str | None:
+    """Why the base config with these values set fails before any work (parse, explainer set-up), or None."""
+    from harness.explain import make_explainer
+
+    data = copy.deepcopy(base)
+    for key, value in values.items():
+        data = set_dotted(data, key, value)
+    try:
+        make_explainer(parse_config(data, source="(search space)").explain)  # loads the template, checks it fits
+    except ConfigError as error:
+        return str(error)
+    return None
+
+
+def _combinations(candidates: dict[str, list[Any]]) -> Iterator[dict[str, Any]]:
+    """Every value, then every pair of values of two settings; the other searched settings at their first
+    value, so each is a combination the sampler can draw (a refusal is never a false alarm)."""
+    first = {key: values[0] for key, values in candidates.items()}
+    for key, values in candidates.items():
+        for value in values:
+            yield first | {key: value}
+    for (key_a, values_a), (key_b, values_b) in itertools.combinations(candidates.items(), 2):
+        for value_a, value_b in itertools.product(values_a, values_b):
+            yield first | {key_a: value_a, key_b: value_b}
+
+
 def validate_space(config: HarnessConfig) -> None:
-    """Raise one ConfigError listing every bad entry of `search.space` (unknown key, value the config refuses)."""
+    """Raise one ConfigError listing every bad entry of `search.space` (unknown key, value the config refuses).
+
+    Values are checked in combinations, since some settings only work together: the `contrast` template
+    needs explain.selection.contrast_examples, which every other template refuses.
+    """
     space = config.search.space
     if not space:
         raise ConfigError("search.space is empty: name at least one setting to search, e.g. explain.prompt.template")
     base = config.model_dump(mode="json")
     problems = []
+    candidates: dict[str, list[Any]] = {}
     for key, param in space.items():
         found, default = _lookup(base, key)
         if not found or isinstance(default, dict):
@@ -44,36 +77,61 @@ def validate_space(config: HarnessConfig) -> None:
         if key.split(".")[0] in {"search", "tracking", "variants", "name"}:
             problems.append(f"  search.space.{key}: not a pipeline setting")
             continue
-        samples = param.choices if param.choices is not None else [param.low, param.high]
         if param.choices is not None and not all(isinstance(value, _CATEGORICAL_TYPES) for value in param.choices):
             problems.append(f"  search.space.{key}: choices must be plain values (text, numbers, booleans)")
             continue
         if param.choices is None and isinstance(default, (bool, str, list)):
             problems.append(f"  search.space.{key}: a range needs a numeric setting; use choices for {type(default).__name__}")
             continue
-        for value in samples:
-            if param.choices is None and _is_integer_setting(default, param):
-                value = int(value)
-            data = set_dotted(copy.deepcopy(base), key, value)
-            try:
-                parse_config(data, source=f"(search.space.{key} = {value!r})")
-            except ConfigError as error:
-                problems.append(f"  search.space.{key}: value {value!r} is refused: {error}")
+        if param.choices is not None:
+            candidates[key] = list(param.choices)
+        else:
+            integer = _is_integer_setting(default, param)
+            candidates[key] = [int(value) if integer else value for value in (param.low, param.high)]
+    refusals = set()
+    for values in _combinations(candidates):
+        refusal = _refusal(base, values)
+        if refusal is None or refusal in refusals:
+            continue
+        refusals.add(refusal)
+        if len(values) == 1:
+            [(key, value)] = values.items()
+            problems.append(f"  search.space.{key}: value {value!r} is refused: {refusal}")
+        else:
+            together = ", ".join(f"{key} = {value!r}" for key, value in values.items())
+            problems.append(f"  search.space: {together} is refused: {refusal}")
     if problems:
         raise ConfigError("invalid search space:\n" + "\n".join(problems))
 
 
-def suggest_params(trial: Any, config: HarnessConfig) -> dict[str, Any]:
-    """Ask an Optuna trial for one value per searched setting."""
+def distributions(config: HarnessConfig) -> dict[str, Any]:
+    """The Optuna distribution of every searched setting (integer settings get integer ones)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
     base = config.model_dump(mode="json")
-    params: dict[str, Any] = {}
+    found: dict[str, Any] = {}
     for key, param in config.search.space.items():
         if param.choices is not None:
-            params[key] = trial.suggest_categorical(key, param.choices)
+            found[key] = CategoricalDistribution(param.choices)
         elif _is_integer_setting(_lookup(base, key)[1], param):
-            params[key] = trial.suggest_int(key, int(param.low), int(param.high), step=int(param.step or 1), log=param.log)
+            found[key] = IntDistribution(int(param.low), int(param.high), step=int(param.step or 1), log=param.log)
         else:
-            params[key] = trial.suggest_float(key, param.low, param.high, step=param.step, log=param.log)
+            found[key] = FloatDistribution(param.low, param.high, step=param.step, log=param.log)
+    return found
+
+
+def suggest_params(trial: Any, config: HarnessConfig) -> dict[str, Any]:
+    """Ask an Optuna trial for one value per searched setting."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    params: dict[str, Any] = {}
+    for key, distribution in distributions(config).items():
+        if isinstance(distribution, CategoricalDistribution):
+            params[key] = trial.suggest_categorical(key, distribution.choices)
+        elif isinstance(distribution, IntDistribution):
+            params[key] = trial.suggest_int(key, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+        else:
+            params[key] = trial.suggest_float(key, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
     return params
 
 

@@ -12,25 +12,30 @@ are reused by later trials through the LLM cache.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.config import HarnessConfig, result_fingerprint
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
+from harness.search.sampling import make_sampler
 from harness.search.space import apply_params, suggest_params, validate_space
 from harness.track.agreement import log_scorer_agreement
 from harness.track.compare import variants_table, weighted_aggregate
 from harness.track.experiment import SharedStages, VariantOutcome
-from harness.track.runs import log_metrics, log_params
+from harness.track.runs import failed_status, failure_reason, log_metrics, log_params, record_failure
 from harness.track.store import ensure_experiment, resolve_tracking_uri, store_lock
 
 RUN_ID_ATTR = "mlflow_run_id"
 HOST_ATTR = "host"
 PID_ATTR = "pid"
+FAIL_REASON_ATTR = "fail_reason"
 HEARTBEAT_INTERVAL_S = 30
 
 
@@ -41,6 +46,7 @@ class SearchOutcome:
     study_name: str
     storage: str
     trials_finished: int
+    trials_failed: int
     best: list[dict[str, Any]]
     parent_run_id: str
 
@@ -71,22 +77,6 @@ def make_storage(location: str):
     return JournalStorage(JournalFileBackend(location))
 
 
-def _sampler(config: HarnessConfig):
-    import optuna
-
-    search = config.search
-    if search.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=search.seed)
-    if search.sampler == "grid":
-        space = {}
-        for key, param in search.space.items():
-            if param.choices is None:
-                raise ConfigError(f"the grid sampler needs choices for every setting; search.space.{key} is a range")
-            space[key] = param.choices
-        return optuna.samplers.GridSampler(space, seed=search.seed)
-    return optuna.samplers.TPESampler(seed=search.seed, multivariate=True)
-
-
 def _pruner(config: HarnessConfig):
     import optuna
 
@@ -105,8 +95,11 @@ def fail_dead_trials(study) -> list[int]:
         attrs = trial.user_attrs
         if attrs.get(HOST_ATTR) != socket.gethostname() or _process_alive(int(attrs.get(PID_ATTR, -1))):
             continue
+        reason = f"the worker process {attrs.get(PID_ATTR)} on {attrs.get(HOST_ATTR)} died during the trial"
+        study._storage.set_trial_user_attr(trial._trial_id, FAIL_REASON_ATTR, reason)
         study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
         if RUN_ID_ATTR in attrs:
+            record_failure(attrs[RUN_ID_ATTR], reason)
             MlflowClient().set_terminated(attrs[RUN_ID_ATTR], status="FAILED")
         failed.append(trial.number)
     return failed
@@ -169,7 +162,7 @@ def run_search(
         storage=make_storage(location),
         load_if_exists=True,
         directions=directions,
-        sampler=_sampler(config),
+        sampler=make_sampler(config, location),
         pruner=_pruner(config),
     )
     with warnings.catch_warnings():
@@ -179,7 +172,7 @@ def run_search(
     parent_run_id = _study_parent_run(experiment_id, study_name, location, tracking_uri)
     shared = SharedStages(progress=progress)
 
-    def objective(trial: optuna.Trial):
+    def run_trial(trial: optuna.Trial):
         from mlflow import MlflowClient
 
         from harness.track.variant import track_variant
@@ -219,17 +212,56 @@ def run_search(
             return quality, float(cost)
         return quality
 
-    study.optimize(
-        objective,
-        n_trials=n_trials if n_trials is not None else search.n_trials,
-        timeout=timeout_s if timeout_s is not None else search.timeout_s,
-        catch=(),
-        show_progress_bar=False,
-    )
+    def objective(trial: optuna.Trial):
+        try:
+            return run_trial(trial)
+        except HarnessError as error:  # bad input or a failed backend: this trial fails, the search goes on
+            trial.set_user_attr(FAIL_REASON_ATTR, failure_reason(error))
+            raise
+
+    try:
+        with _failed_trials_told_plainly():
+            study.optimize(
+                objective,
+                n_trials=n_trials if n_trials is not None else search.n_trials,
+                timeout=timeout_s if timeout_s is not None else search.timeout_s,
+                catch=(HarnessError,),
+                show_progress_bar=False,
+            )
+    except BaseException as error:  # Ctrl-C or a bug: the study's run says this worker stopped, and why
+        from mlflow import MlflowClient
+
+        record_failure(parent_run_id, f"worker {os.getpid()} on {socket.gethostname()}: {failure_reason(error)}")
+        MlflowClient().set_terminated(parent_run_id, status=failed_status(error))
+        raise
     best = _tag_best_trials(study)
     _log_study(study, parent_run_id, config, tracking_uri)
-    finished = [trial for trial in study.trials if trial.state == optuna.trial.TrialState.COMPLETE]
-    return SearchOutcome(study_name, location, len(finished), best, parent_run_id)
+    states = [trial.state for trial in study.trials]
+    return SearchOutcome(
+        study_name, location, states.count(optuna.trial.TrialState.COMPLETE), states.count(optuna.trial.TrialState.FAIL),
+        best, parent_run_id,
+    )  # fmt: skip
+
+
+class _WithoutTraceback(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], HarnessError):
+            record.exc_info = record.exc_text = None
+        return True
+
+
+@contextmanager
+def _failed_trials_told_plainly() -> Iterator[None]:
+    """Optuna logs a failed trial with its traceback; one of our errors is told by its message alone, as the CLI does."""
+    handlers = logging.getLogger("optuna").handlers
+    plain = _WithoutTraceback()
+    for handler in handlers:
+        handler.addFilter(plain)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(plain)
 
 
 def _tag_best_trials(study) -> list[dict[str, Any]]:

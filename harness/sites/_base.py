@@ -46,7 +46,7 @@ def resolve_module(model: torch.nn.Module, path: str) -> torch.nn.Module:
     nearest = list(dict.fromkeys(nearest)) or top_level
     raise SiteError(
         f"module path {path!r} does not exist in {type(model).__name__}. Nearest valid paths: "
-        f"{', '.join(nearest)}. (All paths: [name for name, _ in model.named_modules()].)"
+        f"{', '.join(nearest)}. List them all with `harness model modules --model <model.name> [--filter mlp]`."
     )
 
 

@@ -126,6 +126,32 @@ def variants_table(experiment_names: Sequence[str], tracking_uri: str, run_ids: 
     return pd.DataFrame(rows)
 
 
+def count_failed_runs(experiment_names: Sequence[str], tracking_uri: str, run_ids: Sequence[str] | None = None) -> int:
+    """How many variant (or trial) runs ended FAILED or KILLED: rankings leave them out and say so."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    experiments = [client.get_experiment_by_name(name) for name in experiment_names]
+    runs = client.search_runs(
+        [experiment.experiment_id for experiment in experiments if experiment is not None],
+        filter_string="attributes.status != 'FINISHED'",
+    )
+    return sum(
+        run.info.status in ("FAILED", "KILLED")
+        and run.data.tags.get("harness.role") in RANKED_ROLES
+        and (not run_ids or run.info.run_id in run_ids)
+        for run in runs
+    )
+
+
+def failed_runs_note(count: int) -> str:
+    """The line that says how many failed runs a ranking left out ('' when none)."""
+    if not count:
+        return ""
+    runs = "run" if count == 1 else "runs"
+    return f"{count} failed {runs} left out (MLflow status FAILED or KILLED; the tag harness.error says why)"
+
+
 def format_ranking(ranked: pd.DataFrame, by: str) -> str:
     """A terminal table: rank, variant, each FADE score as mean [low, high], other scorers' means, cost, features."""
     lines = []

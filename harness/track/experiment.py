@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +171,7 @@ def usage_metrics(usage: dict[str, float | int], prefix: str = "llm") -> dict[st
 
 
 def variant_params(config: HarnessConfig) -> dict[str, Any]:
-    """Every setting of the variant (no secrets exist in the config by construction), plus provenance."""
+    """Every setting of the variant, plus provenance (the config refuses secrets; log_params redacts any left)."""
     params = config.model_dump(mode="json", exclude={"variants", "search", "tracking"})
     params["rater"] = config.fade.rater_label
     params["package_version"] = harness.__version__
@@ -194,6 +195,7 @@ def run_experiment(
         force: re-run variants that already have a finished run.
         progress: show progress bars.
     """
+    from harness.track.checks import check_variants
     from harness.track.variant import track_variant
 
     variants = expand_variants(config)
@@ -203,7 +205,10 @@ def run_experiment(
     outcomes: list[VariantOutcome] = []
     keys = [result_fingerprint(variant) for _, variant in variants]
     parent = (
-        variant_run(experiment_id, _comparison_key(keys), config.name, role="comparison", force=force)
+        variant_run(
+            experiment_id, _comparison_key(keys), config.name, role="comparison", force=force,
+            check=partial(check_variants, [variant for _, variant in variants], shared),
+        )  # fmt: skip
         if len(variants) > 1
         else nullcontext(None)
     )

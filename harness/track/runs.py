@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from harness.errors import HarnessError
+from harness.secrets import redact, redact_text
 from harness.track.store import store_lock
 
 if TYPE_CHECKING:
@@ -21,7 +23,10 @@ if TYPE_CHECKING:
 
 VARIANT_KEY_TAG = "harness.variant_key"
 ROLE_TAG = "harness.role"
+ERROR_TAG = "harness.error"  # why a run failed (its first MAX_ERROR_TAG_LENGTH characters)
+ERROR_ARTIFACT = "error.txt"  # why a run failed, in full
 MAX_PARAM_LENGTH = 6000
+MAX_ERROR_TAG_LENGTH = 500
 
 
 @dataclass(frozen=True)
@@ -54,11 +59,12 @@ def variant_run(
     role: str = "variant",
     parent_run_id: str | None = None,
     force: bool = False,
+    check: Callable[[], None] | None = None,
 ) -> Iterator[TrackedRun]:
     """Open the variant's run (new, resumed, or skipped when already finished) as the active MLflow run.
 
-    On a normal exit the run is marked FINISHED; on an exception FAILED (KILLED for Ctrl-C), and the next
-    call with the same key resumes it.
+    On a normal exit the run is marked FINISHED; on an exception FAILED (KILLED for Ctrl-C) with the reason
+    (record_failure), and the next call with the same key resumes it.
 
     Args:
         experiment_id: where the run lives.
@@ -67,6 +73,7 @@ def variant_run(
         role: "variant", "comparison" (parent of several variants) or "trial".
         parent_run_id: nest the run under this run.
         force: start a fresh run even if a finished one exists.
+        check: called before a run is created or resumed (not when skipped); what it raises leaves no run.
     """
     import mlflow
 
@@ -74,6 +81,8 @@ def variant_run(
     if existing is not None and existing.info.status == "FINISHED" and not force:
         yield TrackedRun(existing.info.run_id, resumed=False, skipped=True)
         return
+    if check is not None:
+        check()
     resume_id = existing.info.run_id if existing is not None and existing.info.status != "FINISHED" else None
     tags = {VARIANT_KEY_TAG: variant_key, ROLE_TAG: role}
     if parent_run_id:
@@ -85,17 +94,42 @@ def variant_run(
         tags=None if resume_id else tags,
         nested=mlflow.active_run() is not None,
     )
+    if ERROR_TAG in run.data.tags:
+        mlflow.delete_tag(ERROR_TAG)  # a resumed run's earlier failure is history, not its state
     status = "FINISHED"
     try:
         yield TrackedRun(run.info.run_id, resumed=resume_id is not None, skipped=False)
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    except BaseException:
-        status = "FAILED"
+    except BaseException as error:
+        status = failed_status(error)
+        with suppress(Exception):  # the store may be what failed: the original error matters more
+            record_failure(run.info.run_id, failure_reason(error))
         raise
     finally:
         mlflow.end_run(status=status)
+
+
+def failure_reason(error: BaseException) -> str:
+    """Why a run failed, fit to store and show: our errors by their message, others with their type; redacted."""
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted (Ctrl-C or SIGINT)"
+    text = redact_text(str(error))
+    if isinstance(error, HarnessError) and text:
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def failed_status(error: BaseException) -> str:
+    """The MLflow status of a run that `error` ended: KILLED when interrupted, else FAILED."""
+    return "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+
+
+def record_failure(run_id: str, reason: str) -> None:
+    """Write on the run why it failed, so a FAILED run in the store is never silent: a tag and error.txt."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    client.set_tag(run_id, ERROR_TAG, reason[:MAX_ERROR_TAG_LENGTH])
+    client.log_text(run_id, reason + "\n", ERROR_ARTIFACT)
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -111,7 +145,7 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def log_params(params: Mapping[str, Any], attempts: int = 5) -> None:
-    """Log flattened params, each value as text cut to MLflow's limit; re-logging a resumed run is a no-op.
+    """Log flattened params, redacted, each value as text cut to MLflow's limit; re-logging a resumed run is a no-op.
 
     Several processes may log the same params on one shared run at once (search workers on the study's
     run): a batch that collides with another writer's rows is retried with the keys still missing.
@@ -120,7 +154,7 @@ def log_params(params: Mapping[str, Any], attempts: int = 5) -> None:
     from mlflow.exceptions import MlflowException
 
     run_id = mlflow.active_run().info.run_id
-    wanted = {key: _param_text(value) for key, value in flatten(params).items()}
+    wanted = {key: _param_text(value) for key, value in redact(flatten(params)).items()}
     for attempt in range(attempts):
         already = mlflow.get_run(run_id).data.params
         fresh = {key: value for key, value in wanted.items() if key not in already}

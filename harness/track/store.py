@@ -35,6 +35,17 @@ def resolve_tracking_uri(configured: str | None, store_dir: str | os.PathLike[st
     return configured or _ENVIRONMENT_TRACKING_URI or default_tracking_uri(store_dir)
 
 
+def require_store(tracking_uri: str) -> str:
+    """The URI, when its store exists: reading runs from a local sqlite store that is not there would create
+    an empty one, so that is a TrackingError instead."""
+    db_path = _local_sqlite_path(tracking_uri)
+    if db_path is not None and not db_path.is_file():
+        raise TrackingError(
+            f"no tracking store at {db_path}; run `harness run` first, or point --store-dir or --tracking-uri at one"
+        )
+    return tracking_uri
+
+
 def _local_sqlite_path(tracking_uri: str) -> Path | None:
     prefix = "sqlite:///"
     return Path(tracking_uri[len(prefix) :]) if tracking_uri.startswith(prefix) else None

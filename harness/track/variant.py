@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from harness.config import HarnessConfig
+from harness.track.checks import check_variant
 from harness.track.experiment import (
     SCORES,
     SharedStages,
@@ -254,7 +256,8 @@ def track_variant(
 
     from harness.llm import parse_metrics
 
-    with variant_run(experiment_id, key, name, role=role, parent_run_id=parent_run_id, force=force) as tracked:
+    check = partial(check_variant, config, shared)
+    with variant_run(experiment_id, key, name, role=role, parent_run_id=parent_run_id, force=force, check=check) as tracked:
         if on_run is not None:
             on_run(tracked.run_id)
         if tracked.skipped:

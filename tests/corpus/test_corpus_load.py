@@ -108,6 +108,14 @@ def test_empty_corpus_is_a_clear_error(tmp_path):
         load_corpus(CorpusConfig(source=str(path), min_chars=20))
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".txt"])
+def test_an_empty_file_says_so(tmp_path, suffix):
+    path = tmp_path / f"c{suffix}"
+    path.write_bytes(b"")
+    with pytest.raises(CorpusError, match=r"c\.\w+ is empty \(0 bytes\)"):
+        load_corpus(CorpusConfig(source=str(path)))
+
+
 def test_unknown_file_type_is_a_clear_error(tmp_path):
     path = tmp_path / "c.docx"
     path.write_bytes(b"not text")

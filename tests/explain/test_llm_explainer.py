@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 
 import jsonschema
 import pytest
 
 from harness.config import ExplainConfig
-from harness.errors import ConfigError
+from harness.errors import ConfigError, LLMError
 from harness.explain import build_prompt, generate_descriptions, load_template
 from harness.explain._llm_explainer import JSON_ANSWER_NOTE
 from harness.llm import description_format
@@ -146,7 +147,7 @@ def test_candidates_are_separate_requests_and_one_is_chosen(monkeypatch, tmp_pat
     assert chosen == {"first": "stripes on a zebra", "shortest": "zebra", "most-common": "zebra"}
 
 
-def test_unusable_answers_and_failed_calls_become_rows_with_an_error(monkeypatch, tmp_path, make_planted_record):
+def test_unusable_answers_become_rows_with_an_error_and_failed_calls_an_error(monkeypatch, tmp_path, make_planted_record):
     monkeypatch.setenv(KEY_ENV, "loopback-test-key")
     records = [make_planted_record(feature, f"tok{feature}") for feature in range(3)]
 
@@ -160,11 +161,11 @@ def test_unusable_answers_and_failed_calls_become_rows_with_an_error(monkeypatch
         assert table["description"].tolist() == ["fine", None, "fine"]
         assert "no usable description" in table.loc[1, "error"]
 
+        # calls failing for every feature are one error naming the backend, not a table of empty rows
         server.faults = FaultPlan(rate=1.0, kinds=("server_error",))
         failing = explain_config(server, tmp_path, llm={"cache": False})
-        table = generate_descriptions(records, failing, client_for(failing, tmp_path))
-    assert table["description"].isna().all()
-    assert all("HTTP 500" in error for error in table["error"])
+        with pytest.raises(LLMError, match="failed on all 3 features.*HTTP 500"):
+            generate_descriptions(records, failing, client_for(failing, tmp_path))
 
 
 def test_the_client_must_match_the_variant(server, tmp_path, make_planted_record):
@@ -174,3 +175,15 @@ def test_the_client_must_match_the_variant(server, tmp_path, make_planted_record
         generate_descriptions([make_planted_record(1, "zebra")], config, other)
     with pytest.raises(ConfigError, match="needs an LLM client"):
         generate_descriptions([make_planted_record(1, "zebra")], config, None)
+
+
+def test_an_unreachable_backend_is_an_error_naming_it(monkeypatch, tmp_path, make_planted_record):
+    monkeypatch.setenv(KEY_ENV, "loopback-test-key")
+    with socket.socket() as closed:  # a port nothing listens on: every connection is refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    llm = {"model": "openai/scripted", "api_base": f"http://127.0.0.1:{port}/v1", "api_key_env": KEY_ENV, "max_retries": 0, "cache": False}
+    config = ExplainConfig.model_validate({"explainer": "llm", "llm": llm})
+    records = [make_planted_record(feature, f"tok{feature}") for feature in range(3)]
+    with pytest.raises(LLMError, match=rf"failed on all 3 features.*127\.0\.0\.1:{port}"):
+        generate_descriptions(records, config, client_for(config, tmp_path))

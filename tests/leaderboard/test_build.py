@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from harness.track.store import default_tracking_uri, ensure_experiment
 from leaderboard import LeaderboardDocument, LeaderboardError, build_site
 from leaderboard._build import embed_json, page_groups
-from leaderboard_runs import DEMO_VARIANTS, FEATURES, HOSTILE_VARIANTS, PAYLOAD, SPREADSHEET_FORMULA
+from leaderboard._read import variant_page
+from leaderboard_runs import DEMO_VARIANTS, FEATURES, HOSTILE_VARIANTS, PAYLOAD, SPREADSHEET_FORMULA, log_variant
 
 DATA_BLOCK = re.compile(r'<script type="application/json" id="page-data">(.*?)</script>', re.S)
 CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'"
@@ -214,3 +216,17 @@ def _walk(value, key=None):
             yield from _walk(inner, key)
     else:
         yield key, value
+
+
+def test_a_secret_in_a_runs_params_is_not_published(tmp_path):
+    # A run logged before inline secrets were refused, or by another tool, holds them in clear.
+    key = "sk-planted-0123456789abcdef"
+    uri = default_tracking_uri(tmp_path / "mlruns")
+    run_id = log_variant(ensure_experiment("old", uri), DEMO_VARIANTS[0], FEATURES)
+    client = MlflowClient(uri)
+    client.log_param(run_id, "explain.llm.extra_params.extra_body.api_key", key)
+    client.log_param(run_id, "explain.llm.extra_params.extra_body.proxy", f"http://u:{key}@host/v1")
+    site = build_site(["old"], uri, tmp_path / "site", progress=False).parent
+    published = [path for path in site.rglob("*") if path.is_file() and key.encode() in path.read_bytes()]
+    assert not published
+    assert "http://host/v1" in (site / variant_page(run_id)).read_text()

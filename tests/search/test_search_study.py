@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 
 from harness.config import load_config
 from harness.llm import LoopbackServer
-from harness.search.study import HOST_ATTR, PID_ATTR, fail_dead_trials, make_storage, run_search
+from harness.search.study import FAIL_REASON_ATTR, HOST_ATTR, PID_ATTR, fail_dead_trials, make_storage, run_search
 from harness.track.agreement import TABLE_ARTIFACT, rank_correlations
 
 KEY_ENV = "HARNESS_TEST_SEARCH_KEY"
@@ -114,6 +114,7 @@ def test_a_trial_whose_process_died_is_marked_failed(tmp_path):
     assert fail_dead_trials(study) == [orphan.number]
     states = {trial.number: trial.state for trial in study.trials}
     assert states == {orphan.number: optuna.trial.TrialState.FAIL, alive.number: optuna.trial.TrialState.RUNNING}
+    assert "died during the trial" in study.trials[orphan.number].user_attrs[FAIL_REASON_ATTR]
 
 
 def test_a_bad_space_fails_before_any_trial(tmp_path, server):

@@ -1,9 +1,11 @@
 """Bad search spaces are clear errors before any trial; good ones suggest values of the right type."""
 
+from pathlib import Path
+
 import optuna
 import pytest
 
-from harness.config import parse_config
+from harness.config import load_config, parse_config
 from harness.errors import ConfigError
 from harness.search.space import apply_params, suggest_params, validate_space
 
@@ -59,3 +61,23 @@ def test_suggestions_have_the_setting_type_and_apply_cleanly():
         applied = apply_params(config, params)
         assert applied.explain.selection.num_examples == params["explain.selection.num_examples"]
         study.tell(trial, 0.0)
+
+
+def test_settings_that_only_work_together_are_checked_together():
+    # `contrast` needs contrast examples, which every other template lacks a placeholder for.
+    mixed = _config({"explain.prompt.template": {"choices": ["delphi", "contrast"]}})
+    with pytest.raises(ConfigError, match=r"template: value 'contrast' is refused.*contrast_examples is 0"):
+        validate_space(mixed)
+    paired = _config(
+        {"explain.prompt.template": {"choices": ["delphi", "contrast"]}, "explain.selection.contrast_examples": {"choices": [0, 4]}}
+    )
+    with pytest.raises(ConfigError) as caught:
+        validate_space(paired)
+    message = str(caught.value)
+    assert "explain.prompt.template = 'delphi', explain.selection.contrast_examples = 4 is refused" in message
+    assert "explain.prompt.template = 'contrast', explain.selection.contrast_examples = 0 is refused" in message
+    validate_space(_config({"explain.prompt.template": {"choices": ["contrast"]}, "explain.selection.contrast_examples": {"low": 2, "high": 6}}))
+
+
+def test_the_shipped_search_config_is_valid_together():
+    validate_space(load_config(Path(__file__).parents[2] / "configs" / "search-demo.yaml"))

@@ -1,0 +1,40 @@
+"""What can be checked of a variant before its MLflow run exists, so that a bad input leaves no failed run.
+
+The checks are the ones a run would otherwise fail on after it started: the prompt template, the scorer
+names, the LLM model strings and response caches, the corpus, the site's module path and its features.
+The model, corpus and site they load are the run's own (SharedStages), so nothing is done twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from harness.config import EMBEDDING_RATER_PREFIX, HarnessConfig
+from harness.track.experiment import SharedStages
+
+
+def check_variant(config: HarnessConfig, shared: SharedStages) -> None:
+    """Raise the HarnessError the variant would fail with early; return when it can start."""
+    from harness.evaluate.scorers import SCORERS
+    from harness.explain import make_explainer
+    from harness.llm import LLMClient
+    from harness.model import encoder_folder
+
+    explainer = make_explainer(config.explain)  # loads the template and checks it fits the selection
+    for name in config.scorers.enabled:
+        SCORERS.get(name)
+    fade = config.fade
+    llms = [fade.generation_llm] + ([] if fade.embedding_judged else [fade.rater])
+    for llm in llms + ([config.explain.llm] if explainer.needs_llm else []):
+        LLMClient(llm, config.activations.cache_dir, progress=False).close()  # model string, cache readable
+    if fade.embedding_judged:
+        encoder_folder(fade.rater.model.removeprefix(EMBEDDING_RATER_PREFIX), "fade.rater.model")
+    site = shared.site(config)
+    site.resolve_features(site.selection)
+    shared.corpus(config)
+
+
+def check_variants(configs: Iterable[HarnessConfig], shared: SharedStages) -> None:
+    """check_variant for each: the first bad one raises, before the runs of any of them exist."""
+    for config in configs:
+        check_variant(config, shared)
