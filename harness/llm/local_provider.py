@@ -23,6 +23,7 @@ are often not what a prompt asks for.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import threading
 import time
@@ -200,9 +201,10 @@ class LocalChatProvider(CustomLLM):
             )
             for messages in (request.messages for request in requests)
         ]
-        encoded = tokenizer(
-            prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
-        ).to(loaded.device)
+        encoded, shared = _shared_prefix_inputs(
+            [tokenizer(prompt, add_special_tokens=False).input_ids for prompt in prompts], tokenizer.pad_token_id
+        )
+        encoded = {name: tensor.to(loaded.device) for name, tensor in encoded.items()}
         # The recorder sees the model's own scores first, then the grammars mask what the schemas forbid;
         # sampling is done by _SeededSampling (one random stream per request), so generate itself stays greedy.
         recorder = _LogprobRecorder(settings.top_logprobs) if settings.top_logprobs is not None else None
@@ -226,6 +228,12 @@ class LocalChatProvider(CustomLLM):
             eos_token_id=tokenizer.eos_token_id,
         )
         with self._generate_lock, torch.inference_mode():
+            if shared:  # one pass over the shared prefix, its cache repeated for every row
+                # transformers 5 names the key/value cache `cache`, 4.x `past_key_values`.
+                name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+                cache = getattr(model(input_ids=encoded["input_ids"][:1, :shared], use_cache=True), name)
+                cache.batch_repeat_interleave(len(prompts))
+                encoded[name] = cache
             output = model.generate(**encoded, generation_config=generation_config, logits_processor=processors)
             self.generate_calls += 1
             self.generated_sequences += len(prompts)
@@ -353,6 +361,32 @@ class _GrammarMask:
             rows = [row for row, _ in live]
             xgrammar.apply_token_bitmask_inplace(scores, self.bitmask.to(scores.device), indices=rows)
         return scores
+
+
+# Prompts of one batch sharing at least this many leading tokens (a prompt kind's instructions) have them
+# computed once: one forward over the shared prefix, its key/value cache repeated for every row.
+MIN_SHARED_PREFIX_TOKENS = 16
+
+
+def _shared_prefix_inputs(rows: list[list[int]], pad_id: int) -> tuple[dict[str, Any], int]:
+    """generate's inputs for token rows, [shared prefix][left padding][row's own tokens], and the prefix length.
+
+    The padding sits after the prefix, masked out; position ids follow the mask, so each row sees the
+    positions it would see alone. Rows sharing fewer than MIN_SHARED_PREFIX_TOKENS (or a single row) are
+    plain left-padded rows and the prefix length is 0.
+    """
+    import torch
+
+    shared = 0
+    shortest = min(len(row) for row in rows)
+    while shared < shortest - 1 and all(row[shared] == rows[0][shared] for row in rows):
+        shared += 1
+    if len(rows) < 2 or shared < MIN_SHARED_PREFIX_TOKENS:
+        shared = 0
+    width = max(len(row) for row in rows)
+    padded = [row[:shared] + [pad_id] * (width - len(row)) + row[shared:] for row in rows]
+    mask = [[1] * shared + [0] * (width - len(row)) + [1] * (len(row) - shared) for row in rows]
+    return {"input_ids": torch.tensor(padded), "attention_mask": torch.tensor(mask)}, shared
 
 
 class _SeededSampling:

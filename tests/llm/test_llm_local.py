@@ -66,3 +66,25 @@ def test_a_sampled_answer_depends_on_its_seed_not_on_its_batch(tmp_path):
     greedy = LLMClient(LLMConfig(model="local/smollm2-135m", max_tokens=40, cache=False), tmp_path, progress=False)
     [nucleus] = sampling.complete_many([question], seed=3, top_p=1e-6)
     assert nucleus.text == greedy.complete_many([question])[0].text
+
+
+@pytest.mark.slow
+def test_a_batch_sharing_a_prompt_prefix_computes_it_once_and_answers_as_without_sharing(monkeypatch):
+    from harness.evaluate.prompts import generation_messages
+    from harness.llm import local_provider
+
+    handler = register_local_provider()
+    settings = local_provider.GenerationSettings("smollm2-135m", max_new_tokens=8, temperature=0.0, top_p=None)
+    requests = [local_provider.LocalRequest(generation_messages(concept)) for concept in ("import statements", "dates", "x")]
+    rows = [[1, 2, 3, 4, 5], [1, 2, 3, 9], [1, 2, 3, 4, 7, 8]]
+    monkeypatch.setattr(local_provider, "MIN_SHARED_PREFIX_TOKENS", 3)
+    inputs, shared = local_provider._shared_prefix_inputs(rows, pad_id=0)
+    assert shared == 3
+    assert inputs["input_ids"].tolist() == [[1, 2, 3, 0, 4, 5], [1, 2, 3, 0, 0, 9], [1, 2, 3, 4, 7, 8]]
+    assert inputs["attention_mask"].tolist() == [[1, 1, 1, 0, 1, 1], [1, 1, 1, 0, 0, 1], [1, 1, 1, 1, 1, 1]]
+    monkeypatch.setattr(local_provider, "MIN_SHARED_PREFIX_TOKENS", 16)
+    shared_answers = handler.generate(settings, requests)
+    monkeypatch.setattr(local_provider, "MIN_SHARED_PREFIX_TOKENS", 10**9)
+    plain_answers = handler.generate(settings, requests)
+    assert [answer.text for answer in shared_answers] == [answer.text for answer in plain_answers]
+    assert [answer.prompt_tokens for answer in shared_answers] == [answer.prompt_tokens for answer in plain_answers]
