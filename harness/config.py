@@ -236,12 +236,15 @@ class EmbeddingRaterConfig(StrictModel):
     It rates a text by the cosine similarity of its sentence embedding to the description's, against
     thresholds set per description by the similarities of `background_samples` natural corpus samples
     (docs/fade-deviations.md, R1): at or above the `rated_2_quantile` of those similarities a text is
-    rated 2 (and judged "yes" by detection and fuzzing), at or above the `rated_1_quantile` 1, else 0.
+    rated 2, at or above the `rated_1_quantile` 1, else 0; detection's "yes" is at or above `yes_quantile`.
     """
 
     background_samples: int = Field(256, ge=20, description="corpus samples that set each description's thresholds")
     rated_1_quantile: float = Field(0.7, gt=0, lt=1, description="similarity quantile of the background for rating 1")
-    rated_2_quantile: float = Field(0.9, gt=0, lt=1, description="... for rating 2 and a 'yes' judgment")
+    rated_2_quantile: float = Field(0.9, gt=0, lt=1, description="... for rating 2")
+    yes_quantile: float = Field(
+        0.5, gt=0, lt=1, description="... for a 'yes' of detection, which shows as many activating examples as not"
+    )
     batch_size: int = Field(64, ge=1, description="texts per encoder forward pass")
     max_length: int = Field(128, ge=8, description="tokens kept per text")
     device: str = Field("auto", description="'auto' (cuda when present, else cpu), 'cpu', 'cuda', ...")

@@ -4,8 +4,8 @@ A proxy for an LLM judge (docs/fade-deviations.md, R1): it reads no instructions
 or token positions, only how close a text's meaning is to the description's. Thresholds are set per
 description from the similarities of a fixed background sample of the natural corpus, so a description
 whose wording lies close to every text (or far from all) is judged on the same footing as any other: a
-text is rated 2 (judged "yes") when it is at least as similar as the `rated_2_quantile` of the background,
-1 from the `rated_1_quantile`, else 0. Embeddings are computed once per text and kept for the run.
+text is rated 2 when it is at least as similar as the `rated_2_quantile` of the background, 1 from the
+`rated_1_quantile`, else 0, and judged "yes" (detection) from the `yes_quantile`. Embeddings are computed once per text and kept for the run.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ _MIN_BACKGROUND = 20
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Similarities at or above which a text is rated 1 and 2 for one description."""
+    """Similarities at or above which a text is rated 1 or 2, or judged "yes", for one description."""
 
     rated_1: float
     rated_2: float
+    yes: float
 
 
 @RATERS.register(EMBEDDING_RATER_PREFIX.rstrip("/"))
@@ -97,8 +98,9 @@ class EmbeddingRater:
             known = self._thresholds.get(description)
         if known is None:
             background = self._background @ self._embed([description])[0]
-            low, high = np.quantile(background, [self.settings.rated_1_quantile, self.settings.rated_2_quantile])
-            known = Thresholds(float(low), float(high))
+            settings = self.settings
+            quantiles = [settings.rated_1_quantile, settings.rated_2_quantile, settings.yes_quantile]
+            known = Thresholds(*(float(value) for value in np.quantile(background, quantiles)))
             with self._lock:
                 self._thresholds[description] = known
         return known
@@ -110,6 +112,6 @@ class EmbeddingRater:
         return ((similarity >= limits.rated_1).astype(int) + (similarity >= limits.rated_2).astype(int)).tolist()
 
     def judge(self, description: str, texts: Sequence[str]) -> tuple[list[bool], list[float]]:
-        """Yes/no judgments (yes = would be rated 2) and the similarities, a score for AUROC."""
+        """Yes/no judgments (yes from the yes threshold) and the similarities, a score for AUROC."""
         similarity = self.similarities(description, texts)
-        return (similarity >= self.thresholds(description).rated_2).tolist(), similarity.astype(float).tolist()
+        return (similarity >= self.thresholds(description).yes).tolist(), similarity.astype(float).tolist()

@@ -76,9 +76,11 @@ def test_thresholds_are_the_background_quantiles_of_each_description(rater):
         assert 0.25 <= np.mean(ratings >= 1) <= 0.35
 
 
-def test_judgments_say_yes_where_a_rating_would_be_2(rater):
+def test_judgments_say_yes_from_the_background_median(rater):
     answers, scores = rater.judge("cooking recipes and baking", COOKING + UNRELATED)
-    assert answers == [rating == 2 for rating in rater.rate("cooking recipes and baking", COOKING + UNRELATED)]
+    median = np.median(rater.similarities("cooking recipes and baking", BACKGROUND + UNRELATED))
+    assert rater.thresholds("cooking recipes and baking").yes == pytest.approx(median, abs=1e-6)
+    assert answers == [score >= median for score in scores] and all(answers[: len(COOKING)])
     assert len(scores) == len(answers) and min(scores[:4]) > max(scores[4:])
 
 
@@ -100,8 +102,11 @@ def test_an_embedding_rater_cannot_write_synthetic_samples():
     assert embedding_fade().rater_label == "embedding/all-minilm-l6-v2 (embedding proxy for an LLM judge)"
 
 
-def test_detection_tells_true_descriptions_from_shuffled_and_fuzzing_and_simulation_say_they_cannot(rater):
+def test_detection_tells_true_descriptions_from_shuffled_and_fuzzing_and_simulation_say_they_cannot():
     records = [planted_record(feature) for feature in range(len(TOPICS))]
+    # The corpus the examples come from is the background, as in a run.
+    corpus = [example.text for record in records for example in (*record.top_examples, *record.pool)]
+    rater = build_rater(embedding_fade(), "unused", corpus, progress=False)
     features = [record.feature for record in records]
     config = ScorersConfig(enabled=["detection", "fuzzing", "simulation"])
     true = run_scorers(records, true_descriptions(features), config, rater, progress=False)
