@@ -273,6 +273,11 @@ class FadeConfig(StrictModel):
     generation_temperature: float = Field(
         1.0, ge=0, description="temperature of the clarity generation calls (the reference: the provider default)"
     )
+    generation_max_samples: int | None = Field(
+        None, ge=1, description="most synthetic samples in one generation answer's schema (None: unbounded, as "
+        "the reference); with generation_max_chars it keeps a small generator's answer inside its max_tokens",
+    )
+    generation_max_chars: int | None = Field(None, ge=1, description="most characters of one synthetic sample")
     num_samples: int = Field(500, ge=1, description="natural samples rated for responsiveness/purity")
     percentiles: list[float] = Field(default_factory=lambda: [0.0, 50.0, 75.0, 95.0, 100.0])
     top_share: float = Field(0.1, ge=0, le=1, description="rating_top_sampling_percentage")

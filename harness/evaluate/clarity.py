@@ -32,7 +32,11 @@ def _is_clean_string_list(text: str) -> bool:
     return parsed.ok and bool(parsed.items) and not parsed.dropped
 
 
-GENERATION_ANSWER = AnswerFormat("fade_generation", string_list_format("fade_generation"), _is_clean_string_list)
+def generation_answer(fade: FadeConfig) -> AnswerFormat:
+    """The generation answer's format and the check that an answer is a clean list of strings."""
+    # Deviation from the FADE reference: the list's schema may bound how many samples and how long (E10).
+    schema = string_list_format("fade_generation", fade.generation_max_samples, fade.generation_max_chars)
+    return AnswerFormat("fade_generation", schema, _is_clean_string_list)
 
 
 async def generate_synthetic_texts(calls: FeatureCalls, concept: str, fade: FadeConfig) -> tuple[list[str], int]:
@@ -50,7 +54,7 @@ async def generate_synthetic_texts(calls: FeatureCalls, concept: str, fade: Fade
         *(
             calls.write(
                 generation_messages(concept, in_json_object=calls.writer_sends_response_format),
-                answer_format=GENERATION_ANSWER,
+                answer_format=generation_answer(fade),
                 temperature=fade.generation_temperature,
                 **({"seed": index} if index else {}),
             )

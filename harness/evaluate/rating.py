@@ -53,7 +53,9 @@ async def rate_sequences(
         max_failed_retries: extra rounds for sequences without a valid rating.
     """
     judge = calls.backend.judge
-    if judge is not None:  # rates texts directly: no prompt, no batches, nothing to retry
+    if judge is not None:
+        # Deviation from the FADE reference: a registered rater (the embedding rater, R1) rates the texts
+        # directly: no prompt, no batches, nothing to retry.
         ids = list(sequences)
         rated = await asyncio.to_thread(judge.rate, concept, [sequences[sequence_id] for sequence_id in ids])
         return dict(zip(ids, rated))

@@ -39,9 +39,11 @@ def ratings_format(kind: str, ids: Sequence[int], allowed: Collection[int]) -> d
     return _response_format(kind, _object({str(item): value for item in ids}))
 
 
-def string_list_format(kind: str) -> dict[str, Any]:
-    """A list of strings, as {"samples": [...]}."""
-    return _response_format(kind, _object({SAMPLES_KEY: {"type": "array", "items": {"type": "string"}}}))
+def string_list_format(kind: str, max_items: int | None = None, max_length: int | None = None) -> dict[str, Any]:
+    """A list of strings, as {"samples": [...]}: at most `max_items` strings of `max_length` characters."""
+    items: dict[str, Any] = {"type": "string"} | ({"maxLength": max_length} if max_length else {})
+    array: dict[str, Any] = {"type": "array", "items": items} | ({"maxItems": max_items} if max_items else {})
+    return _response_format(kind, _object({SAMPLES_KEY: array}))
 
 
 def description_format(kind: str = "explainer") -> dict[str, Any]:

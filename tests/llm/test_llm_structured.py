@@ -13,9 +13,9 @@ import pytest
 from llm_prompts import rating_messages
 
 from harness.activations.types import ActivatingExample
-from harness.config import ExplainConfig, LLMConfig
+from harness.config import ExplainConfig, FadeConfig, LLMConfig
 from harness.errors import LLMError
-from harness.evaluate.clarity import GENERATION_ANSWER
+from harness.evaluate.clarity import generation_answer
 from harness.evaluate.prompts import generation_messages
 from harness.evaluate.prompts import rating_messages as fade_rating_messages
 from harness.evaluate.rating import rating_answer
@@ -66,6 +66,7 @@ def assert_strict(schema: dict) -> None:
 
 RATINGS = ratings_format("fade_rating", [14, 15, 20], (0, 1, 2))
 SAMPLES = string_list_format("fade_generation")
+BOUNDED_SAMPLES = string_list_format("fade_generation", max_items=2, max_length=5)
 DESCRIPTION = description_format()
 
 
@@ -78,6 +79,8 @@ DESCRIPTION = description_format()
         (RATINGS, {"14": 0, "15": 2, "20": 1}, {"14": 0, "15": "2", "20": 1}),  # a string, not an integer
         (SAMPLES, {"samples": ["One.", "Two."]}, ["One.", "Two."]),  # strict schemas have an object at the root
         (SAMPLES, {"samples": []}, {"samples": ["One.", 2]}),
+        (BOUNDED_SAMPLES, {"samples": ["One.", "Two."]}, {"samples": ["One.", "Two.", "Six."]}),  # too many
+        (BOUNDED_SAMPLES, {"samples": ["One.", "Two."]}, {"samples": ["Eleven."]}),  # too long
         (DESCRIPTION, {"description": "the token cat"}, {"description": "x" * (DESCRIPTION_MAX_LENGTH + 1)}),
         (DESCRIPTION, {"description": "the token cat"}, {"description": "cat", "reasoning": "it is"}),
     ],
@@ -196,7 +199,10 @@ def every_kind() -> list[tuple[list[dict[str, str]], AnswerFormat]]:
     explain = ExplainConfig.model_validate({"explainer": "llm", "prompt": {"template": "plain"}})
     return [
         (fade_rating_messages("cats", [(101, texts[0]), (102, texts[1])]), rating_answer([101, 102])),
-        (generation_messages("cats", in_json_object=True), GENERATION_ANSWER),
+        (
+            generation_messages("cats", in_json_object=True),
+            generation_answer(FadeConfig(generation_max_samples=3, generation_max_chars=40)),
+        ),
         (judging_messages(system_prompt("detection"), "cats", texts), rater_answer("detection", [1, 2], (0, 1))),
         (
             judging_messages(system_prompt("fuzzing"), "cats", ["The <<cat>> sat.", "<<Stocks>> fell."]),
