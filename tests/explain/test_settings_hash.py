@@ -32,7 +32,9 @@ def changed_value(section: BaseModel, name: str, special: dict[str, object]):
         return {"top_p": 0.5}
     assert value is None, f"no rule for {name}={value!r}"
     options = typing.get_args(annotation)
-    return 0.001 if float in options else 3 if int in options else "http://127.0.0.1:1/v1"
+    if float in options or int in options:
+        return 0.001 if float in options else 3
+    return "OTHER_KEY_VARIABLE" if name.endswith("_env") else "http://127.0.0.1:1/v1"  # a variable name, a URL
 
 
 def variations(base: dict, sections: list[str], special: dict[str, object]):
