@@ -40,9 +40,13 @@ def ratings_format(kind: str, ids: Sequence[int], allowed: Collection[int]) -> d
 
 
 def string_list_format(kind: str, max_items: int | None = None, max_length: int | None = None) -> dict[str, Any]:
-    """A list of strings, as {"samples": [...]}: at most `max_items` strings of `max_length` characters."""
-    items: dict[str, Any] = {"type": "string"} | ({"maxLength": max_length} if max_length else {})
-    array: dict[str, Any] = {"type": "array", "items": items} | ({"maxItems": max_items} if max_items else {})
+    """A list of strings, as {"samples": [...]}: one to `max_items` non-empty strings of `max_length` characters.
+
+    An empty list or string carries no sample (FADE deviation E3 drops them), so the schema allows neither.
+    """
+    items: dict[str, Any] = {"type": "string", "minLength": 1} | ({"maxLength": max_length} if max_length else {})
+    array: dict[str, Any] = {"type": "array", "items": items, "minItems": 1}
+    array |= {"maxItems": max_items} if max_items else {}
     return _response_format(kind, _object({SAMPLES_KEY: array}))
 
 

@@ -78,7 +78,9 @@ DESCRIPTION = description_format()
         (RATINGS, {"14": 0, "15": 2, "20": 1}, {"14": 0, "15": 3, "20": 1}),  # off the scale
         (RATINGS, {"14": 0, "15": 2, "20": 1}, {"14": 0, "15": "2", "20": 1}),  # a string, not an integer
         (SAMPLES, {"samples": ["One.", "Two."]}, ["One.", "Two."]),  # strict schemas have an object at the root
-        (SAMPLES, {"samples": []}, {"samples": ["One.", 2]}),
+        (SAMPLES, {"samples": ["One."]}, {"samples": ["One.", 2]}),
+        (SAMPLES, {"samples": ["One."]}, {"samples": []}),  # no sample
+        (SAMPLES, {"samples": ["One."]}, {"samples": [""]}),  # an empty sample
         (BOUNDED_SAMPLES, {"samples": ["One.", "Two."]}, {"samples": ["One.", "Two.", "Six."]}),  # too many
         (BOUNDED_SAMPLES, {"samples": ["One.", "Two."]}, {"samples": ["Eleven."]}),  # too long
         (DESCRIPTION, {"description": "the token cat"}, {"description": "x" * (DESCRIPTION_MAX_LENGTH + 1)}),
