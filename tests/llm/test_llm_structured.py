@@ -49,6 +49,10 @@ def schema_of(response_format: dict) -> dict:
     return response_format["json_schema"]["schema"]
 
 
+def schema_name(response_format: dict) -> str:
+    return response_format["json_schema"]["name"]
+
+
 def is_valid(instance: object, response_format: dict) -> bool:
     schema = schema_of(response_format)
     return jsonschema.validators.validator_for(schema)(schema).is_valid(instance)
@@ -219,6 +223,17 @@ def every_kind() -> list[tuple[list[dict[str, str]], AnswerFormat]]:
             DESCRIPTION_ANSWER,
         ),
     ]
+
+
+def test_the_scripted_answer_to_every_prompt_kind_validates_against_its_schema(server, make_config):
+    conversations, formats = map(list, zip(*every_kind()))
+    client = LLMClient(make_config(structured_output="on", cache=False), progress=False)
+    answers = client.complete_many(conversations, answer_format=formats)
+    for answer_format, answer in zip(formats, answers):
+        assert is_valid(json.loads(answer.text), answer_format.response_format), (answer_format.kind, answer.text)
+    sent = [answer_format.response_format for answer_format in formats]
+    assert sorted(server.response_formats, key=schema_name) == sorted(sent, key=schema_name)  # concurrent: any order
+    assert client.usage.answers == dict.fromkeys(ANSWER_KINDS, 1) == client.usage.parsed
 
 
 @pytest.mark.slow
