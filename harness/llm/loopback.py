@@ -263,9 +263,20 @@ def fitted_to_schema(text: str, schema: dict[str, Any]) -> str:
     properties = list(schema.get("properties") or ())
     if len(properties) == 1:
         for inner in (value, text):
+            inner = _within_bounds(inner, schema["properties"][properties[0]])
             if validator.is_valid({properties[0]: inner}):
                 return json.dumps({properties[0]: inner})
     return text
+
+
+def _within_bounds(value: Any, schema: dict[str, Any]) -> Any:
+    """A list or string cut to the schema's maxItems / maxLength (its items' too), as constrained decoding
+    would stop it."""
+    if isinstance(value, str):
+        return value[: schema.get("maxLength", len(value))]
+    if isinstance(value, list):
+        return [_within_bounds(item, schema.get("items", {})) for item in value[: schema.get("maxItems", len(value))]]
+    return value
 
 
 def _with_wrong_ids(text: str) -> str | None:
