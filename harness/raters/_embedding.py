@@ -48,8 +48,6 @@ class EmbeddingRater:
         ConfigError: the corpus is too small for a background, or the encoder is unknown.
     """
 
-    is_proxy = True
-
     def __init__(self, fade: FadeConfig, corpus_texts: Sequence[str]) -> None:
         self.name = fade.rater.model
         self.settings = fade.embedding_rater
