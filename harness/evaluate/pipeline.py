@@ -40,7 +40,7 @@ from harness.evaluate.rating import UNRATED, rating_counts
 from harness.evaluate.responsiveness import RatedNaturalSamples, rate_natural_samples, score_responsiveness
 from harness.evaluate.scores import FeatureScores, Score
 from harness.evaluate.store import FeatureResult, ResultStore, factor_label
-from harness.llm import LLMClient, Usage
+from harness.llm import LLMClient, Usage, UsageLedger
 from harness.model import LoadedModel, load_subject_model
 from harness.raters import build_rater
 from harness.sites import FeatureSite, build_site
@@ -114,6 +114,7 @@ def evaluate_descriptions(
     progress: bool = True,
     *,
     on_feature_done: Callable[[FeatureResult], None] | None = None,
+    usage_ledger: UsageLedger | None = None,
 ) -> EvaluationResult:
     """Score every (feature, description) row with FADE on the config's site, corpus and rater.
 
@@ -128,6 +129,7 @@ def evaluate_descriptions(
         output_dir: where per-feature results, tables and plots, scores.csv and summary.json go.
         progress: show progress bars.
         on_feature_done: called with each feature's result right after it is stored.
+        usage_ledger: where the LLM clients also append every count (a tracked run sums it over processes).
 
     Raises:
         EvaluationError: the table lacks the columns or has duplicate / invalid features.
@@ -165,6 +167,9 @@ def evaluate_descriptions(
             if config.fade.generator is not None
             else generator
         )
+        for client in (generator, rater):
+            if isinstance(client, LLMClient):
+                client.ledger = usage_ledger
         with (
             ThreadPoolExecutor(1, thread_name_prefix="fade-model") as model_thread,
             ThreadPoolExecutor(1, thread_name_prefix="fade-io") as io_thread,

@@ -10,6 +10,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from harness.llm.cache import CachedResponse, ResponseCache, cache_key
 from harness.llm.client import LLMClient
+from harness.llm.ledger import UsageLedger
 from harness.llm.local_provider import LocalChatProvider, register_local_provider
 from harness.llm.loopback import (
     FAULT_KINDS,
@@ -50,6 +51,7 @@ __all__ = [
     "ScriptedAnswer",
     "TokenLogprobs",
     "Usage",
+    "UsageLedger",
     "cache_key",
     "description_format",
     "parse_metrics",

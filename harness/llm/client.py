@@ -37,6 +37,7 @@ from harness.llm.local_provider import LOCAL_PROVIDER, register_local_provider
 from harness.llm.logprobs import token_logprobs
 from harness.llm.per_loop import PerLoop
 from harness.llm.schemas import AnswerFormat
+from harness.llm.ledger import UsageLedger
 from harness.llm.types import Completion, Usage
 from harness.secrets import redact_text
 
@@ -154,6 +155,8 @@ class LLMClient:
         self._price_params = self._prices()
         self._usage = Usage()
         self._usage_lock = threading.Lock()
+        # Set by a tracked run: every count is also appended there, so a killed process's spend survives.
+        self.ledger: UsageLedger | None = None
         self._semaphores = PerLoop(lambda: asyncio.Semaphore(config.concurrency))
         self._random = random.Random()
 
@@ -232,6 +235,8 @@ class LLMClient:
         with self._usage_lock:
             for name, value in counts.items():
                 setattr(self._usage, name, getattr(self._usage, name) + value)
+        if self.ledger is not None:
+            self.ledger.record(counts)
 
     def _count_answer(self, answer_format: AnswerFormat | None, text: str) -> None:
         if answer_format is None:
@@ -241,6 +246,8 @@ class LLMClient:
             kind = answer_format.kind
             self._usage.answers[kind] = self._usage.answers.get(kind, 0) + 1
             self._usage.parsed[kind] = self._usage.parsed.get(kind, 0) + int(parsed)
+        if self.ledger is not None:
+            self.ledger.record({}, {"answers": {kind: 1}, "parsed": {kind: int(parsed)}})
 
     def _api_key(self) -> str | None:
         name = self.config.api_key_env

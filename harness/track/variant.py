@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,9 @@ from harness.track.experiment import (
 )
 from harness.track.runs import log_dataset, log_metrics, log_params, variant_run
 
+if TYPE_CHECKING:
+    from harness.llm import UsageLedger
+
 # Called after each chunk of features with the running metrics and the chunk number; may raise to stop.
 ChunkCallback = Callable[[dict[str, float | None], int], None]
 
@@ -41,8 +44,10 @@ def _needs_pool(config: HarnessConfig) -> bool:
     )
 
 
-def describe_features(config: HarnessConfig, shared: SharedStages) -> tuple[pd.DataFrame, dict[str, float | int]]:
-    """The variant's descriptions table and what the explainer's LLM calls used."""
+def describe_features(
+    config: HarnessConfig, shared: SharedStages, ledger: UsageLedger | None = None
+) -> tuple[pd.DataFrame, dict[str, float | int]]:
+    """The variant's descriptions table and what the explainer's LLM calls used (also appended to `ledger`)."""
     from harness.explain import build_feature_records, generate_descriptions, make_explainer
     from harness.llm import LLMClient
 
@@ -55,21 +60,25 @@ def describe_features(config: HarnessConfig, shared: SharedStages) -> tuple[pd.D
     if not make_explainer(config.explain).needs_llm:
         return generate_descriptions(records, config.explain), {}
     client = LLMClient(config.explain.llm, config.activations.cache_dir, progress=shared.progress)
+    client.ledger = ledger
     try:
         return generate_descriptions(records, config.explain, client), client.usage.as_dict()
     finally:
         client.close()
 
 
-def score_with_other_scorers(config: HarnessConfig, descriptions: pd.DataFrame, shared: SharedStages):
+def score_with_other_scorers(
+    config: HarnessConfig, descriptions: pd.DataFrame, shared: SharedStages, ledger: UsageLedger | None = None
+):
     """The enabled extra scorers (detection, fuzzing, simulation, embedding) on the variant's descriptions.
 
     Their examples come from a pool of their own (with as many least-active samples as they need), so the
-    explainer's contrast examples stay as they were. Returns their per-feature table and the rater's usage.
+    explainer's contrast examples stay as they were. Returns their per-feature table and the rater's usage
+    (an LLM rater also appends it to `ledger`).
     """
     from harness.evaluate.scorers import SCORERS, least_active_needed, run_scorers
     from harness.explain import build_feature_records
-    from harness.llm import Usage
+    from harness.llm import LLMClient, Usage
     from harness.raters import build_rater
 
     activation_set = shared.activations(config)
@@ -83,6 +92,8 @@ def score_with_other_scorers(config: HarnessConfig, descriptions: pd.DataFrame, 
         if needs_llm
         else None
     )
+    if isinstance(client, LLMClient):
+        client.ledger = ledger
     try:
         table = run_scorers(records, texts, config.scorers, client, progress=shared.progress)
         return table, client.usage if client is not None else Usage()
@@ -104,6 +115,7 @@ def evaluate_in_chunks(
     *,
     chunk_size: int | None = None,
     on_chunk: ChunkCallback | None = None,
+    ledger: UsageLedger | None = None,
 ):
     """FADE on the described features, `chunk_size` at a time (all at once by default).
 
@@ -118,7 +130,11 @@ def evaluate_in_chunks(
     for step, chunk in enumerate(_chunks(descriptions["feature"].astype(int).tolist(), chunk_size)):
         done += chunk
         result = evaluate_descriptions(
-            config, descriptions[descriptions["feature"].isin(done)], workdir, progress=shared.progress
+            config,
+            descriptions[descriptions["feature"].isin(done)],
+            workdir,
+            progress=shared.progress,
+            usage_ledger=ledger,
         )
         usage = usage + result.llm_usage
         if on_chunk is not None:
@@ -254,7 +270,7 @@ def track_variant(
     import mlflow
     from mlflow import MlflowClient
 
-    from harness.llm import parse_metrics
+    from harness.llm import UsageLedger, parse_metrics
 
     check = partial(check_variant, config, shared)
     with variant_run(experiment_id, key, name, role=role, parent_run_id=parent_run_id, force=force, check=check) as tracked:
@@ -267,31 +283,38 @@ def track_variant(
         log_params(variant_params(config))
         log_config_artifact(config)
         workdir = Path(config.activations.cache_dir) / "runs" / key
+        ledger = UsageLedger(workdir / f"usage-{tracked.run_id}.jsonl")
         with timer.stage("activations"):
             corpus = shared.corpus(config)
             shared.activations(config)
         log_dataset(corpus, config.corpus.source, context="corpus")
         with timer.stage("explain"):
-            descriptions, explain_usage = describe_features(config, shared)
+            descriptions, _ = describe_features(config, shared, ledger.stage("explain"))
         with timer.stage("evaluate"):
-            result, rater_usage = evaluate_in_chunks(
-                config, descriptions, workdir / "fade", shared, chunk_size=chunk_size, on_chunk=on_chunk
+            result, _ = evaluate_in_chunks(
+                config,
+                descriptions,
+                workdir / "fade",
+                shared,
+                chunk_size=chunk_size,
+                on_chunk=on_chunk,
+                ledger=ledger.stage("fade"),
             )
         per_feature = per_feature_table(result.scores, descriptions)
         if config.scorers.enabled:
             with timer.stage("scorers"):
-                scored, scorer_usage = score_with_other_scorers(config, descriptions, shared)
+                scored, _ = score_with_other_scorers(config, descriptions, shared, ledger.stage("scorers"))
             per_feature = per_feature.merge(scored, on="feature", how="left")
-            rater_usage = rater_usage + scorer_usage
-        total_usage = {
-            key_: float(explain_usage.get(key_, 0) or 0) + float(value or 0)
-            for key_, value in rater_usage.as_dict().items()
-        }
+        # What every process of this run spent, a killed one's included (its ledger survives; its memory not).
+        total_usage = ledger.total().as_dict()
         metrics = (
             score_metrics(per_feature, config.tracking.bootstrap_samples, config.seed, (*SCORES, *config.scorers.enabled))
             | usage_metrics(total_usage)
             | parse_metrics(total_usage)
-            | {"explain_cost_usd": float(explain_usage.get("cost_usd", 0) or 0), "rater_cost_usd": rater_usage.cost_usd}
+            | {
+                "explain_cost_usd": ledger.total("explain").cost_usd,
+                "rater_cost_usd": ledger.total("fade", "scorers").cost_usd,
+            }
             | {"tokens": total_usage.get("prompt_tokens", 0) + total_usage.get("completion_tokens", 0)}
             | timer.as_metrics()
         )

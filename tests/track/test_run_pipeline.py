@@ -197,3 +197,12 @@ def test_sigkill_midway_then_rerun_resumes_the_same_run(tmp_path, server, finish
                 run.info.run_name,
                 score,
             )
+    # What the killed process spent is still counted: the tokens equal the uninterrupted run's (answers it
+    # got were cached, so the rerun did not ask for them again), and calls are at least as many (a call in
+    # flight at the kill is sent again).
+    for run in variants:
+        expected = reference[run.info.run_name]
+        assert expected["prompt_tokens"] > 0
+        for metric in ("prompt_tokens", "completion_tokens", "tokens"):
+            assert run.data.metrics[metric] == expected[metric], (run.info.run_name, metric)
+        assert run.data.metrics["llm_calls"] >= expected["llm_calls"], run.info.run_name
