@@ -1,9 +1,16 @@
-"""Steered generation for faithfulness: every (prompt, factor) row of a feature in as few `generate` calls
-as `generation_batch_size` allows, each row steered with its own factor."""
+"""Steered generation for faithfulness.
+
+`ContinuationEngine` serves every feature of an evaluation: the features share their prompts (deviation E11
+in docs/fade-deviations.md), a factor that leaves the model unchanged is continued once per prompt for all
+features, and one `generate` call takes (prompt, feature, factor) rows of several features, each row steered
+with its own feature and factor. `generate_continuations` is the unshared computation (one feature's rows,
+nothing reused), the shape of the FADE reference's step: the benchmark's baseline and the tests' oracle.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -13,43 +20,100 @@ import torch
 from transformers import GenerationConfig
 
 from harness.errors import SiteError
+from harness.evaluate.prompt_prefix import PromptPrefixes, site_layer
 from harness.sites import FeatureSite, input_device
 
 
+@dataclass(frozen=True)
+class Steering:
+    """How one batch row is steered: `feature` None means not at all (a factor that changes nothing)."""
+
+    feature: int | None
+    factor: float
+    reference: float | None = None
+
+
 @contextmanager
-def steer_rows(
-    site: FeatureSite, model: Any, feature: int, row_factors: Sequence[float], reference: float | None
-) -> Iterator[None]:
-    """Like `site.steer`, but batch row i is steered with `row_factors[i]` (factor 0 is the baseline).
+def steer_rows(site: FeatureSite, model: Any, rows: Sequence[Steering]) -> Iterator[None]:
+    """Like `site.steer`, but batch row i is steered as `rows[i]` says.
 
-    Stacking the factors of a feature into one batch is what lets all its continuations come from one
-    `generate` call; each row gets exactly what `site.steer` with that factor would give it.
+    Stacking rows of several features and factors into one batch is what lets their continuations come
+    from one `generate` call; each row gets exactly what `site.steer` with its settings would give it.
     """
-    site.resolve_features([feature])
-    factors = np.asarray(row_factors, dtype=np.float64)
-    groups = [(float(factor), torch.from_numpy(np.flatnonzero(factors == factor))) for factor in np.unique(factors)]
+    groups: dict[tuple[int, float, float | None], list[int]] = {}
+    for index, row in enumerate(rows):
+        if row.feature is not None:
+            groups.setdefault((row.feature, row.factor, row.reference), []).append(index)
+    site.resolve_features(sorted({feature for feature, _, _ in groups}))
+    indexed = [(key, torch.tensor(indices)) for key, indices in groups.items()]
 
-    def change(tensor: torch.Tensor) -> torch.Tensor:
-        if tensor.shape[0] != factors.size:
-            raise SiteError(
-                f"steering expected a batch of {factors.size} rows at {site.module_path}, got {tensor.shape[0]}"
-            )
-        steered = torch.empty_like(tensor)
-        for factor, rows in groups:
-            rows = rows.to(tensor.device)
-            steered[rows] = site.steered(tensor.index_select(0, rows), feature, factor, reference)
+    def change(tensor: torch.Tensor) -> torch.Tensor | None:
+        if tensor.shape[0] != len(rows):
+            raise SiteError(f"steering expected a batch of {len(rows)} rows at {site.module_path}, got {tensor.shape[0]}")
+        if not indexed:
+            return None
+        steered = tensor.clone()
+        for (feature, factor, reference), indices in indexed:
+            indices = indices.to(tensor.device)
+            steered[indices] = site.steered(tensor.index_select(0, indices), feature, factor, reference)
         return steered
 
     with site.intercept(model, change):
         yield
 
 
+def generate_rows(
+    loaded_model: Any,
+    site: FeatureSite,
+    prompts: Sequence[str],
+    rows: Sequence[Steering],
+    *,
+    generation_length: int,
+    max_prompt_tokens: int,
+) -> list[str]:
+    """One `generate` call: greedy continuations of exactly `generation_length` new tokens, row i being
+    `prompts[i]` steered as `rows[i]`.
+
+    Prompts are left-padded; only the new tokens are decoded (special tokens skipped), as the reference does.
+    Deviation from the FADE reference: prompts are cut to the activation engine's max_length (it feeds them
+    whole), and decoding is greedy whatever the model's generation config says (it calls generate with the
+    model's defaults, which sample for models that ship do_sample=true).
+    """
+    tokenizer = loaded_model.tokenizer
+    settings = GenerationConfig(
+        max_new_tokens=generation_length,
+        min_new_tokens=generation_length,
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=loaded_model.model.generation_config.eos_token_id,
+    )
+    encoded = tokenizer(
+        list(prompts), padding=True, truncation=True, max_length=max_prompt_tokens, padding_side="left", return_tensors="pt"
+    )
+    device = input_device(loaded_model)
+    with steer_rows(site, loaded_model, rows), torch.inference_mode():
+        output = loaded_model.model.generate(
+            input_ids=encoded["input_ids"].to(device),
+            attention_mask=encoded["attention_mask"].to(device),
+            generation_config=settings,
+        )
+    new_tokens = output[:, encoded["input_ids"].shape[1] :].cpu()
+    return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+
+
 @dataclass(frozen=True)
 class Continuations:
-    """`texts[f][p]`: the continuation of prompt p under factor f; `generate_calls`: model.generate calls made."""
+    """`texts[f][p]`: the continuation of prompt p under factor f; `generate_calls`: model.generate calls
+    that computed some of them (calls shared with other features count for each)."""
 
     texts: list[list[str]]
     generate_calls: int
+
+
+def prompt_lengths(loaded_model: Any, texts: Sequence[str], max_prompt_tokens: int) -> list[int]:
+    """Token counts of the prompts as generation sees them (cut to `max_prompt_tokens`)."""
+    encoded = loaded_model.tokenizer(list(texts), truncation=True, max_length=max_prompt_tokens)
+    return [len(ids) for ids in encoded["input_ids"]]
 
 
 def generate_continuations(
@@ -64,57 +128,144 @@ def generate_continuations(
     max_prompt_tokens: int,
     batch_rows: int,
 ) -> Continuations:
-    """Greedy continuations of exactly `generation_length` new tokens for every prompt under every factor.
+    """Every prompt under every factor for one feature, computing everything: no row shared or reused.
 
-    Prompts are left-padded; rows are ordered by prompt length so that a batch pads little. Only the
-    new tokens are decoded (special tokens skipped), as the reference does.
-
-    Args:
-        loaded_model: the LoadedModel.
-        site: the feature's site; steering goes through its `steered`.
-        feature: the feature index.
-        reference: FADE's SAE steering scale (max |activation| on the corpus), None for neuron sites.
-        prompts: natural samples used as prompts.
-        factors: modification factors (0 = baseline).
-        generation_length: new tokens per continuation (min = max).
-        max_prompt_tokens: prompts are cut to this many tokens (the activation engine's max_length).
-        batch_rows: most (prompt, factor) rows in one generate call.
+    Rows are ordered by prompt length so that a batch pads little, `batch_rows` per generate call.
     """
-    tokenizer = loaded_model.tokenizer
-    # Deviation from the FADE reference: prompts are cut to the activation engine's max_length (it feeds
-    # them whole), and decoding is greedy whatever the model's generation config says (it calls generate
-    # with the model's defaults, which sample for models that ship do_sample=true).
-    token_ids = tokenizer(list(prompts), truncation=True, max_length=max_prompt_tokens)["input_ids"]
-    prompt_lengths = [len(ids) for ids in token_ids]
-    rows = [(p, f) for p in np.argsort(prompt_lengths, kind="stable").tolist() for f in range(len(factors))]
-    settings = GenerationConfig(
-        max_new_tokens=generation_length,
-        min_new_tokens=generation_length,
-        do_sample=False,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=loaded_model.model.generation_config.eos_token_id,
-    )
+    lengths = prompt_lengths(loaded_model, prompts, max_prompt_tokens)
+    rows = [(p, f) for p in np.argsort(lengths, kind="stable").tolist() for f in range(len(factors))]
     texts = [[""] * len(prompts) for _ in factors]
     calls = 0
     for start in range(0, len(rows), batch_rows):
         batch = rows[start : start + batch_rows]
-        encoded = tokenizer(
+        answers = generate_rows(
+            loaded_model,
+            site,
             [prompts[p] for p, _ in batch],
-            padding=True,
-            truncation=True,
-            max_length=max_prompt_tokens,
-            padding_side="left",
-            return_tensors="pt",
+            [Steering(feature, float(factors[f]), reference) for _, f in batch],
+            generation_length=generation_length,
+            max_prompt_tokens=max_prompt_tokens,
         )
-        device = input_device(loaded_model)
-        with steer_rows(site, loaded_model, feature, [factors[f] for _, f in batch], reference), torch.inference_mode():
-            output = loaded_model.model.generate(
-                input_ids=encoded["input_ids"].to(device),
-                attention_mask=encoded["attention_mask"].to(device),
-                generation_config=settings,
-            )
         calls += 1
-        new_tokens = output[:, encoded["input_ids"].shape[1] :].cpu()
-        for (p, f), text in zip(batch, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
+        for (p, f), text in zip(batch, answers):
             texts[f][p] = text
     return Continuations(texts=texts, generate_calls=calls)
+
+
+# Runs a function on the subject model's worker thread (the evaluation's `on_model`).
+RunOnModel = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class _Pending:
+    prompt: int  # position in the engine's texts
+    steering: Steering
+    answer: asyncio.Future[str]
+
+
+class ContinuationEngine:
+    """Steered continuations for all the features of one evaluation, computed once where they coincide.
+
+    Features ask concurrently (`continuations`); their rows wait in one queue, and whenever the subject model
+    is free the next `batch_rows` rows become one `generate` call, whichever features they belong to. A row
+    whose steering changes nothing (`site.steering_is_identity`, e.g. a neuron's factor 1) is computed once
+    per prompt and shared, and so is every prompt's pass through the layers below the site (PromptPrefixes,
+    where the model allows it). Each feature's rows enter the queue ordered by prompt length, so a batch
+    pads little.
+    """
+
+    def __init__(
+        self,
+        loaded_model: Any,
+        site: FeatureSite,
+        texts: Sequence[str],
+        run_on_model: RunOnModel,
+        *,
+        generation_length: int,
+        max_prompt_tokens: int,
+        batch_rows: int,
+    ) -> None:
+        self._model = loaded_model
+        self._site = site
+        self._texts = list(texts)
+        self._run_on_model = run_on_model
+        self._generation_length = generation_length
+        self._max_prompt_tokens = max_prompt_tokens
+        self._batch_rows = batch_rows
+        layer = site_layer(loaded_model, site)
+        self._prefixes = PromptPrefixes(loaded_model, layer, max_prompt_tokens) if layer is not None else None
+        self._lengths: list[int] | None = None
+        self._unchanged: dict[int, asyncio.Future[str]] = {}  # prompt -> its continuation by the unchanged model
+        self._queue: list[_Pending] = []
+        self._worker: asyncio.Task[None] | None = None
+        self._batch_of: dict[int, int] = {}  # id(answer future) -> the generate call that computed it
+        self.generate_calls = 0  # generate calls made
+        self.rows_generated = 0  # continuations computed (a shared one once)
+
+    async def continuations(
+        self, feature: int, reference: float | None, positions: Sequence[int], factors: Sequence[float]
+    ) -> Continuations:
+        """The feature's continuation of every prompt (positions in the engine's texts) under every factor."""
+        if self._lengths is None:
+            self._lengths = await self._run_on_model(
+                prompt_lengths, self._model, self._texts, self._max_prompt_tokens
+            )
+        loop = asyncio.get_running_loop()
+        answers: list[list[asyncio.Future[str] | None]] = [[None] * len(positions) for _ in factors]
+        for index in sorted(range(len(positions)), key=lambda i: (self._lengths[positions[i]], i)):
+            prompt = int(positions[index])
+            for slot, factor in enumerate(factors):
+                if self._site.steering_is_identity(float(factor), reference):
+                    if prompt not in self._unchanged:
+                        self._unchanged[prompt] = loop.create_future()
+                        self._queue.append(_Pending(prompt, Steering(None, 1.0), self._unchanged[prompt]))
+                    answers[slot][index] = self._unchanged[prompt]
+                else:
+                    future = loop.create_future()
+                    self._queue.append(_Pending(prompt, Steering(feature, float(factor), reference), future))
+                    answers[slot][index] = future
+        if self._worker is None or self._worker.done():
+            self._worker = loop.create_task(self._drain())
+        texts = [[await answer for answer in row] for row in answers]  # type: ignore[misc]
+        calls = {self._batch_of[id(answer)] for row in answers for answer in row}
+        return Continuations(texts=texts, generate_calls=len(calls))
+
+    def _generate(self, prompts: list[str], rows: list[Steering]) -> list[str]:
+        """One batch on the model's thread: from the shared below-site prefixes when the model allows it."""
+        if self._prefixes is None:
+            return generate_rows(
+                self._model,
+                self._site,
+                prompts,
+                rows,
+                generation_length=self._generation_length,
+                max_prompt_tokens=self._max_prompt_tokens,
+            )
+        steer = steer_rows(self._site, self._model, rows)
+        return self._prefixes.generate(self._site, prompts, steer, generation_length=self._generation_length)
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[: self._batch_rows], self._queue[self._batch_rows :]
+            batch = [pending for pending in batch if not pending.answer.done()]  # a cancelled feature's rows
+            if not batch:
+                continue
+            try:
+                answers = await self._run_on_model(
+                    self._generate, [self._texts[pending.prompt] for pending in batch], [p.steering for p in batch]
+                )
+            except BaseException as error:
+                # Every feature waiting on the model hears of its failure; the queue is dropped with it.
+                for pending in [*batch, *self._queue]:
+                    if not pending.answer.done():
+                        pending.answer.set_exception(error)
+                self._queue = []
+                if isinstance(error, asyncio.CancelledError):
+                    raise
+                return
+            self.generate_calls += 1
+            self.rows_generated += len(batch)
+            for pending, text in zip(batch, answers):
+                self._batch_of[id(pending.answer)] = self.generate_calls
+                if not pending.answer.done():
+                    pending.answer.set_result(text)

@@ -21,6 +21,10 @@ from harness.evaluate.metrics import (
 from harness.evaluate.rating import UNRATED, rate_sequences
 from harness.evaluate.sampling import random_subset
 
+# Tells the prompt stream apart from the per-feature streams seeded with (seed, feature): no feature index
+# reaches it.
+_PROMPT_STREAM = 2**40
+
 # (prompt positions, factors) -> continuations[factor][prompt], generated on the subject model.
 Generate = Callable[[Sequence[int], Sequence[float]], Awaitable[Continuations]]
 
@@ -76,14 +80,14 @@ async def score_faithfulness(
     generate: Generate,
     settings: FaithfulnessConfig,
     rating_batch_size: int,
-    rng: np.random.Generator,
+    prompt_rounds: Sequence[np.ndarray],
 ) -> FaithfulnessOutcome:
-    """Steer the feature on random natural prompts under every factor, rate the continuations, score.
+    """Steer the feature on natural prompts under every factor, rate the continuations, score.
 
-    All factors of a round are generated together (see `generate_continuations`); each factor's
-    continuations are rated on their own, as the reference does, all factors at once. While a factor
-    has fewer than `retry_sparse_threshold` continuations rated 2 (at most `max_sparse_retries` times),
-    `num_samples` more unused prompts are drawn and continued under those factors.
+    All factors of a round are asked for together (`generate`, the evaluation's ContinuationEngine); each
+    factor's continuations are rated on their own, as the reference does, all factors at once. While a
+    factor has fewer than `retry_sparse_threshold` continuations rated 2 (at most `max_sparse_retries`
+    times), the next round's unused prompts are continued under those factors.
 
     Args:
         calls: the feature's LLM calls.
@@ -92,22 +96,20 @@ async def score_faithfulness(
         generate: runs the steered generation on the subject model.
         settings: faithfulness settings.
         rating_batch_size: continuations per rating call.
-        rng: the feature's random source.
+        prompt_rounds: the natural samples' positions continued in each round, shared by every feature
+            (`faithfulness_prompts`).
     """
     parts: list[RatedContinuations] = []
     factors = list(settings.modification_factors)
-    prompts = random_subset(sample_ids.size, settings.num_samples, rng=rng)
     generate_calls = 0
-    for round_index in range(1 + settings.max_sparse_retries):
+    for round_index, prompts in enumerate(prompt_rounds):
         if round_index:
             # Deviation from the FADE reference: its faithfulness sparse settings never act (the retry
             # needs activations, which it does not pass); ours continue more prompts for sparse factors.
             so_far = RatedContinuations.concatenate(parts)
             factors = [factor for factor in factors if so_far.rated_2(factor) < settings.retry_sparse_threshold]
-            unused = np.setdiff1d(np.arange(sample_ids.size), so_far.positions)
-            if not factors or unused.size == 0:
+            if not factors:
                 break
-            prompts = unused[random_subset(unused.size, settings.num_samples, rng=rng)]
         continuations = await generate(prompts.tolist(), factors)
         generate_calls += continuations.generate_calls
         ids = [int(sample_id) for sample_id in sample_ids[prompts]]
@@ -137,3 +139,21 @@ async def score_faithfulness(
     table = RatedContinuations.concatenate(parts)
     p2 = p2_from_ratings({factor: ratings[ratings != UNRATED] for factor, ratings in table.by_factor().items()})
     return FaithfulnessOutcome(faithfulness(p2), p2, table, generate_calls)
+
+
+def faithfulness_prompts(num_items: int, settings: FaithfulnessConfig, seed: int) -> list[np.ndarray]:
+    """The natural samples' positions each round continues: `num_samples` drawn at random, then for every
+    sparse retry as many unused ones (rounds stop when none are left).
+
+    Deviation from the FADE reference: it draws each feature's prompts from the global random stream after
+    the features before it; ours are drawn once per evaluation from the seed and shared by every feature
+    (E11), so the prompts' work is shared across features and a feature's result depends on no other.
+    """
+    rng = np.random.default_rng([seed, _PROMPT_STREAM])
+    rounds = [random_subset(num_items, settings.num_samples, rng=rng)]
+    for _ in range(settings.max_sparse_retries):
+        unused = np.setdiff1d(np.arange(num_items), np.concatenate(rounds))
+        if unused.size == 0:
+            break
+        rounds.append(unused[random_subset(unused.size, settings.num_samples, rng=rng)])
+    return rounds

@@ -33,8 +33,8 @@ from harness.evaluate import plots
 from harness.evaluate.calls import FeatureCalls, RaterBackend
 from harness.evaluate.concurrency import gather_or_cancel
 from harness.evaluate.clarity import ClarityOutcome, score_clarity
-from harness.evaluate.continuations import Continuations, generate_continuations
-from harness.evaluate.faithfulness import FaithfulnessOutcome, score_faithfulness
+from harness.evaluate.continuations import ContinuationEngine
+from harness.evaluate.faithfulness import FaithfulnessOutcome, faithfulness_prompts, score_faithfulness
 from harness.evaluate.metrics import GiniAP, faithfulness_gate
 from harness.evaluate.rating import UNRATED, rating_counts
 from harness.evaluate.responsiveness import RatedNaturalSamples, rate_natural_samples, score_responsiveness
@@ -86,6 +86,23 @@ class _Run:
     backend: RaterBackend
     model_thread: ThreadPoolExecutor
     io_thread: ThreadPoolExecutor
+    continuations: ContinuationEngine = field(init=False)
+    prompt_rounds: list[np.ndarray] = field(init=False)  # faithfulness prompts, the same for every feature
+
+    def __post_init__(self) -> None:
+        faithfulness = self.config.fade.faithfulness
+        engine = ContinuationEngine(
+            self.loaded_model,
+            self.site,
+            self.texts,
+            self.on_model,
+            generation_length=faithfulness.generation_length,
+            max_prompt_tokens=self.config.activations.max_length,
+            batch_rows=faithfulness.generation_batch_size,
+        )
+        object.__setattr__(self, "continuations", engine)
+        prompts = faithfulness_prompts(len(self.texts), faithfulness, self.config.fade.seed)
+        object.__setattr__(self, "prompt_rounds", prompts)
 
     async def on_model(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.model_thread, partial(function, *args, **kwargs))
@@ -244,7 +261,7 @@ def _base_key(
         if fade[role] is not None:
             fade[role] = {key: value for key, value in fade[role].items() if key not in _OPERATIONAL_RATER_SETTINGS}
     return {
-        "format": 1,
+        "format": 2,  # 2: faithfulness prompts shared by every feature (deviation E11)
         "fade": fade,
         "model": loaded_model.identity,
         "site": site.identity,
@@ -311,23 +328,14 @@ async def _evaluate_feature(run: _Run, feature: int, description: str, key: str)
         faithfulness: FaithfulnessOutcome | Score = Score.undefined(gate or FAITHFULNESS_DISABLED)
         reference = None
     else:
-
-        async def generate(positions: Sequence[int], factors: Sequence[float]) -> Continuations:
-            return await run.on_model(
-                generate_continuations,
-                run.loaded_model,
-                run.site,
-                feature,
-                reference,
-                [run.texts[position] for position in positions],
-                factors,
-                generation_length=fade.faithfulness.generation_length,
-                max_prompt_tokens=config.activations.max_length,
-                batch_rows=fade.faithfulness.generation_batch_size,
-            )
-
         faithfulness = await score_faithfulness(
-            calls, description, run.sample_ids, generate, fade.faithfulness, fade.rating_batch_size, rng
+            calls,
+            description,
+            run.sample_ids,
+            partial(run.continuations.continuations, feature, reference),
+            fade.faithfulness,
+            fade.rating_batch_size,
+            run.prompt_rounds,
         )
     return _FeatureOutcome(feature, description, key, calls, clarity, rated, responsiveness, faithfulness, reference)
 

@@ -92,6 +92,11 @@ class FeatureSite(ABC):
     def steered(self, captured: torch.Tensor, feature: int, factor: float, reference: float | None) -> torch.Tensor:
         """A new module tensor in which `feature` is changed at every position (never in place)."""
 
+    def steering_is_identity(self, factor: float, reference: float | None) -> bool:
+        """Whether `steered` with these settings returns its input unchanged, bit for bit, for every feature
+        (then one continuation per prompt serves every feature). False unless a site knows better."""
+        return False
+
     def resolve_features(self, features: FeatureSpec) -> np.ndarray:
         """int64 indices of the selected features, in the given order; SiteError when out of range.
 

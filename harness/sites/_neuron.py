@@ -31,6 +31,9 @@ class NeuronSite(FeatureSite):
         changed[..., feature] *= factor
         return changed
 
+    def steering_is_identity(self, factor: float, reference: float | None) -> bool:
+        return factor == 1.0  # x * 1.0 is x exactly
+
 
 @SITES.register("neuron")
 def build_neuron_site(config: SiteConfig, loaded_model: Any) -> NeuronSite:

@@ -51,6 +51,9 @@ class SAESite(FeatureSite):
         change = (target - current) * sae.W_dec[feature]  # zero exactly where the latent keeps its value
         return captured + change.to(captured.dtype)
 
+    def steering_is_identity(self, factor: float, reference: float | None) -> bool:
+        return reference is None and factor == 1.0  # the change is then exactly zero
+
     def _sae_on(self, device: torch.device) -> SparseAutoencoder:
         self.sae = self.sae.to(device)
         return self.sae
