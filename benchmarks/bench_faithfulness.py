@@ -8,8 +8,9 @@ MLP (`model.layers.15.mlp.act_fn`, features 0..N-1), FADE's faithfulness default
                    (`generate_continuations`, as the FADE reference's step does it);
   ours             every feature at once through the ContinuationEngine: shared prompts, factor 1 continued
                    once per prompt, batches across features;
-  floor            one bare batched forward (no decoding loop, no steering) over exactly the tokens ours must
-                   compute: each row ours generates, prompt plus its 30 tokens, logits for those 30 only.
+  floor            bare batched forwards (no decoding loop, no steering) over exactly the tokens ours must
+                   compute: each row ours generates, prompt plus its 30 tokens, logits for those 30 only, with
+                   the prompts' below-site part once per prompt (that part estimated by its share of layers).
 Peak memory (process RSS above its level before the phase, sampled every 10 ms) is reported for ours with
 all features and with one, to show it is set by the batch, not by the number of features.
 With --end-to-end, FADE as a whole per feature (scripted loopback rater, no latency, no LLM cache) with
@@ -38,8 +39,9 @@ import torch
 from harness.config import HarnessConfig, parse_config
 from harness.corpus import load_corpus
 from harness.evaluate import evaluate_descriptions
-from harness.evaluate.continuations import ContinuationEngine, generate_continuations, prompt_lengths
+from harness.evaluate.continuations import ContinuationEngine, generate_continuations
 from harness.evaluate.faithfulness import faithfulness_prompts
+from harness.evaluate.prompt_prefix import site_layer
 from harness.evaluate.sampling import random_subset
 from harness.model import load_subject_model
 from harness.sites import build_site
@@ -138,25 +140,38 @@ def ours(loaded, site, texts, config, features) -> tuple[float, ContinuationEngi
     return time.perf_counter() - start, engine, positions
 
 
-def floor(loaded, texts, config, positions, rows_per_prompt: int) -> tuple[float, int]:
-    """One forward over every row ours computes (prompt + generated tokens), batched like ours; the tokens."""
-    settings = config.fade.faithfulness
-    lengths = prompt_lengths(loaded, [texts[p] for p in positions], config.activations.max_length)
-    encoded = loaded.tokenizer([texts[p] for p in positions], truncation=True, max_length=config.activations.max_length)
-    sequences = [ids + [ids[-1]] * settings.generation_length for ids in encoded["input_ids"]]
-    order = np.argsort(lengths, kind="stable")
-    rows = [sequences[i] for i in order for _ in range(rows_per_prompt)]
-    tokens = sum(len(row) for row in rows)
+def bare_forward(loaded, rows: list[list[int]], batch_rows: int, logits: int) -> float:
+    """Seconds of plain batched forwards over token rows (left-padded, no cache), `logits` kept per row."""
     pad = loaded.tokenizer.pad_token_id
     start = time.perf_counter()
-    for first in range(0, len(rows), settings.generation_batch_size):
-        batch = rows[first : first + settings.generation_batch_size]
+    for first in range(0, len(rows), batch_rows):
+        batch = rows[first : first + batch_rows]
         width = max(len(row) for row in batch)
         ids = torch.tensor([[pad] * (width - len(row)) + row for row in batch])
         mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in batch])
         with torch.inference_mode():
-            loaded.model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=settings.generation_length)
-    return time.perf_counter() - start, tokens
+            loaded.model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=logits)
+    return time.perf_counter() - start
+
+
+def floor(loaded, texts, config, positions, rows_per_prompt: int, shared_layers: int) -> tuple[float, int]:
+    """The compute floor of ours: bare forwards over exactly the tokens it must compute, and their count.
+
+    Measured: every row ours generates, prompt plus its generated tokens, in one forward each (logits for the
+    generated ones), batched like ours; less the share `shared_layers / num_layers` of the rows' prompt
+    forward, plus that share of one forward over each prompt (the below-site part computed once).
+    """
+    settings = config.fade.faithfulness
+    length = settings.generation_length
+    encoded = loaded.tokenizer([texts[p] for p in positions], truncation=True, max_length=config.activations.max_length)
+    prompts = sorted(encoded["input_ids"], key=len)
+    rows = [ids for ids in prompts for _ in range(rows_per_prompt)]
+    full = bare_forward(loaded, [ids + [ids[-1]] * length for ids in rows], settings.generation_batch_size, length)
+    share = shared_layers / loaded.model.config.num_hidden_layers
+    below_rows = bare_forward(loaded, rows, settings.generation_batch_size, 1) * share
+    below_once = bare_forward(loaded, prompts, settings.generation_batch_size, 1) * share
+    tokens = sum(len(ids) + length for ids in rows)
+    return full - below_rows + below_once, tokens
 
 
 def end_to_end(features: list[int], prompts: int, cache_dir: str) -> dict[str, float]:
@@ -203,7 +218,8 @@ def main() -> int:
             ours_s, engine, positions = ours(loaded, site, texts, config, features)
         reference_s = reference_shape(loaded, site, texts, config, features)
         rows_per_prompt = engine.rows_generated // len(positions)
-        floor_s, tokens = floor(loaded, texts, config, positions, rows_per_prompt)
+        shared_layers = site_layer(loaded, site) or 0
+        floor_s, tokens = floor(loaded, texts, config, positions, rows_per_prompt, shared_layers)
         timings = end_to_end(features, args.prompts, cache_dir) if args.end_to_end else {}
 
     n = len(features)
@@ -213,8 +229,8 @@ def main() -> int:
     print(f"reference shape: {reference_s:8.1f} s  {reference_s / n:6.1f} s/feature  {reference_rows} rows")
     print(f"ours:            {ours_s:8.1f} s  {ours_s / n:6.1f} s/feature  {engine.rows_generated} rows, "
           f"{engine.generate_calls} generate calls  -> {reference_s / ours_s:.2f}x faster than the reference shape")
-    print(f"floor:           {floor_s:8.1f} s  {floor_s / n:6.1f} s/feature  {tokens} tokens in one forward each  "
-          f"-> ours is {ours_s / floor_s:.2f}x the floor")
+    print(f"floor (bare forwards, below-site share scaled by layers): {floor_s:8.1f} s  {floor_s / n:6.1f} s/feature  "
+          f"{tokens} row tokens  -> ours is {ours_s / floor_s:.2f}x the floor")
     print(f"peak memory of ours: {memory.peak_mb:.0f} MiB with {n} features, {one_memory.peak_mb:.0f} MiB with 1")
     for name, seconds in timings.items():
         print(f"FADE per feature, {name}: {seconds:.1f} s")

@@ -224,12 +224,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from harness.activations import current_processes
     from harness.evaluate.descriptions_io import read_descriptions
     from harness.evaluate.pipeline import evaluate_descriptions
 
     config = _config_from(args)
     descriptions = read_descriptions(args.descriptions, format=args.format)
     result = evaluate_descriptions(config, descriptions, args.output, progress=not args.quiet)
+    if not current_processes().is_main:
+        return 0  # under `accelerate launch` the main process scores the rest and reports for all
     table = result.scores[["feature", "clarity", "responsiveness", "purity", "faithfulness", "description"]]
     written = f"scores in {Path(args.output) / 'scores.csv'}"
     if config.scorers.enabled:

@@ -2,6 +2,7 @@
 
 from harness.activations._extract import extract_activations
 from harness.activations._pool import pool_examples
+from harness.activations._processes import Processes, current_processes
 from harness.activations._report import top_examples_report
 from harness.activations._texts import activations_for_texts
 from harness.activations.types import ActivatingExample, ActivationSet
@@ -9,7 +10,9 @@ from harness.activations.types import ActivatingExample, ActivationSet
 __all__ = [
     "ActivatingExample",
     "ActivationSet",
+    "Processes",
     "activations_for_texts",
+    "current_processes",
     "extract_activations",
     "pool_examples",
     "top_examples_report",

@@ -24,7 +24,13 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from harness.activations import ActivationSet, activations_for_texts, extract_activations
+from harness.activations import (
+    ActivationSet,
+    Processes,
+    activations_for_texts,
+    current_processes,
+    extract_activations,
+)
 from harness.config import OPERATIONAL_LLM_FIELDS, HarnessConfig
 from harness.corpus import corpus_fingerprint, load_corpus
 from harness.errors import EvaluationError
@@ -166,9 +172,14 @@ def evaluate_descriptions(
     keys = {
         feature: content_hash({**base_key, "feature": feature, "description": text}) for feature, text in described.items()
     }
+    processes = current_processes()
     results = {feature: result for feature, key in keys.items() if (result := store.load(feature, key)) is not None}
-    pending = [feature for feature in keys if feature not in results]
+    # Under `accelerate launch` every process works from the main one's view of what is left (another
+    # process may already have stored a feature when this one looks), and evaluates its share of it.
+    pending = processes.gather([feature for feature in keys if feature not in results])[0]
+    mine = processes.split(np.asarray(pending, dtype=np.int64)).tolist() if pending else []
     usage = Usage()
+    failure: BaseException | None = None
     if pending:
         # One pass over the site's configured features when they cover the described ones (the explain
         # stage's pass, cached), else over every described feature, finished ones too: either way the same
@@ -178,6 +189,7 @@ def evaluate_descriptions(
         activations = extract_activations(
             loaded_model, site, corpus, config.activations, features=extracted, progress=progress
         )
+        progress = progress and processes.is_main
         generator = LLMClient(config.fade.generation_llm, config.activations.cache_dir, progress=False)
         rater = (
             build_rater(config.fade, config.activations.cache_dir, corpus["text"].tolist(), progress=False)
@@ -202,13 +214,19 @@ def evaluate_descriptions(
                 model_thread=model_thread,
                 io_thread=io_thread,
             )
-            work = [(feature, described[feature], keys[feature]) for feature in pending]
+            work = [(feature, described[feature], keys[feature]) for feature in mine]
             try:
                 asyncio.run(_evaluate_all(run, store, work, results, progress, on_feature_done))
+            except Exception as error:
+                if processes.num_processes == 1:
+                    raise
+                failure = error  # told to the other processes first, so none waits for this one forever
             finally:
                 usage = generator.usage + (rater.usage if rater is not generator else Usage())
                 for client in {id(generator): generator, id(rater): rater}.values():
                     client.close()
+    if processes.num_processes > 1 and pending:
+        _gather_shares(processes, failure, store, keys, results)
     ordered = [results[feature] for feature in keys]
     scores, summary = store.write_run(ordered, skipped)
     return EvaluationResult(
@@ -221,6 +239,32 @@ def evaluate_descriptions(
         skipped=skipped,
         llm_usage=usage,
     )
+
+
+def _gather_shares(
+    processes: Processes,
+    failure: BaseException | None,
+    store: ResultStore,
+    keys: dict[int, str],
+    results: dict[int, FeatureResult],
+) -> None:
+    """After every process's share: raise this process's failure or another's, else read the others'
+    features from the shared output folder into `results`."""
+    failures = processes.gather(None if failure is None else f"{type(failure).__name__}: {failure}")
+    if failure is not None:
+        raise failure
+    other = next((f"process {index}: {text}" for index, text in enumerate(failures) if text), None)
+    if other is not None:
+        raise EvaluationError(
+            f"another process of this evaluation failed ({other}); the features finished are stored, "
+            "so running the same command again resumes"
+        )
+    for feature, key in keys.items():
+        if feature not in results:
+            loaded = store.load(feature, key)
+            if loaded is None:
+                raise EvaluationError(f"feature {feature} was assigned to another process but is not in {store.root}")
+            results[feature] = loaded
 
 
 def _checked_descriptions(descriptions: pd.DataFrame) -> pd.DataFrame:
