@@ -162,7 +162,9 @@ class IntruderScorer(Scorer):
     needs_description = False
     extra_columns = ("chance", "trials", "unanswered")
 
-    def prepare(self, record: FeatureRecord, description: str, settings: IntruderConfig) -> list[IntruderTrial] | ScorerReason:
+    def prepare(
+        self, record: FeatureRecord, description: str, settings: IntruderConfig
+    ) -> list[IntruderTrial] | ScorerReason:
         """The feature's trials; the description is not used."""
         return intruder_trials(record, settings)
 
