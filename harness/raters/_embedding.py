@@ -111,14 +111,19 @@ class EmbeddingRater:
         limits = self.thresholds(description)
         return ((similarity >= limits.rated_1).astype(int) + (similarity >= limits.rated_2).astype(int)).tolist()
 
-    def odd_one_out(self, texts: Sequence[str]) -> tuple[int, list[float]]:
-        """The text least like the others (the intruder scorer's proxy) and each text's cosine similarity to
-        the mean embedding of the others; ties go to the first. Needs no description, so no thresholds."""
-        vectors = self._embed(texts).astype(np.float64)
-        others = (vectors.sum(axis=0, keepdims=True) - vectors) / max(len(texts) - 1, 1)
-        norms = np.linalg.norm(others, axis=1)
-        similarity = np.einsum("ij,ij->i", vectors, others) / np.where(norms > 0, norms, 1.0)
-        return int(np.argmin(similarity)), similarity.tolist()
+    def odd_ones_out(self, groups: Sequence[Sequence[str]]) -> list[tuple[int, list[float]]]:
+        """For each group of texts, the one least like the others (the intruder scorer's proxy) and each
+        text's cosine similarity to the mean embedding of the others in its group; ties go to the first.
+        Needs no description, so no thresholds. Every new text is embedded in one pass."""
+        self._embed([text for group in groups for text in group])
+        picks = []
+        for group in groups:
+            vectors = self._embed(group).astype(np.float64)
+            others = (vectors.sum(axis=0, keepdims=True) - vectors) / max(len(group) - 1, 1)
+            norms = np.linalg.norm(others, axis=1)
+            similarity = np.einsum("ij,ij->i", vectors, others) / np.where(norms > 0, norms, 1.0)
+            picks.append((int(np.argmin(similarity)), similarity.tolist()))
+        return picks
 
     def judge(self, description: str, texts: Sequence[str]) -> tuple[list[bool], list[float]]:
         """Yes/no judgments (yes from the yes threshold) and the similarities, a score for AUROC."""

@@ -193,7 +193,7 @@ class IntruderScorer(Scorer):
                 for (_, trial), answer in zip(asked, answers)
             ]
         else:  # the embedding rater: the example least like the others
-            picks = [client.odd_one_out(list(trial.plain))[0] for _, trial in asked]
+            picks = [pick for pick, _ in client.odd_ones_out([trial.plain for _, trial in asked])]
         correct: dict[int, list[bool]] = {feature: [] for feature in prepared}
         unanswered = dict.fromkeys(prepared, 0)
         for (feature, trial), pick in zip(asked, picks):
