@@ -97,6 +97,19 @@ def test_coherent_features_score_far_above_chance_and_random_mixtures_at_chance(
     assert mixed["intruder"].max() < 0.8  # no random feature looks coherent
 
 
+def test_unmarked_examples_are_judged_by_their_words(planted_records, mixtures, make_client):
+    """With `highlight: false` the scripted rater picks the example sharing the fewest words with the others:
+    the planted features' topic word makes that the intruder more often than not, in sentence frames that
+    the intruder shares too; a random mixture stays at chance."""
+    config = ScorersConfig(intruder={"highlight": False})
+    client = make_client()
+    coherent = score(planted_records, true_descriptions(FEATURES), client, config)
+    mixed = score(mixtures, dict.fromkeys([record.feature for record in mixtures], "d"), client, config)
+    assert coherent["intruder_reason"].isna().all() and mixed["intruder_reason"].isna().all()
+    assert coherent["intruder"].mean() > 2 * CHANCE and (coherent["intruder"] > CHANCE).all(), coherent["intruder"].tolist()
+    assert abs(mixed["intruder"].mean() - CHANCE) < CHANCE_TOLERANCE, mixed["intruder"].tolist()
+
+
 def test_trials_show_activating_examples_of_one_quantile_and_the_intruder_anywhere(mixtures):
     settings = ScorersConfig().intruder
     record = mixtures[0]
