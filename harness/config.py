@@ -411,19 +411,60 @@ class EmbeddingConfig(ScorerExamplesConfig):
     device: str = Field("auto", description="'auto' (cuda when present, else cpu), 'cpu', 'cuda', 'cuda:1', ...")
 
 
+class IntruderConfig(StrictModel):
+    """Intruder scorer (Paulo & Belrose 2025): the rater picks the one non-activating example hidden among
+    activating ones. No description is shown, so its answers are the same for every variant of a site."""
+
+    num_trials: int = Field(10, ge=1, le=100, description="trials per feature, one rater call each")
+    num_activating: int = Field(4, ge=2, le=20, description="activating examples shown per trial, next to one intruder")
+    num_quantiles: int = Field(
+        4, ge=1, le=50, description="activation quantile bins; trial i shows the activating examples of bin i mod bins"
+    )
+    activating_above: float = Field(0.3, gt=0, le=1, description="activating: largest token activation >= this share")
+    non_activating_below: float = Field(
+        0.1, gt=0, le=1, description="intruders: examples whose largest token activation is < this share"
+    )
+    highlight: bool = Field(
+        True,
+        description="mark the activating tokens <<like this>> and as many random tokens of the intruder (delphi); "
+        "False shows the examples unmarked",
+    )
+    highlight_threshold: float = Field(
+        0.3, gt=0, le=1, description="tokens at least this share of the feature's max are marked (with highlight)"
+    )
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IntruderConfig:
+        if self.non_activating_below > self.activating_above:
+            raise ValueError(
+                f"non_activating_below ({self.non_activating_below}) must not exceed activating_above "
+                f"({self.activating_above}): an intruder could be an activating example"
+            )
+        return self
+
+    @property
+    def num_non_activating(self) -> int:
+        """Non-activating examples per feature: one intruder per trial (least_active_needed reads it)."""
+        return self.num_trials
+
+
 class ScorersConfig(StrictModel):
     """Scorers other autointerp projects use, run next to FADE on the same descriptions (all off by default).
 
-    The LLM scorers ask the FADE rater (fade.rater); the embedding scorer needs no LLM.
+    The LLM scorers ask the FADE rater (fade.rater); the embedding scorer needs no LLM; the intruder scorer
+    reads no description.
     """
 
     enabled: list[str] = Field(
-        default_factory=list, description="registered scorers to run: 'detection', 'fuzzing', 'simulation', 'embedding'"
+        default_factory=list,
+        description="registered scorers to run: 'detection', 'fuzzing', 'simulation', 'embedding', 'intruder'",
     )
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     fuzzing: FuzzingConfig = Field(default_factory=FuzzingConfig)
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    intruder: IntruderConfig = Field(default_factory=IntruderConfig)
 
     @field_validator("enabled")
     @classmethod
@@ -723,6 +764,8 @@ def result_fingerprint(config: HarnessConfig) -> str:
         data.pop(key)
     if not config.scorers.enabled:
         data.pop("scorers")  # runs made before the extra scorers existed keep their identity
+    elif "intruder" not in config.scorers.enabled:
+        data["scorers"].pop("intruder")  # nor do runs made before the intruder scorer existed
     data["activations"].pop("cache_dir")
     for llm in (data["fade"]["rater"], data["fade"]["generator"], data["explain"]["llm"]):
         for key in OPERATIONAL_LLM_FIELDS & set(llm or ()):

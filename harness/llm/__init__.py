@@ -26,6 +26,7 @@ from harness.llm.parsing import ParsedList, ParsedRatings, parse_ratings, parse_
 from harness.llm.schemas import (
     ANSWER_KINDS,
     AnswerFormat,
+    choice_format,
     description_format,
     ratings_format,
     string_list_format,
@@ -53,6 +54,7 @@ __all__ = [
     "Usage",
     "UsageLedger",
     "cache_key",
+    "choice_format",
     "description_format",
     "parse_metrics",
     "parse_ratings",

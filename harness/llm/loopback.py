@@ -58,6 +58,7 @@ FAULT_KINDS = (*RECOVERABLE_FAULTS, "auth_error")
 
 RATING_MARKER = "rate each one according to how much the concept is expressed"
 GENERATION_MARKER = "generate sequences"
+INTRUDER_MARKER = "Find the intruder."
 MALFORMED_ANSWER = '{"results": oops, [unclosed'
 
 _STOPWORDS = frozenset(
@@ -161,7 +162,8 @@ class FadeResponder:
 
     Rating (system prompt has RATING_MARKER): 2 for a sequence containing a concept keyword, else 0,
     as a JSON dict. Generation (GENERATION_MARKER): ten sentences containing the keywords, as a list.
-    Scorers (user prompt opens with "Description: "): see `judge`.
+    Scorers (user prompt opens with "Description: "): see `judge`; the intruder scorer (INTRUDER_MARKER):
+    see `intruder`.
     Explainer (highlighted `<<tok>>` tokens): `the token "tok"` for the most frequent highlighted token.
     """
 
@@ -171,6 +173,8 @@ class FadeResponder:
             return self.rate(user)
         if GENERATION_MARKER in system:
             return self.generate(user)
+        if INTRUDER_MARKER in system:
+            return self.intruder(user)
         judged = self.judge(system, user)
         if judged is not None:
             return json.dumps(judged)
@@ -213,6 +217,24 @@ class FadeResponder:
                 for number, text in examples
             }
         return {number: int(contains_keyword(text, keywords)) for number, text in examples}
+
+    @staticmethod
+    def intruder(user: str) -> str:
+        """The intruder scorer's answer, {"intruder": n}: the "Example n: text" that shares the least with the
+        others, counted in its `<<marked>>` spans when any example has marks, else in its words of >= 3
+        letters minus stopwords; ties go to the first."""
+        examples = [text for _, text in _EXAMPLE_LINE.findall(user)]
+        marked = any(_HIGHLIGHT.search(text) for text in examples)
+
+        def traits(text: str) -> set[str]:
+            if marked:
+                return {span.strip().lower() for span in _HIGHLIGHT.findall(text)}
+            words = re.findall(r"[A-Za-z][A-Za-z'-]*", text)
+            return {word.lower() for word in words if len(word) >= 3 and word.lower() not in _STOPWORDS}
+
+        sets = [traits(text) for text in examples]
+        shared = [sum(len(mine & theirs) for j, theirs in enumerate(sets) if j != i) for i, mine in enumerate(sets)]
+        return json.dumps({"intruder": min(range(len(shared)), key=shared.__getitem__, default=0) + 1})
 
     @staticmethod
     def generate(user: str) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # The prompt kinds whose answers are counted (Usage.answers / Usage.parsed); one per asking call site.
-ANSWER_KINDS = ("fade_rating", "fade_generation", "detection", "fuzzing", "simulation", "explainer")
+ANSWER_KINDS = ("fade_rating", "fade_generation", "detection", "fuzzing", "simulation", "intruder", "explainer")
 SAMPLES_KEY = "samples"  # strict schemas need an object at the root, so a list of strings is wrapped in it
 DESCRIPTION_KEY = "description"
 # A description is a short phrase; the bound keeps a weak model from writing until max_tokens cuts the JSON.
@@ -37,6 +37,11 @@ def ratings_format(kind: str, ids: Sequence[int], allowed: Collection[int]) -> d
     """
     value = {"type": "integer", "enum": sorted(allowed)}
     return _response_format(kind, _object({str(item): value for item in ids}))
+
+
+def choice_format(kind: str, key: str, allowed: Collection[int]) -> dict[str, Any]:
+    """One choice among numbered options, as {key: number}: e.g. the intruder scorer's {"intruder": 3}."""
+    return _response_format(kind, _object({key: {"type": "integer", "enum": sorted(allowed)}}))
 
 
 def string_list_format(kind: str, max_items: int | None = None, max_length: int | None = None) -> dict[str, Any]:

@@ -5,7 +5,9 @@ or token positions, only how close a text's meaning is to the description's. Thr
 description from the similarities of a fixed background sample of the natural corpus, so a description
 whose wording lies close to every text (or far from all) is judged on the same footing as any other: a
 text is rated 2 when it is at least as similar as the `rated_2_quantile` of the background, 1 from the
-`rated_1_quantile`, else 0, and judged "yes" (detection) from the `yes_quantile`. Embeddings are computed once per text and kept for the run.
+`rated_1_quantile`, else 0, and judged "yes" (detection) from the `yes_quantile`. For the intruder scorer,
+which has no description, the odd one out is the text least similar to the mean of the others. Embeddings
+are computed once per text and kept for the run.
 """
 
 from __future__ import annotations
@@ -108,6 +110,20 @@ class EmbeddingRater:
         similarity = self.similarities(description, texts)
         limits = self.thresholds(description)
         return ((similarity >= limits.rated_1).astype(int) + (similarity >= limits.rated_2).astype(int)).tolist()
+
+    def odd_ones_out(self, groups: Sequence[Sequence[str]]) -> list[tuple[int, list[float]]]:
+        """For each group of texts, the one least like the others (the intruder scorer's proxy) and each
+        text's cosine similarity to the mean embedding of the others in its group; ties go to the first.
+        Needs no description, so no thresholds. Every new text is embedded in one pass."""
+        self._embed([text for group in groups for text in group])
+        picks = []
+        for group in groups:
+            vectors = self._embed(group).astype(np.float64)
+            others = (vectors.sum(axis=0, keepdims=True) - vectors) / max(len(group) - 1, 1)
+            norms = np.linalg.norm(others, axis=1)
+            similarity = np.einsum("ij,ij->i", vectors, others) / np.where(norms > 0, norms, 1.0)
+            picks.append((int(np.argmin(similarity)), similarity.tolist()))
+        return picks
 
     def judge(self, description: str, texts: Sequence[str]) -> tuple[list[bool], list[float]]:
         """Yes/no judgments (yes from the yes threshold) and the similarities, a score for AUROC."""

@@ -70,7 +70,7 @@ def describe_features(
 def score_with_other_scorers(
     config: HarnessConfig, descriptions: pd.DataFrame, shared: SharedStages, ledger: UsageLedger | None = None
 ):
-    """The enabled extra scorers (detection, fuzzing, simulation, embedding) on the variant's descriptions.
+    """The enabled extra scorers (detection, fuzzing, simulation, embedding, intruder) on the variant's descriptions.
 
     Their examples come from a pool of their own (with as many least-active samples as they need), so the
     explainer's contrast examples stay as they were. Returns their per-feature table and the rater's usage

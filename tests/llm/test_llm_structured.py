@@ -19,6 +19,7 @@ from harness.evaluate.clarity import generation_answer
 from harness.evaluate.prompts import generation_messages
 from harness.evaluate.prompts import rating_messages as fade_rating_messages
 from harness.evaluate.rating import rating_answer
+from harness.evaluate.scorers._intruder import intruder_answer, intruder_messages
 from harness.evaluate.scorers._judging import judging_messages
 from harness.evaluate.scorers._simulation import ACTIVATION_SCALE, simulation_messages
 from harness.evaluate.scorers.prompts import system_prompt
@@ -219,6 +220,10 @@ def every_kind() -> list[tuple[list[dict[str, str]], AnswerFormat]]:
             rater_answer("simulation", range(4), ACTIVATION_SCALE),
         ),
         (
+            intruder_messages(system_prompt("intruder"), ["The <<cat>> sat.", "A <<cat>> ran.", "<<Stocks>> fell."]),
+            intruder_answer(3),
+        ),
+        (
             build_prompt(feature_record(), explain, load_template("plain"), json_answer=True).messages,
             DESCRIPTION_ANSWER,
         ),
@@ -246,8 +251,8 @@ def test_the_local_model_answers_every_prompt_kind_in_its_schema(tmp_path):
     greedy = client.complete_many(
         [*conversations, plain], answer_format=[*formats, None], logprobs=True, top_logprobs=3
     )
-    assert provider.generate_calls - calls == 1  # seven rows, six grammars (two alike) and none, one batch
-    assert provider.grammars.compilations - compiled <= 5
+    assert provider.generate_calls - calls == 1  # eight rows, seven grammars (two alike) and none, one batch
+    assert provider.grammars.compilations - compiled <= 6
     compiled = provider.grammars.compilations
     sampled = client.complete_many(conversations, answer_format=formats, temperature=1.0, seed=1)
     assert provider.generate_calls - calls == 2 and provider.grammars.compilations == compiled  # compiled once

@@ -3,7 +3,8 @@ as a perfect reader of the description:
 
 - detection: 1 for an example that contains a keyword of the description, else 0;
 - fuzzing: 1 when a highlighted span contains a keyword, else 0;
-- simulation: 10 on tokens that contain a keyword, else 0.
+- simulation: 10 on tokens that contain a keyword, else 0;
+- intruder (no description): the example whose marked spans the others share least (FadeResponder.intruder).
 Keywords are the description's quoted words (harness.llm.loopback.concept_keywords).
 
 A hedged rater writes the same value for every item (1, or 5 in simulation), so its written answers say
@@ -31,17 +32,20 @@ class KeywordRater:
     def __init__(self, chatty: bool = False, hedged: bool = False) -> None:
         self.chatty = chatty
         self.hedged = hedged
-        self.prompts = {name: system_prompt(name) for name in ("detection", "fuzzing", "simulation")}
+        self.prompts = {name: system_prompt(name) for name in ("detection", "fuzzing", "simulation", "intruder")}
 
     def __call__(self, messages: list[dict[str, Any]]) -> str | ScriptedAnswer:
         system = next((m["content"] for m in messages if m["role"] == "system"), "")
         user = next((m["content"] for m in messages if m["role"] == "user"), "")
         if system not in self.prompts.values():
             return "I only rate the scorers' prompts."
-        answer = FadeResponder.judge(system, user)
-        if self.hedged:
-            return hedged_answer(answer, simulation=system == self.prompts["simulation"])
-        text = json.dumps(answer)
+        if system == self.prompts["intruder"]:  # hedging has no meaning for a choice: written as it is
+            text = FadeResponder.intruder(user)
+        else:
+            answer = FadeResponder.judge(system, user)
+            if self.hedged:
+                return hedged_answer(answer, simulation=system == self.prompts["simulation"])
+            text = json.dumps(answer)
         return f"Sure! Here is my answer:\n```json\n{text}\n```\nLet me know if you need more." if self.chatty else text
 
 

@@ -56,7 +56,7 @@ def test_pools_give_both_kinds_of_example(real_records):
 
 
 def test_true_description_beats_the_swapped_one_on_every_scorer(real_records, make_client):
-    config = ScorersConfig(enabled=["detection", "fuzzing", "simulation", "embedding"])
+    config = ScorersConfig(enabled=["detection", "fuzzing", "simulation", "embedding", "intruder"])
     true = {0: f"the word '{PLANTED_WORD}'", 1: f"the word '{OTHER_WORD}'"}
     swapped = {0: true[1], 1: true[0]}
     client = make_client()
@@ -70,3 +70,7 @@ def test_true_description_beats_the_swapped_one_on_every_scorer(real_records, ma
     # No known answer for the embedding: MiniLM hardly relates "the word 'then'" to sentences using it
     # (AUROC near or below 0.5 here), which is why it is the cheap screen, not the verdict.
     assert true_table["embedding"].between(0, 1).all() and (true_table["embedding_examples"] > 5).all()
+    # The intruder reads no description: the same trials and answers for both, and the rater, reading the
+    # marks, finds the one example whose marked token is not the latent's word.
+    assert true_table["intruder"].equals(swapped_table["intruder"])
+    assert (true_table["intruder"] == 1.0).all() and (true_table["intruder_trials"] == 10).all()

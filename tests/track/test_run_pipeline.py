@@ -45,7 +45,7 @@ def write_config(folder: Path, server_url: str, experiment: str) -> Path:
             "num_samples": 40,
             "faithfulness": {"num_samples": 4, "generation_length": 6, "modification_factors": [0, 10]},
         },
-        "scorers": {"enabled": ["embedding"]},
+        "scorers": {"enabled": ["embedding", "intruder"]},
         "tracking": {"experiment": experiment, "store_dir": str(folder / "mlruns"), "bootstrap_samples": 200, "plot_features": 1},
         "variants": {
             "grid": {"explain.prompt.template": ["plain", "delphi"]},
@@ -127,6 +127,16 @@ def test_params_metrics_and_artifacts_are_recorded(finished):
     # The extra scorers run next to FADE on the same descriptions: their columns and summaries are there too.
     assert "embedding" in table["columns"] and "embedding_reason" in table["columns"]
     assert 0 <= metrics["embedding_defined"] <= 1 and metrics["time_scorers_s"] > 0
+    assert "intruder" in table["columns"] and "intruder_trials" in table["columns"]
+    assert 0 <= metrics["intruder_defined"] <= 1
+
+
+def test_the_intruder_score_is_the_same_in_every_variant(finished):
+    """It reads no description: the variants differ in their descriptions only, so they get one number."""
+    runs = [run for run in _runs(finished["client"], "uninterrupted") if run.data.tags["harness.role"] == "variant"]
+    summaries = {(run.data.metrics.get("intruder_mean"), run.data.metrics["intruder_defined"]) for run in runs}
+    assert len(runs) == 3 and len(summaries) == 1, summaries
+    assert all(run.data.metrics.get("answers_intruder", 0) == runs[0].data.metrics.get("answers_intruder", 0) for run in runs)
 
 
 def test_the_comparison_run_holds_the_agreement_between_scorers_across_its_variants(finished):

@@ -1,4 +1,4 @@
-"""Scorers other autointerp projects use, next to FADE: detection, fuzzing, simulation, embedding.
+"""Scorers other autointerp projects use, next to FADE: detection, fuzzing, simulation, embedding, intruder.
 
 Each is registered by name in SCORERS and scores the same descriptions from the same activation records
 (top examples and the activation pool); the LLM scorers ask the FADE rater through the LLM layer (one
@@ -6,7 +6,7 @@ concurrent batch per scorer, cached). `run_scorers` runs the enabled ones into o
 Methods and sources: docs/scorers/.
 """
 
-from harness.evaluate.scorers import _detection, _embedding, _fuzzing, _simulation  # noqa: F401  (register)
+from harness.evaluate.scorers import _detection, _embedding, _fuzzing, _intruder, _simulation  # noqa: F401  (register)
 from harness.evaluate.scorers._answers import (
     RaterValues,
     TokenLogprobs,

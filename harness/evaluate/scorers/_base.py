@@ -3,7 +3,8 @@
 A scorer's table has `feature`, `<name>` (the main value, a float or None), `<name>_reason` (why it is
 None) and extra columns `<name>_<metric>`. A scorer works in two steps: `prepare` looks at one feature
 (what to show, or why it cannot be scored), `evaluate` scores every prepared feature at once (one LLM
-batch, one encoder pass). `run_scorers` runs the enabled scorers and merges their tables.
+batch, one encoder pass). `run_scorers` runs the enabled scorers and merges their tables. A scorer that
+reads no description (`needs_description` False: the intruder scorer) scores undescribed features too.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class Scorer(ABC):
     needs_llm: ClassVar[bool]
     # Why a rater that reads no prompt (the embedding rater) cannot score this method; None: it can.
     unjudged_without_prompts: ClassVar[ScorerReason | None] = None
+    # False: the method shows the rater no description, so a missing one does not make the score undefined.
+    needs_description: ClassVar[bool] = True
     extra_columns: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
@@ -73,7 +76,7 @@ class Scorer(ABC):
         Args:
             records: the features' examples (top examples and the activation pool).
             descriptions: feature -> description; features missing here are not scored, a None or empty
-                description gives an undefined score (reason no_description).
+                description gives an undefined score (reason no_description) unless the scorer reads none.
             client: the rater (fade.rater); None for scorers that need no LLM.
             config: the scorers section.
             progress: show progress bars (an LLM scorer's bar is its client's, set when the client is made).
@@ -91,7 +94,10 @@ class Scorer(ABC):
         order = []
         for record, description in described_records(records, descriptions):
             order.append(record.feature)
-            work = ScorerReason.NO_DESCRIPTION if description is None else self.prepare(record, description, settings)
+            if description is None and self.needs_description:
+                work: Any = ScorerReason.NO_DESCRIPTION
+            else:
+                work = self.prepare(record, description or "", settings)
             if isinstance(work, ScorerReason):
                 rows[record.feature] = FeatureScore(record.feature, Score.undefined(work))
             else:
@@ -162,14 +168,15 @@ def ask_rater(
     client: LLMClient,
     conversations: Sequence[Messages],
     validators: Sequence[Callable[[str], bool]],
-    settings: LLMScorerConfig,
+    settings: LLMScorerConfig | None,
     desc: str,
     answer_formats: Sequence[AnswerFormat] | None = None,
 ) -> list[Completion | None]:
     """Every conversation in one concurrent batch; a failed call is None in its place.
 
-    Log-probabilities are asked for as `settings.logprobs` says (see logprob_params). `answer_formats`
-    (one per conversation) say what each answer should be: schemas for the backend, kinds for the counts.
+    Log-probabilities are asked for as `settings.logprobs` says (see logprob_params; never when `settings`
+    is None). `answer_formats` (one per conversation) say what each answer should be: schemas for the
+    backend, kinds for the counts.
 
     Raises:
         LLMError: not one call succeeded (a wrong key, model or address would otherwise make every
@@ -182,7 +189,7 @@ def ask_rater(
         desc=desc,
         validate=list(validators),
         answer_format=answer_formats,
-        **logprob_params(client, settings),
+        **(logprob_params(client, settings) if settings is not None else {}),
     )
     failures = [result for result in results if isinstance(result, LLMError)]
     if len(failures) == len(results):

@@ -23,6 +23,7 @@ class ScorerReason(StrEnum):
     NO_DESCRIPTION = "no_description"
     NO_ACTIVATING_EXAMPLES = "no_activating_examples"
     NO_NON_ACTIVATING_EXAMPLES = "no_non_activating_examples"
+    TOO_FEW_ACTIVATING_EXAMPLES = "too_few_activating_examples"
     NO_VALID_ANSWERS = "no_valid_answers"
     SINGLE_CLASS_ANSWERED = "single_class_answered"
     NO_SCORES = "no_scores"
