@@ -4,10 +4,13 @@ features, results persisted per feature so an interrupted run resumes.
 Per feature (its own random stream from (fade.seed, feature)):
   Clarity        generation calls -> synthetic samples -> their activations -> Gini vs natural samples
   Responsiveness natural samples chosen by activation -> ratings (+ retries) -> Gini / Purity = AP
-  Faithfulness   only when Clarity and Responsiveness pass gini_threshold: steered generation on random
-                 natural prompts for every factor -> ratings of the continuations -> p2 -> faithfulness
+  Faithfulness   only when Clarity and Responsiveness pass gini_threshold: steered generation on natural
+                 prompts (drawn once, the same for every feature) for every factor -> ratings of the
+                 continuations -> p2 -> faithfulness
 Clarity and Responsiveness run side by side; subject-model work (forward passes, generate) runs on one
-worker thread, one job at a time, so one feature's steering hook never meets another's pass.
+worker thread, one job at a time, so one feature's steering hook never meets another's pass. The steered
+generation of all features goes through one ContinuationEngine, which computes their shared work once.
+Under `accelerate launch` each process evaluates its share of the features.
 """
 
 from __future__ import annotations
