@@ -257,6 +257,41 @@ class EmbeddingRaterConfig(StrictModel):
         return self
 
 
+# Concepts far from any corpus a harness user is likely to read features on (code, docs, web text), each a
+# plain noun phrase; their synthetic samples are what "text written by the generator" looks like without
+# the feature's concept. Documented in docs/clarity-floor.md.
+CLARITY_FLOOR_CONCEPTS = (
+    "cooking recipes and kitchen ingredients",
+    "football matches and their players",
+    "birds, their nests and their songs",
+    "medieval castles and knights",
+    "weather, rain and the seasons",
+)
+
+
+class ClarityFloorConfig(StrictModel):
+    """Clarity of unrelated descriptions on the same feature and corpus: how high Clarity is for text the
+    generator writes about anything (a feature that reacts to the generator's style scores high for all)."""
+
+    enabled: bool = False
+    concepts: list[str] = Field(
+        default_factory=lambda: list(CLARITY_FLOOR_CONCEPTS),
+        min_length=2,
+        description="unrelated concepts whose Clarity on each feature is its floor (their synthetic samples are "
+        "generated once and shared by every feature and variant)",
+    )
+    beats_at_z: float = Field(
+        2.0, gt=0, description="a feature's Clarity beats its floor when it is this many floor spreads above its mean"
+    )
+
+    @field_validator("concepts")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if any(not concept.strip() for concept in value) or len(set(value)) != len(value):
+            raise ValueError("clarity_floor.concepts must be distinct, non-empty texts")
+        return value
+
+
 class FadeConfig(StrictModel):
     """FADE settings; every default is the reference's (../shared/FADE.md)."""
 
@@ -287,6 +322,7 @@ class FadeConfig(StrictModel):
     max_sparse_retries: int = Field(1, ge=0)
     gini_threshold: float = Field(0.5, ge=0, le=1)
     faithfulness: FaithfulnessConfig = Field(default_factory=FaithfulnessConfig)
+    clarity_floor: ClarityFloorConfig = Field(default_factory=ClarityFloorConfig)
     seed: int = 0
 
     @field_validator("percentiles")
@@ -766,6 +802,8 @@ def result_fingerprint(config: HarnessConfig) -> str:
         data.pop("scorers")  # runs made before the extra scorers existed keep their identity
     elif "intruder" not in config.scorers.enabled:
         data["scorers"].pop("intruder")  # nor do runs made before the intruder scorer existed
+    if not config.fade.clarity_floor.enabled:
+        data["fade"].pop("clarity_floor")  # nor those made before the clarity floor existed
     data["activations"].pop("cache_dir")
     for llm in (data["fade"]["rater"], data["fade"]["generator"], data["explain"]["llm"]):
         for key in OPERATIONAL_LLM_FIELDS & set(llm or ()):

@@ -41,7 +41,8 @@ from harness.files import content_hash
 from harness.evaluate import plots
 from harness.evaluate.calls import FeatureCalls, RaterBackend
 from harness.evaluate.concurrency import gather_or_cancel
-from harness.evaluate.clarity import ClarityOutcome, score_clarity
+from harness.evaluate.clarity import ClarityOutcome, generate_synthetic_texts, score_clarity
+from harness.evaluate.clarity_floor import ClarityFloor, clarity_floor
 from harness.evaluate.continuations import ContinuationEngine
 from harness.evaluate.faithfulness import FaithfulnessOutcome, faithfulness_prompts, score_faithfulness
 from harness.evaluate.metrics import GiniAP, faithfulness_gate
@@ -95,6 +96,8 @@ class _Run:
     backend: RaterBackend
     model_thread: ThreadPoolExecutor
     io_thread: ThreadPoolExecutor
+    # feature -> unrelated concept -> its activations on that concept's synthetic samples (clarity floor)
+    unrelated: dict[int, dict[str, np.ndarray]] | None = None
     continuations: ContinuationEngine = field(init=False)
     prompt_rounds: list[np.ndarray] = field(init=False)  # faithfulness prompts, the same for every feature
 
@@ -131,6 +134,7 @@ class _FeatureOutcome:
     responsiveness: GiniAP  # gini = Responsiveness, average_precision = Purity
     faithfulness: FaithfulnessOutcome | Score  # a Score when not computed (it says why)
     steering_reference: float | None
+    floor: ClarityFloor | None = None
 
 
 def evaluate_descriptions(
@@ -202,6 +206,12 @@ def evaluate_descriptions(
         for client in (generator, rater):
             if isinstance(client, LLMClient):
                 client.ledger = usage_ledger
+        backend = RaterBackend(generator, rater)
+        unrelated = (
+            _unrelated_activations(config, loaded_model, site, backend, mine)
+            if config.fade.clarity_floor.enabled and mine
+            else None
+        )
         with (
             ThreadPoolExecutor(1, thread_name_prefix="fade-model") as model_thread,
             ThreadPoolExecutor(1, thread_name_prefix="fade-io") as io_thread,
@@ -213,9 +223,10 @@ def evaluate_descriptions(
                 texts=corpus.set_index("sample_id").loc[activations.sample_ids, "text"].tolist(),
                 sample_ids=activations.sample_ids,
                 activations=activations,
-                backend=RaterBackend(generator, rater),
+                backend=backend,
                 model_thread=model_thread,
                 io_thread=io_thread,
+                unrelated=unrelated,
             )
             work = [(feature, described[feature], keys[feature]) for feature in mine]
             try:
@@ -242,6 +253,31 @@ def evaluate_descriptions(
         skipped=skipped,
         llm_usage=usage,
     )
+
+
+def _unrelated_activations(
+    config: HarnessConfig, loaded_model: LoadedModel, site: FeatureSite, backend: RaterBackend, features: list[int]
+) -> dict[int, dict[str, np.ndarray]]:
+    """Each feature's activations on the synthetic samples of every clarity-floor concept: the samples are
+    written once (the LLM cache keeps them for every variant), and read on all features in one pass."""
+    concepts = config.fade.clarity_floor.concepts
+
+    async def write_all() -> list[tuple[list[str], int]]:
+        calls = FeatureCalls(backend)
+        return await gather_or_cancel(*(generate_synthetic_texts(calls, concept, config.fade) for concept in concepts))
+
+    samples = [texts for texts, _ in asyncio.run(write_all())]
+    texts = [text for concept_texts in samples for text in concept_texts]
+    values = (
+        activations_for_texts(loaded_model, site, texts, features, config.activations)
+        if texts
+        else np.zeros((0, len(features)), dtype=np.float32)
+    )
+    bounds = np.cumsum([0, *(len(concept_texts) for concept_texts in samples)])
+    return {
+        feature: {concept: values[bounds[i] : bounds[i + 1], column] for i, concept in enumerate(concepts)}
+        for column, feature in enumerate(features)
+    }
 
 
 def _gather_shares(
@@ -384,7 +420,12 @@ async def _evaluate_feature(run: _Run, feature: int, description: str, key: str)
             fade.rating_batch_size,
             run.prompt_rounds,
         )
-    return _FeatureOutcome(feature, description, key, calls, clarity, rated, responsiveness, faithfulness, reference)
+    floor = None
+    if run.unrelated is not None:
+        floor = clarity_floor(clarity.score, natural, run.unrelated[feature], fade.clarity_floor.beats_at_z)
+    return _FeatureOutcome(
+        feature, description, key, calls, clarity, rated, responsiveness, faithfulness, reference, floor
+    )
 
 
 def _nullable_ratings(ratings: np.ndarray) -> pd.array:
@@ -456,6 +497,7 @@ def _store_outcome(store: ResultStore, outcome: _FeatureOutcome, run: _Run) -> F
         feature=outcome.feature,
         description=outcome.description,
         key=outcome.key,
+        clarity_floor=outcome.floor,
         scores=scores,
         steering_reference=outcome.steering_reference,
         llm_requests=outcome.calls.requests,

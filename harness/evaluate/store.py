@@ -23,6 +23,7 @@ import pandas as pd
 from pydantic import Field
 
 from harness.errors import EvaluationError
+from harness.evaluate.clarity_floor import ClarityFloor
 from harness.evaluate.scores import FeatureScores, _Record, summarise
 from harness.files import write_atomic
 
@@ -31,6 +32,9 @@ RESULT_FILE = "result.json"
 SCORES_FILE = "scores.csv"
 SUMMARY_FILE = "summary.json"
 SCORE_NAMES = ("clarity", "responsiveness", "purity", "faithfulness")
+# The clarity floor's columns in scores.csv (null when fade.clarity_floor is off): its mean, Clarity above
+# it, that difference in floor spreads, and whether Clarity beats the floor (docs/clarity-floor.md).
+FLOOR_COLUMNS = ("clarity_floor", "clarity_above_floor", "clarity_floor_z", "clarity_beats_floor")
 
 
 def factor_label(factor: float) -> str:
@@ -56,6 +60,7 @@ class FeatureResult(_Record):
     llm_requests: Annotated[int, Field(ge=0)] = 0
     llm_failures: Annotated[int, Field(ge=0)] = 0
     generate_calls: Annotated[int, Field(ge=0)] = 0
+    clarity_floor: ClarityFloor | None = None  # None unless fade.clarity_floor.enabled
     files: list[str] = Field(default_factory=list)
 
 
@@ -122,6 +127,14 @@ class ResultStore:
             "llm_requests": sum(result.llm_requests for result in results),
             "scores": {name: summarise(getattr(result.scores, name) for result in results) for name in SCORE_NAMES},
         }
+        floors = [result.clarity_floor for result in results if result.clarity_floor is not None]
+        if floors:
+            judged = [floor.beats for floor in floors if floor.beats is not None]
+            summary["clarity_floor"] = {
+                "clarity_above_floor": summarise(floor.above for floor in floors),
+                "features_judged": len(judged),
+                "features_beating_floor": sum(judged),
+            }
         write_atomic(self.root / SCORES_FILE, table.to_csv(index=False).encode("utf-8"))
         write_atomic(self.root / SUMMARY_FILE, json.dumps(summary, indent=2).encode("utf-8"))
         return table, summary
@@ -138,7 +151,10 @@ def scores_table(results: Iterable[FeatureResult]) -> pd.DataFrame:
         for name in SCORE_NAMES:
             row[f"{name}_reason"] = getattr(result.scores, name).reason
         row["llm_requests"] = result.llm_requests
+        floor = result.clarity_floor
+        for column, value in zip(FLOOR_COLUMNS, (floor.mean, floor.above, floor.z, floor.beats) if floor else (None,) * 4):
+            row[column] = value
         rows.append(row)
     reasons = [f"{name}_reason" for name in SCORE_NAMES]
-    columns = ["feature", "description", *SCORE_NAMES, "faithfulness_factor", *reasons, "llm_requests"]
+    columns = ["feature", "description", *SCORE_NAMES, "faithfulness_factor", *reasons, "llm_requests", *FLOOR_COLUMNS]
     return pd.DataFrame(rows, columns=columns)
