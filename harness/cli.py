@@ -214,7 +214,7 @@ def cmd_leaderboard_build(args: argparse.Namespace) -> int:
     weights = dict(_parse_weight(item) for item in args.weight or []) or None
     index = build_site(
         experiments, uri, Path(args.output), rank_by=args.rank_by, weights=weights, title=args.title,
-        run_ids=run_ids, progress=not args.quiet,
+        run_ids=run_ids, progress=not args.quiet, alpha=args.alpha, min_features=args.min_features,
     )  # fmt: skip
     print(f"Leaderboard written: {index.resolve()} (open it in any browser; no server needed)")
     note = failed_runs_note(count_failed_runs(experiments, uri, run_ids=run_ids))
@@ -384,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else mlruns/mlflow.db")
     build.add_argument("--store-dir", default="mlruns", help="folder of the default sqlite store")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
+    build.add_argument("--alpha", type=float, default=ALPHA, help=f"level of the Holm-adjusted paired test that decides ties (default {ALPHA})")
+    build.add_argument("--min-features", type=int, default=MIN_FEATURES, help=f"fewest paired features for a test (default {MIN_FEATURES})")
     build.set_defaults(handler=cmd_leaderboard_build)
 
     explain = command("explain", cmd_explain, "generate descriptions for the config's features (one variant)")
