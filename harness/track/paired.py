@@ -4,7 +4,8 @@ Every variant is scored on the same features, so two variants are compared **fea
 per-feature differences of a score (variant minus the one it is compared with), over the features where
 both define it (a NaN or undefined score leaves that feature out of that pair only). The test is the
 **Wilcoxon signed-rank test** (two-sided; zero differences ranked then dropped, Pratt's method; the exact
-null distribution up to 50 pairs without ties, the normal approximation with tie correction otherwise).
+null distribution of the signed ranks, ties included, up to 50 non-zero differences, the normal
+approximation with tie correction beyond).
 Why Wilcoxon and not a paired bootstrap: FADE's scores are bounded, skewed and often discrete, so a
 rank test is robust where a t-like statistic is not; its p-values are analytic, so they have no
 resampling floor (a bootstrap with B resamples can report nothing below 1/(B+1), which Holm over many
@@ -31,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 ALPHA = 0.05
 MIN_FEATURES = 10  # below ~6 non-zero pairs the signed-rank test cannot reach p < 0.05 at all
+EXACT_UP_TO = 50  # non-zero pairs up to which the p-value is exact; the normal approximation beyond
 TEST = "wilcoxon signed-rank (Pratt), Holm-adjusted"
 TABLE_ARTIFACT = "tables/paired_comparisons.json"
 
@@ -85,10 +87,31 @@ def signed_rank_test(differences: np.ndarray) -> tuple[float, float]:
     if not nonzero.any():
         return 1.0, 0.0
     ranks = rankdata(np.abs(differences))[nonzero]
-    positive, negative = ranks[differences[nonzero] > 0].sum(), ranks[differences[nonzero] < 0].sum()
+    up = differences[nonzero] > 0
+    positive, negative = ranks[up].sum(), ranks[~up].sum()
     biserial = float((positive - negative) / (positive + negative))
-    p_value = float(wilcoxon(differences, zero_method="pratt", alternative="two-sided").pvalue)
+    if len(ranks) <= EXACT_UP_TO:
+        p_value = _exact_p(ranks, up)
+    else:
+        p_value = float(wilcoxon(differences, zero_method="pratt", alternative="two-sided", method="asymptotic").pvalue)
     return min(max(p_value, 0.0), 1.0), min(max(biserial, -1.0), 1.0)
+
+
+def _exact_p(ranks: np.ndarray, up: np.ndarray) -> float:
+    """Two-sided p of the sum of positive ranks under random signs: its exact distribution, ties included.
+
+    Ranks (averaged over ties) are multiples of 1/2, so the doubled ranks are integers and the distribution
+    of their signed sum is counted exactly by adding one rank at a time (2**n outcomes, at most 2**50 here).
+    """
+    doubled = np.rint(2 * ranks).astype(np.int64)
+    counts = np.zeros(int(doubled.sum()) + 1)
+    counts[0] = 1.0
+    for rank in doubled:
+        counts[rank:] = counts[rank:] + counts[: len(counts) - rank].copy()
+    counts /= counts.sum()
+    observed = int(doubled[up].sum())
+    lower, upper = counts[: observed + 1].sum(), counts[observed:].sum()
+    return float(min(1.0, 2 * min(lower, upper)))
 
 
 def holm(p_values: Sequence[float | None]) -> list[float | None]:
