@@ -15,13 +15,15 @@ FADE = ("clarity", "responsiveness", "purity", "faithfulness")
 
 
 def per_feature_values(uri: str, run_id: str, criterion: str) -> dict[int, float]:
-    """feature -> value of a score (or of the equal-weight FADE aggregate, defined where all four are)."""
+    """feature -> value of a score (or of the equal-weight aggregate of the FADE scores the table has,
+    defined where all of them are)."""
     path = Path(MlflowClient(uri).download_artifacts(run_id, "tables/per_feature.json"))
     content = json.loads(path.read_text())
     rows = [dict(zip(content["columns"], row)) for row in content["data"]]
+    names = [name for name in FADE if name in content["columns"]] if criterion == "aggregate" else [criterion]
     values = {}
     for row in rows:
-        parts = [row[name] for name in (FADE if criterion == "aggregate" else (criterion,))]
+        parts = [row[name] for name in names]
         if all(part is not None for part in parts):
             values[int(row["feature"])] = float(np.mean(parts))
     return values
