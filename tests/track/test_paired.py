@@ -194,16 +194,12 @@ def test_every_pair_is_one_holm_family():
     assert text.splitlines()[0].split()[:3] == ["variant", "vs", "n"] and "Holm" in text.splitlines()[-1]
 
 
-@pytest.fixture()
-def store(tmp_path):
-    uri = default_tracking_uri(tmp_path / "mlruns")
-    yield uri
-    mlflow.set_tracking_uri(None)
-
-
-def test_the_comparison_run_logs_the_paired_table(store):
-    """Variant runs logged with per-feature tables (tracking contract), then the parent's table read back."""
-    experiment_id = ensure_experiment("paired", store)
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory):
+    """A real sqlite store: three variant runs with per-feature tables (tracking contract) under a parent
+    comparison run that logged the paired table."""
+    uri = default_tracking_uri(tmp_path_factory.mktemp("mlruns"))
+    experiment_id = ensure_experiment("paired", uri)
     rng = np.random.default_rng(4)
     base = rng.uniform(0.2, 0.8, FEATURES)
     variants = {"best": base + 0.1, "second": base + rng.normal(0, 0.02, FEATURES), "third": base + rng.normal(0, 0.02, FEATURES)}
@@ -217,15 +213,36 @@ def test_the_comparison_run_logs_the_paired_table(store):
                 log_metrics(metrics)
                 mlflow.log_table(per_feature.astype(object).where(per_feature.notna(), None), "tables/per_feature.json")
             rows.append({"variant": name, "run_id": run.run_id, **metrics})
-        features = feature_scores([row["run_id"] for row in rows], store)
-        assert all(frame is not None and len(frame) == FEATURES for frame in features.values())
-        logged = log_paired_comparisons(pd.DataFrame(rows), features)
-    table = json.loads(Path(MlflowClient(store).download_artifacts(parent.run_id, TABLE_ARTIFACT)).read_text())
+        features = feature_scores([row["run_id"] for row in rows], uri)
+        comparisons = log_paired_comparisons(pd.DataFrame(rows), features)
+    yield {"uri": uri, "parent": parent.run_id, "features": features, "comparisons": comparisons}
+    mlflow.set_tracking_uri(None)
+
+
+def test_the_comparison_run_logs_the_paired_table(logged):
+    assert all(frame is not None and len(frame) == FEATURES for frame in logged["features"].values())
+    table = json.loads(Path(MlflowClient(logged["uri"]).download_artifacts(logged["parent"], TABLE_ARTIFACT)).read_text())
     assert table["columns"] == list(PairedComparison.model_fields)
     read = [PairedComparison(**dict(zip(table["columns"], row))) for row in table["data"]]
-    assert read == logged
+    assert read == logged["comparisons"]
     assert [item.criterion for item in read] == ["aggregate", "aggregate", "clarity", "clarity", "purity", "purity"]
     by_clarity = [item for item in read if item.criterion == "clarity"]
     assert by_clarity[0].reference == "best" and by_clarity[0].significant
     assert by_clarity[1].features == FEATURES and not by_clarity[1].significant
     assert all(item.features == FEATURES - FEATURES // 4 for item in read if item.criterion != "clarity")
+
+
+def test_harness_compare_shows_the_paired_column_and_every_pair(logged, capsys):
+    from harness.cli import main
+
+    assert main(["compare", "paired", "--tracking-uri", logged["uri"], "--rank-by", "clarity", "--pairs", "all"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:2] == ["rank", "variant"] and lines[0].endswith("vs above")
+    ranks = {line.split()[1]: line.split()[0] for line in lines[1:4]}
+    assert ranks["best"] == "1" and sorted(ranks[name] for name in ("second", "third")) == ["2", "2="]
+    assert "p<0.001" in next(line for line in lines[1:4] if line.split()[0] == "2")
+    start = lines.index("Paired comparisons of every pair by clarity:")
+    pairs = [line.split() for line in lines[start + 2 : start + 5]]
+    assert [row[-1] for row in pairs].count("different") == 2 and [row[-1] for row in pairs].count("tied") == 1
+    assert all(row[2] == str(FEATURES) for row in pairs)
+    assert "over the 3 pairs" in lines[start + 5]
