@@ -17,6 +17,7 @@ from harness import __version__
 from harness.config import HarnessConfig, dump_config, load_config, parse_config, set_dotted
 from harness.errors import ConfigError, HarnessError, HarnessWarning
 from harness.secrets import redact_text
+from harness.track.paired import ALPHA, MIN_FEATURES
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -89,7 +90,7 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.track.compare import format_ranking, rank_variants
+    from harness.track.compare import feature_scores, format_ranking, rank_variants
     from harness.track.experiment import run_experiment
     from harness.track.store import resolve_tracking_uri
 
@@ -100,8 +101,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         {"variant": outcome.name, "run_id": outcome.run_id, **{k: v for k, v in outcome.metrics.items() if v is not None}}
         for outcome in outcomes
     ]
+    uri = resolve_tracking_uri(config.tracking.uri, config.tracking.store_dir)
+    ranked = rank_variants(
+        pd.DataFrame(rows), by=args.rank_by, features=feature_scores([row["run_id"] for row in rows], uri),
+        alpha=config.tracking.paired_alpha, min_features=config.tracking.paired_min_features,
+    )  # fmt: skip
     print()
-    print(format_ranking(rank_variants(pd.DataFrame(rows), by=args.rank_by), args.rank_by))
+    print(format_ranking(ranked, args.rank_by))
     if len(rows) > 1:
         _print_agreement(pd.DataFrame(rows))
     for outcome in outcomes:
@@ -109,7 +115,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             "resumed and finished" if outcome.resumed else "finished"
         )
         print(f"  {outcome.name}: run {outcome.run_id} {state}")
-    uri = resolve_tracking_uri(config.tracking.uri, config.tracking.store_dir)
     print(
         f"\nTracked in experiment {config.tracking.experiment!r} at {uri}.\n"
         f"Browse the runs:      mlflow ui --backend-store-uri {uri}\n"
@@ -132,7 +137,17 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.track.compare import count_failed_runs, failed_runs_note, format_ranking, rank_variants, variants_table
+    from harness.track.compare import (
+        SCORES,
+        count_failed_runs,
+        failed_runs_note,
+        feature_scores,
+        feature_sites,
+        format_ranking,
+        rank_variants,
+        variants_table,
+    )
+    from harness.track.paired import criterion_values
     from harness.track.store import require_store, resolve_tracking_uri
 
     uri = require_store(resolve_tracking_uri(args.tracking_uri, args.store_dir))
@@ -142,7 +157,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"no finished runs in {', '.join(args.experiment)} at {redact_text(uri)}" + (f"; {note}" if note else ""))
         return 1
     weights = dict(_parse_weight(item) for item in args.weight or []) or None
-    print(format_ranking(rank_variants(table, by=args.rank_by, weights=weights), args.rank_by))
+    features = feature_scores(list(table["run_id"]), uri)
+    ranked = rank_variants(
+        table, by=args.rank_by, weights=weights, features=features, alpha=args.alpha, min_features=args.min_features
+    )
+    print(format_ranking(ranked, args.rank_by))
+    if args.pairs == "all":
+        from harness.track.paired import compare_all_pairs, format_pairs
+
+        present = [name for name in SCORES if f"{name}_mean" in table.columns]
+        aggregate_weights = weights or {name: 1.0 for name in present or SCORES}
+        pairs = compare_all_pairs(
+            args.rank_by,
+            list(zip(map(str, ranked["variant"]), map(str, ranked["run_id"]))),
+            {run_id: criterion_values(features.get(run_id), args.rank_by, aggregate_weights) for run_id in ranked["run_id"]},
+            sites=feature_sites(ranked), alpha=args.alpha, min_features=args.min_features,
+        )  # fmt: skip
+        print()
+        print(f"Paired comparisons of every pair by {args.rank_by}:")
+        print(format_pairs(pairs, args.alpha))
     if note:
         print(note)
     _print_agreement(table)
@@ -181,7 +214,7 @@ def cmd_leaderboard_build(args: argparse.Namespace) -> int:
     weights = dict(_parse_weight(item) for item in args.weight or []) or None
     index = build_site(
         experiments, uri, Path(args.output), rank_by=args.rank_by, weights=weights, title=args.title,
-        run_ids=run_ids, progress=not args.quiet,
+        run_ids=run_ids, progress=not args.quiet, alpha=args.alpha, min_features=args.min_features,
     )  # fmt: skip
     print(f"Leaderboard written: {index.resolve()} (open it in any browser; no server needed)")
     note = failed_runs_note(count_failed_runs(experiments, uri, run_ids=run_ids))
@@ -332,6 +365,15 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--run", action="append", help="only these run ids (repeatable)")
     compare.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else mlruns/mlflow.db")
     compare.add_argument("--store-dir", default="mlruns", help="folder of the default sqlite store")
+    compare.add_argument(
+        "--pairs", choices=("adjacent", "all"), default="adjacent",
+        help="paired tests: each variant vs the one ranked above (default), or also every pair (a second table)",
+    )  # fmt: skip
+    compare.add_argument("--alpha", type=float, default=ALPHA, help=f"level of the Holm-adjusted paired test (default {ALPHA})")
+    compare.add_argument(
+        "--min-features", type=int, default=MIN_FEATURES,
+        help=f"fewest paired features for a test; fewer: no test (default {MIN_FEATURES})",
+    )  # fmt: skip
 
     leaderboard_parser = commands.add_parser("leaderboard", help="the static leaderboard site")
     leaderboard_commands = leaderboard_parser.add_subparsers(dest="leaderboard_command", required=True, metavar="ACTION")
@@ -345,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else mlruns/mlflow.db")
     build.add_argument("--store-dir", default="mlruns", help="folder of the default sqlite store")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
+    build.add_argument("--alpha", type=float, default=ALPHA, help=f"level of the Holm-adjusted paired test that decides ties (default {ALPHA})")
+    build.add_argument("--min-features", type=int, default=MIN_FEATURES, help=f"fewest paired features for a test (default {MIN_FEATURES})")
     build.set_defaults(handler=cmd_leaderboard_build)
 
     explain = command("explain", cmd_explain, "generate descriptions for the config's features (one variant)")

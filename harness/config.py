@@ -608,6 +608,14 @@ class TrackingConfig(StrictModel):
     store_dir: str = Field("mlruns", description="folder of the default sqlite store and its artifacts")
     bootstrap_samples: int = Field(1000, ge=100, description="resamples for the 95% intervals of the means")
     plot_features: int = Field(3, ge=0, description="features that get per-feature plots in the run")
+    paired_alpha: float = Field(
+        0.05, gt=0, lt=1,
+        description="level of the paired test of each variant vs the one ranked above (Holm-adjusted): "
+        "not significant at it = tied",
+    )  # fmt: skip
+    paired_min_features: int = Field(
+        10, ge=2, description="fewest features both variants define for a paired test; fewer: no test (no tie)"
+    )
 
 
 class VariantSpec(StrictModel):

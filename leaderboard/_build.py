@@ -33,7 +33,8 @@ from tqdm.auto import tqdm
 
 from harness.track.agreement import rank_correlations
 from harness.track.compare import AGGREGATE
-from leaderboard._document import SETTINGS, LeaderboardDocument, VariantEntry
+from harness.track.paired import ALPHA, MIN_FEATURES
+from leaderboard._document import SETTINGS, LeaderboardDocument, PairedTest, VariantEntry
 from leaderboard._plots import box_stats, cost_quality_svg, distributions_svg, radar_svg, rank_correlation_svg
 from leaderboard._read import (
     EXAMPLE_FIELDS,
@@ -99,6 +100,8 @@ def build_site(
     title: str = DEFAULT_TITLE,
     run_ids: Sequence[str] | None = None,
     progress: bool = True,
+    alpha: float = ALPHA,
+    min_features: int = MIN_FEATURES,
 ) -> Path:
     """Read the finished variant runs of the experiments and write the static site; returns its index.html.
 
@@ -111,15 +114,22 @@ def build_site(
         title: shown on every page.
         run_ids: keep only these runs (e.g. the trials of one search study).
         progress: show a progress bar over the runs.
+        alpha, min_features: the paired test that decides ties (Holm-adjusted level; fewest paired features).
     """
     output_dir = Path(output_dir)
     _check_replaceable(output_dir)
-    ranked = read_ranked_variants(experiment_names, tracking_uri, run_ids=run_ids, rank_by=rank_by, weights=weights)
+    ranked = read_ranked_variants(
+        experiment_names, tracking_uri, run_ids=run_ids, rank_by=rank_by, weights=weights, alpha=alpha,
+        min_features=min_features,
+    )  # fmt: skip
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.building-", dir=output_dir.parent))
     try:
         with _cyclic_gc_paused():
-            _SiteWriter(building, ranked, tracking_uri, list(experiment_names), rank_by, title).write(progress)
+            _SiteWriter(
+                building, ranked, tracking_uri, list(experiment_names), rank_by, title,
+                PairedTest(alpha=alpha, min_features=min_features),
+            ).write(progress)  # fmt: skip
         building.chmod(0o755)
         _swap_in(building, output_dir)
     except BaseException:
@@ -198,7 +208,8 @@ class _SiteWriter:
     """Writes every page of one site; holds only what the index and cross-variant pages need across runs."""
 
     def __init__(
-        self, root: Path, ranked: RankedVariants, tracking_uri: str, experiments: list[str], rank_by: str, title: str
+        self, root: Path, ranked: RankedVariants, tracking_uri: str, experiments: list[str], rank_by: str, title: str,
+        paired_test: PairedTest | None = None,
     ) -> None:
         self.root = root
         self.ranked = ranked
@@ -206,6 +217,7 @@ class _SiteWriter:
         self.experiments = experiments
         self.rank_by = rank_by
         self.title = title
+        self.paired_test = paired_test or PairedTest()
         environment = _environment()
         self.templates = {name: environment.get_template(f"{name}.html") for name in ("index", "variant", "feature", "site_feature")}
         self.box_stats: dict[str, list] = {score: [] for score in ranked.scores}
@@ -272,7 +284,7 @@ class _SiteWriter:
                 "scores": self.ranked.scores,
                 "features": [{**record, "page": f"features/{page_of[record['feature']]}#{record['feature']}"} for record in features],
             },
-            entry=entry, scores=self.ranked.scores, settings=SETTINGS, site=site,
+            entry=entry, scores=self.ranked.scores, settings=SETTINGS, site=site, rank_by=self.rank_by,
             params=sorted(params.items()), metrics=sorted(self.ranked.metrics[entry.run_id].items()),
             plots=[{"src": "plots/" + quote(plot.path), "name": plot.path, "width": plot.width, "height": plot.height}
                    for plot in artifacts.plots],
@@ -326,6 +338,7 @@ class _SiteWriter:
             weights=self.ranked.weights,
             scores=scores,
             variants=entries,
+            paired_test=self.paired_test,
             scorer_agreement=rank_correlations(pd.DataFrame(list(self.ranked.metrics.values())), scores)
             if len(scores) > 1
             else None,
@@ -336,7 +349,7 @@ class _SiteWriter:
         (self.root / "leaderboard.schema.json").write_text(
             json.dumps(LeaderboardDocument.model_json_schema(), indent=1), encoding="utf-8"
         )
-        table_frame(entries, scores).map(_csv_safe).to_csv(self.root / "leaderboard.csv", index=False)
+        table_frame(entries, scores, self.rank_by).map(_csv_safe).to_csv(self.root / "leaderboard.csv", index=False)
         self._render(
             "index", "index.html", 0, [(self.title, None)],
             {

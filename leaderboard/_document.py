@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.track.agreement import ScorerAgreement
+from harness.track.paired import ALPHA, MIN_FEATURES, TEST, PairedComparison
 
 SCHEMA_VERSION = 1
 
@@ -39,7 +40,21 @@ class ScoreSummary(_Strict):
 
 class Rank(_Strict):
     rank: int = Field(ge=1)
-    tied: bool = Field(description="its 95% interval overlaps the one of the variant ranked just above")
+    tied: bool = Field(
+        description="not significantly different from the variant ranked just above (paired test over the "
+        "features both define, Holm-adjusted; see paired_test); false when untested"
+    )
+    vs_above: PairedComparison | None = Field(
+        None, description="the paired comparison with the variant ranked just above; null for the first"
+    )
+
+
+class PairedTest(_Strict):
+    """How ties are decided: a paired test of each variant vs the one ranked above, Holm over each ranking."""
+
+    method: str = TEST
+    alpha: float = Field(ALPHA, gt=0, lt=1, description="level of the Holm-adjusted p-values")
+    min_features: int = Field(MIN_FEATURES, ge=2, description="fewest paired features for a test (fewer: untested)")
 
 
 class VariantSettings(_Strict):
@@ -55,7 +70,7 @@ class VariantEntry(_Strict):
     """One ranked pipeline variant (one finished MLflow run)."""
 
     rank: int = Field(ge=1, description="rank under the document's rank_by")
-    tied: bool
+    tied: bool = Field(description="tied under rank_by (see Rank.tied)")
     ranks: dict[str, Rank] = Field(description="rank under every criterion: 'aggregate' and each score")
     variant: str = Field(description="the run name (untrusted text)")
     run_id: str
@@ -83,6 +98,7 @@ class LeaderboardDocument(_Strict):
     weights: dict[str, float] = Field(description="score -> weight of the aggregate")
     scores: list[str] = Field(description="the scores present, in display order")
     variants: list[VariantEntry]
+    paired_test: PairedTest = Field(default_factory=PairedTest, description="how ties are decided")
     scorer_agreement: ScorerAgreement | None = Field(
         None,
         description="Spearman rank correlation of every pair of scores' means across all the variants above; "

@@ -26,7 +26,8 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.secrets import redact, redact_text
-from harness.track.compare import AGGREGATE, SCORES, rank_variants, variants_table
+from harness.track.compare import AGGREGATE, SCORES, SITE_PARAMS, feature_scores, rank_variants, variants_table
+from harness.track.paired import ALPHA, MIN_FEATURES
 from leaderboard._document import SETTINGS, Rank, ScoreSummary, VariantEntry, VariantSettings
 
 PARAM_PREFIX = "param:"
@@ -36,9 +37,6 @@ REQUIRED_COLUMNS = {
     "top_examples": ("feature", "tokens", "activations"),
     "rated_samples": ("feature", "stage", "rating"),
 }
-# Params that say where a feature lives: the same feature index of two variants is the same feature only
-# when these agree.
-SITE_PARAMS = ("model.name", "site.kind", "site.module", "site.hook", "site.sae.path")
 _SAFE_SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -115,8 +113,15 @@ def read_ranked_variants(
     run_ids: Sequence[str] | None = None,
     rank_by: str = AGGREGATE,
     weights: Mapping[str, float] | None = None,
+    alpha: float = ALPHA,
+    min_features: int = MIN_FEATURES,
 ) -> RankedVariants:
-    """The finished variant runs of the experiments, ranked by `rank_by` and also by every other criterion."""
+    """The finished variant runs of the experiments, ranked by `rank_by` and also by every other criterion.
+
+    Ties come from a paired test of each variant vs the one ranked above it, over the features both define
+    (read from each run's `tables/per_feature.json`), Holm-adjusted over each ranking; see
+    harness.track.paired.
+    """
     table = variants_table(experiment_names, tracking_uri, run_ids=run_ids)
     where = f"experiment(s) {', '.join(map(repr, experiment_names))} of {redact_text(tracking_uri)}"
     if table.empty:
@@ -131,14 +136,19 @@ def read_ranked_variants(
         )
     # The default aggregate is FADE's four scores; the other scorers are columns and ranking criteria.
     weights = dict(weights) if weights else {name: 1.0 for name in scores if name in SCORES}
+    if rank_by != AGGREGATE and rank_by not in scores:
+        rank_variants(table, by=rank_by)  # raises the clear "cannot rank by" error before any artifact is read
+    features = feature_scores(list(table["run_id"]), tracking_uri)
+    paired = {"features": features, "alpha": alpha, "min_features": min_features}
     rankings = {
-        criterion: rank_variants(table, by=criterion, weights=weights if criterion == AGGREGATE else None)
-        for criterion in (AGGREGATE, *scores)
+        criterion: rank_variants(table, by=criterion, weights=weights if criterion == AGGREGATE else None, **paired)
+        for criterion in dict.fromkeys((AGGREGATE, *scores, rank_by))
     }
-    if rank_by not in rankings:
-        rankings[rank_by] = rank_variants(table, by=rank_by)  # raises the clear "cannot rank by" error
     ranks = {
-        criterion: {row.run_id: Rank(rank=row.rank, tied=row.tied) for row in ranked.itertuples()}
+        criterion: {
+            run_id: Rank(rank=rank, tied=tied, vs_above=vs_above)
+            for run_id, rank, tied, vs_above in zip(ranked["run_id"], ranked["rank"], ranked["tied"], ranked["vs_above"])
+        }
         for criterion, ranked in rankings.items()
     }
     aggregate = dict(zip(rankings[AGGREGATE]["run_id"], rankings[AGGREGATE][f"{AGGREGATE}_mean"]))
@@ -380,11 +390,17 @@ def _rated_records(table: _Table) -> dict[int, list[tuple[Any, ...]]]:
     return dict(grouped)
 
 
-def table_frame(entries: Sequence[VariantEntry], scores: Sequence[str]) -> pd.DataFrame:
-    """The leaderboard as a flat table (the CSV download): one row per variant, best first."""
+def table_frame(entries: Sequence[VariantEntry], scores: Sequence[str], rank_by: str = AGGREGATE) -> pd.DataFrame:
+    """The leaderboard as a flat table (the CSV download): one row per variant, best first (under `rank_by`,
+    whose paired comparison with the row above each row carries)."""
     rows = []
     for entry in entries:
         row: dict[str, Any] = {"rank": entry.rank, "tied": entry.tied, "variant": entry.variant, "aggregate": entry.aggregate}
+        vs_above = entry.ranks[rank_by].vs_above if rank_by in entry.ranks else None
+        row.update({
+            f"vs_above_{part}": getattr(vs_above, part) if vs_above is not None else None
+            for part in ("mean_difference", "features", "p_value", "p_adjusted")
+        })
         for name in scores:
             summary = entry.scores[name]
             row.update({f"{name}_{part}": getattr(summary, part) for part in ("mean", "ci_low", "ci_high", "defined")})

@@ -230,7 +230,23 @@ def run_experiment(
         if parent_run is not None and not parent_run.skipped:
             log_metrics({"variants_finished": float(len(outcomes))})
             log_scorer_agreement(pd.DataFrame([outcome.metrics for outcome in outcomes]))
+            _log_paired(config, variants, outcomes, tracking_uri)
     return outcomes
+
+
+def _log_paired(config: HarnessConfig, variants: list, outcomes: list[VariantOutcome], tracking_uri: str) -> None:
+    """Each variant vs the one ranked above it, by a paired test, to the comparison run (docs/tracking.md)."""
+    from harness.track.compare import feature_scores, log_paired_comparisons, site_params
+
+    rows = [
+        {"variant": outcome.name, "run_id": outcome.run_id, **site_params(variant),
+         **{key: value for key, value in outcome.metrics.items() if value is not None}}
+        for (_, variant), outcome in zip(variants, outcomes)
+    ]
+    log_paired_comparisons(
+        pd.DataFrame(rows), feature_scores([outcome.run_id for outcome in outcomes], tracking_uri),
+        alpha=config.tracking.paired_alpha, min_features=config.tracking.paired_min_features,
+    )  # fmt: skip
 
 
 def _comparison_key(variant_keys: list[str]) -> str:

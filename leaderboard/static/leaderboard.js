@@ -170,8 +170,31 @@
       const update = () => {
         const rank = row.ranks[criterion];
         span.textContent = rank.rank + (rank.tied ? "=" : "");
-        span.title = rank.tied ? "tied: 95% interval overlaps the variant above" : "";
+        span.title = rank.tied ? "tied: not significantly different from the variant above (paired test, Holm-adjusted)" : "";
         span.classList.toggle("tie", rank.tied);
+      };
+      span.update = update;
+      update();
+      return span;
+    };
+    // The paired comparison with the row above under the current criterion: mean difference and Holm p.
+    const pText = (p) => (p < 0.001 ? "<0.001" : p.toFixed(3));
+    const vsAboveCell = (row) => {
+      const span = el("span", { class: "vs-above" });
+      const update = () => {
+        const vs = row.ranks[criterion].vs_above;
+        span.classList.toggle("untested", Boolean(vs) && vs.p_adjusted === null);
+        if (!vs) {
+          span.textContent = "";
+          span.title = "";
+        } else if (vs.p_adjusted === null) {
+          span.textContent = "no test";
+          span.title = vs.reason || "";
+        } else {
+          span.textContent = (vs.mean_difference >= 0 ? "+" : "") + vs.mean_difference.toFixed(3) + " \u00b7 p " + pText(vs.p_adjusted);
+          span.title = "vs " + vs.reference + ": mean paired difference over " + vs.features + " features; p " +
+            pText(vs.p_value) + ", Holm-adjusted " + pText(vs.p_adjusted) + " (" + (vs.significant ? "different" : "tied") + ")";
+        }
       };
       span.update = update;
       update();
@@ -184,6 +207,11 @@
         cell: (r) => el("a", { href: r.page, text: r.variant }), search: (r) => r.variant + " " + r.experiment,
       },
       { key: "aggregate", label: "Aggregate", kind: "number", first: "desc", value: (r) => r.aggregate, cell: (r) => number(r.aggregate) },
+      {
+        key: "vs_above", label: "vs above", kind: "number", first: "asc", className: "vs-col", cell: vsAboveCell,
+        value: (r) => (r.ranks[criterion].vs_above ? r.ranks[criterion].vs_above.p_adjusted : null),
+        title: "Paired test vs the variant ranked just above (this ranking): mean difference and Holm-adjusted p",
+      },
       ...doc.scores.map((score) => ({
         key: score, label: capitalised(score), kind: "number", first: "desc", value: (r) => r.scores[score].mean, cell: (r) => scoreCell(r.scores[score]),
         title: "Sort by mean " + score + " (bar: 95% CI on 0\u20131)",
@@ -227,7 +255,10 @@
     rankBy.value = criterion;
     rankBy.addEventListener("change", () => {
       criterion = rankBy.value;
-      for (const item of table.rows) item.tr.querySelector(".rank").update();
+      for (const item of table.rows) {
+        item.tr.querySelector(".rank").update();
+        item.tr.querySelector(".vs-above").update();
+      }
       table.sortBy(table.columnIndex("rank"), "asc");
     });
     table.sortBy(table.columnIndex("rank"), "asc");

@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from leaderboard import LeaderboardDocument, VariantEntry
-from leaderboard._document import Rank, ScoreSummary, VariantSettings
+from harness.track.paired import PairedComparison
+from leaderboard._document import PairedTest, Rank, ScoreSummary, VariantSettings
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "leaderboard.md"
 
@@ -59,6 +60,6 @@ def test_invalid_documents_are_rejected_naming_the_field(document, where):
 def test_the_docs_page_lists_every_field():
     text = DOCS.read_text()
     documented = set(re.findall(r"`([a-z_]+)`", text))
-    for model in (LeaderboardDocument, VariantEntry, ScoreSummary, Rank, VariantSettings):
+    for model in (LeaderboardDocument, VariantEntry, ScoreSummary, Rank, VariantSettings, PairedTest, PairedComparison):
         missing = set(model.model_fields) - documented
         assert not missing, f"docs/leaderboard.md does not mention {model.__name__} field(s) {sorted(missing)}"

@@ -18,6 +18,7 @@ from harness.track.store import default_tracking_uri, ensure_experiment
 from leaderboard import LeaderboardError
 from leaderboard._read import EXAMPLE_FIELDS, RATED_FIELDS, read_ranked_variants, read_run_artifacts
 from leaderboard_runs import DEMO_VARIANTS, FEATURES
+from paired_reference import expected_ties, per_feature_values
 
 
 def _per_feature(uri: str, run_id: str) -> list[dict]:
@@ -48,7 +49,13 @@ def test_entries_carry_the_runs_numbers_best_aggregate_first(store):
         assert entry.page == f"variants/{entry.run_id}/index.html"
     order = [entry.run_id for entry in ranked.entries]
     assert order == sorted(order, key=lambda run_id: -expected_aggregate[run_id])
-    assert [entry.rank for entry in ranked.entries] == list(range(1, len(order) + 1))  # aggregate has no CI: no ties
+    # Ties under the aggregate come from the paired test vs the row above, like any criterion's.
+    tied = expected_ties(store.uri, order, "aggregate")
+    assert [entry.tied for entry in ranked.entries] == [False, *tied]
+    ranks = [1]
+    for position, tie in enumerate(tied, start=2):
+        ranks.append(ranks[-1] if tie else position)
+    assert [entry.rank for entry in ranked.entries] == ranks
 
 
 def test_settings_come_from_the_logged_config(store):
@@ -63,18 +70,24 @@ def test_settings_come_from_the_logged_config(store):
     assert entries["claude-haiku · neuron-explainer"].settings.rater == "anthropic/claude-3-5-haiku"
 
 
-def test_ranks_by_a_score_tie_when_intervals_overlap(store):
+def test_ranks_by_a_score_tie_when_the_paired_test_finds_no_difference(store):
     ranked = read_ranked_variants(["demo"], store.uri, rank_by="clarity")
     entries = ranked.entries
     means = [entry.scores["clarity"].mean for entry in entries]
     assert means == sorted(means, reverse=True)
-    for above, below in zip(entries, entries[1:]):
-        overlap = below.scores["clarity"].ci_low <= above.scores["clarity"].ci_high and (
-            above.scores["clarity"].ci_low <= below.scores["clarity"].ci_high
-        )
-        assert below.tied == overlap
-        assert below.rank == (above.rank if overlap else entries.index(below) + 1)
-    assert any(entry.tied for entry in entries), "the demo has overlapping clarity intervals"
+    tied = expected_ties(store.uri, [entry.run_id for entry in entries], "clarity")
+    for (above, below), tie in zip(zip(entries, entries[1:]), tied):
+        assert below.tied == tie
+        assert below.rank == (above.rank if tie else entries.index(below) + 1)
+        vs = below.ranks["clarity"].vs_above
+        assert (vs.reference_run_id, vs.run_id, vs.features) == (above.run_id, below.run_id, len(FEATURES))
+        assert vs.mean_difference == pytest.approx(
+            np.mean([below_value - above_value for above_value, below_value in zip(
+                *(per_feature_values(store.uri, entry.run_id, "clarity").values() for entry in (above, below))
+            )])
+        )  # fmt: skip
+    assert entries[0].ranks["clarity"].vs_above is None
+    assert any(tied) and not all(tied), "the demo has both tied and separated neighbours by clarity"
     assert [entry.ranks["clarity"].rank for entry in entries] == [entry.rank for entry in entries]
 
 

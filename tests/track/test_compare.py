@@ -1,8 +1,9 @@
-"""Ranking of variants: known answers, ties by overlapping intervals, weighted aggregate."""
+"""Ranking of variants: known answers, ties by the paired test vs the row above, weighted aggregate."""
 
 import math
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -21,12 +22,34 @@ def _table():
     )
 
 
+def _features(table: pd.DataFrame, score: str, n: int = 30, noise: float = 0.1, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Per-feature tables with exactly the table's means: mean + independent centred noise per variant."""
+    rng = np.random.default_rng(seed)
+    found = {}
+    for row in table.itertuples():
+        mean = getattr(row, f"{score}_mean")
+        if pd.isna(mean):
+            continue
+        spread = rng.normal(0, noise, n)
+        found[row.run_id] = pd.DataFrame({"feature": range(n), score: mean + spread - spread.mean()})
+    return found
+
+
 def test_rank_by_one_score_with_ties_and_undefined_last():
-    ranked = rank_variants(_table(), by="clarity")
+    table = _table().assign(run_id=lambda frame: frame["variant"])
+    ranked = rank_variants(table, by="clarity", features=_features(table, "clarity"))
     assert list(ranked["variant"]) == ["b", "c", "a", "d"]
-    # c's interval [0.50, 0.60] overlaps a's [0.45, 0.55]: a ties with c; b is alone; d is undefined.
+    # a is c less 0.02 plus noise (sd 0.1 each): no paired difference; b is 0.28 above c; d is undefined.
     assert list(ranked["rank"]) == [1, 2, 2, 4]
     assert list(ranked["tied"]) == [False, False, True, False]
+    vs_above = list(ranked["vs_above"])
+    assert vs_above[0] is None
+    assert vs_above[1].significant and vs_above[1].mean_difference == pytest.approx(0.52 - 0.8)
+    assert vs_above[2].significant is False and vs_above[2].features == 30
+    assert not vs_above[3].tested and "no per-feature clarity values for d" in vs_above[3].reason
+    # Without per-feature scores there is no test: no tie is claimed, whatever the intervals say.
+    untested = rank_variants(table, by="clarity")
+    assert list(untested["rank"]) == [1, 2, 3, 4] and not untested["tied"].any()
 
 
 def test_rank_by_weighted_aggregate():
@@ -58,15 +81,38 @@ def test_undefined_means_count_as_zero_in_the_aggregate_and_equal_values_tie():
     )
     ranked = rank_variants(table, by="aggregate")
     assert list(ranked["variant"]) == ["x", "y", "z"]
-    assert list(ranked["rank"]) == [1, 1, 3]
     assert list(ranked["aggregate_mean"]) == [0.3, 0.3, 0.2]
+    assert list(ranked["rank"]) == [1, 2, 3]  # equal values, but no per-feature scores: no test, no tie
+    # Identical per-feature scores: the paired test finds no difference, so equal values tie.
+    table["run_id"] = table["variant"]
+    same = pd.DataFrame({"feature": range(12), "clarity": np.linspace(0.3, 0.9, 12), "faithfulness": None})
+    features = {"x": same, "y": same.copy(), "z": same.assign(clarity=0.2)}
+    by_clarity = rank_variants(table, by="clarity", features=features)
+    assert list(by_clarity["rank"]) == [1, 1, 3]
+    assert by_clarity["vs_above"][1].p_value == 1.0 and by_clarity["vs_above"][1].mean_difference == 0.0
+    # The aggregate of a feature needs every weighted score: faithfulness is defined for none, so no test.
+    by_aggregate = rank_variants(table, by="aggregate", features=features)
+    assert list(by_aggregate["rank"]) == [1, 2, 3]
+    assert "only 0 paired features define aggregate" in by_aggregate["vs_above"][1].reason
 
 
 def test_the_terminal_table_shows_fade_with_intervals_then_the_other_scorers_means():
     table = _table().assign(detection_mean=[0.9, 0.7, None, 0.1], embedding_mean=[0.6, 0.65, 0.7, 0.75])
     lines = format_ranking(rank_variants(table, by="detection"), "detection").splitlines()
-    cells = [re.split(r"\s{2,}", line.strip()) for line in lines[:-1]]
-    assert cells[0] == ["rank", "variant", "clarity", "purity", "detection", "embedding", "cost_usd", "features"]
+    cells = [re.split(r"\s{2,}", line.strip()) for line in lines[:5]]
+    assert cells[0] == ["rank", "variant", "clarity", "purity", "detection", "embedding", "cost_usd", "features", "vs above"]
     assert cells[1] == ["1", "a", "0.500 [0.450, 0.550]", "0.900 [-, -]", "0.900", "0.600", "-", "-"]
     assert cells[4][:2] == ["4", "c"] and cells[4][4:6] == ["-", "0.700"]  # undefined detection ranks last
-    assert "other scorers: means" in lines[-1]
+    assert cells[2][-1] == "no test [a]"  # no per-feature scores: the reason is noted under the table
+    assert "other scorers: means" in lines[5]
+    assert lines[6].strip() == "no test [a]: no per-feature detection values for b"
+
+
+def test_the_terminal_table_shows_the_paired_comparison_with_the_row_above():
+    table = _table().assign(run_id=lambda frame: frame["variant"])
+    lines = format_ranking(rank_variants(table, by="clarity", features=_features(table, "clarity")), "clarity").splitlines()
+    cells = [re.split(r"\s{2,}", line.strip()) for line in lines[:5]]
+    assert [row[0] for row in cells[1:]] == ["1", "2", "2=", "4"]
+    assert re.fullmatch(r"-0\.280 n=30 p<0\.001", cells[2][-1])
+    assert re.fullmatch(r"-0\.020 n=30 p=0\.\d{3}", cells[3][-1])
+    assert "Holm-adjusted" in lines[5]

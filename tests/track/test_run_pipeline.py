@@ -157,6 +157,26 @@ def test_the_comparison_run_holds_the_agreement_between_scorers_across_its_varia
     assert PLOT_ARTIFACT in {item.path for item in client.list_artifacts(parent.info.run_id, "plots")}
 
 
+def test_the_comparison_run_holds_the_paired_comparisons_of_its_variants(finished):
+    from harness.track.paired import TABLE_ARTIFACT as PAIRED_TABLE
+
+    client = finished["client"]
+    runs = _runs(client, "uninterrupted")
+    parent = next(run for run in runs if run.data.tags["harness.role"] == "comparison")
+    children = {run.info.run_id: run for run in runs if run.data.tags["harness.role"] == "variant"}
+    table = json.loads(Path(client.download_artifacts(parent.info.run_id, PAIRED_TABLE)).read_text())
+    rows = [dict(zip(table["columns"], row)) for row in table["data"]]
+    criteria = list(dict.fromkeys(row["criterion"] for row in rows))
+    assert criteria[:2] == ["aggregate", "clarity"] and "embedding" in criteria
+    for criterion in criteria:  # each variant after the first vs the one above it
+        pairs = [(row["reference_run_id"], row["run_id"]) for row in rows if row["criterion"] == criterion]
+        assert len(pairs) == len(children) - 1 and all(a in children and b in children for a, b in pairs)
+        assert all(pairs[i][1] == pairs[i + 1][0] for i in range(len(pairs) - 1))  # a chain down the ranking
+    # Three features are too few for a test: every comparison says so, none claims a tie or a win.
+    assert all(row["significant"] is None and row["p_value"] is None for row in rows)
+    assert all(row["reason"].startswith("only ") and "(a test needs 10)" in row["reason"] for row in rows)
+
+
 def test_a_finished_variant_is_skipped_on_rerun(finished):
     assert all(not outcome.skipped for outcome in finished["outcomes"])
     assert all(outcome.skipped for outcome in finished["again"])

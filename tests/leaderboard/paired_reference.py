@@ -1,0 +1,59 @@
+"""An independent reference for the leaderboard's tie marks: scipy's Wilcoxon and Holm written out here,
+on the per-feature tables read straight back from MLflow (not through harness.track)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from mlflow import MlflowClient
+from scipy.stats import wilcoxon
+
+FADE = ("clarity", "responsiveness", "purity", "faithfulness")
+
+
+def per_feature_values(uri: str, run_id: str, criterion: str) -> dict[int, float]:
+    """feature -> value of a score (or of the equal-weight aggregate of the FADE scores the table has,
+    defined where all of them are)."""
+    path = Path(MlflowClient(uri).download_artifacts(run_id, "tables/per_feature.json"))
+    content = json.loads(path.read_text())
+    rows = [dict(zip(content["columns"], row)) for row in content["data"]]
+    names = [name for name in FADE if name in content["columns"]] if criterion == "aggregate" else [criterion]
+    values = {}
+    for row in rows:
+        parts = [row[name] for name in names]
+        if all(part is not None for part in parts):
+            values[int(row["feature"])] = float(np.mean(parts))
+    return values
+
+
+def holm_reference(p_values: Sequence[float | None]) -> list[float | None]:
+    order = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted: list[float | None] = [None] * len(p_values)
+    best = 0.0
+    for step, (p, i) in enumerate(order):
+        best = max(best, min(1.0, (len(order) - step) * p))
+        adjusted[i] = best
+    return adjusted
+
+
+def expected_ties(uri: str, run_ids_best_first: Sequence[str], criterion: str, alpha=0.05, min_features=10) -> list[bool]:
+    """Whether each run (after the first) ties with the one above, by the paired Wilcoxon and Holm."""
+    values = [per_feature_values(uri, run_id, criterion) for run_id in run_ids_best_first]
+    raw = []
+    for above, below in zip(values, values[1:]):
+        common = sorted(set(above) & set(below))
+        differences = np.array([below[f] - above[f] for f in common])
+        if len(common) < min_features:
+            raw.append(None)
+        elif not differences.any():
+            raw.append(1.0)
+        else:
+            # scipy's exact distribution where it applies (no ties, no zeros, n <= 50), else its normal
+            # approximation (the harness counts the exact distribution with ties too: decisions agree
+            # unless a p-value sits right at alpha)
+            exact = len(differences) <= 50 and differences.all() and len(set(np.abs(differences))) == len(differences)
+            raw.append(float(wilcoxon(differences, zero_method="pratt", method="exact" if exact else "asymptotic").pvalue))
+    return [p is not None and p >= alpha for p in holm_reference(raw)]
