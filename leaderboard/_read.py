@@ -128,7 +128,7 @@ def read_ranked_variants(
         raise LeaderboardError(
             f"no finished variant runs in {where}; run `harness run` first, or check the experiment names"
         )
-    scores = [name for name in (*SCORES, *_other_scorers()) if f"{name}_mean" in table.columns]
+    scores = [name for name in (*SCORES, *_other_scores()) if f"{name}_mean" in table.columns]
     if not any(name in SCORES for name in scores):
         raise LeaderboardError(
             f"the runs in {where} log no score means ({', '.join(f'{name}_mean' for name in SCORES)}); "
@@ -333,16 +333,17 @@ def _text(value: Any) -> str | None:
     return value if value is None or type(value) is str else str(value)
 
 
-def _other_scorers() -> list[str]:
-    """Names of the scorers that run next to FADE (detection, fuzzing, ...), in registry order."""
+def _other_scores() -> list[str]:
+    """Names of the scores shown next to FADE's: the registered scorers (detection, fuzzing, ...), then
+    Clarity above its floor (present when fade.clarity_floor was on)."""
     from harness.evaluate.scorers import SCORERS
 
-    return SCORERS.names()
+    return [*SCORERS.names(), "clarity_above_floor"]
 
 
 def _feature_records(table: _Table) -> list[dict[str, Any]]:
     description, explainer, factor = map(table.column, ("description", "explainer", "faithfulness_factor"))
-    names = [*SCORES, *(name for name in _other_scorers() if name in table.columns)]
+    names = [*SCORES, *(name for name in _other_scores() if name in table.columns)]
     score_columns = [(name, table.column(name), table.column(f"{name}_reason")) for name in names]
     return [
         {

@@ -142,6 +142,18 @@ def evaluate_in_chunks(
     return result, usage
 
 
+def floor_metrics(per_feature: pd.DataFrame, config: HarnessConfig) -> dict[str, float | None]:
+    """With the clarity floor on: `clarity_above_floor_*` as for a score, and `clarity_beats_floor_share`, the
+    share of the features with a verdict whose Clarity beats their floor (docs/clarity-floor.md)."""
+    if not config.fade.clarity_floor.enabled:
+        return {}
+    metrics = score_metrics(per_feature, config.tracking.bootstrap_samples, config.seed, ("clarity_above_floor",))
+    metrics.pop("features")
+    verdicts = per_feature["clarity_beats_floor"].dropna().astype(bool)
+    metrics["clarity_beats_floor_share"] = float(verdicts.mean()) if len(verdicts) else None
+    return metrics
+
+
 def per_feature_table(scores: pd.DataFrame, descriptions: pd.DataFrame) -> pd.DataFrame:
     """Scores with each description's provenance (explainer, hashes, tokens, cost, error)."""
     provenance = descriptions[
@@ -309,6 +321,7 @@ def track_variant(
         total_usage = ledger.total().as_dict()
         metrics = (
             score_metrics(per_feature, config.tracking.bootstrap_samples, config.seed, (*SCORES, *config.scorers.enabled))
+            | floor_metrics(per_feature, config)
             | usage_metrics(total_usage)
             | parse_metrics(total_usage)
             | {
