@@ -16,6 +16,7 @@ Under `accelerate launch` each process evaluates its share of the features.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -81,6 +82,8 @@ class EvaluationResult:
     reused: list[int] = field(default_factory=list)
     skipped: dict[int, str] = field(default_factory=dict)
     llm_usage: Usage = field(default_factory=Usage)
+    # What this call's clarity floor took (`requests`, `seconds`); empty when it was off or had nothing to do.
+    floor_cost: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,7 @@ def evaluate_descriptions(
     pending = processes.gather([feature for feature in keys if feature not in results])[0]
     mine = processes.split(np.asarray(pending, dtype=np.int64)).tolist() if pending else []
     usage = Usage()
+    floor_cost: dict[str, float] = {}
     failure: BaseException | None = None
     if pending:
         # One pass over the site's configured features when they cover the described ones (the explain
@@ -207,11 +211,11 @@ def evaluate_descriptions(
             if isinstance(client, LLMClient):
                 client.ledger = usage_ledger
         backend = RaterBackend(generator, rater)
-        unrelated = (
-            _unrelated_activations(config, loaded_model, site, backend, mine)
-            if config.fade.clarity_floor.enabled and mine
-            else None
-        )
+        unrelated = None
+        if config.fade.clarity_floor.enabled and mine:
+            started = time.perf_counter()
+            unrelated, floor_requests = _unrelated_activations(config, loaded_model, site, backend, mine)
+            floor_cost = {"requests": floor_requests, "seconds": time.perf_counter() - started}
         with (
             ThreadPoolExecutor(1, thread_name_prefix="fade-model") as model_thread,
             ThreadPoolExecutor(1, thread_name_prefix="fade-io") as io_thread,
@@ -252,18 +256,20 @@ def evaluate_descriptions(
         reused=[feature for feature in keys if feature not in pending],
         skipped=skipped,
         llm_usage=usage,
+        floor_cost=floor_cost,
     )
 
 
 def _unrelated_activations(
     config: HarnessConfig, loaded_model: LoadedModel, site: FeatureSite, backend: RaterBackend, features: list[int]
-) -> dict[int, dict[str, np.ndarray]]:
-    """Each feature's activations on the synthetic samples of every clarity-floor concept: the samples are
-    written once (the LLM cache keeps them for every variant), and read on all features in one pass."""
+) -> tuple[dict[int, dict[str, np.ndarray]], int]:
+    """Each feature's activations on the synthetic samples of every clarity-floor concept, and the LLM
+    requests made: the samples are written once (the LLM cache keeps them for every variant), and read on
+    all features in one pass."""
     concepts = config.fade.clarity_floor.concepts
+    calls = FeatureCalls(backend)
 
     async def write_all() -> list[tuple[list[str], int]]:
-        calls = FeatureCalls(backend)
         return await gather_or_cancel(*(generate_synthetic_texts(calls, concept, config.fade) for concept in concepts))
 
     samples = [texts for texts, _ in asyncio.run(write_all())]
@@ -274,10 +280,11 @@ def _unrelated_activations(
         else np.zeros((0, len(features)), dtype=np.float32)
     )
     bounds = np.cumsum([0, *(len(concept_texts) for concept_texts in samples)])
-    return {
+    by_feature = {
         feature: {concept: values[bounds[i] : bounds[i + 1], column] for i, concept in enumerate(concepts)}
         for column, feature in enumerate(features)
     }
+    return by_feature, calls.requests
 
 
 def _gather_shares(

@@ -313,6 +313,8 @@ def track_variant(
                 ledger=ledger.stage("fade"),
             )
         per_feature = per_feature_table(result.scores, descriptions)
+        cost = result.floor_cost  # the clarity floor's share of the evaluate stage, when it ran
+        floor_cost = {"clarity_floor_requests": cost["requests"], "time_clarity_floor_s": cost["seconds"]} if cost else {}
         if config.scorers.enabled:
             with timer.stage("scorers"):
                 scored, _ = score_with_other_scorers(config, descriptions, shared, ledger.stage("scorers"))
@@ -322,6 +324,7 @@ def track_variant(
         metrics = (
             score_metrics(per_feature, config.tracking.bootstrap_samples, config.seed, (*SCORES, *config.scorers.enabled))
             | floor_metrics(per_feature, config)
+            | floor_cost
             | usage_metrics(total_usage)
             | parse_metrics(total_usage)
             | {

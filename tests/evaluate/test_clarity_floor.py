@@ -79,6 +79,7 @@ def test_a_style_feature_does_not_beat_its_floor_and_a_true_description_does(tmp
     # The unrelated concepts' samples were written once for both features (3 calls each), not per feature.
     written = pd.Series(responder.written_for).value_counts()
     assert all(written[concept] == config.fade.clarity_llm_calls for concept in concepts)
+    assert result.floor_cost["requests"] == len(concepts) * config.fade.clarity_llm_calls
     table = pd.read_csv(tmp_path / "out" / "scores.csv")
     assert table.set_index("feature")["clarity_beats_floor"].to_dict() == {0: False, 1: True}
     summary = ResultStore(tmp_path / "out").root / "summary.json"
