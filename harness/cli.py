@@ -163,15 +163,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     )
     print(format_ranking(ranked, args.rank_by))
     if args.pairs == "all":
-        from harness.track.paired import compare_all_pairs, format_pairs
+        from harness.track.paired import compare_variants, format_pairs
 
         present = [name for name in SCORES if f"{name}_mean" in table.columns]
         aggregate_weights = weights or {name: 1.0 for name in present or SCORES}
-        pairs = compare_all_pairs(
+        pairs = compare_variants(
             args.rank_by,
             list(zip(map(str, ranked["variant"]), map(str, ranked["run_id"]))),
             {run_id: criterion_values(features.get(run_id), args.rank_by, aggregate_weights) for run_id in ranked["run_id"]},
-            sites=feature_sites(ranked), alpha=args.alpha, min_features=args.min_features,
+            pairs="all", sites=feature_sites(ranked), alpha=args.alpha, min_features=args.min_features,
         )  # fmt: skip
         print()
         print(f"Paired comparisons of every pair by {args.rank_by}:")

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import ConfigError
-from harness.track.paired import ALPHA, MIN_FEATURES, PairedComparison, compare_adjacent, criterion_values
+from harness.track.paired import ALPHA, MIN_FEATURES, PairedComparison, compare_variants, criterion_values
 
 SCORES = ("clarity", "responsiveness", "purity", "faithfulness")
 AGGREGATE = "aggregate"
@@ -122,7 +122,7 @@ def paired_with_above(
     run_ids = [str(run_id) for run_id in ranked["run_id"]] if "run_id" in ranked else [str(i) for i in ranked.index]
     pairs = list(zip(map(str, ranked["variant"]), run_ids))
     values = {run_id: criterion_values(features.get(run_id), by, weights) for run_id in run_ids}
-    return compare_adjacent(by, pairs, values, sites=feature_sites(ranked), alpha=alpha, min_features=min_features)
+    return compare_variants(by, pairs, values, sites=feature_sites(ranked), alpha=alpha, min_features=min_features)
 
 
 def feature_sites(table: pd.DataFrame) -> dict[str, str] | None:

@@ -167,46 +167,31 @@ def adjust(comparisons: Sequence[PairedComparison], alpha: float = ALPHA) -> lis
     ]
 
 
-def compare_adjacent(
+def compare_variants(
     criterion: str,
     ranked: Sequence[tuple[str, str]],
     values: Mapping[str, pd.Series | None],
     *,
+    pairs: str = "adjacent",
     sites: Mapping[str, str] | None = None,
     alpha: float = ALPHA,
     min_features: int = MIN_FEATURES,
 ) -> list[PairedComparison]:
-    """Each variant (after the first) against the one ranked just above it, Holm-adjusted together.
+    """Paired comparisons of ranked variants, Holm-adjusted together: each variant (after the first) against
+    the one ranked just above it (`pairs="adjacent"`), or every pair (`"all"`: the lower-ranked one as
+    `variant`, the higher-ranked as `reference`).
 
     Args:
         criterion: what is compared ('aggregate' or a score name; only used in names and reasons).
         ranked: (name, run id) best first.
         values: run id -> the run's per-feature values of the criterion (index = feature); None if unknown.
+        pairs: "adjacent" or "all".
         sites: run id -> feature site; runs on different sites have no features in common (no test).
     """
-    return adjust(
-        [
-            _compare(criterion, below, above, values, sites, min_features)
-            for above, below in zip(ranked, ranked[1:])
-        ],
-        alpha,
-    )
-
-
-def compare_all_pairs(
-    criterion: str,
-    ranked: Sequence[tuple[str, str]],
-    values: Mapping[str, pd.Series | None],
-    *,
-    sites: Mapping[str, str] | None = None,
-    alpha: float = ALPHA,
-    min_features: int = MIN_FEATURES,
-) -> list[PairedComparison]:
-    """Every pair (the lower-ranked one as `variant`, the higher-ranked as `reference`), Holm-adjusted together."""
-    return adjust(
-        [_compare(criterion, below, above, values, sites, min_features) for above, below in combinations(ranked, 2)],
-        alpha,
-    )
+    if pairs not in ("adjacent", "all"):
+        raise ValueError(f"pairs must be 'adjacent' or 'all', got {pairs!r}")
+    chosen = zip(ranked, ranked[1:]) if pairs == "adjacent" else combinations(ranked, 2)
+    return adjust([_compare(criterion, below, above, values, sites, min_features) for above, below in chosen], alpha)
 
 
 def _compare(criterion, variant, reference, values, sites, min_features) -> PairedComparison:

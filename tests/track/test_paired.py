@@ -20,8 +20,7 @@ from harness.track.paired import (
     ALPHA,
     TABLE_ARTIFACT,
     PairedComparison,
-    compare_adjacent,
-    compare_all_pairs,
+    compare_variants,
     format_pairs,
     holm,
     paired_values,
@@ -40,7 +39,7 @@ def _series(values) -> pd.Series:
 def _adjacent(*columns, **options) -> list[PairedComparison]:
     """Variants v0 (best) .. vN given as per-feature value arrays, each compared with the one above."""
     ranked = [(f"v{i}", f"run{i}") for i in range(len(columns))]
-    return compare_adjacent("clarity", ranked, {f"run{i}": _series(c) for i, c in enumerate(columns)}, **options)
+    return compare_variants("clarity", ranked, {f"run{i}": _series(c) for i, c in enumerate(columns)}, **options)
 
 
 def test_a_constant_shift_on_every_feature_is_detected():
@@ -175,7 +174,7 @@ def test_undefined_scores_are_excluded_pairwise():
 def test_variants_on_different_feature_sites_are_not_paired():
     values = np.linspace(0, 1, 20)
     ranked = [("a", "run0"), ("b", "run1")]
-    (comparison,) = compare_adjacent(
+    (comparison,) = compare_variants(
         "clarity", ranked, {"run0": _series(values), "run1": _series(values - 0.2)}, sites={"run0": "x", "run1": "y"}
     )
     assert not comparison.tested and "different feature sites" in comparison.reason
@@ -186,7 +185,7 @@ def test_every_pair_is_one_holm_family():
     base = rng.uniform(0.2, 0.8, FEATURES)
     columns = [base + 0.1, base + rng.normal(0, 0.05, FEATURES), base + rng.normal(0, 0.05, FEATURES)]
     ranked = [(f"v{i}", f"run{i}") for i in range(3)]
-    pairs = compare_all_pairs("clarity", ranked, {f"run{i}": _series(c) for i, c in enumerate(columns)})
+    pairs = compare_variants("clarity", ranked, {f"run{i}": _series(c) for i, c in enumerate(columns)}, pairs="all")
     assert [(p.variant, p.reference) for p in pairs] == [("v1", "v0"), ("v2", "v0"), ("v2", "v1")]
     assert [p.p_adjusted for p in pairs] == pytest.approx(holm([p.p_value for p in pairs]))
     assert pairs[0].significant and pairs[1].significant and not pairs[2].significant
