@@ -531,6 +531,11 @@ class TrackingConfig(StrictModel):
     store_dir: str = Field("mlruns", description="folder of the default sqlite store and its artifacts")
     bootstrap_samples: int = Field(1000, ge=100, description="resamples for the 95% intervals of the means")
     plot_features: int = Field(3, ge=0, description="features that get per-feature plots in the run")
+    traces: bool = Field(
+        True,
+        description="record every LLM call of a run (explainer, FADE, scorers; cached answers too) as an MLflow "
+        "trace linked to the run: prompt, answer, feature, prompt kind, tokens, latency, cache hit (docs/tracking.md)",
+    )
 
 
 class VariantSpec(StrictModel):

@@ -41,6 +41,7 @@ from harness.evaluate.responsiveness import RatedNaturalSamples, rate_natural_sa
 from harness.evaluate.scores import FeatureScores, Score
 from harness.evaluate.store import FeatureResult, ResultStore, factor_label
 from harness.llm import LLMClient, Usage, UsageLedger
+from harness.llm.tracing import CallTracer
 from harness.model import LoadedModel, load_subject_model
 from harness.raters import build_rater
 from harness.sites import FeatureSite, build_site
@@ -115,6 +116,7 @@ def evaluate_descriptions(
     *,
     on_feature_done: Callable[[FeatureResult], None] | None = None,
     usage_ledger: UsageLedger | None = None,
+    call_tracer: CallTracer | None = None,
 ) -> EvaluationResult:
     """Score every (feature, description) row with FADE on the config's site, corpus and rater.
 
@@ -130,6 +132,7 @@ def evaluate_descriptions(
         progress: show progress bars.
         on_feature_done: called with each feature's result right after it is stored.
         usage_ledger: where the LLM clients also append every count (a tracked run sums it over processes).
+        call_tracer: records every LLM call as an MLflow trace of the tracked run (harness.llm.tracing).
 
     Raises:
         EvaluationError: the table lacks the columns or has duplicate / invalid features.
@@ -170,6 +173,7 @@ def evaluate_descriptions(
         for client in (generator, rater):
             if isinstance(client, LLMClient):
                 client.ledger = usage_ledger
+                client.tracer = call_tracer
         with (
             ThreadPoolExecutor(1, thread_name_prefix="fade-model") as model_thread,
             ThreadPoolExecutor(1, thread_name_prefix="fade-io") as io_thread,
@@ -291,7 +295,7 @@ async def _evaluate_feature(run: _Run, feature: int, description: str, key: str)
     # turn; ours is per feature, from (seed, feature), so a result does not depend on which other features
     # are evaluated, in what order or after an interruption.
     rng = np.random.default_rng([fade.seed, feature])
-    calls = FeatureCalls(run.backend)
+    calls = FeatureCalls(run.backend, feature)
     natural = run.activations.column(feature)
 
     async def activations_of(texts: list[str]) -> np.ndarray:
@@ -301,8 +305,8 @@ async def _evaluate_feature(run: _Run, feature: int, description: str, key: str)
         return values[:, 0]
 
     clarity, rated = await gather_or_cancel(
-        score_clarity(calls, description, natural, activations_of, fade),
-        rate_natural_samples(calls, description, natural, run.texts, run.sample_ids, fade, rng),
+        score_clarity(calls.for_purpose("clarity"), description, natural, activations_of, fade),
+        rate_natural_samples(calls.for_purpose("responsiveness"), description, natural, run.texts, run.sample_ids, fade, rng),
     )
     responsiveness = score_responsiveness(natural, rated)
     reference = run.activations.max_abs(feature) if run.site.steering_uses_reference else None
@@ -327,7 +331,7 @@ async def _evaluate_feature(run: _Run, feature: int, description: str, key: str)
             )
 
         faithfulness = await score_faithfulness(
-            calls, description, run.sample_ids, generate, fade.faithfulness, fade.rating_batch_size, rng
+            calls.for_purpose("faithfulness"), description, run.sample_ids, generate, fade.faithfulness, fade.rating_batch_size, rng
         )
     return _FeatureOutcome(feature, description, key, calls, clarity, rated, responsiveness, faithfulness, reference)
 
