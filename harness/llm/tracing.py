@@ -42,19 +42,21 @@ SOURCE_RUN_METADATA = "mlflow.sourceRun"  # MLflow's own link from a trace to it
 
 def _clean(value: Any, secrets: Sequence[str]) -> Any:
     """A JSON-safe copy with secret-named keys redacted, URLs cleaned and the secrets' values removed."""
-    value = redact(value)
+    return _scrub(redact(value), [secret for secret in secrets if secret])
+
+
+def _scrub(value: Any, secrets: Sequence[str]) -> Any:
     if isinstance(value, str):
         for secret in secrets:
-            if secret:
-                value = value.replace(secret, REDACTED)
+            value = value.replace(secret, REDACTED)
         return value
     if isinstance(value, Mapping):
-        return {str(key): _clean(item, secrets) for key, item in value.items()}
+        return {_scrub(str(key), secrets): _scrub(item, secrets) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(item, secrets) for item in value]
+        return [_scrub(item, secrets) for item in value]
     if value is None or isinstance(value, (bool, int, float)):
         return value
-    return _clean(str(value), secrets)
+    return _scrub(redact_text(str(value)), secrets)
 
 
 def answer_json(text: str) -> Any:
