@@ -14,7 +14,8 @@
     return typeof href === "string" && /^[A-Za-z0-9._~%\/#-]+$/.test(href) ? href : null;
   }
 
-  // A link into the MLflow UI of a tracking server: http(s) only, no quotes, spaces or angle brackets.
+  // A link (navigation, never a fetch) into the MLflow UI of a tracking server: web URLs only, no quotes,
+  // spaces or angle brackets.
   function safeServerUrl(url) {
     return typeof url === "string" && /^https?:\/\/[A-Za-z0-9._~%\/#?=&:+@-]+$/.test(url) ? url : null;
   }
