@@ -92,7 +92,8 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.track.compare import feature_scores, format_ranking, rank_variants
     from harness.track.experiment import run_experiment
-    from harness.track.store import resolve_tracking_uri
+    from harness.secrets import redact_text
+    from harness.track.store import ensure_experiment, experiment_url, resolve_tracking_uri
 
     config = _config_from(args)
     outcomes = run_experiment(config, force=args.force, progress=not args.quiet)
@@ -115,9 +116,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             "resumed and finished" if outcome.resumed else "finished"
         )
         print(f"  {outcome.name}: run {outcome.run_id} {state}")
+    uri = resolve_tracking_uri(config.tracking.uri, config.tracking.store_dir)
+    experiment_id = ensure_experiment(config.tracking.experiment, uri)
+    serve = "" if uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {uri}, then open "
     print(
-        f"\nTracked in experiment {config.tracking.experiment!r} at {uri}.\n"
-        f"Browse the runs:      mlflow ui --backend-store-uri {uri}\n"
+        f"\nTracked in experiment {config.tracking.experiment!r} at {redact_text(uri)}.\n"
+        f"Browse the runs:      {serve}{experiment_url(uri, experiment_id)}\n"
+        f"  (a run's LLM calls: its Traces tab; one feature's: filter on tag harness.feature)\n"
         f"Build the leaderboard: harness leaderboard build --experiment {config.tracking.experiment}"
     )
     return 0

@@ -616,6 +616,11 @@ class TrackingConfig(StrictModel):
     paired_min_features: int = Field(
         10, ge=2, description="fewest features both variants define for a paired test; fewer: no test (no tie)"
     )
+    traces: bool = Field(
+        True,
+        description="record every LLM call of a run (explainer, FADE, scorers; cached answers too) as an MLflow "
+        "trace linked to the run: prompt, answer, feature, prompt kind, tokens, latency, cache hit (docs/tracking.md)",
+    )
 
 
 class VariantSpec(StrictModel):

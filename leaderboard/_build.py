@@ -33,7 +33,9 @@ from tqdm.auto import tqdm
 
 from harness.track.agreement import rank_correlations
 from harness.track.compare import AGGREGATE
+from harness.secrets import redact_text
 from harness.track.paired import ALPHA, MIN_FEATURES
+from harness.track.store import run_traces_url
 from leaderboard._document import SETTINGS, LeaderboardDocument, PairedTest, VariantEntry
 from leaderboard._plots import box_stats, cost_quality_svg, distributions_svg, radar_svg, rank_correlation_svg
 from leaderboard._read import (
@@ -291,6 +293,7 @@ class _SiteWriter:
         )
         shared = embed_json({
             "variant": {"name": entry.variant, "run_id": entry.run_id, "page": "../index.html"},
+            "traces": self._traces_link(entry.run_id),
             "scores_shown": self.ranked.scores,
             "example_fields": EXAMPLE_FIELDS,
             "rated_fields": RATED_FIELDS,
@@ -316,6 +319,24 @@ class _SiteWriter:
                     "variant_page": f"../../{folder}/index.html",
                 }
             )
+
+    def _traces_link(self, run_id: str) -> dict[str, Any] | None:
+        """Where the run's LLM-call traces are (docs/tracking.md): a link into the MLflow UI when the store is a
+        server, else where to find them (`mlflow ui` on the store); None when the run recorded none."""
+        from mlflow import MlflowClient
+
+        try:
+            client = MlflowClient(self.tracking_uri)
+            experiment_id = client.get_run(run_id).info.experiment_id
+            traced = client.search_traces(locations=[experiment_id], run_id=run_id, max_results=1, include_spans=False)
+        except Exception:  # a store without traces support, or traces unreadable: no link, the page still builds
+            return None
+        if not traced:
+            return None
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return {"url": run_traces_url(self.tracking_uri, experiment_id, run_id), "where": None}
+        where = f"mlflow ui --backend-store-uri {redact_text(self.tracking_uri)}: experiment {experiment_id}, run {run_id}, Traces tab"
+        return {"url": None, "where": where}
 
     def _write_across_pages(self) -> None:
         for site, by_feature in self.across.items():

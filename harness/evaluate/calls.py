@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import LLMError
@@ -34,11 +34,20 @@ class FeatureCalls:
 
     `requests` counts every LLM call FADE makes (answered from the cache or not), so it compares with the
     reference's call count; `failures` are calls that ended in LLMError after the client's retries.
+    `feature` and `purpose` (the score asking: clarity, responsiveness, faithfulness) go with each call to
+    its trace (harness.llm.tracing); `for_purpose` gives a view that counts into this one.
     """
 
     backend: RaterBackend
+    feature: int | None = None
+    purpose: str | None = None
     requests: int = 0
     failures: int = 0
+    _counts: FeatureCalls | None = field(default=None, repr=False)
+
+    def for_purpose(self, purpose: str) -> FeatureCalls:
+        """The same feature's calls, their traces saying which score asked; counted here."""
+        return FeatureCalls(self.backend, self.feature, purpose, _counts=self._counts or self)
 
     @property
     def writer_sends_response_format(self) -> bool:
@@ -63,11 +72,13 @@ class FeatureCalls:
     async def _ask(self, client: LLMClient, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion | None:
         """Raises LLMError when the backend has not answered a single call of this run: a wrong key, model
         or address would otherwise turn every score into "undefined" after a long run."""
-        self.requests += 1
+        counts = self._counts or self
+        counts.requests += 1
+        context = {"feature": self.feature, "purpose": self.purpose}
         try:
-            completion = await client.acomplete(messages, **params)
+            completion = await client.acomplete(messages, trace_context=context, **params)
         except LLMError:
-            self.failures += 1
+            counts.failures += 1
             # Deviation from the FADE reference: it turns every failed call into a missing answer; a
             # backend that has never answered is a configuration error here, and stops the run.
             if not self.backend.answered:

@@ -52,6 +52,7 @@ from harness.evaluate.responsiveness import RatedNaturalSamples, rate_natural_sa
 from harness.evaluate.scores import FeatureScores, Score
 from harness.evaluate.store import FeatureResult, ResultStore, factor_label
 from harness.llm import LLMClient, Usage, UsageLedger
+from harness.llm.tracing import CallTracer
 from harness.model import LoadedModel, load_subject_model
 from harness.raters import build_rater
 from harness.sites import FeatureSite, build_site
@@ -148,6 +149,7 @@ def evaluate_descriptions(
     *,
     on_feature_done: Callable[[FeatureResult], None] | None = None,
     usage_ledger: UsageLedger | None = None,
+    call_tracer: CallTracer | None = None,
 ) -> EvaluationResult:
     """Score every (feature, description) row with FADE on the config's site, corpus and rater.
 
@@ -163,6 +165,7 @@ def evaluate_descriptions(
         progress: show progress bars.
         on_feature_done: called with each feature's result right after it is stored.
         usage_ledger: where the LLM clients also append every count (a tracked run sums it over processes).
+        call_tracer: records every LLM call as an MLflow trace of the tracked run (harness.llm.tracing).
 
     Raises:
         EvaluationError: the table lacks the columns or has duplicate / invalid features.
@@ -210,6 +213,7 @@ def evaluate_descriptions(
         for client in (generator, rater):
             if isinstance(client, LLMClient):
                 client.ledger = usage_ledger
+                client.tracer = call_tracer
         backend = RaterBackend(generator, rater)
         unrelated = None
         if config.fade.clarity_floor.enabled and mine:
@@ -267,7 +271,7 @@ def _unrelated_activations(
     requests made: the samples are written once (the LLM cache keeps them for every variant), and read on
     all features in one pass."""
     concepts = config.fade.clarity_floor.concepts
-    calls = FeatureCalls(backend)
+    calls = FeatureCalls(backend, purpose="clarity_floor")
 
     async def write_all() -> list[tuple[list[str], int]]:
         return await gather_or_cancel(*(generate_synthetic_texts(calls, concept, config.fade) for concept in concepts))
@@ -398,7 +402,7 @@ async def _evaluate_feature(run: _Run, feature: int, description: str, key: str)
     # turn; ours is per feature, from (seed, feature), so a result does not depend on which other features
     # are evaluated, in what order or after an interruption.
     rng = np.random.default_rng([fade.seed, feature])
-    calls = FeatureCalls(run.backend)
+    calls = FeatureCalls(run.backend, feature)
     natural = run.activations.column(feature)
 
     async def activations_of(texts: list[str]) -> np.ndarray:
@@ -408,8 +412,8 @@ async def _evaluate_feature(run: _Run, feature: int, description: str, key: str)
         return values[:, 0]
 
     clarity, rated = await gather_or_cancel(
-        score_clarity(calls, description, natural, activations_of, fade),
-        rate_natural_samples(calls, description, natural, run.texts, run.sample_ids, fade, rng),
+        score_clarity(calls.for_purpose("clarity"), description, natural, activations_of, fade),
+        rate_natural_samples(calls.for_purpose("responsiveness"), description, natural, run.texts, run.sample_ids, fade, rng),
     )
     responsiveness = score_responsiveness(natural, rated)
     reference = run.activations.max_abs(feature) if run.site.steering_uses_reference else None
@@ -419,7 +423,7 @@ async def _evaluate_feature(run: _Run, feature: int, description: str, key: str)
         reference = None
     else:
         faithfulness = await score_faithfulness(
-            calls,
+            calls.for_purpose("faithfulness"),
             description,
             run.sample_ids,
             partial(run.continuations.continuations, feature, reference),

@@ -23,7 +23,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from harness.llm.logprobs import token_logprobs
 from harness.llm.per_loop import PerLoop
 from harness.llm.schemas import AnswerFormat
 from harness.llm.ledger import UsageLedger
+from harness.llm.tracing import CallSpan, CallTracer
 from harness.llm.types import Completion, Usage
 from harness.secrets import redact_text
 
@@ -157,6 +158,8 @@ class LLMClient:
         self._usage_lock = threading.Lock()
         # Set by a tracked run: every count is also appended there, so a killed process's spend survives.
         self.ledger: UsageLedger | None = None
+        # Set by a tracked run: every call (cached ones too) is also recorded as an MLflow trace of the run.
+        self.tracer: CallTracer | None = None
         self._semaphores = PerLoop(lambda: asyncio.Semaphore(config.concurrency))
         self._random = random.Random()
 
@@ -238,9 +241,10 @@ class LLMClient:
         if self.ledger is not None:
             self.ledger.record(counts)
 
-    def _count_answer(self, answer_format: AnswerFormat | None, text: str) -> None:
+    def _count_answer(self, answer_format: AnswerFormat | None, text: str) -> bool | None:
+        """Count an answer of its prompt kind; whether it parsed (None without an AnswerFormat)."""
         if answer_format is None:
-            return
+            return None
         parsed = answer_format.parses(text)
         with self._usage_lock:
             kind = answer_format.kind
@@ -248,6 +252,7 @@ class LLMClient:
             self._usage.parsed[kind] = self._usage.parsed.get(kind, 0) + int(parsed)
         if self.ledger is not None:
             self.ledger.record({}, {"answers": {kind: 1}, "parsed": {kind: int(parsed)}})
+        return parsed
 
     def _api_key(self) -> str | None:
         name = self.config.api_key_env
@@ -285,6 +290,7 @@ class LLMClient:
         *,
         validate: Validator | None = None,
         answer_format: AnswerFormat | None = None,
+        trace_context: Mapping[str, Any] | None = None,
         **params: Any,
     ) -> Completion:
         """Answer one conversation, from the cache when it holds the answer.
@@ -296,6 +302,8 @@ class LLMClient:
                 with `valid=False`.
             answer_format: what the answer should be: its schema is sent as `response_format` when
                 `sends_response_format`, and the answer is counted in `usage.answers`/`usage.parsed`.
+            trace_context: what the call is about, for its trace when `tracer` is set (e.g. `feature`,
+                `purpose`); never sent.
             **params: litellm sampling parameters overriding the config's (temperature, max_tokens, ...).
 
         Raises:
@@ -310,21 +318,60 @@ class LLMClient:
         request_params = self._request_params(params)
         key = cache_key(self.config.model, messages, request_params)
         self._count(requests=1)
+        span = self._start_span(messages, request_params, answer_format, trace_context)
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None and (validate is None or validate(hit.text)):
                 self._count(cache_hits=1)
-                self._count_answer(answer_format, hit.text)
+                parsed = self._count_answer(answer_format, hit.text)
+                if span is not None:
+                    span.finish(text=hit.text, cached=True, valid=True, parsed=parsed)
                 return Completion(hit.text, 0, 0, 0.0, cached=True, model=hit.model, attempts=0, logprobs=hit.logprobs)
         try:
             completion = await self._call_with_retries(messages, request_params, validate)
-        except LLMError:
+        except LLMError as error:
             self._count(failures=1)
+            if span is not None:
+                span.finish(error=str(error))
+            raise
+        except BaseException:
+            if span is not None:
+                span.finish(error="cancelled")
             raise
         if completion.valid and self.cache is not None:
             self.cache.put(key, CachedResponse.of(completion))
-        self._count_answer(answer_format, completion.text)
+        parsed = self._count_answer(answer_format, completion.text)
+        if span is not None:
+            span.finish(
+                text=completion.text,
+                valid=completion.valid,
+                parsed=parsed,
+                attempts=completion.attempts,
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                cost_usd=completion.cost_usd,
+            )
         return completion
+
+    def _start_span(
+        self,
+        messages: Messages,
+        request_params: dict[str, Any],
+        answer_format: AnswerFormat | None,
+        trace_context: Mapping[str, Any] | None,
+    ) -> CallSpan | None:
+        """The call's trace when a tracked run set `tracer` (harness.llm.tracing), else None."""
+        if self.tracer is None:
+            return None
+        key = os.environ.get(self.config.api_key_env) if self.config.api_key_env else None
+        return self.tracer.start(
+            model=self.config.model,
+            messages=messages,
+            params=request_params,
+            kind=answer_format.kind if answer_format is not None else None,
+            context=trace_context,
+            secrets=[key] if key else [],
+        )
 
     async def _call_with_retries(
         self, messages: Messages, request_params: dict[str, Any], validate: Validator | None
@@ -431,6 +478,7 @@ class LLMClient:
         desc: str = "LLM calls",
         validate: Validator | Sequence[Validator] | None = None,
         answer_format: AnswerFormat | Sequence[AnswerFormat] | None = None,
+        trace_context: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
         **params: Any,
     ) -> list[Completion | LLMError]:
         """Answer many conversations concurrently (bounded); failures come back as LLMError in place.
@@ -440,19 +488,23 @@ class LLMClient:
             desc: progress bar label.
             validate: one validator for every answer, or one per conversation (see `acomplete`).
             answer_format: one AnswerFormat for every answer, or one per conversation (see `acomplete`).
+            trace_context: one mapping for every call's trace, or one per conversation (see `acomplete`).
             **params: litellm sampling parameters for every request.
         """
         count = len(conversations)
         validators = self._one_each(validate, callable(validate), count, "validators")
         formats = self._one_each(answer_format, isinstance(answer_format, AnswerFormat), count, "answer formats")
+        contexts = self._one_each(trace_context, isinstance(trace_context, Mapping), count, "trace contexts")
         bar = tqdm(total=count, desc=desc, unit="call", disable=not self.progress, leave=False)
         start = self.usage
 
         async def one(
-            messages: Messages, validator: Validator | None, answer: AnswerFormat | None
+            messages: Messages, validator: Validator | None, answer: AnswerFormat | None, context: Mapping[str, Any] | None
         ) -> Completion | LLMError:
             try:
-                return await self.acomplete(messages, validate=validator, answer_format=answer, **params)
+                return await self.acomplete(
+                    messages, validate=validator, answer_format=answer, trace_context=context, **params
+                )
             except LLMError as error:
                 return error
             finally:
@@ -466,7 +518,7 @@ class LLMClient:
                 bar.update(1)
 
         try:
-            return list(await asyncio.gather(*map(one, conversations, validators, formats)))
+            return list(await asyncio.gather(*map(one, conversations, validators, formats, contexts)))
         finally:
             bar.close()
 
@@ -488,6 +540,7 @@ class LLMClient:
         return_exceptions: bool = True,
         validate: Validator | Sequence[Validator] | None = None,
         answer_format: AnswerFormat | Sequence[AnswerFormat] | None = None,
+        trace_context: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
         **params: Any,
     ) -> list[Completion | LLMError]:
         """Synchronous batch: answers in input order, run concurrently under the bound, with a progress bar.
@@ -503,9 +556,12 @@ class LLMClient:
                 still runs (so finished answers are cached), then the first failure is raised.
             validate: one validator for every answer, or one per conversation (see `acomplete`).
             answer_format: one AnswerFormat for every answer, or one per conversation (see `acomplete`).
+            trace_context: one mapping for every call's trace, or one per conversation (see `acomplete`).
             **params: litellm sampling parameters for every request.
         """
-        batch = self.acomplete_many(conversations, desc=desc, validate=validate, answer_format=answer_format, **params)
+        batch = self.acomplete_many(
+            conversations, desc=desc, validate=validate, answer_format=answer_format, trace_context=trace_context, **params
+        )
         try:
             asyncio.get_running_loop()
         except RuntimeError:

@@ -105,7 +105,15 @@ def variant_run(
             record_failure(run.info.run_id, failure_reason(error))
         raise
     finally:
+        _flush_traces()  # the traces of the run's LLM calls (written in the background) land before it ends
         mlflow.end_run(status=status)
+
+
+def _flush_traces() -> None:
+    with suppress(Exception):  # best effort: a trace never fails a run
+        import mlflow
+
+        mlflow.flush_trace_async_logging()
 
 
 def failure_reason(error: BaseException) -> str:

@@ -15,8 +15,16 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.files import file_lock
+from harness.secrets import redact_text
 
 DEFAULT_STORE_DIR = "mlruns"
+# MLflow 3's experiment kind: a model-development experiment, whose page is its runs (not the GenAI overview).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+# MLflow 3.x's UI picks its pages by a "workflow type" (GenAI or Model training) that the URL can name;
+# newer UIs go by it rather than by the experiment kind, so links to our experiments carry it.
+UI_WORKFLOW = "workflowType=machine_learning"
+DEFAULT_UI_URL = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store
 # The user's choice, read once: mlflow.set_tracking_uri() rewrites this variable in our own process, so
 # reading it later would make one run's store the next run's default.
 _ENVIRONMENT_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
@@ -65,7 +73,9 @@ def store_lock(tracking_uri: str) -> Iterator[None]:
 def ensure_experiment(name: str, tracking_uri: str) -> str:
     """Create (once, under a lock) the store and the experiment; returns the experiment id.
 
-    For a local sqlite store, the experiment's artifacts go to `<store>/artifacts/<experiment>`.
+    For a local sqlite store, the experiment's artifacts go to `<store>/artifacts/<experiment>`. The
+    experiment is tagged as a model-development experiment (EXPERIMENT_KIND_TAG), an existing one too when
+    it has no kind, so the MLflow UI opens it on its runs.
     """
     import mlflow
     from mlflow import MlflowClient
@@ -78,10 +88,14 @@ def ensure_experiment(name: str, tracking_uri: str) -> str:
             if experiment is not None:
                 if experiment.lifecycle_stage == "deleted":
                     client.restore_experiment(experiment.experiment_id)
+                if EXPERIMENT_KIND_TAG not in experiment.tags:
+                    client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
                 return experiment.experiment_id
             db_path = _local_sqlite_path(tracking_uri)
             artifact_location = (db_path.parent / "artifacts" / _safe_name(name)).as_uri() if db_path else None
-            return client.create_experiment(name, artifact_location=artifact_location)
+            return client.create_experiment(
+                name, artifact_location=artifact_location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+            )
         except Exception as error:  # MLflow raises many types for an unreachable or broken store
             raise TrackingError(
                 f"cannot open experiment {name!r} in the tracking store {tracking_uri}: {error}. "
@@ -91,3 +105,20 @@ def ensure_experiment(name: str, tracking_uri: str) -> str:
 
 def _safe_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "experiment"
+
+
+def ui_url(tracking_uri: str) -> str:
+    """Where the MLflow UI of a store is: the server itself, else where `mlflow ui` serves a local store."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return redact_text(tracking_uri).rstrip("/")
+    return DEFAULT_UI_URL
+
+
+def experiment_url(tracking_uri: str, experiment_id: str) -> str:
+    """The experiment's runs table in the MLflow UI."""
+    return f"{ui_url(tracking_uri)}/#/experiments/{experiment_id}/runs?{UI_WORKFLOW}"
+
+
+def run_traces_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """A run's LLM-call traces in the MLflow UI (its Traces tab)."""
+    return f"{ui_url(tracking_uri)}/#/experiments/{experiment_id}/runs/{run_id}/traces?{UI_WORKFLOW}"

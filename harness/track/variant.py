@@ -32,6 +32,7 @@ from harness.track.runs import log_dataset, log_metrics, log_params, variant_run
 
 if TYPE_CHECKING:
     from harness.llm import UsageLedger
+    from harness.llm.tracing import CallTracer
 
 # Called after each chunk of features with the running metrics and the chunk number; may raise to stop.
 ChunkCallback = Callable[[dict[str, float | None], int], None]
@@ -45,9 +46,10 @@ def _needs_pool(config: HarnessConfig) -> bool:
 
 
 def describe_features(
-    config: HarnessConfig, shared: SharedStages, ledger: UsageLedger | None = None
+    config: HarnessConfig, shared: SharedStages, ledger: UsageLedger | None = None, tracer: CallTracer | None = None
 ) -> tuple[pd.DataFrame, dict[str, float | int]]:
-    """The variant's descriptions table and what the explainer's LLM calls used (also appended to `ledger`)."""
+    """The variant's descriptions table and what the explainer's LLM calls used (also appended to `ledger`;
+    each call a trace through `tracer`)."""
     from harness.explain import build_feature_records, generate_descriptions, make_explainer
     from harness.llm import LLMClient
 
@@ -61,6 +63,7 @@ def describe_features(
         return generate_descriptions(records, config.explain), {}
     client = LLMClient(config.explain.llm, config.activations.cache_dir, progress=shared.progress)
     client.ledger = ledger
+    client.tracer = tracer
     try:
         return generate_descriptions(records, config.explain, client), client.usage.as_dict()
     finally:
@@ -68,13 +71,17 @@ def describe_features(
 
 
 def score_with_other_scorers(
-    config: HarnessConfig, descriptions: pd.DataFrame, shared: SharedStages, ledger: UsageLedger | None = None
+    config: HarnessConfig,
+    descriptions: pd.DataFrame,
+    shared: SharedStages,
+    ledger: UsageLedger | None = None,
+    tracer: CallTracer | None = None,
 ):
     """The enabled extra scorers (detection, fuzzing, simulation, embedding, intruder) on the variant's descriptions.
 
     Their examples come from a pool of their own (with as many least-active samples as they need), so the
     explainer's contrast examples stay as they were. Returns their per-feature table and the rater's usage
-    (an LLM rater also appends it to `ledger`).
+    (an LLM rater also appends it to `ledger`, and records each call as a trace through `tracer`).
     """
     from harness.evaluate.scorers import SCORERS, least_active_needed, run_scorers
     from harness.explain import build_feature_records
@@ -94,6 +101,7 @@ def score_with_other_scorers(
     )
     if isinstance(client, LLMClient):
         client.ledger = ledger
+        client.tracer = tracer
     try:
         table = run_scorers(records, texts, config.scorers, client, progress=shared.progress)
         return table, client.usage if client is not None else Usage()
@@ -116,6 +124,7 @@ def evaluate_in_chunks(
     chunk_size: int | None = None,
     on_chunk: ChunkCallback | None = None,
     ledger: UsageLedger | None = None,
+    tracer: CallTracer | None = None,
 ):
     """FADE on the described features, `chunk_size` at a time (all at once by default).
 
@@ -135,6 +144,7 @@ def evaluate_in_chunks(
             workdir,
             progress=shared.progress,
             usage_ledger=ledger,
+            call_tracer=tracer,
         )
         usage = usage + result.llm_usage
         if on_chunk is not None:
@@ -252,6 +262,10 @@ def log_score_plots(per_feature: pd.DataFrame, metrics: dict[str, float | None],
     plt.close(figure)
 
 
+def _stage(tracer: CallTracer | None, name: str) -> CallTracer | None:
+    return tracer.for_stage(name) if tracer is not None else None
+
+
 def track_variant(
     name: str,
     config: HarnessConfig,
@@ -283,6 +297,7 @@ def track_variant(
     from mlflow import MlflowClient
 
     from harness.llm import UsageLedger, parse_metrics
+    from harness.llm.tracing import CallTracer
 
     check = partial(check_variant, config, shared)
     with variant_run(experiment_id, key, name, role=role, parent_run_id=parent_run_id, force=force, check=check) as tracked:
@@ -296,12 +311,14 @@ def track_variant(
         log_config_artifact(config)
         workdir = Path(config.activations.cache_dir) / "runs" / key
         ledger = UsageLedger(workdir / f"usage-{tracked.run_id}.jsonl")
+        # Every LLM call also an MLflow trace of this run (variant_run writes them out before the run ends).
+        tracer = CallTracer(tracked.run_id, experiment_id) if config.tracking.traces else None
         with timer.stage("activations"):
             corpus = shared.corpus(config)
             shared.activations(config)
         log_dataset(corpus, config.corpus.source, context="corpus")
         with timer.stage("explain"):
-            descriptions, _ = describe_features(config, shared, ledger.stage("explain"))
+            descriptions, _ = describe_features(config, shared, ledger.stage("explain"), _stage(tracer, "explain"))
         with timer.stage("evaluate"):
             result, _ = evaluate_in_chunks(
                 config,
@@ -311,13 +328,16 @@ def track_variant(
                 chunk_size=chunk_size,
                 on_chunk=on_chunk,
                 ledger=ledger.stage("fade"),
+                tracer=_stage(tracer, "fade"),
             )
         per_feature = per_feature_table(result.scores, descriptions)
         cost = result.floor_cost  # the clarity floor's share of the evaluate stage, when it ran
         floor_cost = {"clarity_floor_requests": cost["requests"], "time_clarity_floor_s": cost["seconds"]} if cost else {}
         if config.scorers.enabled:
             with timer.stage("scorers"):
-                scored, _ = score_with_other_scorers(config, descriptions, shared, ledger.stage("scorers"))
+                scored, _ = score_with_other_scorers(
+                    config, descriptions, shared, ledger.stage("scorers"), _stage(tracer, "scorers")
+                )
             per_feature = per_feature.merge(scored, on="feature", how="left")
         # What every process of this run spent, a killed one's included (its ledger survives; its memory not).
         total_usage = ledger.total().as_dict()

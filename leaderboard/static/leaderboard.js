@@ -14,6 +14,24 @@
     return typeof href === "string" && /^[A-Za-z0-9._~%\/#-]+$/.test(href) ? href : null;
   }
 
+  // A link (navigation, never a fetch) into the MLflow UI of a tracking server: web URLs only, no quotes,
+  // spaces or angle brackets.
+  function safeServerUrl(url) {
+    return typeof url === "string" && /^https?:\/\/[A-Za-z0-9._~%\/#?=&:+@-]+$/.test(url) ? url : null;
+  }
+
+  function tracesLine(traces, feature) {
+    if (!traces) return [];
+    const tag = "tag harness.feature = " + feature;
+    const url = safeServerUrl(traces.url);
+    if (url) {
+      const link = el("a", { id: "traces-link", rel: "noopener", text: "this run's LLM calls in MLflow" });
+      link.setAttribute("href", url);
+      return ["Rater and explainer calls: ", link, " (Traces tab; this feature's: " + tag + ")"];
+    }
+    return ["Rater and explainer calls: MLflow traces of the run \u2014 " + traces.where + "; this feature's: " + tag];
+  }
+
   function el(tag, props, children) {
     const node = document.createElement(tag);
     for (const [key, value] of Object.entries(props || {})) {
@@ -318,6 +336,7 @@
     const description = document.getElementById("description");
     description.replaceChildren(data.description === null ? el("span", { class: "undefined", text: "no description" }) : data.description);
     document.getElementById("explainer").textContent = (data.explainer ? "Explainer: " + data.explainer + " \u00B7 " : "") + "variant " + shared.variant.name;
+    document.getElementById("traces").replaceChildren(...tracesLine(shared.traces, data.feature));
 
     const position = shared.pages.findIndex(([feature]) => feature === data.feature);
     const link = (index, label, rel) => {

@@ -171,12 +171,14 @@ def ask_rater(
     settings: LLMScorerConfig | None,
     desc: str,
     answer_formats: Sequence[AnswerFormat] | None = None,
+    features: Sequence[int] | None = None,
 ) -> list[Completion | None]:
     """Every conversation in one concurrent batch; a failed call is None in its place.
 
     Log-probabilities are asked for as `settings.logprobs` says (see logprob_params; never when `settings`
     is None). `answer_formats` (one per conversation) say what each answer should be: schemas for the
     backend, kinds for the counts.
+    `features` (one per conversation) name the feature each call is about, for its trace.
 
     Raises:
         LLMError: not one call succeeded (a wrong key, model or address would otherwise make every
@@ -189,6 +191,7 @@ def ask_rater(
         desc=desc,
         validate=list(validators),
         answer_format=answer_formats,
+        trace_context=None if features is None else [{"feature": int(feature)} for feature in features],
         **(logprob_params(client, settings) if settings is not None else {}),
     )
     failures = [result for result in results if isinstance(result, LLMError)]

@@ -187,6 +187,7 @@ class IntruderScorer(Scorer):
                 None,
                 desc=f"intruder ({len(prepared)} features)",
                 answer_formats=formats,
+                features=[feature for feature, _ in asked],
             )
             picks = [
                 None if answer is None else _position(read_choice(answer.text, len(trial.texts)))

@@ -105,6 +105,7 @@ class JudgingScorer(Scorer):
             settings,
             desc=f"{self.name} ({len(prepared)} features)",
             answer_formats=formats,
+            features=[feature for feature, *_ in batches],
         )
         judged = {feature: _Judgements() for feature in prepared}
         for (feature, _, batch), answer in zip(batches, answers):

@@ -88,6 +88,7 @@ class SimulationScorer(Scorer):
             settings,
             desc=f"simulation ({len(prepared)} features)",
             answer_formats=formats,
+            features=[feature for feature, *_ in asked],
         )
         truth: dict[int, list[float]] = defaultdict(list)
         predicted: dict[int, list[float]] = defaultdict(list)
