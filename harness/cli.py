@@ -116,7 +116,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             "resumed and finished" if outcome.resumed else "finished"
         )
         print(f"  {outcome.name}: run {outcome.run_id} {state}")
-    uri = resolve_tracking_uri(config.tracking.uri, config.tracking.store_dir)
     experiment_id = ensure_experiment(config.tracking.experiment, uri)
     serve = "" if uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {uri}, then open "
     print(
@@ -143,16 +142,15 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.track.compare import (
-        SCORES,
         count_failed_runs,
+        default_weights,
         failed_runs_note,
         feature_scores,
-        feature_sites,
         format_ranking,
+        paired_tests,
         rank_variants,
         variants_table,
     )
-    from harness.track.paired import criterion_values
     from harness.track.store import require_store, resolve_tracking_uri
 
     uri = require_store(resolve_tracking_uri(args.tracking_uri, args.store_dir))
@@ -168,15 +166,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     )
     print(format_ranking(ranked, args.rank_by))
     if args.pairs == "all":
-        from harness.track.paired import compare_variants, format_pairs
+        from harness.track.paired import format_pairs
 
-        present = [name for name in SCORES if f"{name}_mean" in table.columns]
-        aggregate_weights = weights or {name: 1.0 for name in present or SCORES}
-        pairs = compare_variants(
-            args.rank_by,
-            list(zip(map(str, ranked["variant"]), map(str, ranked["run_id"]))),
-            {run_id: criterion_values(features.get(run_id), args.rank_by, aggregate_weights) for run_id in ranked["run_id"]},
-            pairs="all", sites=feature_sites(ranked), alpha=args.alpha, min_features=args.min_features,
+        pairs = paired_tests(
+            ranked, args.rank_by, weights or default_weights(table), features,
+            pairs="all", alpha=args.alpha, min_features=args.min_features,
         )  # fmt: skip
         print()
         print(f"Paired comparisons of every pair by {args.rank_by}:")

@@ -87,14 +87,13 @@ def rank_variants(
     """
     ranked = table.copy()
     if by == AGGREGATE:
-        present = [name for name in SCORES if f"{name}_mean" in ranked.columns]
-        weights = weights or {name: 1.0 for name in present or SCORES}
+        weights = weights or default_weights(ranked)
         ranked[f"{AGGREGATE}_mean"] = aggregate_score(ranked, weights)
     elif f"{by}_mean" not in ranked.columns:
         raise ConfigError(f"cannot rank by {by!r}: known scores are {', '.join(score_names(table)) or 'none'}")
     key = f"{by}_mean"
     ranked = ranked.sort_values(key, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
-    comparisons = paired_with_above(ranked, by, weights or {}, features or {}, alpha=alpha, min_features=min_features)
+    comparisons = paired_tests(ranked, by, weights or {}, features or {}, alpha=alpha, min_features=min_features)
     ranks, tied = [], []
     for position in range(len(ranked)):
         # An undefined mean ranks last and never ties (there is nothing to compare).
@@ -107,22 +106,32 @@ def rank_variants(
     return ranked
 
 
-def paired_with_above(
+def default_weights(table: pd.DataFrame) -> dict[str, float]:
+    """The aggregate's weights when none are given: equal over the FADE scores the table has (all four if none)."""
+    present = [name for name in SCORES if f"{name}_mean" in table.columns]
+    return {name: 1.0 for name in present or SCORES}
+
+
+def paired_tests(
     ranked: pd.DataFrame,
     by: str,
     weights: Mapping[str, float],
     features: Mapping[str, pd.DataFrame | None],
     *,
+    pairs: str = "adjacent",
     alpha: float = ALPHA,
     min_features: int = MIN_FEATURES,
 ) -> list[PairedComparison]:
-    """The paired comparison of each row (after the first) of a ranked table with the row above it."""
+    """The paired comparison of each row (after the first) of a ranked table with the row above it, or of
+    every pair of rows (`pairs="all"`); see `compare_variants`."""
     if len(ranked) < 2:
         return []
     run_ids = [str(run_id) for run_id in ranked["run_id"]] if "run_id" in ranked else [str(i) for i in ranked.index]
-    pairs = list(zip(map(str, ranked["variant"]), run_ids))
+    named = list(zip(map(str, ranked["variant"]), run_ids))
     values = {run_id: criterion_values(features.get(run_id), by, weights) for run_id in run_ids}
-    return compare_variants(by, pairs, values, sites=feature_sites(ranked), alpha=alpha, min_features=min_features)
+    return compare_variants(
+        by, named, values, pairs=pairs, sites=feature_sites(ranked), alpha=alpha, min_features=min_features
+    )
 
 
 def feature_sites(table: pd.DataFrame) -> dict[str, str] | None:
