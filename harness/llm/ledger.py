@@ -9,24 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import threading
+from dataclasses import fields
 from pathlib import Path
 
 from harness.llm.types import Usage
 
-_COUNT_FIELDS = frozenset(
-    {
-        "requests",
-        "calls",
-        "cache_hits",
-        "retries",
-        "invalid_answers",
-        "failures",
-        "prompt_tokens",
-        "completion_tokens",
-        "cost_usd",
-    }
-)
+# Usage's scalar counts (its per-kind dicts, answers and parsed, are read by name).
+_COUNT_FIELDS = frozenset(item.name for item in fields(Usage) if item.name not in ("answers", "parsed"))
 
 
 class UsageLedger:
@@ -35,7 +24,7 @@ class UsageLedger:
     def __init__(self, path: str | Path, stage: str = "") -> None:
         self.path = Path(path)
         self.stage_name = stage
-        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def stage(self, name: str) -> UsageLedger:
         """The same file, each line it writes tagged `name`."""
@@ -46,14 +35,12 @@ class UsageLedger:
         entry = {"stage": self.stage_name, **counts, **(answers or {})}
         # Each line starts with its newline, so a line cut short by a kill never runs into the next one.
         line = ("\n" + json.dumps(entry, separators=(",", ":"))).encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            # O_APPEND: each small write lands whole at the end, whichever thread or process writes it.
-            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(descriptor, line)
-            finally:
-                os.close(descriptor)
+        # O_APPEND: each small write lands whole at the end, whichever thread or process writes it.
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(descriptor, line)
+        finally:
+            os.close(descriptor)
 
     def total(self, *stages: str) -> Usage:
         """The summed usage of the lines tagged with one of `stages` (every line when none is given)."""
