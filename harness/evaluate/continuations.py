@@ -44,7 +44,8 @@ def steer_rows(site: FeatureSite, model: Any, rows: Sequence[Steering]) -> Itera
     for index, row in enumerate(rows):
         if row.feature is not None:
             groups.setdefault((row.feature, row.factor, row.reference), []).append(index)
-    site.resolve_features(sorted({feature for feature, _, _ in groups}))
+    if groups:  # a batch of rows that are all left unchanged steers nothing
+        site.resolve_features(sorted({feature for feature, _, _ in groups}))
     indexed = [(key, torch.tensor(indices)) for key, indices in groups.items()]
 
     def change(tensor: torch.Tensor) -> torch.Tensor | None:
@@ -160,7 +161,7 @@ RunOnModel = Callable[..., Awaitable[Any]]
 class _Pending:
     prompt: int  # position in the engine's texts
     steering: Steering
-    answer: asyncio.Future[str]
+    answer: asyncio.Future[tuple[str, int]]  # the continuation, and the number of the generate call made it
 
 
 class ContinuationEngine:
@@ -195,10 +196,10 @@ class ContinuationEngine:
         layer = site_layer(loaded_model, site)
         self._prefixes = PromptPrefixes(loaded_model, layer, max_prompt_tokens) if layer is not None else None
         self._lengths: list[int] | None = None
-        self._unchanged: dict[int, asyncio.Future[str]] = {}  # prompt -> its continuation by the unchanged model
+        # prompt -> its continuation by the unchanged model (awaited shielded: every feature shares it)
+        self._unchanged: dict[int, asyncio.Future[tuple[str, int]]] = {}
         self._queue: list[_Pending] = []
         self._worker: asyncio.Task[None] | None = None
-        self._batch_of: dict[int, int] = {}  # id(answer future) -> the generate call that computed it
         self.generate_calls = 0  # generate calls made
         self.rows_generated = 0  # continuations computed (a shared one once)
 
@@ -211,7 +212,7 @@ class ContinuationEngine:
                 prompt_lengths, self._model, self._texts, self._max_prompt_tokens
             )
         loop = asyncio.get_running_loop()
-        answers: list[list[asyncio.Future[str] | None]] = [[None] * len(positions) for _ in factors]
+        answers: list[list[Awaitable[tuple[str, int]] | None]] = [[None] * len(positions) for _ in factors]
         for index in sorted(range(len(positions)), key=lambda i: (self._lengths[positions[i]], i)):
             prompt = int(positions[index])
             for slot, factor in enumerate(factors):
@@ -219,16 +220,17 @@ class ContinuationEngine:
                     if prompt not in self._unchanged:
                         self._unchanged[prompt] = loop.create_future()
                         self._queue.append(_Pending(prompt, Steering(None, 1.0), self._unchanged[prompt]))
-                    answers[slot][index] = self._unchanged[prompt]
+                    # A feature cancelled while waiting must not cancel what the others wait for too.
+                    answers[slot][index] = asyncio.shield(self._unchanged[prompt])
                 else:
                     future = loop.create_future()
                     self._queue.append(_Pending(prompt, Steering(feature, float(factor), reference), future))
                     answers[slot][index] = future
         if self._worker is None or self._worker.done():
             self._worker = loop.create_task(self._drain())
-        texts = [[await answer for answer in row] for row in answers]  # type: ignore[misc]
-        calls = {self._batch_of[id(answer)] for row in answers for answer in row}
-        return Continuations(texts=texts, generate_calls=len(calls))
+        done = [[await answer for answer in row] for row in answers]  # type: ignore[misc]
+        calls = {call for row in done for _, call in row}
+        return Continuations(texts=[[text for text, _ in row] for row in done], generate_calls=len(calls))
 
     def _generate(self, prompts: list[str], rows: list[Steering]) -> list[str]:
         """One batch on the model's thread: from the shared below-site prefixes when the model allows it."""
@@ -242,12 +244,13 @@ class ContinuationEngine:
                 max_prompt_tokens=self._max_prompt_tokens,
             )
         steer = steer_rows(self._site, self._model, rows)
-        return self._prefixes.generate(self._site, prompts, steer, generation_length=self._generation_length)
+        return self._prefixes.generate(prompts, steer, generation_length=self._generation_length)
 
     async def _drain(self) -> None:
         while self._queue:
             batch, self._queue = self._queue[: self._batch_rows], self._queue[self._batch_rows :]
-            batch = [pending for pending in batch if not pending.answer.done()]  # a cancelled feature's rows
+            # A feature cancelled while waiting cancels the row it waited on: not worth computing.
+            batch = [pending for pending in batch if not pending.answer.done()]
             if not batch:
                 continue
             try:
@@ -266,6 +269,5 @@ class ContinuationEngine:
             self.generate_calls += 1
             self.rows_generated += len(batch)
             for pending, text in zip(batch, answers):
-                self._batch_of[id(pending.answer)] = self.generate_calls
                 if not pending.answer.done():
-                    pending.answer.set_result(text)
+                    pending.answer.set_result((text, self.generate_calls))

@@ -94,7 +94,9 @@ def test_sae_features_get_the_unshared_continuations_under_every_factor(loaded_m
     assert answers[0].texts[FACTORS.index(50.0)] != answers[1].texts[FACTORS.index(50.0)]
 
 
-def test_a_cancelled_feature_does_not_stop_the_others(loaded_model):
+@pytest.mark.parametrize("doomed_factors", [FACTORS, [1.0]], ids=["its-own-rows", "a-shared-row"])
+def test_a_cancelled_feature_does_not_stop_the_others(loaded_model, doomed_factors):
+    """Cancelled while waiting on its own row, or on the factor-1 row it shares with the other feature."""
     site = build_site(SiteConfig(kind="neuron", module="model.layers.15.mlp.act_fn"), loaded_model)
     positions = [2, 1]
 
@@ -106,7 +108,8 @@ def test_a_cancelled_feature_does_not_stop_the_others(loaded_model):
                 return loop.run_in_executor(model_thread, lambda: function(*args, **kwargs))
 
             engine = ContinuationEngine(loaded_model, site, TEXTS, on_model, batch_rows=4, **GENERATION)
-            doomed = asyncio.ensure_future(engine.continuations(5, None, positions, FACTORS))
+            await engine.continuations(7, None, [0], [1.0])  # prompt lengths known: the next asks queue rows at once
+            doomed = asyncio.ensure_future(engine.continuations(5, None, positions, doomed_factors))
             kept = asyncio.ensure_future(engine.continuations(6, None, positions, FACTORS))
             await asyncio.sleep(0)
             doomed.cancel()
