@@ -6,7 +6,7 @@ prompt here, and each steered row runs only the layers from the site's layer up 
 decodes greedily as `generate` does (the same calls, inputs and stopping rule, so the same tokens).
 
 This follows the decoder layout of Llama-family models in transformers (embed_tokens, layers, rotary_emb,
-norm, lm_head); other models, or a site outside the layers, are generated with `generate` (`supports`).
+norm, lm_head); other models, or a site outside the layers, are generated with `generate` (`site_layer` says None).
 """
 
 from __future__ import annotations
@@ -49,10 +49,9 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class _Prefix:
-    """One prompt below the site: its tokens, the hidden states entering the site's layer, and each lower
-    layer's keys and values (heads, tokens, head_dim), unpadded."""
+    """One prompt below the site: the hidden states entering the site's layer (tokens, width), and each
+    lower layer's keys and values (heads, tokens, head_dim), unpadded."""
 
-    ids: torch.Tensor
     hidden: torch.Tensor
     keys: tuple[torch.Tensor, ...]
     values: tuple[torch.Tensor, ...]
@@ -78,34 +77,46 @@ class PromptPrefixes:
         )
         device = input_device(self._loaded)
         ids, mask = encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
-        positions = _positions(mask)
         cache = DynamicCache(config=self._network.config)
+        positions = _positions(mask)
         with torch.inference_mode():
             hidden = decoder.embed_tokens(ids)
-            causal = create_causal_mask(
-                config=self._network.config, inputs_embeds=hidden, attention_mask=mask, cache=cache, position_ids=positions
-            )
-            embeddings = decoder.rotary_emb(hidden, position_ids=positions)
-            for layer in decoder.layers[: self._layer]:
-                hidden = layer(
-                    hidden, attention_mask=causal, position_embeddings=embeddings, position_ids=positions, cache=cache, use_cache=True
-                )
+            causal = self._causal_mask(hidden, mask, positions)
+            hidden = self._through(decoder.layers[: self._layer], hidden, causal, positions, cache)
         for row, prompt in enumerate(missing):
             real = mask[row].bool()
             self._prefixes[prompt] = _Prefix(
-                ids=ids[row, real],
                 hidden=hidden[row, real],
                 keys=tuple(cache.layers[i].keys[row][:, real] for i in range(self._layer)),
                 values=tuple(cache.layers[i].values[row][:, real] for i in range(self._layer)),
             )
 
-    def generate(self, site: FeatureSite, prompts: Sequence[str], steer: Any, *, generation_length: int) -> list[str]:
+    def _causal_mask(self, hidden: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> Any:
+        """The decoder's causal mask for a left-padded prompt batch with nothing cached before it."""
+        empty = DynamicCache(config=self._network.config)
+        return create_causal_mask(
+            config=self._network.config, inputs_embeds=hidden, attention_mask=mask, cache=empty, position_ids=positions
+        )
+
+    def _through(
+        self, layers: Any, hidden: torch.Tensor, causal: Any, positions: torch.Tensor, cache: DynamicCache
+    ) -> torch.Tensor:
+        """`hidden` (a left-padded prompt batch) through `layers` as the decoder's forward runs them, their
+        keys and values going into `cache`."""
+        embeddings = self._network.model.rotary_emb(hidden, position_ids=positions)
+        for layer in layers:
+            hidden = layer(
+                hidden, attention_mask=causal, position_embeddings=embeddings, position_ids=positions, cache=cache, use_cache=True
+            )
+        return hidden
+
+    def generate(self, prompts: Sequence[str], steer: Any, *, generation_length: int) -> list[str]:
         """Greedy continuations of exactly `generation_length` new tokens of `prompts`, row i steered while
         `steer` (steer_rows for these rows) is active; what `generate_rows` gives, from the shared prefixes."""
         self._compute(prompts)
         network, decoder = self._network, self._network.model
         prefixes = [self._prefixes[p] for p in prompts]
-        width = max(prefix.ids.numel() for prefix in prefixes)
+        width = max(prefix.hidden.shape[0] for prefix in prefixes)
         device = prefixes[0].hidden.device
 
         def padded(tensors: list[torch.Tensor], dim: int) -> torch.Tensor:
@@ -117,7 +128,7 @@ class PromptPrefixes:
                 out.append(torch.cat([tensor.new_zeros(shape), tensor], dim=dim))
             return torch.stack(out)
 
-        mask = padded([torch.ones_like(p.ids) for p in prefixes], 0)
+        mask = padded([torch.ones(p.hidden.shape[0], dtype=torch.long, device=device) for p in prefixes], 0)
         positions = _positions(mask)
         cache = DynamicCache(config=network.config)
         eos = network.generation_config.eos_token_id
@@ -125,16 +136,10 @@ class PromptPrefixes:
         new_tokens = []
         with steer, torch.inference_mode():
             hidden = padded([p.hidden for p in prefixes], 0)
-            causal = create_causal_mask(
-                config=network.config, inputs_embeds=hidden, attention_mask=mask, cache=cache, position_ids=positions
-            )
+            causal = self._causal_mask(hidden, mask, positions)
             for index in range(self._layer):
                 cache.update(padded([p.keys[index] for p in prefixes], 1), padded([p.values[index] for p in prefixes], 1), index)
-            embeddings = decoder.rotary_emb(hidden, position_ids=positions)
-            for layer in decoder.layers[self._layer :]:
-                hidden = layer(
-                    hidden, attention_mask=causal, position_embeddings=embeddings, position_ids=positions, cache=cache, use_cache=True
-                )
+            hidden = self._through(decoder.layers[self._layer :], hidden, causal, positions, cache)
             logits = network.lm_head(decoder.norm(hidden)[:, -1:, :])[:, -1, :].float()
             for step in range(generation_length):
                 logits[:, eos] = -float("inf")  # min_new_tokens = generation_length: no end before the last token
