@@ -215,29 +215,29 @@ def evaluate_descriptions(
                 client.ledger = usage_ledger
                 client.tracer = call_tracer
         backend = RaterBackend(generator, rater)
-        unrelated = None
-        if config.fade.clarity_floor.enabled and mine:
-            started = time.perf_counter()
-            unrelated, floor_requests = _unrelated_activations(config, loaded_model, site, backend, mine)
-            floor_cost = {"requests": floor_requests, "seconds": time.perf_counter() - started}
+        work = [(feature, described[feature], keys[feature]) for feature in mine]
         with (
             ThreadPoolExecutor(1, thread_name_prefix="fade-model") as model_thread,
             ThreadPoolExecutor(1, thread_name_prefix="fade-io") as io_thread,
         ):
-            run = _Run(
-                config=config,
-                loaded_model=loaded_model,
-                site=site,
-                texts=corpus.set_index("sample_id").loc[activations.sample_ids, "text"].tolist(),
-                sample_ids=activations.sample_ids,
-                activations=activations,
-                backend=backend,
-                model_thread=model_thread,
-                io_thread=io_thread,
-                unrelated=unrelated,
-            )
-            work = [(feature, described[feature], keys[feature]) for feature in mine]
             try:
+                unrelated = None
+                if config.fade.clarity_floor.enabled and mine:
+                    started = time.perf_counter()
+                    unrelated, floor_requests = _unrelated_activations(config, loaded_model, site, backend, mine)
+                    floor_cost = {"requests": floor_requests, "seconds": time.perf_counter() - started}
+                run = _Run(
+                    config=config,
+                    loaded_model=loaded_model,
+                    site=site,
+                    texts=corpus.set_index("sample_id").loc[activations.sample_ids, "text"].tolist(),
+                    sample_ids=activations.sample_ids,
+                    activations=activations,
+                    backend=backend,
+                    model_thread=model_thread,
+                    io_thread=io_thread,
+                    unrelated=unrelated,
+                )
                 asyncio.run(_evaluate_all(run, store, work, results, progress, on_feature_done))
             except Exception as error:
                 if processes.num_processes == 1:
