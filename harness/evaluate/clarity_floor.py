@@ -19,7 +19,6 @@ from harness.evaluate.scores import Score, _Record
 # The floor's spread is taken as at least this: when every unrelated concept gives the same Clarity, a
 # tiny difference is not infinitely many spreads away.
 MIN_SPREAD = 0.01
-NO_FLOOR = "clarity_floor_undefined"  # fewer than two unrelated concepts gave a defined Clarity
 
 
 class ClarityFloor(_Record):
