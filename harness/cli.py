@@ -271,7 +271,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from harness.track.experiment import SharedStages
         from harness.track.variant import score_with_other_scorers
 
-        other, _ = score_with_other_scorers(config, descriptions, SharedStages(progress=not args.quiet))
+        other = score_with_other_scorers(config, descriptions, SharedStages(progress=not args.quiet))
         _write_table(other, Path(args.output) / OTHER_SCORES_FILE)
         table = table.merge(other[["feature", *config.scorers.enabled]], on="feature", how="left")
         table = table[[*table.columns.drop("description"), "description"]]

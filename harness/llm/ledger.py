@@ -42,9 +42,9 @@ class UsageLedger:
         finally:
             os.close(descriptor)
 
-    def total(self, *stages: str) -> Usage:
-        """The summed usage of the lines tagged with one of `stages` (every line when none is given)."""
-        usage = Usage()
+    def by_stage(self) -> dict[str, Usage]:
+        """The summed usage of each stage's lines (one read of the file)."""
+        usage: dict[str, Usage] = {}
         if not self.path.exists():
             return usage
         for line in self.path.read_text(encoding="utf-8").splitlines():
@@ -54,11 +54,16 @@ class UsageLedger:
                 entry = json.loads(line)
             except json.JSONDecodeError:
                 continue  # the last line of a killed process, cut short
-            if not isinstance(entry, dict) or (stages and entry.get("stage") not in stages):
+            if not isinstance(entry, dict):
                 continue
-            usage = usage + Usage(
+            stage = str(entry.get("stage", ""))
+            usage[stage] = usage.get(stage, Usage()) + Usage(
                 **{name: value for name, value in entry.items() if name in _COUNT_FIELDS},
                 answers=dict(entry.get("answers") or {}),
                 parsed=dict(entry.get("parsed") or {}),
             )
         return usage
+
+    def total(self, *stages: str) -> Usage:
+        """The summed usage of the lines tagged with one of `stages` (every line when none is given)."""
+        return sum((usage for stage, usage in self.by_stage().items() if not stages or stage in stages), Usage())

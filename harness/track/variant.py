@@ -8,7 +8,9 @@ the LLM cache. Artifacts follow docs/tracking.md (what the leaderboard and other
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,12 +82,12 @@ def score_with_other_scorers(
     """The enabled extra scorers (detection, fuzzing, simulation, embedding, intruder) on the variant's descriptions.
 
     Their examples come from a pool of their own (with as many least-active samples as they need), so the
-    explainer's contrast examples stay as they were. Returns their per-feature table and the rater's usage
-    (an LLM rater also appends it to `ledger`, and records each call as a trace through `tracer`).
+    explainer's contrast examples stay as they were. Returns their per-feature table; an LLM rater appends
+    what it spends to `ledger` and records each call as a trace through `tracer`.
     """
     from harness.evaluate.scorers import SCORERS, least_active_needed, run_scorers
     from harness.explain import build_feature_records
-    from harness.llm import LLMClient, Usage
+    from harness.llm import LLMClient
     from harness.raters import build_rater
 
     activation_set = shared.activations(config)
@@ -103,8 +105,7 @@ def score_with_other_scorers(
         client.ledger = ledger
         client.tracer = tracer
     try:
-        table = run_scorers(records, texts, config.scorers, client, progress=shared.progress)
-        return table, client.usage if client is not None else Usage()
+        return run_scorers(records, texts, config.scorers, client, progress=shared.progress)
     finally:
         if client is not None:
             client.close()
@@ -129,12 +130,12 @@ def evaluate_in_chunks(
     """FADE on the described features, `chunk_size` at a time (all at once by default).
 
     After each chunk `on_chunk` gets the running score metrics (the search stage prunes with it).
-    Returns the last EvaluationResult (covering every feature) and the summed rater usage.
+    Returns the last EvaluationResult (covering every feature), with the clarity floor's cost summed over
+    the chunks (each computes the floor of its own features). What the LLM calls spent is in `ledger`.
     """
     from harness.evaluate.pipeline import evaluate_descriptions
-    from harness.llm import Usage
 
-    usage, result = Usage(), None
+    result, floor_cost = None, Counter()
     done: list[int] = []
     for step, chunk in enumerate(_chunks(descriptions["feature"].astype(int).tolist(), chunk_size)):
         done += chunk
@@ -146,10 +147,10 @@ def evaluate_in_chunks(
             usage_ledger=ledger,
             call_tracer=tracer,
         )
-        usage = usage + result.llm_usage
+        floor_cost.update(result.floor_cost)
         if on_chunk is not None:
             on_chunk(score_metrics(result.scores, config.tracking.bootstrap_samples, config.seed), step)
-    return result, usage
+    return replace(result, floor_cost=dict(floor_cost))
 
 
 def floor_metrics(per_feature: pd.DataFrame, config: HarnessConfig) -> dict[str, float | None]:
@@ -296,7 +297,7 @@ def track_variant(
     import mlflow
     from mlflow import MlflowClient
 
-    from harness.llm import UsageLedger, parse_metrics
+    from harness.llm import Usage, UsageLedger, parse_metrics
     from harness.llm.tracing import CallTracer
 
     check = partial(check_variant, config, shared)
@@ -320,7 +321,7 @@ def track_variant(
         with timer.stage("explain"):
             descriptions, _ = describe_features(config, shared, ledger.stage("explain"), _stage(tracer, "explain"))
         with timer.stage("evaluate"):
-            result, _ = evaluate_in_chunks(
+            result = evaluate_in_chunks(
                 config,
                 descriptions,
                 workdir / "fade",
@@ -335,12 +336,13 @@ def track_variant(
         floor_cost = {"clarity_floor_requests": cost["requests"], "time_clarity_floor_s": cost["seconds"]} if cost else {}
         if config.scorers.enabled:
             with timer.stage("scorers"):
-                scored, _ = score_with_other_scorers(
+                scored = score_with_other_scorers(
                     config, descriptions, shared, ledger.stage("scorers"), _stage(tracer, "scorers")
                 )
             per_feature = per_feature.merge(scored, on="feature", how="left")
         # What every process of this run spent, a killed one's included (its ledger survives; its memory not).
-        total_usage = ledger.total().as_dict()
+        spent = ledger.by_stage()
+        total_usage = sum(spent.values(), Usage()).as_dict()
         metrics = (
             score_metrics(per_feature, config.tracking.bootstrap_samples, config.seed, (*SCORES, *config.scorers.enabled))
             | floor_metrics(per_feature, config)
@@ -348,8 +350,8 @@ def track_variant(
             | usage_metrics(total_usage)
             | parse_metrics(total_usage)
             | {
-                "explain_cost_usd": ledger.total("explain").cost_usd,
-                "rater_cost_usd": ledger.total("fade", "scorers").cost_usd,
+                "explain_cost_usd": spent.get("explain", Usage()).cost_usd,
+                "rater_cost_usd": sum(spent.get(stage, Usage()).cost_usd for stage in ("fade", "scorers")),
             }
             | {"tokens": total_usage.get("prompt_tokens", 0) + total_usage.get("completion_tokens", 0)}
             | timer.as_metrics()
