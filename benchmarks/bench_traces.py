@@ -1,7 +1,9 @@
-"""Cost of recording LLM calls as MLflow traces (tracking.traces): tracing on vs off in the same run.
+"""Cost of recording LLM calls as MLflow traces (tracking.traces): tracing off, a trace per call, and a trace
+per feature (what a tracked run does: each call a span of its feature's trace) in the same run.
 
-N FADE rating calls (15 sequences each) through LLMClient -> real litellm -> the loopback server (its own
-process, a fixed latency per request), into a real sqlite MLflow store, alternated off / on:
+N FADE rating calls (15 sequences each, about 16 features) through LLMClient -> real litellm -> the loopback
+server (its own process, a fixed latency per request), into a real sqlite MLflow store, alternated
+off / per-call / per-feature:
   answered  every call sent to the server (empty response cache);
   cached    the same calls again, every answer from the response cache (the cheapest call: the trace's
             own cost shows most here).
@@ -36,7 +38,9 @@ def store_bytes(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.rglob("mlflow.db*"))
 
 
-def one_pass(url: str, folder: Path, conversations: list, concurrency: int, tracer: CallTracer | None) -> tuple[float, float]:
+def one_pass(
+    url: str, folder: Path, conversations: list, concurrency: int, tracer: CallTracer | None, grouped: bool = True
+) -> tuple[float, float]:
     """Wall seconds of the calls answered by the server, then of the same calls from the cache."""
     import mlflow
 
@@ -47,8 +51,9 @@ def one_pass(url: str, folder: Path, conversations: list, concurrency: int, trac
     timings = []
     for _ in ("answered", "cached"):
         start = time.perf_counter()
-        client.complete_many(conversations, return_exceptions=False,
-                             trace_context=[{"feature": index % 16} for index in range(len(conversations))])
+        # a call about no feature is a trace of its own; calls about a feature are spans of its trace
+        contexts = [{"feature": index % 16} if grouped else {"call": index} for index in range(len(conversations))]
+        client.complete_many(conversations, return_exceptions=False, trace_context=contexts)
         mlflow.flush_trace_async_logging()
         timings.append(time.perf_counter() - start)
     client.close()
@@ -77,17 +82,17 @@ def main() -> None:
             with mlflow.start_run(experiment_id=experiment_id) as run:
                 run_id = run.info.run_id
             one_pass(url, folder, conversations[:20], args.concurrency, CallTracer(run_id, experiment_id, "warm-up"))
-            results: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
-            grown = []
+            modes = ("off", "per-call", "per-feature")
+            results: dict[str, list[tuple[float, float]]] = {mode: [] for mode in modes}
+            grown: dict[str, list[int]] = {mode: [] for mode in modes[1:]}
             for _ in range(args.repeats):
-                for mode in ("off", "on"):
+                for mode in modes:
                     before = store_bytes(folder)
-                    tracer = CallTracer(run_id, experiment_id, "fade") if mode == "on" else None
-                    results[mode].append(one_pass(url, folder, conversations, args.concurrency, tracer))
-                    if mode == "on":
-                        grown.append(store_bytes(folder) - before)
-            traces = len(mlflow.search_traces(locations=[experiment_id], run_id=run_id, return_type="list",
-                                              include_spans=False))
+                    tracer = CallTracer(run_id, experiment_id, "fade") if mode != "off" else None
+                    grouped = mode == "per-feature"
+                    results[mode].append(one_pass(url, folder, conversations, args.concurrency, tracer, grouped))
+                    if mode != "off":
+                        grown[mode].append(store_bytes(folder) - before)
     finally:
         process.kill()
         process.wait()
@@ -96,12 +101,14 @@ def main() -> None:
     print(f"load avg (1 min) {os.getloadavg()[0]:.2f}; {args.calls} calls, concurrency {args.concurrency}, "
           f"latency {args.latency * 1000:.0f} ms; best of {args.repeats}")
     for index, kind in enumerate(("answered", "cached")):
-        off, on = best["off"][index], best["on"][index]
-        print(f"  {kind:9s} off {off:7.3f} s  on {on:7.3f} s  ratio {on / off:5.2f}x  "
-              f"(+{(on - off) / args.calls * 1000:.2f} ms per call)")
-    per_trace = sum(grown) / len(grown) / calls
-    print(f"  store growth {sum(grown) / len(grown) / 1e6:.2f} MB per {calls} traces = {per_trace / 1000:.1f} kB per trace "
-          f"({traces} traces in the run)")
+        off = best["off"][index]
+        line = f"  {kind:9s} off {off:7.3f} s"
+        for mode in modes[1:]:
+            on = best[mode][index]
+            line += f" | {mode} {on:7.3f} s {on / off:5.2f}x (+{(on - off) / args.calls * 1000:.2f} ms per call)"
+        print(line)
+    for mode, sizes in grown.items():
+        print(f"  store growth, {mode}: {sum(sizes) / len(sizes) / calls / 1000:.1f} kB per call")
 
 
 if __name__ == "__main__":

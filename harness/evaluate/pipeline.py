@@ -19,6 +19,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -375,11 +376,13 @@ async def _evaluate_all(
     # As many features in flight as the rater has call slots: enough to keep them busy while a feature
     # waits for the subject model, few enough that finished features are stored all along the run.
     in_flight = asyncio.Semaphore(run.config.fade.rater.concurrency)
+    tracer = run.backend.generator.tracer  # the rater's too, when it is an LLM
     with tqdm(total=len(work), desc="FADE", unit="feature", disable=not progress, dynamic_ncols=True) as bar:
 
         async def one(feature: int, description: str, key: str) -> None:
             async with in_flight:
-                outcome = await _evaluate_feature(run, feature, description, key)
+                with tracer.feature(feature) if tracer is not None else nullcontext():  # its calls: one trace
+                    outcome = await _evaluate_feature(run, feature, description, key)
                 result = await run.on_io(_store_outcome, store, outcome, run)
             results[feature] = result
             bar.update(1)

@@ -23,6 +23,7 @@ import os
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -497,17 +498,33 @@ class LLMClient:
         contexts = self._one_each(trace_context, isinstance(trace_context, Mapping), count, "trace contexts")
         bar = tqdm(total=count, desc=desc, unit="call", disable=not self.progress, leave=False)
         start = self.usage
+        # A feature's calls in this batch are one trace, written when its last call is answered; calls start
+        # (and open their spans) no faster than the backend takes them, so the traces open at once stay few.
+        tracer = self.tracer
+        held = Counter(
+            context["feature"] for context in contexts if tracer and context and context.get("feature") is not None
+        )
+        if tracer is not None:
+            tracer.hold(held.elements())
+        started = asyncio.Semaphore(self.config.concurrency)
+
+        def release(feature: int) -> None:
+            held[feature] -= 1
+            tracer.release(feature)
 
         async def one(
             messages: Messages, validator: Validator | None, answer: AnswerFormat | None, context: Mapping[str, Any] | None
         ) -> Completion | LLMError:
             try:
-                return await self.acomplete(
-                    messages, validate=validator, answer_format=answer, trace_context=context, **params
-                )
+                async with started:
+                    return await self.acomplete(
+                        messages, validate=validator, answer_format=answer, trace_context=context, **params
+                    )
             except LLMError as error:
                 return error
             finally:
+                if tracer is not None and context and context.get("feature") is not None:
+                    release(context["feature"])
                 done = self.usage
                 bar.set_postfix(
                     cached=done.cache_hits - start.cache_hits,
@@ -521,6 +538,8 @@ class LLMClient:
             return list(await asyncio.gather(*map(one, conversations, validators, formats, contexts)))
         finally:
             bar.close()
+            for feature in list(held.elements()):  # calls cancelled before they started
+                release(feature)
 
     @staticmethod
     def _one_each(value: Any, single: bool, count: int, what: str) -> list[Any]:

@@ -1,5 +1,6 @@
-"""LLMClient.tracer on a real sqlite MLflow store: one trace per call from any thread, linked to its run;
-a key the server echoes back in its error is in no trace."""
+"""LLMClient.tracer on a real sqlite MLflow store: a batch's calls about one feature are one trace (a span
+each), calls about no feature a trace each, from any thread, linked to their run; a key the server echoes
+back in its error is in no trace."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from mlflow import MlflowClient
 
 from harness.errors import LLMError
 from harness.llm import AnswerFormat, FaultPlan, LLMClient, ratings_format
-from harness.llm.tracing import CACHE_TAG, FEATURE_TAG, KIND_TAG, STAGE_TAG, STATUS_TAG, CallTracer
+from harness.llm.tracing import CACHE_HITS_TAG, CACHE_TAG, CALLS_TAG, FEATURE_TAG, KIND_TAG, STAGE_TAG, STATUS_TAG, CallTracer
 from harness.track.store import default_tracking_uri, ensure_experiment
 
 
@@ -61,18 +62,46 @@ def test_calls_from_threads_are_traced_to_their_own_runs(store, make_config, tmp
     mlflow.flush_trace_async_logging()
     traces_a = mlflow.search_traces(locations=[experiment_id], run_id=run_a, return_type="list")
     traces_b = mlflow.search_traces(locations=[experiment_id], run_id=run_b, return_type="list")
-    assert len(traces_a) == 24 and len(traces_b) == 12
+    # a trace per feature and batch: run a asked twice about 3 features, run b once; 4 calls each
+    assert len(traces_a) == 6 and len(traces_b) == 3
     assert {trace.info.tags[FEATURE_TAG] for trace in traces_b} == {"100", "101", "102"}
-    assert sorted(trace.info.tags[CACHE_TAG] for trace in traces_a) == ["hit"] * 12 + ["miss"] * 12
+    assert sorted(trace.info.tags[CACHE_TAG] for trace in traces_a) == ["hit"] * 3 + ["miss"] * 3
+    assert {trace.info.tags[CALLS_TAG] for trace in traces_a + traces_b} == {"4"}
     assert {(trace.info.tags[STAGE_TAG], trace.info.tags[KIND_TAG]) for trace in traces_a} == {("fade", "fade_rating")}
     one = mlflow.search_traces(
         locations=[experiment_id], run_id=run_a, return_type="list",
         filter_string=f"tags.`{FEATURE_TAG}` = '1' AND tags.`{CACHE_TAG}` = 'miss'",
     )
-    assert len(one) == 4
-    [span] = one[0].data.spans
-    assert "Sequence ID" in span.inputs["messages"][-1]["content"] and span.inputs["params"]["temperature"] == 0
-    assert span.outputs["json"] and set(span.outputs["json"].values()) <= {0, 1, 2}
+    assert len(one) == 1 and one[0].info.tags[CACHE_HITS_TAG] == "0"
+    [root] = [span for span in one[0].data.spans if span.parent_id is None]
+    calls = [span for span in one[0].data.spans if span.parent_id == root.span_id]
+    assert root.name == "fade feature 1" and len(calls) == 4 == len(one[0].data.spans) - 1
+    for span in calls:
+        assert "Sequence ID" in span.inputs["messages"][-1]["content"] and span.inputs["params"]["temperature"] == 0
+        assert span.outputs["json"] and set(span.outputs["json"].values()) <= {0, 1, 2}
+        assert span.get_attribute(CACHE_TAG) == "miss" and span.get_attribute("harness.feature") == 1
+
+
+def test_a_held_feature_is_one_trace_and_a_call_about_no_feature_its_own(store, make_config, tmp_path):
+    uri, experiment_id, (run_id, _) = store
+    client = LLMClient(make_config(cache_path=str(tmp_path / "held.sqlite")), progress=False)
+    tracer = client.tracer = CallTracer(run_id, experiment_id, "fade")
+    batches = rating_batches(3)
+    with tracer.feature(9):  # a stage holding feature 9 across batches: one trace, a hit and misses in it
+        client.complete_many([rating_messages(batches[0])], trace_context={"feature": 9, "purpose": "clarity"})
+        client.complete_many([rating_messages(ids) for ids in batches], trace_context={"feature": 9, "purpose": "faithfulness"})
+    client.complete_many([rating_messages(batches[1])], trace_context={"purpose": "floor"})  # no feature
+    client.close()
+    mlflow.flush_trace_async_logging()
+    traces = mlflow.search_traces(locations=[experiment_id], run_id=run_id, return_type="list")
+    [held] = [trace for trace in traces if trace.info.tags.get(FEATURE_TAG) == "9"]
+    [alone] = [trace for trace in traces if FEATURE_TAG not in trace.info.tags]
+    assert len(traces) == 2
+    assert held.info.tags[CALLS_TAG] == "4" and held.info.tags[CACHE_HITS_TAG] == "1"  # batches[0] asked twice
+    assert held.info.tags[CACHE_TAG] == "mixed" and held.info.tags["harness.purpose"] == "clarity,faithfulness"
+    assert len(held.data.spans) == 5
+    assert alone.info.tags[CALLS_TAG] == "1" and alone.info.tags[CACHE_TAG] == "hit"  # batches[1] asked before
+    assert len(alone.data.spans) == 1
 
 
 def test_a_key_echoed_by_the_server_is_in_no_trace(store, make_config, server, api_key, tmp_path):
@@ -86,7 +115,8 @@ def test_a_key_echoed_by_the_server_is_in_no_trace(store, make_config, server, a
     mlflow.flush_trace_async_logging()
     [trace] = mlflow.search_traces(locations=[experiment_id], run_id=run_id, return_type="list")
     assert trace.info.tags[STATUS_TAG] == "error" and trace.info.state == "ERROR"
-    assert "HTTP 401" in trace.data.spans[0].outputs["error"]
+    [call] = [span for span in trace.data.spans if span.parent_id is not None]
+    assert "HTTP 401" in call.outputs["error"]
     assert api_key not in trace.to_json()
     store_bytes = b"".join(path.read_bytes() for path in (tmp_path / "mlruns").rglob("*") if path.is_file())
     assert api_key.encode() not in store_bytes

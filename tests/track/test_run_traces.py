@@ -1,8 +1,10 @@
-"""Every LLM call of a tracked run is an MLflow trace of its run: a real scripted run (real subject model,
-loopback LLM server through litellm, real sqlite store), then the traces are searched back.
+"""Every LLM call of a tracked run is a span of an MLflow trace of its run, one trace per stage and feature:
+a real scripted run (real subject model, loopback LLM server through litellm, real sqlite store), then the
+traces are searched back.
 
-A feature's traces are found by run and feature id and hold the prompt and the answer; a forced rerun answers
-from the response cache, asks the backend nothing, and its traces say so; the planted key is in no trace.
+A feature's traces are found by run and feature id and hold the prompts and the answers; a forced rerun
+answers from the response cache, asks the backend nothing, and its traces say so; the planted key is in no
+trace.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from mlflow import MlflowClient
 
 from harness.config import load_config
 from harness.llm import LoopbackServer
-from harness.llm.tracing import CACHE_TAG, FEATURE_TAG, KIND_TAG, PURPOSE_TAG, STAGE_TAG
+from harness.llm.tracing import CACHE_HITS_TAG, CACHE_TAG, CALLS_TAG, FEATURE_TAG, KIND_TAG, PURPOSE_TAG, STAGE_TAG
 from harness.track.experiment import run_experiment
 from harness.track.store import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 
@@ -79,36 +81,51 @@ def _traces(traced, run_id: str, filter_string: str | None = None):
     )
 
 
+def _calls(trace) -> list:
+    """The trace's call spans (the children of its root)."""
+    [root] = [span for span in trace.data.spans if span.parent_id is None]
+    return [span for span in trace.data.spans if span.parent_id == root.span_id]
+
+
 def test_a_features_calls_are_found_by_run_and_feature_and_hold_prompt_and_answer(traced):
     run_id = traced["first"].run_id
     found = _traces(traced, run_id, f"tags.`{FEATURE_TAG}` = '77'")
-    assert found and all(trace.info.tags[FEATURE_TAG] == "77" for trace in found)
+    assert all(trace.info.tags[FEATURE_TAG] == "77" for trace in found)
     assert all(trace.info.trace_metadata["mlflow.sourceRun"] == run_id for trace in found)
-    by_stage = {(trace.info.tags[STAGE_TAG], trace.info.tags.get(PURPOSE_TAG), trace.info.tags.get(KIND_TAG)) for trace in found}
+    by_stage = {trace.info.tags[STAGE_TAG]: trace for trace in found}
+    assert sorted(by_stage) == sorted(trace.info.tags[STAGE_TAG] for trace in found) == ["explain", "fade", "scorers"]
+    calls = {
+        (stage, span.get_attribute("harness.purpose"), span.get_attribute(KIND_TAG))
+        for stage, trace in by_stage.items()
+        for span in _calls(trace)
+    }
     assert {
         ("explain", "explain", "explainer"),
         ("fade", "clarity", "fade_generation"),
         ("fade", "responsiveness", "fade_rating"),
         ("scorers", None, "detection"),
-    } <= by_stage
+    } <= calls
+    fade = by_stage["fade"].info.tags
+    assert {"clarity", "responsiveness"} <= set(fade[PURPOSE_TAG].split(",")) and "fade_rating" in fade[KIND_TAG]
     description = traced["first"].per_feature.set_index("feature").loc[77, "description"]
-    explained = next(trace for trace in found if trace.info.tags[STAGE_TAG] == "explain")
-    [span] = explained.data.spans
-    assert span.inputs["messages"][-1]["role"] == "user" and span.inputs["messages"][-1]["content"]
-    assert span.outputs["json"]["description"] == description  # the parsed answer is the run's description
-    assert span.get_attribute(CACHE_TAG) == "miss" and span.get_attribute("harness.model") == "openai/scripted"
-    ratings = [trace for trace in found if trace.info.tags.get(KIND_TAG) == "fade_rating"]
-    for trace in ratings:
-        [span] = trace.data.spans
+    [explained] = _calls(by_stage["explain"])
+    assert explained.inputs["messages"][-1]["role"] == "user" and explained.inputs["messages"][-1]["content"]
+    assert explained.outputs["json"]["description"] == description  # the parsed answer is the run's description
+    assert explained.get_attribute(CACHE_TAG) == "miss" and explained.get_attribute("harness.model") == "openai/scripted"
+    ratings = [span for span in _calls(by_stage["fade"]) if span.get_attribute(KIND_TAG) == "fade_rating"]
+    assert ratings
+    for span in ratings:
         assert description in span.inputs["messages"][-1]["content"]  # the rater saw the description...
         assert set(span.outputs["json"].values()) <= {0, 1, 2}  # ...and answered ratings
         assert span.get_attribute("harness.prompt_tokens") > 0 and span.get_attribute("harness.latency_s") > 0
 
 
-def test_every_call_of_the_run_is_one_trace(traced):
+def test_every_call_of_the_run_is_one_span_in_its_features_trace(traced):
     first = traced["first"]
     traces = _traces(traced, first.run_id)
-    assert len(traces) == first.metrics["llm_requests"] > 0
+    assert len(traces) == 3 * len(FEATURES)  # explain, fade and scorers, each feature
+    assert sum(len(_calls(trace)) for trace in traces) == first.metrics["llm_requests"] > 0
+    assert sum(int(trace.info.tags[CALLS_TAG]) for trace in traces) == first.metrics["llm_requests"]
     assert {trace.info.tags[CACHE_TAG] for trace in traces} == {"miss"}
     assert {trace.info.tags[FEATURE_TAG] for trace in traces} == {str(feature) for feature in FEATURES}
     assert all(trace.info.state == "OK" for trace in traces)
@@ -119,13 +136,15 @@ def test_a_cached_rerun_adds_cache_hit_traces_without_asking_the_backend(traced)
     assert traced["asked"] > 0 and traced["asked_again"] == 0
     assert cached.run_id != traced["first"].run_id
     traces = _traces(traced, cached.run_id)
-    assert len(traces) == cached.metrics["llm_requests"] == cached.metrics["llm_cache_hits"]
+    assert sum(int(trace.info.tags[CACHE_HITS_TAG]) for trace in traces) == cached.metrics["llm_requests"]
+    assert cached.metrics["llm_requests"] == cached.metrics["llm_cache_hits"] > 0
     assert {trace.info.tags[CACHE_TAG] for trace in traces} == {"hit"}
-    hit = _traces(traced, cached.run_id, f"tags.`{FEATURE_TAG}` = '5' AND tags.`{KIND_TAG}` = 'fade_rating'")[0]
-    [span] = hit.data.spans
-    assert span.outputs["answer"] and span.get_attribute("harness.prompt_tokens") == 0  # nothing spent
+    [hit] = _traces(traced, cached.run_id, f"tags.`{FEATURE_TAG}` = '5' AND tags.`{STAGE_TAG}` = 'fade'")
+    rating = next(span for span in _calls(hit) if span.get_attribute(KIND_TAG) == "fade_rating")
+    assert rating.outputs["answer"] and rating.get_attribute("harness.prompt_tokens") == 0  # nothing spent
     # the first run's traces are still its own
-    assert len(_traces(traced, traced["first"].run_id)) == traced["first"].metrics["llm_requests"]
+    first = _traces(traced, traced["first"].run_id)
+    assert sum(len(_calls(trace)) for trace in first) == traced["first"].metrics["llm_requests"]
 
 
 def test_the_experiment_opens_on_its_runs_and_the_key_is_in_no_trace(traced):
