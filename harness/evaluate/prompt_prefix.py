@@ -5,8 +5,13 @@ prompt whatever the feature and factor: their keys, values and output hidden sta
 prompt here, and each steered row runs only the layers from the site's layer up over its prompt, then
 decodes greedily as `generate` does (the same calls, inputs and stopping rule, so the same tokens).
 
-This follows the decoder layout of Llama-family models in transformers (embed_tokens, layers, rotary_emb,
-norm, lm_head); other models, or a site outside the layers, are generated with `generate` (`site_layer` says None).
+This follows the decoder forward of Llama-family models and Gemma 2 in transformers 5 (embed_tokens,
+layers, rotary_emb, norm, lm_head). Where Gemma 2 differs, the difference is read from the model as its own
+forward reads it: embed_tokens scales the embeddings and the attention caps its logits (both inside the
+modules called here); each layer gets the mask of its kind, sliding-window or full, as its cache layer says
+(the config's layer_types and sliding_window); and the head's logits are capped by the config's
+final_logit_softcapping. Other models (Gemma 3's per-kind rotary embeddings, for one), or a site outside the
+layers, are generated with `generate` (`site_layer` says None).
 """
 
 from __future__ import annotations
@@ -17,20 +22,20 @@ from typing import Any
 
 import torch
 from transformers import DynamicCache
-from transformers.masking_utils import create_causal_mask
+from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 
 from harness.sites import FeatureSite, input_device
 from harness.sites._base import resolve_module, torch_model
 
 # Model types whose decoder forward is the one reproduced here (transformers 5).
-_LLAMA_FAMILY = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+_REPRODUCED_DECODERS = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma2"})
 
 
 def site_layer(model: Any, site: FeatureSite) -> int | None:
     """Index of the decoder layer that holds the site's module (or is it), when layers below it exist and
     the model's decoder is one reproduced here; else None (nothing to share)."""
     network = torch_model(model)
-    if getattr(network.config, "model_type", None) not in _LLAMA_FAMILY or not hasattr(network, "model"):
+    if getattr(network.config, "model_type", None) not in _REPRODUCED_DECODERS or not hasattr(network, "model"):
         return None
     layers = getattr(network.model, "layers", None)
     if layers is None:
@@ -77,12 +82,14 @@ class PromptPrefixes:
         )
         device = input_device(self._loaded)
         ids, mask = encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
-        cache = DynamicCache(config=self._network.config)
+        # Every prompt token's keys and values are kept, sliding-window layers' too: the steered rows' cache
+        # cuts them to the window as generate's does.
+        cache = DynamicCache()
         positions = _positions(mask)
         with torch.inference_mode():
             hidden = decoder.embed_tokens(ids)
-            causal = self._causal_mask(hidden, mask, positions)
-            hidden = self._through(decoder.layers[: self._layer], hidden, causal, positions, cache)
+            masks = self._causal_masks(hidden, mask, positions)
+            hidden = self._through(range(self._layer), hidden, masks, positions, cache)
         for row, prompt in enumerate(missing):
             real = mask[row].bool()
             self._prefixes[prompt] = _Prefix(
@@ -91,24 +98,45 @@ class PromptPrefixes:
                 values=tuple(cache.layers[i].values[row][:, real] for i in range(self._layer)),
             )
 
-    def _causal_mask(self, hidden: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> Any:
-        """The decoder's causal mask for a left-padded prompt batch with nothing cached before it."""
+    def _causal_masks(self, hidden: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> list[Any]:
+        """Each decoder layer's causal mask (sliding-window where its cache layer is) for a left-padded prompt
+        batch with nothing cached before it."""
         empty = DynamicCache(config=self._network.config)
-        return create_causal_mask(
-            config=self._network.config, inputs_embeds=hidden, attention_mask=mask, cache=empty, position_ids=positions
-        )
+        kinds = {False: create_causal_mask, True: create_sliding_window_causal_mask}
+        built = {
+            sliding: kinds[sliding](
+                config=self._network.config, inputs_embeds=hidden, attention_mask=mask, cache=empty, position_ids=positions
+            )
+            for sliding in set(empty.is_sliding)
+        }
+        return [built[sliding] for sliding in empty.is_sliding]
 
     def _through(
-        self, layers: Any, hidden: torch.Tensor, causal: Any, positions: torch.Tensor, cache: DynamicCache
+        self, layers: range, hidden: torch.Tensor, masks: list[Any], positions: torch.Tensor, cache: DynamicCache
     ) -> torch.Tensor:
-        """`hidden` (a left-padded prompt batch) through `layers` as the decoder's forward runs them, their
-        keys and values going into `cache`."""
-        embeddings = self._network.model.rotary_emb(hidden, position_ids=positions)
-        for layer in layers:
-            hidden = layer(
-                hidden, attention_mask=causal, position_embeddings=embeddings, position_ids=positions, cache=cache, use_cache=True
+        """`hidden` (a left-padded prompt batch) through the decoder layers numbered `layers` as the decoder's
+        forward runs them, their keys and values going into `cache`."""
+        decoder = self._network.model
+        embeddings = decoder.rotary_emb(hidden, position_ids=positions)
+        for index in layers:
+            hidden = decoder.layers[index](
+                hidden,
+                attention_mask=masks[index],
+                position_embeddings=embeddings,
+                position_ids=positions,
+                cache=cache,
+                use_cache=True,
             )
         return hidden
+
+    def _last_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The next-token logits after the last position, as the causal LM's forward makes them."""
+        network = self._network
+        logits = network.lm_head(network.model.norm(hidden)[:, -1:, :])
+        cap = getattr(network.config, "final_logit_softcapping", None)
+        if cap is not None:
+            logits = torch.tanh(logits / cap) * cap
+        return logits[:, -1, :].float()
 
     def generate(self, prompts: Sequence[str], steer: Any, *, generation_length: int) -> list[str]:
         """Greedy continuations of exactly `generation_length` new tokens of `prompts`, row i steered while
@@ -136,11 +164,11 @@ class PromptPrefixes:
         new_tokens = []
         with steer, torch.inference_mode():
             hidden = padded([p.hidden for p in prefixes], 0)
-            causal = self._causal_mask(hidden, mask, positions)
+            masks = self._causal_masks(hidden, mask, positions)
             for index in range(self._layer):
                 cache.update(padded([p.keys[index] for p in prefixes], 1), padded([p.values[index] for p in prefixes], 1), index)
-            hidden = self._through(decoder.layers[self._layer :], hidden, causal, positions, cache)
-            logits = network.lm_head(decoder.norm(hidden)[:, -1:, :])[:, -1, :].float()
+            hidden = self._through(range(self._layer, len(decoder.layers)), hidden, masks, positions, cache)
+            logits = self._last_logits(hidden)
             for step in range(generation_length):
                 logits[:, eos] = -float("inf")  # min_new_tokens = generation_length: no end before the last token
                 token = logits.argmax(dim=-1)
