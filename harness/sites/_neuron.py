@@ -9,7 +9,6 @@ import torch
 
 from harness.config import SiteConfig
 from harness.sites._base import FeatureSite
-from harness.sites._registry import SITES
 
 
 class NeuronSite(FeatureSite):
@@ -35,6 +34,5 @@ class NeuronSite(FeatureSite):
         return factor == 1.0  # x * 1.0 is x exactly
 
 
-@SITES.register("neuron")
 def build_neuron_site(config: SiteConfig, loaded_model: Any) -> NeuronSite:
     return NeuronSite(loaded_model, config.module, config.hook, config.features)

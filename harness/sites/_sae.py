@@ -9,7 +9,6 @@ import torch
 from harness.config import SiteConfig
 from harness.errors import SiteError
 from harness.sites._base import FeatureSite, FeatureSpec
-from harness.sites._registry import SITES
 from harness.sites._sae_files import SparseAutoencoder, load_sae
 
 
@@ -59,7 +58,6 @@ class SAESite(FeatureSite):
         return self.sae
 
 
-@SITES.register("sae")
 def build_sae_site(config: SiteConfig, loaded_model: Any) -> SAESite:
     if config.sae is None:
         raise SiteError("site kind 'sae' needs an 'sae:' section with the SAE's path")

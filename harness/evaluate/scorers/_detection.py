@@ -14,9 +14,7 @@ from harness.evaluate.scorers._judging import JudgedItem, JudgingScorer
 from harness.explain import FeatureRecord
 
 
-@SCORERS.register("detection")
 class DetectionScorer(JudgingScorer):
-    name = "detection"
 
     def items(
         self, record: FeatureRecord, labelled: list[LabelledExample], settings: DetectionConfig

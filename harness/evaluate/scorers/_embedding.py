@@ -23,9 +23,7 @@ if TYPE_CHECKING:
     from harness.llm import LLMClient
 
 
-@SCORERS.register("embedding")
 class EmbeddingScorer(Scorer):
-    name = "embedding"
     needs_llm = False
     extra_columns = ("similarity_gap", "examples")
 

@@ -40,9 +40,7 @@ def wrong_highlight(length: int, avoid: np.ndarray, count: int, rng: np.random.G
     return marked
 
 
-@SCORERS.register("fuzzing")
 class FuzzingScorer(JudgingScorer):
-    name = "fuzzing"
     unjudged_without_prompts = ScorerReason.RATER_SEES_NO_HIGHLIGHTS
 
     def items(

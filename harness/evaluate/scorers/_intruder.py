@@ -155,9 +155,7 @@ def intruder_text(
     return visible_text(intruder.tokens, wrong_highlight(len(intruder.tokens), ignored, count, rng))
 
 
-@SCORERS.register("intruder")
 class IntruderScorer(Scorer):
-    name = "intruder"
     needs_llm = True
     needs_description = False
     extra_columns = ("chance", "trials", "unanswered")

@@ -54,9 +54,7 @@ def predicted_pairs(example: ActivatingExample, values: RaterValues | None) -> t
     return truth, predicted, missing
 
 
-@SCORERS.register("simulation")
 class SimulationScorer(Scorer):
-    name = "simulation"
     needs_llm = True
     unjudged_without_prompts = ScorerReason.RATER_CANNOT_SIMULATE
     extra_columns = ("tokens", "unanswered")
