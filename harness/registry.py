@@ -8,6 +8,10 @@ transformers or litellm. So each registry is declared in this light module as a 
 its object is defined ("package.module:attribute"), and the object is imported only when `get` asks for it.
 The table is the one place a name is written: a registered class that needs its own name asks for it
 (`name_of`), and `harness.config.check_names` reads the same tables without importing anything heavy.
+
+The alternatives cost more: registration decorators show their names only once the heavy modules are
+imported; keeping those modules light would take lazy imports across most of the package, which any later
+top-level import undoes unnoticed; a light list of names next to the decorators writes each name twice.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from harness.errors import ConfigError
 
 if TYPE_CHECKING:
-    from harness.config import FadeConfig, SiteConfig
+    from harness.config import FadeConfig
     from harness.evaluate.scorers._base import Scorer
     from harness.explain._explainer import Explainer
     from harness.explain._importing import Importer
@@ -57,7 +61,7 @@ class Registry(Generic[T]):
         found: Any = importlib.import_module(module)
         for part in attribute.split("."):
             found = getattr(found, part)
-        return found  # type: ignore[no-any-return]
+        return found
 
     def unknown(self, name: str) -> str | None:
         """Why `name` is not a registered name (with the close matches and the known names); None when it is."""
@@ -94,11 +98,11 @@ EMBEDDED_CORPORA: Registry[Callable[[], Sequence[tuple[str, str]]]] = Registry(
     "embedded corpus",  # each a function returning (source, text) records
     {"python-docs": "harness.corpus._python_docs:python_docs_records"},
 )
-SITES: Registry[Callable[[SiteConfig, Any], FeatureSite]] = Registry(
+SITES: Registry[type[FeatureSite]] = Registry(
     "site kind",
     {
-        "neuron": "harness.sites._neuron:build_neuron_site",
-        "sae": "harness.sites._sae:build_sae_site",
+        "neuron": "harness.sites._neuron:NeuronSite",
+        "sae": "harness.sites._sae:SAESite",
     },
 )
 SAE_ACTIVATIONS: Registry[SAEActivation] = Registry(

@@ -16,6 +16,6 @@ def build_site(config: SiteConfig, loaded_model: Any) -> FeatureSite:
         config: site kind, module path, hook side and (for 'sae') the SAE files.
         loaded_model: a harness LoadedModel (or a bare torch model).
     """
-    site = SITES.get(config.kind)(config, loaded_model)
+    site = SITES.get(config.kind).from_config(config, loaded_model)
     site.resolve_features(site.selection)  # out-of-range features fail here, before any work
     return site

@@ -15,7 +15,6 @@ import numpy as np
 
 from harness.activations.types import ActivatingExample
 from harness.config import FuzzingConfig
-from harness.evaluate.scorers._base import SCORERS
 from harness.evaluate.scorers._examples import LabelledExample, peak_activation, visible_text
 from harness.evaluate.scorers._judging import JudgedItem, JudgingScorer
 from harness.evaluate.scorers._metrics import ScorerReason

@@ -24,7 +24,7 @@ import numpy as np
 
 from harness.activations.types import ActivatingExample
 from harness.config import IntruderConfig
-from harness.evaluate.scorers._base import SCORERS, FeatureScore, Scorer, ask_rater
+from harness.evaluate.scorers._base import FeatureScore, Scorer, ask_rater
 from harness.evaluate.scorers._examples import peak_activation, visible_text
 from harness.evaluate.scorers._fuzzing import correct_highlight, wrong_highlight
 from harness.evaluate.scorers._metrics import ScorerReason
