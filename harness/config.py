@@ -1,7 +1,7 @@
 """One typed config tree, loaded from YAML and validated once at the edge.
 
-Every section rejects unknown keys, so a typo fails before any work starts with the file, the key path
-and what is allowed. Defaults are the embedded offline setup (SmolLM2-135M, Python docs corpus, local
+Every section rejects unknown keys and every registered name is checked (check_names), so a typo fails
+before any work starts with the file, the key path and what is allowed. Defaults are the embedded offline setup (SmolLM2-135M, Python docs corpus, local
 LLM) and, for FADE, the reference defaults of ../shared/FADE.md.
 """
 
@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import ConfigError
+from harness.registry import EMBEDDING_RATER, EXPLAINERS, IMPORTERS, SAE_ACTIVATIONS, SCORERS, SITES, Registry
 from harness.secrets import ENVIRONMENT_NAME, redact, redact_text, secret_paths
 
 DEFAULT_CACHE_DIR = ".harness-cache"
@@ -87,7 +88,9 @@ class SAEConfig(StrictModel):
 
     path: str = Field(description="folder with cfg.json + sae_weights.safetensors (SAELens) or a params.npz")
     format: Literal["auto", "saelens", "gemmascope"] = "auto"
-    activation: Literal["auto", "relu", "jumprelu", "topk"] = "auto"
+    activation: str = Field(
+        "auto", description="'auto' (what the SAE's files say) or a registered SAE activation ('relu', 'jumprelu', 'topk')"
+    )
     k: int | None = Field(None, ge=1, description="number of active latents for TopK SAEs")
 
 
@@ -227,7 +230,7 @@ class FaithfulnessConfig(StrictModel):
         return sorted(set(value) | {0.0})
 
 
-EMBEDDING_RATER_PREFIX = "embedding/"
+EMBEDDING_RATER_PREFIX = f"{EMBEDDING_RATER}/"
 
 
 class EmbeddingRaterConfig(StrictModel):
@@ -746,9 +749,38 @@ def parse_config(data: dict[str, Any] | None, source: str = "<dict>") -> Harness
     if not isinstance(data, dict):
         raise ConfigError(f"invalid config {source}: the top level must be a mapping of sections, got {type(data).__name__}")
     try:
-        return HarnessConfig.model_validate(data)
+        config = HarnessConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(_format_validation_error(error, source)) from None
+    check_names(config, source)
+    return config
+
+
+def check_names(config: HarnessConfig, source: str = "<dict>") -> None:
+    """Raise one ConfigError listing every setting that names no registered object, with its key path.
+
+    Only harness.registry is read, so the check imports none of what the names stand for (no model or
+    LLM library). A setting is checked where the code that reads it takes its value as a registry name:
+    'auto' of an import format or SAE activation asks for detection instead. Two settings hold registry
+    names only when registered, so nothing there can be unknown: `corpus.source` (otherwise a file or a
+    Hugging Face dataset id) and `fade.rater.model` (a provider that is not a registered rater is an LLM).
+    """
+    named: list[tuple[str, Registry[Any], str | None]] = [
+        ("site.kind", SITES, config.site.kind),
+        ("explain.explainer", EXPLAINERS, config.explain.explainer),
+        ("explain.shuffled.base", EXPLAINERS, config.explain.shuffled.base),
+        ("explain.imported.format", IMPORTERS, IMPORTERS.chosen(config.explain.imported.format)),
+        *((f"scorers.enabled[{index}]", SCORERS, name) for index, name in enumerate(config.scorers.enabled)),
+    ]
+    if config.site.sae is not None:
+        named.append(("site.sae.activation", SAE_ACTIVATIONS, SAE_ACTIVATIONS.chosen(config.site.sae.activation)))
+    problems = [
+        f"  {key}: {problem}"
+        for key, registry, name in named
+        if name is not None and (problem := registry.unknown(name)) is not None
+    ]
+    if problems:
+        raise ConfigError("\n".join([f"invalid config {source}:", *problems]))
 
 
 def load_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> HarnessConfig:

@@ -1,54 +1,160 @@
-"""Registries keyed by name, so a new site kind, explainer or scorer is one small file."""
+"""Every registry of the harness, keyed by name, so a new site kind, explainer or scorer is one small file
+and one line here.
+
+Why the names live here and not in decorators on the registered classes: a config names registered
+things (`scorers.enabled`, `explain.explainer`, `site.kind`, ...) and must be checked before any work,
+without importing what they name; the modules that define scorers, sites and explainers import torch,
+transformers or litellm. So each registry is declared in this light module as a table from name to where
+its object is defined ("package.module:attribute"), and the object is imported only when `get` asks for it.
+The table is the one place a name is written: a registered class that needs its own name asks for it
+(`name_of`), and `harness.config.check_names` reads the same tables without importing anything heavy.
+
+The alternatives cost more: registration decorators show their names only once the heavy modules are
+imported; keeping those modules light would take lazy imports across most of the package, which any later
+top-level import undoes unnoticed; a light list of names next to the decorators writes each name twice.
+"""
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+import importlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from harness.errors import ConfigError
+
+if TYPE_CHECKING:
+    from harness.config import FadeConfig
+    from harness.evaluate.scorers._base import Scorer
+    from harness.explain._explainer import Explainer
+    from harness.explain._importing import Importer
+    from harness.llm.loopback import Responder
+    from harness.raters._embedding import EmbeddingRater
+    from harness.sites._base import FeatureSite
+    from harness.sites._sae_files import SAEActivation
 
 T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """A name -> object map filled by a decorator.
+    """Names mapped to objects that are imported on first use.
 
     Args:
-        kind: what the registry holds ("site", "explainer", ...), used in error messages.
+        kind: what the registry holds ("site kind", "explainer", ...), used in error messages.
+        entries: name -> "package.module:attribute" of the registered object.
+        auto: a value that names no entry but asks the caller to pick one from its input (e.g. "auto" for
+            an import format detected from the file); None when the registry has no such value.
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, entries: Mapping[str, str], *, auto: str | None = None) -> None:
         self.kind = kind
-        self._entries: dict[str, T] = {}
-
-    def register(self, name: str) -> Callable[[T], T]:
-        """Decorator that registers an object under `name` (names are unique)."""
-
-        def decorate(obj: T) -> T:
-            if name in self._entries:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
-            self._entries[name] = obj
-            return obj
-
-        return decorate
+        self._targets = dict(entries)
+        self.auto = auto
+        self._names_by_target = {target: name for name, target in self._targets.items()}
 
     def get(self, name: str) -> T:
-        """The object registered as `name`; a ConfigError naming the close matches otherwise."""
+        """The object registered as `name` (imported now); a ConfigError naming the close matches otherwise."""
+        problem = self.unknown(name)
+        if problem is not None:
+            raise ConfigError(problem)
+        module, _, attribute = self._targets[name].partition(":")
+        found: Any = importlib.import_module(module)
+        for part in attribute.split("."):
+            found = getattr(found, part)
+        return found
+
+    def unknown(self, name: str) -> str | None:
+        """Why `name` is not a registered name (with the close matches and the known names); None when it is."""
+        if name in self._targets:
+            return None
+        close = difflib.get_close_matches(name, self._targets, n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        auto = f" (or {self.auto!r})" if self.auto is not None else ""
+        return f"unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {', '.join(self.names())}{auto}."
+
+    def chosen(self, value: str) -> str | None:
+        """The registered name a setting gives: `value` itself, or None when it is the `auto` value."""
+        return None if self.auto is not None and value == self.auto else value
+
+    def name_of(self, obj: Any) -> str:
+        """The name `obj` (a registered class or function) is registered under, found without importing."""
+        target = f"{obj.__module__}:{obj.__qualname__}"
         try:
-            return self._entries[name]
+            return self._names_by_target[target]
         except KeyError:
-            close = difflib.get_close_matches(name, self._entries, n=3)
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise ConfigError(
-                f"unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {', '.join(sorted(self._entries))}."
-            ) from None
+            raise LookupError(f"{target} is not registered as a {self.kind}") from None
 
     def names(self) -> list[str]:
-        return sorted(self._entries)
+        return sorted(self._targets)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._targets
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+EMBEDDED_CORPORA: Registry[Callable[[], Sequence[tuple[str, str]]]] = Registry(
+    "embedded corpus",  # each a function returning (source, text) records
+    {"python-docs": "harness.corpus._python_docs:python_docs_records"},
+)
+SITES: Registry[type[FeatureSite]] = Registry(
+    "site kind",
+    {
+        "neuron": "harness.sites._neuron:NeuronSite",
+        "sae": "harness.sites._sae:SAESite",
+    },
+)
+SAE_ACTIVATIONS: Registry[SAEActivation] = Registry(
+    "SAE activation",  # 'auto': the one the SAE's files give
+    {
+        "relu": "harness.sites._sae_files:RELU",
+        "jumprelu": "harness.sites._sae_files:JUMPRELU",
+        "topk": "harness.sites._sae_files:TOPK",
+    },
+    auto="auto",
+)
+EXPLAINERS: Registry[type[Explainer]] = Registry(
+    "explainer",
+    {
+        "llm": "harness.explain._llm_explainer:LLMExplainer",
+        "top-tokens": "harness.explain._top_tokens:TopTokensExplainer",
+        "shuffled": "harness.explain._shuffled:ShuffledExplainer",
+        "import": "harness.explain._imported:ImportedExplainer",
+    },
+)
+IMPORTERS: Registry[type[Importer]] = Registry(
+    "import format",  # 'auto': detected from the file
+    {
+        "fade": "harness.explain._importers:FadeImporter",
+        "neuronpedia": "harness.explain._importers:NeuronpediaImporter",
+        "neuron-explainer": "harness.explain._importers:NeuronExplainerImporter",
+        "csv": "harness.explain._importers:CsvImporter",
+        "records": "harness.explain._importers:RecordsImporter",
+    },
+    auto="auto",
+)
+SCORERS: Registry[type[Scorer]] = Registry(
+    "scorer",
+    {
+        "detection": "harness.evaluate.scorers._detection:DetectionScorer",
+        "fuzzing": "harness.evaluate.scorers._fuzzing:FuzzingScorer",
+        "simulation": "harness.evaluate.scorers._simulation:SimulationScorer",
+        "embedding": "harness.evaluate.scorers._embedding:EmbeddingScorer",
+        "intruder": "harness.evaluate.scorers._intruder:IntruderScorer",
+    },
+)
+EMBEDDING_RATER = "embedding"
+RATERS: Registry[Callable[[FadeConfig, Sequence[str]], EmbeddingRater]] = Registry(
+    # Named by the provider part of fade.rater.model (before the first '/'); a model string whose provider
+    # is not registered names an LLM (litellm).
+    "rater",
+    {EMBEDDING_RATER: "harness.raters._embedding:EmbeddingRater"},
+)
+RESPONDERS: Registry[Callable[[], Responder]] = Registry(
+    "responder",  # of the loopback server (`harness llm serve --responder`)
+    {
+        "fade": "harness.llm.loopback:FadeResponder",
+        "echo": "harness.llm.loopback:EchoResponder",
+    },
+)

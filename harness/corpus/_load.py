@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from harness.config import CorpusConfig
-from harness.corpus._python_docs import python_docs_records
 from harness.corpus._schema import validate_samples
 from harness.errors import CorpusError
-from harness.registry import Registry
-
-EMBEDDED_CORPORA: Registry[Callable[[], Sequence[tuple[str, str]]]] = Registry("embedded corpus")
-EMBEDDED_CORPORA.register("python-docs")(python_docs_records)
+from harness.registry import EMBEDDED_CORPORA
 
 # `datasets` builder per file suffix.
 FILE_BUILDERS = {

@@ -4,7 +4,6 @@ An explainer turns each feature's activating examples into a description; `gener
 runs one pipeline variant (an ExplainConfig) over FeatureRecords and returns the descriptions table.
 """
 
-from harness.explain import _imported, _importers, _llm_explainer, _shuffled, _top_tokens  # noqa: F401  (register)
 from harness.explain._display import highlight_tokens, normalise_activations, render_example
 from harness.explain._explainer import (
     EXPLAINERS,

@@ -15,7 +15,7 @@ from harness.config import OPERATIONAL_LLM_FIELDS, ExplainConfig, LLMConfig
 from harness.errors import ConfigError, EvaluationError
 from harness.explain._records import FeatureRecord
 from harness.explain._table import Description, descriptions_table
-from harness.registry import Registry
+from harness.registry import EXPLAINERS
 
 if TYPE_CHECKING:
     from harness.llm.client import LLMClient
@@ -29,7 +29,7 @@ def llm_settings(llm: LLMConfig) -> dict[str, Any]:
 class Explainer(ABC):
     """Turns feature records into descriptions; one instance is one pipeline variant.
 
-    A new explainer is a subclass in its own file, registered with `@EXPLAINERS.register("name")`.
+    A new explainer is a subclass in its own file, registered by a line in harness.registry.EXPLAINERS.
     """
 
     def __init__(self, config: ExplainConfig) -> None:
@@ -52,9 +52,6 @@ class Explainer(ABC):
     @abstractmethod
     def explain(self, records: Sequence[FeatureRecord], client: LLMClient | None) -> list[Description]:
         """One Description per record, in record order; a failed feature is a Description with `error`."""
-
-
-EXPLAINERS: Registry[type[Explainer]] = Registry("explainer")
 
 
 def make_explainer(config: ExplainConfig) -> Explainer:

@@ -7,13 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.explain._explainer import EXPLAINERS, Explainer
+from harness.explain._explainer import Explainer
 from harness.explain._importing import import_descriptions
 from harness.explain._records import FeatureRecord
 from harness.explain._table import Description, descriptions_from_table
 
 
-@EXPLAINERS.register("import")
 class ImportedExplainer(Explainer):
     """Each feature's description from the imported file; features the file lacks get an error row."""
 

@@ -13,7 +13,6 @@ from harness.errors import EvaluationError
 from harness.explain._importing import (
     DESCRIPTION_COLUMN,
     FEATURE_COLUMN,
-    IMPORTERS,
     Importer,
     RawRow,
     RowProblem,
@@ -49,7 +48,6 @@ def _not_a_record(line: int, value: Any, problems: list[RowProblem]) -> bool:
     return True
 
 
-@IMPORTERS.register("fade")
 class FadeImporter(Importer):
     """FADE's published results: {"<feature index>": {"concept", "clarity", "responsiveness", "purity",
     "faithfulness"}}; the scores are kept as published_* columns."""
@@ -85,7 +83,6 @@ class FadeImporter(Importer):
         return is_feature_index(key) and isinstance(value, dict) and "concept" in value
 
 
-@IMPORTERS.register("neuronpedia")
 class NeuronpediaImporter(Importer):
     """Neuronpedia explanation exports (JSON array or JSONL) of records with modelId, layer, index,
     description, explanationModelName, typeName."""
@@ -123,7 +120,6 @@ class NeuronpediaImporter(Importer):
         return isinstance(record, dict) and {"index", "description"} <= record.keys()
 
 
-@IMPORTERS.register("neuron-explainer")
 class NeuronExplainerImporter(Importer):
     """OpenAI neuron-explainer explanation files: one JSON object, a JSON array or JSONL of records
     {"neuron_id": {"layer_index", "neuron_index"}, "scored_explanations": [{"explanation", ...}]}
@@ -170,7 +166,6 @@ class NeuronExplainerImporter(Importer):
         return isinstance(record, dict) and "scored_explanations" in record
 
 
-@IMPORTERS.register("csv")
 class CsvImporter(Importer):
     """A CSV file with a header and the columns `feature` and `description` (others are ignored)."""
 
@@ -203,7 +198,6 @@ class CsvImporter(Importer):
         return path.suffix.lower() == ".csv"
 
 
-@IMPORTERS.register("records")
 class RecordsImporter(Importer):
     """JSON records `[{"feature": 3, "description": "..."}]` (array, single object or JSON Lines; other
     fields are ignored), as `harness explain` writes them."""

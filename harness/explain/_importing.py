@@ -21,7 +21,7 @@ import pandera.pandas as pa
 
 from harness.errors import ConfigError, EvaluationError, HarnessWarning
 from harness.explain._table import Description, descriptions_table
-from harness.registry import Registry
+from harness.registry import IMPORTERS
 
 _REPORTED_PROBLEMS = 10
 
@@ -186,7 +186,7 @@ def json_records(text: str, where: str, problems: list[RowProblem]) -> Iterator[
 
 
 class Importer(ABC):
-    """One file format of outside descriptions. Register subclasses with `@IMPORTERS.register(name)`."""
+    """One file format of outside descriptions. Register subclasses in harness.registry.IMPORTERS."""
 
     schema: ClassVar[pa.DataFrameSchema]  # of the raw rows; checks every column that `rows` fills
 
@@ -198,9 +198,6 @@ class Importer(ABC):
     @abstractmethod
     def recognises(cls, path: Path, text: str) -> bool:
         """Whether a file looks like this format (for format='auto')."""
-
-
-IMPORTERS: Registry[type[Importer]] = Registry("import format")
 
 
 def _normalise(column: str, value: Any) -> Any:
@@ -253,7 +250,7 @@ def import_descriptions(
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         raise EvaluationError(f"descriptions file {path} cannot be read as UTF-8 text: {error}") from None
-    if format == "auto":
+    if IMPORTERS.chosen(format) is None:
         found = [name for name in IMPORTERS if IMPORTERS.get(name).recognises(path, text)]
         if len(found) != 1:
             raise ConfigError(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from harness.config import ExplainConfig
 from harness.errors import ConfigError, LLMError
 from harness.explain._display import DISPLAY_INSTRUCTIONS, render_example
-from harness.explain._explainer import EXPLAINERS, Explainer, llm_settings
+from harness.explain._explainer import Explainer, llm_settings
 from harness.explain._records import FeatureRecord
 from harness.explain._selection import select_examples
 from harness.explain._table import Description
@@ -150,7 +150,6 @@ def choose_description(candidates: Sequence[str], rule: str) -> str | None:
     raise ValueError(f"unknown choice rule {rule!r}; use 'first', 'most-common' or 'shortest'")
 
 
-@EXPLAINERS.register("llm")
 class LLMExplainer(Explainer):
     """Prompts an LLM with each feature's selected examples; `prompt.num_candidates` answers per feature.
 

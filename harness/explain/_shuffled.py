@@ -15,9 +15,10 @@ import pandas as pd
 
 from harness.config import ExplainConfig
 from harness.errors import EvaluationError
-from harness.explain._explainer import EXPLAINERS, Explainer
+from harness.explain._explainer import Explainer
 from harness.explain._records import FeatureRecord
 from harness.explain._table import Description, descriptions_from_table, descriptions_table
+from harness.registry import EXPLAINERS
 
 
 def derangement(size: int, seed: int) -> np.ndarray:
@@ -57,7 +58,6 @@ def shuffle_table(table: pd.DataFrame, seed: int) -> pd.DataFrame:
     return descriptions_table(shuffle_descriptions(descriptions_from_table(table), seed), "shuffled", identity)
 
 
-@EXPLAINERS.register("shuffled")
 class ShuffledExplainer(Explainer):
     """Runs the base explainer named in `shuffled.base`, then deranges its descriptions."""
 

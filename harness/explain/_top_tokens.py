@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.explain._explainer import EXPLAINERS, Explainer
+from harness.explain._explainer import Explainer
 from harness.explain._records import FeatureRecord
 from harness.explain._selection import select_examples
 from harness.explain._table import Description
@@ -30,7 +30,6 @@ def top_tokens(tokens_at_max: Sequence[str], activations_at_max: Sequence[float]
     return ranked[:num_tokens]
 
 
-@EXPLAINERS.register("top-tokens")
 class TopTokensExplainer(Explainer):
     """The peak token of each selected example, most frequent first, as a quoted list."""
 

@@ -33,7 +33,7 @@ import jsonschema
 
 from harness.llm.logprobs import logprobs_content
 from harness.llm.types import TokenLogprobs
-from harness.registry import Registry
+from harness.registry import RESPONDERS
 
 
 @dataclass(frozen=True)
@@ -258,9 +258,6 @@ class EchoResponder:
         return _system_and_user(messages[-1:])[1]
 
 
-RESPONDERS: Registry[Callable[[], Responder]] = Registry("responder")
-RESPONDERS.register("fade")(FadeResponder)
-RESPONDERS.register("echo")(EchoResponder)
 
 
 def request_schema(response_format: Any) -> dict[str, Any] | None:

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 from harness.config import FadeConfig
 from harness.files import content_hash
-from harness.registry import Registry
+from harness.registry import RATERS
 
 if TYPE_CHECKING:
     from harness.llm import LLMClient
     from harness.raters._embedding import EmbeddingRater
 
 Rater = Union["LLMClient", "EmbeddingRater"]
-# provider name (the part of fade.rater.model before the first '/') -> factory(fade settings, corpus texts)
-RATERS: Registry[Callable[[FadeConfig, Sequence[str]], "EmbeddingRater"]] = Registry("rater")
 
 
 # Registered raters built once per process for the same settings and corpus (FADE, the scorers and every

@@ -22,7 +22,6 @@ from harness.config import EMBEDDING_RATER_PREFIX, FadeConfig
 from harness.errors import ConfigError
 from harness.llm.types import Usage
 from harness.model import load_encoder
-from harness.raters._base import RATERS
 
 _MIN_BACKGROUND = 20
 
@@ -36,7 +35,6 @@ class Thresholds:
     yes: float
 
 
-@RATERS.register(EMBEDDING_RATER_PREFIX.rstrip("/"))
 class EmbeddingRater:
     """Rates and judges texts for a description by embedding similarity (thread-safe).
 

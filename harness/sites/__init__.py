@@ -1,6 +1,6 @@
 """Feature sites: where features live (a module's channels, or SAE latents on a module) — read and steer.
 
-Kinds are registered by name in SITES; importing this package registers 'neuron' and 'sae'.
+Kinds are registered by name in SITES ('neuron', 'sae'; declared in harness.registry).
 """
 
 from harness.sites._base import FeatureSite, FeatureSpec, input_device, resolve_module

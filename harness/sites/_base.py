@@ -13,8 +13,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from harness.config import FeatureRange
+from harness.config import FeatureRange, SiteConfig
 from harness.errors import SiteError
+from harness.registry import SITES
 
 FeatureSpec = Sequence[int] | np.ndarray | FeatureRange | str
 
@@ -57,7 +58,6 @@ class FeatureSite(ABC):
     feature is changed for steering (`steered`); hooks, early exit and feature selection live here.
     """
 
-    kind: ClassVar[str]
     steering_uses_reference: ClassVar[bool]  # True: steer() needs FADE's reference value (max |activation|)
 
     def __init__(self, model: Any, module_path: str, hook: str, selection: FeatureSpec = "all") -> None:
@@ -68,6 +68,16 @@ class FeatureSite(ABC):
         self.selection = selection  # the features the config asks for; resolve_features(selection) checks them
         resolve_module(torch_model(model), module_path)
         self.width = self._probe_width(model)
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config: SiteConfig, loaded_model: Any) -> FeatureSite:
+        """The site `config` describes on the loaded subject model (a harness LoadedModel or a torch model)."""
+
+    @property
+    def kind(self) -> str:
+        """The site's registered kind (harness.registry.SITES)."""
+        return SITES.name_of(type(self))
 
     @property
     @abstractmethod

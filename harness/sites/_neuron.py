@@ -9,14 +9,16 @@ import torch
 
 from harness.config import SiteConfig
 from harness.sites._base import FeatureSite
-from harness.sites._registry import SITES
 
 
 class NeuronSite(FeatureSite):
     """Feature = channel index of the module tensor; steering multiplies the channel (FADE)."""
 
-    kind = "neuron"
     steering_uses_reference = False
+
+    @classmethod
+    def from_config(cls, config: SiteConfig, loaded_model: Any) -> NeuronSite:
+        return cls(loaded_model, config.module, config.hook, config.features)
 
     @property
     def num_features(self) -> int:
@@ -33,8 +35,3 @@ class NeuronSite(FeatureSite):
 
     def steering_is_identity(self, factor: float, reference: float | None) -> bool:
         return factor == 1.0  # x * 1.0 is x exactly
-
-
-@SITES.register("neuron")
-def build_neuron_site(config: SiteConfig, loaded_model: Any) -> NeuronSite:
-    return NeuronSite(loaded_model, config.module, config.hook, config.features)

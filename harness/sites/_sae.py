@@ -9,7 +9,6 @@ import torch
 from harness.config import SiteConfig
 from harness.errors import SiteError
 from harness.sites._base import FeatureSite, FeatureSpec
-from harness.sites._registry import SITES
 from harness.sites._sae_files import SparseAutoencoder, load_sae
 
 
@@ -17,8 +16,13 @@ class SAESite(FeatureSite):
     """Feature = SAE latent. Steering sets a latent and writes the decoded change back into the module
     tensor, keeping the SAE's reconstruction error, so a pass that changes nothing changes nothing."""
 
-    kind = "sae"
     steering_uses_reference = True
+
+    @classmethod
+    def from_config(cls, config: SiteConfig, loaded_model: Any) -> SAESite:
+        if config.sae is None:
+            raise SiteError("site kind 'sae' needs an 'sae:' section with the SAE's path")
+        return cls(loaded_model, config.module, config.hook, load_sae(config.sae), config.features)
 
     def __init__(
         self, model: Any, module_path: str, hook: str, sae: SparseAutoencoder, selection: FeatureSpec = "all"
@@ -57,10 +61,3 @@ class SAESite(FeatureSite):
     def _sae_on(self, device: torch.device) -> SparseAutoencoder:
         self.sae = self.sae.to(device)
         return self.sae
-
-
-@SITES.register("sae")
-def build_sae_site(config: SiteConfig, loaded_model: Any) -> SAESite:
-    if config.sae is None:
-        raise SiteError("site kind 'sae' needs an 'sae:' section with the SAE's path")
-    return SAESite(loaded_model, config.module, config.hook, load_sae(config.sae), config.features)

@@ -17,7 +17,7 @@ import torch
 
 from harness.config import SAEConfig
 from harness.errors import SiteError
-from harness.registry import Registry
+from harness.registry import SAE_ACTIVATIONS
 
 SAELENS_CONFIG = "cfg.json"
 SAELENS_WEIGHTS = "sae_weights.safetensors"
@@ -33,9 +33,6 @@ class SAEActivation:
     needs_threshold: bool = False
 
 
-SAE_ACTIVATIONS: Registry[SAEActivation] = Registry("SAE activation")
-
-
 def _relu(pre: torch.Tensor, threshold: torch.Tensor | None, k: int | None) -> torch.Tensor:
     return torch.relu(pre)
 
@@ -49,9 +46,10 @@ def _topk(pre: torch.Tensor, threshold: torch.Tensor | None, k: int | None) -> t
     return torch.zeros_like(pre).scatter_(-1, top.indices, torch.relu(top.values))
 
 
-SAE_ACTIVATIONS.register("relu")(SAEActivation(_relu, needs_all_latents=False))
-SAE_ACTIVATIONS.register("jumprelu")(SAEActivation(_jumprelu, needs_all_latents=False, needs_threshold=True))
-SAE_ACTIVATIONS.register("topk")(SAEActivation(_topk, needs_all_latents=True))
+# Registered in harness.registry.SAE_ACTIVATIONS.
+RELU = SAEActivation(_relu, needs_all_latents=False)
+JUMPRELU = SAEActivation(_jumprelu, needs_all_latents=False, needs_threshold=True)
+TOPK = SAEActivation(_topk, needs_all_latents=True)
 
 
 @dataclass
@@ -130,7 +128,7 @@ def load_sae(config: SAEConfig) -> SparseAutoencoder:
         arrays, settings, content_hash = _read_saelens(path)
     else:
         arrays, settings, content_hash = _read_gemmascope(path)
-    activation = settings["activation"] if config.activation == "auto" else config.activation
+    activation = SAE_ACTIVATIONS.chosen(config.activation) or settings["activation"]
     k = config.k if config.k is not None else settings.get("k")
     return _build(path, arrays, activation, k, settings, content_hash)
 

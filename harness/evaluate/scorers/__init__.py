@@ -6,7 +6,6 @@ concurrent batch per scorer, cached). `run_scorers` runs the enabled ones into o
 Methods and sources: docs/scorers/.
 """
 
-from harness.evaluate.scorers import _detection, _embedding, _fuzzing, _intruder, _simulation  # noqa: F401  (register)
 from harness.evaluate.scorers._answers import (
     RaterValues,
     TokenLogprobs,

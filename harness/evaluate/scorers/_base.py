@@ -23,7 +23,7 @@ from harness.evaluate.scorers._metrics import ScorerReason
 from harness.evaluate.scores import Score
 from harness.explain import FeatureRecord
 from harness.llm import LLMClient
-from harness.registry import Registry
+from harness.registry import SCORERS
 
 if TYPE_CHECKING:
     from harness.llm import AnswerFormat, Completion
@@ -44,13 +44,17 @@ class FeatureScore:
 class Scorer(ABC):
     """A scoring method. `extra_columns` are the metric names of its `<name>_<metric>` columns."""
 
-    name: ClassVar[str]
     needs_llm: ClassVar[bool]
     # Why a rater that reads no prompt (the embedding rater) cannot score this method; None: it can.
     unjudged_without_prompts: ClassVar[ScorerReason | None] = None
     # False: the method shows the rater no description, so a missing one does not make the score undefined.
     needs_description: ClassVar[bool] = True
     extra_columns: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def name(self) -> str:
+        """The scorer's registered name (harness.registry.SCORERS), also its config section and column."""
+        return SCORERS.name_of(type(self))
 
     @abstractmethod
     def prepare(self, record: FeatureRecord, description: str, settings: Any) -> Any:
@@ -126,9 +130,6 @@ class Scorer(ABC):
             for row in rows
         ]
         return pd.DataFrame(data, columns=columns)
-
-
-SCORERS: Registry[type[Scorer]] = Registry("scorer")
 
 
 def clean_description(description: object) -> str | None:

@@ -8,15 +8,12 @@ P(yes) for every example.
 from __future__ import annotations
 
 from harness.config import DetectionConfig
-from harness.evaluate.scorers._base import SCORERS
 from harness.evaluate.scorers._examples import LabelledExample, visible_text
 from harness.evaluate.scorers._judging import JudgedItem, JudgingScorer
 from harness.explain import FeatureRecord
 
 
-@SCORERS.register("detection")
 class DetectionScorer(JudgingScorer):
-    name = "detection"
 
     def items(
         self, record: FeatureRecord, labelled: list[LabelledExample], settings: DetectionConfig

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.config import EmbeddingConfig
-from harness.evaluate.scorers._base import SCORERS, FeatureScore, Scorer
+from harness.evaluate.scorers._base import FeatureScore, Scorer
 from harness.model import load_encoder
 from harness.evaluate.scorers._examples import LabelledExample, examples_or_reason
 from harness.evaluate.scorers._metrics import ScorerReason, similarity_auroc
@@ -23,9 +23,7 @@ if TYPE_CHECKING:
     from harness.llm import LLMClient
 
 
-@SCORERS.register("embedding")
 class EmbeddingScorer(Scorer):
-    name = "embedding"
     needs_llm = False
     extra_columns = ("similarity_gap", "examples")
 

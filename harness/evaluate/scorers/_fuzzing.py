@@ -15,7 +15,6 @@ import numpy as np
 
 from harness.activations.types import ActivatingExample
 from harness.config import FuzzingConfig
-from harness.evaluate.scorers._base import SCORERS
 from harness.evaluate.scorers._examples import LabelledExample, peak_activation, visible_text
 from harness.evaluate.scorers._judging import JudgedItem, JudgingScorer
 from harness.evaluate.scorers._metrics import ScorerReason
@@ -40,9 +39,7 @@ def wrong_highlight(length: int, avoid: np.ndarray, count: int, rng: np.random.G
     return marked
 
 
-@SCORERS.register("fuzzing")
 class FuzzingScorer(JudgingScorer):
-    name = "fuzzing"
     unjudged_without_prompts = ScorerReason.RATER_SEES_NO_HIGHLIGHTS
 
     def items(

@@ -24,7 +24,7 @@ import numpy as np
 
 from harness.activations.types import ActivatingExample
 from harness.config import IntruderConfig
-from harness.evaluate.scorers._base import SCORERS, FeatureScore, Scorer, ask_rater
+from harness.evaluate.scorers._base import FeatureScore, Scorer, ask_rater
 from harness.evaluate.scorers._examples import peak_activation, visible_text
 from harness.evaluate.scorers._fuzzing import correct_highlight, wrong_highlight
 from harness.evaluate.scorers._metrics import ScorerReason
@@ -155,9 +155,7 @@ def intruder_text(
     return visible_text(intruder.tokens, wrong_highlight(len(intruder.tokens), ignored, count, rng))
 
 
-@SCORERS.register("intruder")
 class IntruderScorer(Scorer):
-    name = "intruder"
     needs_llm = True
     needs_description = False
     extra_columns = ("chance", "trials", "unanswered")

@@ -18,7 +18,7 @@ import numpy as np
 from harness.activations.types import ActivatingExample
 from harness.config import ScorerExamplesConfig
 from harness.evaluate.scorers._answers import RaterValues, rater_answer, rater_values
-from harness.evaluate.scorers._base import SCORERS, FeatureScore, Scorer, ask_rater
+from harness.evaluate.scorers._base import FeatureScore, Scorer, ask_rater
 from harness.evaluate.scorers._examples import examples_or_reason, visible_text
 from harness.evaluate.scorers._metrics import ScorerReason, simulation_correlation
 from harness.evaluate.scorers.prompts import system_prompt
@@ -54,9 +54,7 @@ def predicted_pairs(example: ActivatingExample, values: RaterValues | None) -> t
     return truth, predicted, missing
 
 
-@SCORERS.register("simulation")
 class SimulationScorer(Scorer):
-    name = "simulation"
     needs_llm = True
     unjudged_without_prompts = ScorerReason.RATER_CANNOT_SIMULATE
     extra_columns = ("tokens", "unanswered")
