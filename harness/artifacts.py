@@ -5,7 +5,8 @@ Constants only, so the leaderboard and other readers name the same files without
 
 TABLES = "tables"
 PLOTS = "plots"
-CONFIG = "config.yaml"  # the variant's whole config
+CONFIG_FILE = "config.yaml"  # the variant's whole config
+ERROR_FILE = "error.txt"  # on a FAILED or KILLED run: why it stopped, in full
 
 # A variant run's tables (MLflow's table JSON, {"columns", "data"}).
 PER_FEATURE_TABLE = f"{TABLES}/per_feature.json"

@@ -98,7 +98,7 @@ def variant_params(config: HarnessConfig) -> dict[str, Any]:
 def log_config_artifact(config: HarnessConfig) -> None:
     import mlflow
 
-    mlflow.log_text(dump_config(config), artifacts.CONFIG)
+    mlflow.log_text(dump_config(config), artifacts.CONFIG_FILE)
 
 
 def _log_table(table: pd.DataFrame, artifact_file: str) -> None:
