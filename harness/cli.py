@@ -236,8 +236,7 @@ def _study_trial_run_ids(tracking_uri: str, experiments: list[str], study: str) 
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from harness.track.experiment import SharedStages
-    from harness.track.variant import describe_features
+    from harness.stages import SharedStages, describe_features
 
     config = _config_from(args)
     descriptions, usage = describe_features(config, SharedStages(progress=not args.quiet))
@@ -268,8 +267,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     table = result.scores[["feature", "clarity", "responsiveness", "purity", "faithfulness", "description"]]
     written = f"scores in {Path(args.output) / 'scores.csv'}"
     if config.scorers.enabled:
-        from harness.track.experiment import SharedStages
-        from harness.track.variant import score_with_other_scorers
+        from harness.stages import SharedStages, score_with_other_scorers
 
         other = score_with_other_scorers(config, descriptions, SharedStages(progress=not args.quiet))
         _write_table(other, Path(args.output) / OTHER_SCORES_FILE)

@@ -24,6 +24,7 @@ from urllib.request import url2pathname
 
 import pandas as pd
 
+from harness.artifacts import FEATURE_PLOTS, PER_FEATURE_TABLE, PLOTS, RATED_SAMPLES_TABLE, TABLES, TOP_EXAMPLES_TABLE
 from harness.errors import HarnessError
 from harness.secrets import redact, redact_text
 from harness.track.compare import AGGREGATE, SCORES, SITE_PARAMS, feature_scores, rank_variants, variants_table
@@ -31,11 +32,10 @@ from harness.track.paired import ALPHA, MIN_FEATURES
 from leaderboard._document import SETTINGS, Rank, ScoreSummary, VariantEntry, VariantSettings
 
 PARAM_PREFIX = "param:"
-TABLES = ("per_feature", "top_examples", "rated_samples")
 REQUIRED_COLUMNS = {
-    "per_feature": ("feature", "description"),
-    "top_examples": ("feature", "tokens", "activations"),
-    "rated_samples": ("feature", "stage", "rating"),
+    PER_FEATURE_TABLE: ("feature", "description"),
+    TOP_EXAMPLES_TABLE: ("feature", "tokens", "activations"),
+    RATED_SAMPLES_TABLE: ("feature", "stage", "rating"),
 }
 _SAFE_SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -234,7 +234,7 @@ def _artifact_folder(run_id: str, tracking_uri: str, staging: Path) -> Path:
     present = {info.path for info in client.list_artifacts(run_id)}
     staging.mkdir(parents=True, exist_ok=True)
     with _quiet_artifact_downloads():
-        for folder in ("tables", "plots"):
+        for folder in (TABLES, PLOTS):
             if folder in present:
                 client.download_artifacts(run_id, folder, str(staging))
     return staging
@@ -248,16 +248,16 @@ def read_run_artifacts(run_id: str, tracking_uri: str, staging: Path) -> RunArti
     """
     folder = _artifact_folder(run_id, tracking_uri, staging)
     artifacts = RunArtifacts()
-    per_feature = _read_table(folder / "tables" / "per_feature.json", "per_feature", run_id)
+    per_feature = _read_table(folder, PER_FEATURE_TABLE, run_id)
     if per_feature is not None:
         artifacts.features = _feature_records(per_feature)
-    top_examples = _read_table(folder / "tables" / "top_examples.json", "top_examples", run_id)
+    top_examples = _read_table(folder, TOP_EXAMPLES_TABLE, run_id)
     if top_examples is not None:
         artifacts.top_examples = _example_records(top_examples)
-    rated_samples = _read_table(folder / "tables" / "rated_samples.json", "rated_samples", run_id)
+    rated_samples = _read_table(folder, RATED_SAMPLES_TABLE, run_id)
     if rated_samples is not None:
         artifacts.rated_samples = _rated_records(rated_samples)
-    plots_dir = folder / "plots"
+    plots_dir = folder / PLOTS
     if plots_dir.is_dir():
         artifacts.plots_dir = plots_dir
         for path in sorted(plots_dir.rglob("*.png")):
@@ -265,7 +265,7 @@ def read_run_artifacts(run_id: str, tracking_uri: str, staging: Path) -> RunArti
             if size is None:
                 continue  # not an image a browser can show
             plot = Plot("/".join(parts), *size)
-            if len(parts) == 3 and parts[0] == "features" and parts[1].lstrip("-").isdigit():
+            if path.parent.parent == folder / FEATURE_PLOTS and parts[1].lstrip("-").isdigit():
                 artifacts.feature_plots.setdefault(int(parts[1]), []).append(plot)
             elif len(parts) == 1:
                 artifacts.plots.append(plot)
@@ -276,7 +276,7 @@ def read_run_artifacts(run_id: str, tracking_uri: str, staging: Path) -> RunArti
 class _Table:
     """A `mlflow.log_table` JSON file: column names and rows (lists), already checked for shape."""
 
-    name: str
+    artifact: str  # its path in the run, e.g. PER_FEATURE_TABLE
     run_id: str
     columns: dict[str, int]
     rows: list[list[Any]]
@@ -293,10 +293,11 @@ class _Table:
         return [_feature_index(value, self) for value in values]
 
 
-def _read_table(path: Path, name: str, run_id: str) -> _Table | None:
+def _read_table(folder: Path, artifact: str, run_id: str) -> _Table | None:
+    path = folder / artifact
     if not path.is_file():
         return None
-    where = f"artifact tables/{name}.json of run {run_id}"
+    where = f"artifact {artifact} of run {run_id}"
     try:
         # NaN and ±Infinity (Python's json writes them) are undefined values: read them as None.
         content = json.loads(path.read_text(encoding="utf-8"), parse_constant=lambda constant: None)
@@ -305,7 +306,7 @@ def _read_table(path: Path, name: str, run_id: str) -> _Table | None:
         raise LeaderboardError(
             f"{where} is not a table written by mlflow.log_table ({error}); re-log it or delete the run"
         ) from error
-    missing = [column for column in REQUIRED_COLUMNS[name] if column not in columns]
+    missing = [column for column in REQUIRED_COLUMNS[artifact] if column not in columns]
     if missing:
         raise LeaderboardError(
             f"{where} lacks the column(s) {', '.join(missing)} (has: {', '.join(map(str, columns))}); "
@@ -315,7 +316,7 @@ def _read_table(path: Path, name: str, run_id: str) -> _Table | None:
     for index, row in enumerate(rows):
         if type(row) is not list or len(row) != width:
             raise LeaderboardError(f"{where}: row {index} does not have the {width} columns of the header")
-    return _Table(name, run_id, {column: index for index, column in enumerate(columns)}, rows)
+    return _Table(artifact, run_id, {column: index for index, column in enumerate(columns)}, rows)
 
 
 def _feature_index(value: Any, table: _Table) -> int:
@@ -323,7 +324,7 @@ def _feature_index(value: Any, table: _Table) -> int:
         return value
     if type(value) is not float or not value.is_integer():
         raise LeaderboardError(
-            f"artifact tables/{table.name}.json of run {table.run_id}: feature {value!r} is not an integer "
+            f"artifact {table.artifact} of run {table.run_id}: feature {value!r} is not an integer "
             "feature index"
         )
     return int(value)
@@ -377,7 +378,7 @@ def _example_records(table: _Table) -> dict[int, list[tuple[Any, ...]]]:
         tokens, activations = example[3], example[4]
         if type(tokens) is not list or type(activations) is not list or len(tokens) != len(activations):
             raise LeaderboardError(
-                f"artifact tables/top_examples.json of run {table.run_id}, feature {feature}: tokens and "
+                f"artifact {table.artifact} of run {table.run_id}, feature {feature}: tokens and "
                 "activations must be lists of the same length"
             )
         grouped[feature].append(example)

@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from harness.config import HarnessConfig, LLMConfig, dump_config, parse_config
 from harness.errors import ConfigError
 from harness.secrets import REDACTED, is_secret_name, redact, redact_text
-from harness.track.experiment import log_config_artifact, variant_params
+from harness.track.variant import log_config_artifact, variant_params
 from harness.track.runs import log_params, variant_run
 from harness.track.store import default_tracking_uri, ensure_experiment
 

@@ -22,15 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.artifacts import STUDY_PLOTS
 from harness.config import HarnessConfig, result_fingerprint
 from harness.errors import ConfigError, HarnessError
 from harness.search.sampling import make_sampler
 from harness.search.space import apply_params, suggest_params, validate_space
+from harness.stages import SharedStages
 from harness.track.agreement import log_scorer_agreement
 from harness.track.compare import variants_table, weighted_aggregate
-from harness.track.experiment import SharedStages, VariantOutcome
 from harness.track.runs import failed_status, failure_reason, log_metrics, log_params, record_failure
 from harness.track.store import ensure_experiment, resolve_tracking_uri, store_lock
+from harness.track.variant import VariantOutcome
 
 RUN_ID_ATTR = "mlflow_run_id"
 HOST_ATTR = "host"
@@ -175,7 +177,7 @@ def run_search(
     def run_trial(trial: optuna.Trial):
         from mlflow import MlflowClient
 
-        from harness.track.variant import track_variant
+        from harness.track.variant import track_variant  # looked up per trial, so a test can replace it
 
         trial.set_user_attr(HOST_ATTR, socket.gethostname())
         trial.set_user_attr(PID_ATTR, os.getpid())
@@ -318,10 +320,10 @@ def _log_study(study, parent_run_id: str, config: HarnessConfig, tracking_uri: s
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     axes = draw()
             except (ValueError, RuntimeError, ZeroDivisionError) as error:  # e.g. one distinct value: no importance
-                mlflow.log_text(f"plot {name} not drawn: {error}", f"plots/study/{name}.txt")
+                mlflow.log_text(f"plot {name} not drawn: {error}", f"{STUDY_PLOTS}/{name}.txt")
                 continue
             figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
-            mlflow.log_figure(figure, f"plots/study/{name}.png")
+            mlflow.log_figure(figure, f"{STUDY_PLOTS}/{name}.png")
             plt.close(figure)
 
 

@@ -18,11 +18,10 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.artifacts import SCORER_AGREEMENT_PLOT, SCORER_AGREEMENT_TABLE
 from harness.track.compare import score_names
 
 MIN_VARIANTS = 3  # with two variants every defined rank correlation is +1 or -1
-PLOT_ARTIFACT = "plots/scorer_rank_correlation.png"
-TABLE_ARTIFACT = "tables/scorer_rank_correlation.json"
 METRIC_PREFIX = "rank_corr"
 
 
@@ -171,7 +170,7 @@ def agreement_figure(agreement: ScorerAgreement):
 def log_scorer_agreement(means: pd.DataFrame) -> ScorerAgreement | None:
     """Log the agreement of the scores in `means` to the active MLflow run, when at least two have values.
 
-    Writes the heatmap (`PLOT_ARTIFACT`), the pairs as a table (`TABLE_ARTIFACT`) and one metric
+    Writes the heatmap (`SCORER_AGREEMENT_PLOT`), the pairs as a table (`SCORER_AGREEMENT_TABLE`) and one metric
     `rank_corr.<first>.<second>` per defined pair. Returns what it logged (None when it logged nothing).
     """
     import matplotlib.pyplot as plt
@@ -186,10 +185,10 @@ def log_scorer_agreement(means: pd.DataFrame) -> ScorerAgreement | None:
     columns = list(RankCorrelation.model_fields)
     mlflow.log_dict(
         {"columns": columns, "data": [[getattr(pair, column) for column in columns] for pair in agreement.pairs]},
-        TABLE_ARTIFACT,
+        SCORER_AGREEMENT_TABLE,
     )
     log_metrics({f"{METRIC_PREFIX}.{pair.first}.{pair.second}": pair.rho for pair in agreement.pairs})
     figure = agreement_figure(agreement)
-    mlflow.log_figure(figure, PLOT_ARTIFACT)
+    mlflow.log_figure(figure, SCORER_AGREEMENT_PLOT)
     plt.close(figure)
     return agreement

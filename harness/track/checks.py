@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from harness.config import EMBEDDING_RATER_PREFIX, HarnessConfig
-from harness.track.experiment import SharedStages
+from harness.stages import SharedStages
 
 
 def check_variant(config: HarnessConfig, shared: SharedStages) -> None:

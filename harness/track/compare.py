@@ -18,16 +18,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.artifacts import PAIRED_COMPARISONS_TABLE, PER_FEATURE_TABLE
 from harness.errors import ConfigError
+from harness.stages import SCORES
 from harness.track.paired import ALPHA, MIN_FEATURES, PairedComparison, compare_variants, criterion_values
 
-SCORES = ("clarity", "responsiveness", "purity", "faithfulness")
 AGGREGATE = "aggregate"
 RANKED_ROLES = ("variant", "trial")  # not the parent runs of comparisons and studies
 # Params that say where a feature lives: the same feature index of two variants is the same feature only
 # when these agree.
 SITE_PARAMS = ("model.name", "site.kind", "site.module", "site.hook", "site.sae.path")
-PER_FEATURE_ARTIFACT = "tables/per_feature.json"
 
 
 def weighted_aggregate(means: Mapping[str, float | None], weights: Mapping[str, float]) -> float:
@@ -162,10 +162,10 @@ def feature_scores(run_ids: Sequence[str], tracking_uri: str) -> dict[str, pd.Da
         for run_id in run_ids:
             location = urlparse(client.get_run(run_id).info.artifact_uri)
             if location.scheme == "file" and location.netloc in ("", "localhost"):
-                path = Path(url2pathname(location.path)) / PER_FEATURE_ARTIFACT
+                path = Path(url2pathname(location.path)) / PER_FEATURE_TABLE
             else:
                 try:
-                    path = Path(client.download_artifacts(run_id, PER_FEATURE_ARTIFACT, staging))
+                    path = Path(client.download_artifacts(run_id, PER_FEATURE_TABLE, staging))
                 except Exception:  # noqa: BLE001 - any store error: the run has no readable table
                     path = None
             found[run_id] = _score_frame(path) if path is not None and path.is_file() else None
@@ -351,9 +351,9 @@ def log_paired_comparisons(
     """Write `paired_comparisons` to the active MLflow run as `tables/paired_comparisons.json`."""
     import mlflow
 
-    from harness.track.paired import TABLE_ARTIFACT, comparisons_table
+    from harness.track.paired import comparisons_table
 
     comparisons = paired_comparisons(table, features, alpha=alpha, min_features=min_features)
     if comparisons:
-        mlflow.log_dict(comparisons_table(comparisons), TABLE_ARTIFACT)
+        mlflow.log_dict(comparisons_table(comparisons), PAIRED_COMPARISONS_TABLE)
     return comparisons

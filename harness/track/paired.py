@@ -34,7 +34,6 @@ ALPHA = 0.05
 MIN_FEATURES = 10  # below ~6 non-zero pairs the signed-rank test cannot reach p < 0.05 at all
 EXACT_UP_TO = 50  # non-zero pairs up to which the p-value is exact; the normal approximation beyond
 TEST = "wilcoxon signed-rank (Pratt), Holm-adjusted"
-TABLE_ARTIFACT = "tables/paired_comparisons.json"
 
 
 class PairedComparison(BaseModel):

@@ -14,6 +14,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from harness.artifacts import ERROR_FILE
 from harness.errors import HarnessError
 from harness.secrets import redact, redact_text
 from harness.track.store import store_lock
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 VARIANT_KEY_TAG = "harness.variant_key"
 ROLE_TAG = "harness.role"
 ERROR_TAG = "harness.error"  # why a run failed (its first MAX_ERROR_TAG_LENGTH characters)
-ERROR_ARTIFACT = "error.txt"  # why a run failed, in full
 MAX_PARAM_LENGTH = 6000
 MAX_ERROR_TAG_LENGTH = 500
 
@@ -137,7 +137,7 @@ def record_failure(run_id: str, reason: str) -> None:
 
     client = MlflowClient()
     client.set_tag(run_id, ERROR_TAG, reason[:MAX_ERROR_TAG_LENGTH])
-    client.log_text(run_id, reason + "\n", ERROR_ARTIFACT)
+    client.log_text(run_id, reason + "\n", ERROR_FILE)
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -2,15 +2,17 @@
 
 The FADE work folder of a variant is `<cache_dir>/runs/<variant key>/fade`; it keeps finished features,
 so a resumed run (same key, same MLflow run) recomputes nothing that finished, and LLM answers come from
-the LLM cache. Artifacts follow docs/tracking.md (what the leaderboard and other tools read).
+the LLM cache. The stages themselves run through `harness.stages`; this module logs what they produce.
+Artifacts follow docs/tracking.md (what the leaderboard and other tools read), at the paths of
+`harness.artifacts`.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
+import subprocess
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,200 +20,85 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from harness.config import HarnessConfig
-from harness.track.checks import check_variant
-from harness.track.experiment import (
+import harness
+from harness import artifacts
+from harness.config import HarnessConfig, dump_config
+from harness.stages import (
     SCORES,
+    ChunkCallback,
     SharedStages,
     StageTimer,
-    VariantOutcome,
-    log_config_artifact,
+    describe_features,
+    evaluate_in_chunks,
+    floor_metrics,
+    per_feature_table,
+    rated_samples_table,
     score_metrics,
-    usage_metrics,
-    variant_params,
+    score_with_other_scorers,
+    top_examples_table,
 )
+from harness.track.checks import check_variant
 from harness.track.runs import log_dataset, log_metrics, log_params, variant_run
 
 if TYPE_CHECKING:
-    from harness.llm import UsageLedger
     from harness.llm.tracing import CallTracer
 
-# Called after each chunk of features with the running metrics and the chunk number; may raise to stop.
-ChunkCallback = Callable[[dict[str, float | None], int], None]
+
+@dataclass
+class VariantOutcome:
+    """What one variant produced (or that it was skipped because a finished run exists)."""
+
+    name: str
+    run_id: str
+    skipped: bool
+    resumed: bool = False
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    per_feature: pd.DataFrame | None = None
 
 
-def _needs_pool(config: HarnessConfig) -> bool:
-    selection = config.explain.selection
-    return config.explain.explainer in {"llm", "top-tokens"} and (
-        selection.strategy != "top" or selection.contrast_examples > 0
-    )
-
-
-def describe_features(
-    config: HarnessConfig, shared: SharedStages, ledger: UsageLedger | None = None, tracer: CallTracer | None = None
-) -> tuple[pd.DataFrame, dict[str, float | int]]:
-    """The variant's descriptions table and what the explainer's LLM calls used (also appended to `ledger`;
-    each call a trace through `tracer`)."""
-    from harness.explain import build_feature_records, generate_descriptions, make_explainer
-    from harness.llm import LLMClient
-
-    activation_set = shared.activations(config)
-    pools = None
-    if _needs_pool(config):
-        selection = config.explain.selection
-        pools = shared.pools(config, num_quantiles=selection.num_quantiles, seed=selection.seed)
-    records = build_feature_records(activation_set, pools)
-    if not make_explainer(config.explain).needs_llm:
-        return generate_descriptions(records, config.explain), {}
-    client = LLMClient(config.explain.llm, config.activations.cache_dir, progress=shared.progress)
-    client.ledger = ledger
-    client.tracer = tracer
+def git_commit() -> str | None:
+    """The checkout's commit, when the package runs from a git checkout."""
     try:
-        return generate_descriptions(records, config.explain, client), client.usage.as_dict()
-    finally:
-        client.close()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(harness.__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
-def score_with_other_scorers(
-    config: HarnessConfig,
-    descriptions: pd.DataFrame,
-    shared: SharedStages,
-    ledger: UsageLedger | None = None,
-    tracer: CallTracer | None = None,
-):
-    """The enabled extra scorers (detection, fuzzing, simulation, embedding, intruder) on the variant's descriptions.
-
-    Their examples come from a pool of their own (with as many least-active samples as they need), so the
-    explainer's contrast examples stay as they were. Returns their per-feature table; an LLM rater appends
-    what it spends to `ledger` and records each call as a trace through `tracer`.
-    """
-    from harness.evaluate.scorers import SCORERS, least_active_needed, run_scorers
-    from harness.explain import build_feature_records
-    from harness.llm import LLMClient
-    from harness.raters import build_rater
-
-    activation_set = shared.activations(config)
-    pools = shared.pools(config, num_low=max(10, least_active_needed(config.scorers)), seed=config.seed)
-    records = build_feature_records(activation_set, pools)
-    texts = dict(zip(descriptions["feature"].astype(int), descriptions["description"]))
-    needs_llm = any(SCORERS.get(name)().needs_llm for name in config.scorers.enabled)
-    corpus_texts = shared.corpus(config)["text"].tolist()
-    client = (
-        build_rater(config.fade, config.activations.cache_dir, corpus_texts, progress=shared.progress)
-        if needs_llm
-        else None
-    )
-    if isinstance(client, LLMClient):
-        client.ledger = ledger
-        client.tracer = tracer
-    try:
-        return run_scorers(records, texts, config.scorers, client, progress=shared.progress)
-    finally:
-        if client is not None:
-            client.close()
+def usage_metrics(usage: dict[str, float | int], prefix: str = "llm") -> dict[str, float]:
+    """LLM accounting as metrics: calls, cache hits, retries, failures, tokens, cost."""
+    names = {
+        "calls": f"{prefix}_calls",
+        "requests": f"{prefix}_requests",
+        "cache_hits": f"{prefix}_cache_hits",
+        "retries": f"{prefix}_retries",
+        "failures": f"{prefix}_failures",
+        "prompt_tokens": "prompt_tokens",
+        "completion_tokens": "completion_tokens",
+        "cost_usd": "cost_usd",
+    }
+    return {metric: float(usage.get(key, 0) or 0) for key, metric in names.items()}
 
 
-def _chunks(features: list[int], size: int | None) -> list[list[int]]:
-    size = size or max(len(features), 1)
-    return [features[start : start + size] for start in range(0, len(features), size)] or [[]]
+def variant_params(config: HarnessConfig) -> dict[str, Any]:
+    """Every setting of the variant, plus provenance (the config refuses secrets; log_params redacts any left)."""
+    params = config.model_dump(mode="json", exclude={"variants", "search", "tracking"})
+    params["rater"] = config.fade.rater_label
+    params["package_version"] = harness.__version__
+    params["git_commit"] = git_commit()
+    return params
 
 
-def evaluate_in_chunks(
-    config: HarnessConfig,
-    descriptions: pd.DataFrame,
-    workdir: Path,
-    shared: SharedStages,
-    *,
-    chunk_size: int | None = None,
-    on_chunk: ChunkCallback | None = None,
-    ledger: UsageLedger | None = None,
-    tracer: CallTracer | None = None,
-):
-    """FADE on the described features, `chunk_size` at a time (all at once by default).
+def log_config_artifact(config: HarnessConfig) -> None:
+    import mlflow
 
-    After each chunk `on_chunk` gets the running score metrics (the search stage prunes with it).
-    Returns the last EvaluationResult (covering every feature), with the clarity floor's cost summed over
-    the chunks (each computes the floor of its own features). What the LLM calls spent is in `ledger`.
-    """
-    from harness.evaluate.pipeline import evaluate_descriptions
-
-    result, floor_cost = None, Counter()
-    done: list[int] = []
-    for step, chunk in enumerate(_chunks(descriptions["feature"].astype(int).tolist(), chunk_size)):
-        done += chunk
-        result = evaluate_descriptions(
-            config,
-            descriptions[descriptions["feature"].isin(done)],
-            workdir,
-            progress=shared.progress,
-            usage_ledger=ledger,
-            call_tracer=tracer,
-        )
-        floor_cost.update(result.floor_cost)
-        if on_chunk is not None:
-            on_chunk(score_metrics(result.scores, config.tracking.bootstrap_samples, config.seed), step)
-    return replace(result, floor_cost=dict(floor_cost))
-
-
-def floor_metrics(per_feature: pd.DataFrame, config: HarnessConfig) -> dict[str, float | None]:
-    """With the clarity floor on: `clarity_above_floor_*` as for a score, and `clarity_beats_floor_share`, the
-    share of the features with a verdict whose Clarity beats their floor (docs/clarity-floor.md)."""
-    if not config.fade.clarity_floor.enabled:
-        return {}
-    metrics = score_metrics(per_feature, config.tracking.bootstrap_samples, config.seed, ("clarity_above_floor",))
-    metrics.pop("features")
-    verdicts = per_feature["clarity_beats_floor"].dropna().astype(bool)
-    metrics["clarity_beats_floor_share"] = float(verdicts.mean()) if len(verdicts) else None
-    return metrics
-
-
-def per_feature_table(scores: pd.DataFrame, descriptions: pd.DataFrame) -> pd.DataFrame:
-    """Scores with each description's provenance (explainer, hashes, tokens, cost, error)."""
-    provenance = descriptions[
-        ["feature", "description", "explainer", "settings_hash", "prompt_hash", "prompt_tokens", "completion_tokens", "cost_usd", "error"]
-    ]
-    table = provenance.merge(scores.drop(columns=["description"]), on="feature", how="left")
-    return table.rename(columns={"cost_usd": "explain_cost_usd", "error": "explain_error"})
-
-
-def _feature_tables(fade_dir: Path, name: str) -> pd.DataFrame:
-    """One table kind (e.g. 'natural_ratings') of every feature, with a feature column."""
-    frames = []
-    for path in sorted((fade_dir / "features").glob(f"*/{name}.csv"), key=lambda p: int(p.parent.name)):
-        frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
-        frame.insert(0, "feature", int(path.parent.name))
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"feature": []})
-
-
-def rated_samples_table(fade_dir: Path) -> pd.DataFrame:
-    """Every rated natural sample and steered continuation, in one table (the leaderboard's drill-down)."""
-    natural = _feature_tables(fade_dir, "natural_ratings")
-    continuations = _feature_tables(fade_dir, "continuations")
-    columns = ["feature", "stage", "factor", "sample_id", "text", "activation", "rating"]
-    parts = []
-    if len(natural):
-        parts.append(natural.assign(stage="responsiveness", factor=np.nan)[columns])
-    if len(continuations):
-        parts.append(continuations.rename(columns={"continuation": "text"}).assign(stage="faithfulness", activation=np.nan)[columns])
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-
-
-def top_examples_table(shared: SharedStages, config: HarnessConfig) -> pd.DataFrame:
-    rows = []
-    for feature, examples in shared.activations(config).top_examples.items():
-        for rank, example in enumerate(examples, start=1):
-            rows.append(
-                {
-                    "feature": feature,
-                    "rank": rank,
-                    "sample_id": example.sample_id,
-                    "text": example.text,
-                    "tokens": list(example.tokens),
-                    "activations": [round(float(value), 5) for value in example.activations],
-                }
-            )
-    return pd.DataFrame(rows)
+    mlflow.log_text(dump_config(config), artifacts.CONFIG_FILE)
 
 
 def _log_table(table: pd.DataFrame, artifact_file: str) -> None:
@@ -247,7 +134,7 @@ def log_score_plots(per_feature: pd.DataFrame, metrics: dict[str, float | None],
         axis.set_xlim(0, 1)
     axes[0].set_ylabel("features")
     figure.suptitle(f"{title}: score distributions")
-    mlflow.log_figure(figure, "plots/score_distributions.png")
+    mlflow.log_figure(figure, artifacts.SCORE_DISTRIBUTIONS_PLOT)
     plt.close(figure)
 
     angles = np.linspace(0, 2 * np.pi, len(SCORES), endpoint=False)
@@ -259,7 +146,7 @@ def log_score_plots(per_feature: pd.DataFrame, metrics: dict[str, float | None],
     axis.set_xticks(angles, SCORES)
     axis.set_ylim(0, 1)
     axis.set_title(f"{title}: mean scores")
-    mlflow.log_figure(figure, "plots/radar_means.png")
+    mlflow.log_figure(figure, artifacts.RADAR_MEANS_PLOT)
     plt.close(figure)
 
 
@@ -357,13 +244,13 @@ def track_variant(
             | timer.as_metrics()
         )
         log_metrics(metrics)
-        _log_table(per_feature, "tables/per_feature.json")
-        _log_table(descriptions, "tables/descriptions.json")
-        _log_table(top_examples_table(shared, config), "tables/top_examples.json")
-        _log_table(rated_samples_table(workdir / "fade"), "tables/rated_samples.json")
+        _log_table(per_feature, artifacts.PER_FEATURE_TABLE)
+        _log_table(descriptions, artifacts.DESCRIPTIONS_TABLE)
+        _log_table(top_examples_table(shared, config), artifacts.TOP_EXAMPLES_TABLE)
+        _log_table(rated_samples_table(workdir / "fade"), artifacts.RATED_SAMPLES_TABLE)
         log_score_plots(per_feature, metrics, name)
         for feature in per_feature["feature"].head(config.tracking.plot_features).tolist():
             folder = workdir / "fade" / "features" / str(feature)
             for plot in sorted(folder.glob("*.png")):
-                mlflow.log_artifact(str(plot), f"plots/features/{feature}")
+                mlflow.log_artifact(str(plot), f"{artifacts.FEATURE_PLOTS}/{feature}")
         return VariantOutcome(name, tracked.run_id, skipped=False, resumed=tracked.resumed, metrics=metrics, per_feature=per_feature)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.track.experiment import score_metrics
+from harness.stages import score_metrics
 from harness.track.runs import log_metrics, log_params, variant_run
 from harness.track.store import ensure_experiment
 from leaderboard import LeaderboardDocument, build_site

@@ -249,7 +249,7 @@ def test_settings_pools_and_identities():
 def test_tracked_metrics_and_the_leaderboard_column(planted_records, mixtures, make_client, tmp_path):
     """Two variants' per-feature tables from run_scorers, summarised and logged as a tracked run does, then
     read back from the built leaderboard document: `intruder` is a column with the runs' means."""
-    from harness.track.experiment import score_metrics
+    from harness.stages import score_metrics
     from harness.track.runs import log_metrics, variant_run
     from harness.track.store import ensure_experiment
     from leaderboard import LeaderboardDocument, build_site

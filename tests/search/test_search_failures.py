@@ -13,7 +13,8 @@ from mlflow import MlflowClient
 import harness.track.variant
 from harness.config import parse_config
 from harness.search.study import FAIL_REASON_ATTR, make_storage, run_search
-from harness.track.runs import ERROR_ARTIFACT, ERROR_TAG
+from harness.artifacts import ERROR_FILE
+from harness.track.runs import ERROR_TAG
 
 
 def _config(folder: Path, space: dict, n_trials: int):
@@ -74,5 +75,5 @@ def test_a_crashed_worker_ends_its_study_run_with_the_reason(tmp_path, monkeypat
     assert parent.info.status == status
     reason = parent.data.tags[ERROR_TAG]
     assert ("interrupted" in reason) if status == "KILLED" else ("RuntimeError: a bug" in reason)
-    artifact = MlflowClient(mlflow.get_tracking_uri()).download_artifacts(parent.info.run_id, ERROR_ARTIFACT, str(tmp_path))
+    artifact = MlflowClient(mlflow.get_tracking_uri()).download_artifacts(parent.info.run_id, ERROR_FILE, str(tmp_path))
     assert reason in Path(artifact).read_text()

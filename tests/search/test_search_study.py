@@ -18,7 +18,8 @@ from mlflow import MlflowClient
 from harness.config import load_config
 from harness.llm import LoopbackServer
 from harness.search.study import FAIL_REASON_ATTR, HOST_ATTR, PID_ATTR, fail_dead_trials, make_storage, run_search
-from harness.track.agreement import TABLE_ARTIFACT, rank_correlations
+from harness.artifacts import SCORER_AGREEMENT_TABLE
+from harness.track.agreement import rank_correlations
 
 KEY_ENV = "HARNESS_TEST_SEARCH_KEY"
 
@@ -72,7 +73,7 @@ def test_search_finds_the_setting_that_yields_true_descriptions(tmp_path, server
     completed = [trial.data.metrics for trial in trials if trial.info.status == "FINISHED"]
     assert len(completed) == outcome.trials_finished
     expected = rank_correlations(pd.DataFrame(completed))
-    logged = json.loads(Path(client.download_artifacts(outcome.parent_run_id, TABLE_ARTIFACT)).read_text())
+    logged = json.loads(Path(client.download_artifacts(outcome.parent_run_id, SCORER_AGREEMENT_TABLE)).read_text())
     assert [row[:2] + row[3:] for row in logged["data"]] == [[p.first, p.second, p.variants, p.reason] for p in expected.pairs]
 
 

@@ -10,9 +10,8 @@ import pytest
 from mlflow import MlflowClient
 from scipy.stats import spearmanr
 
+from harness.artifacts import SCORER_AGREEMENT_PLOT, SCORER_AGREEMENT_TABLE
 from harness.track.agreement import (
-    PLOT_ARTIFACT,
-    TABLE_ARTIFACT,
     average_ranks,
     log_scorer_agreement,
     rank_correlations,
@@ -118,12 +117,12 @@ def test_a_parent_run_gets_the_heatmap_table_and_metrics(tracking):
         "rank_corr.clarity.embedding": pytest.approx(-1.0),
         "rank_corr.purity.embedding": pytest.approx(-1.0),
     }
-    table = json.loads(Path(client.download_artifacts(parent.run_id, TABLE_ARTIFACT)).read_text())
+    table = json.loads(Path(client.download_artifacts(parent.run_id, SCORER_AGREEMENT_TABLE)).read_text())
     assert table["columns"] == ["first", "second", "rho", "variants", "reason"]
     assert [row[:2] + row[3:] for row in table["data"]] == [
         ["clarity", "purity", 4, None], ["clarity", "embedding", 4, None], ["purity", "embedding", 4, None]
     ]
-    png = Path(client.download_artifacts(parent.run_id, PLOT_ARTIFACT)).read_bytes()
+    png = Path(client.download_artifacts(parent.run_id, SCORER_AGREEMENT_PLOT)).read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
 

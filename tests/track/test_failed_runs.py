@@ -15,7 +15,8 @@ from harness.errors import HarnessError
 from harness.llm import FaultPlan, LoopbackServer
 from harness.track.compare import count_failed_runs, variants_table
 from harness.track.experiment import run_experiment
-from harness.track.runs import ERROR_ARTIFACT, ERROR_TAG
+from harness.artifacts import ERROR_FILE
+from harness.track.runs import ERROR_TAG
 
 pytestmark = pytest.mark.slow
 
@@ -94,7 +95,7 @@ def test_a_failed_run_says_why_and_rankings_leave_it_out_saying_how_many(tmp_pat
     reason = failed.data.tags[ERROR_TAG]
     assert "HTTP 401" in reason
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-    assert reason in Path(client.download_artifacts(failed.info.run_id, ERROR_ARTIFACT, str(tmp_path))).read_text()
+    assert reason in Path(client.download_artifacts(failed.info.run_id, ERROR_FILE, str(tmp_path))).read_text()
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     assert len(variants_table(["probe"], uri)) == 1
     assert count_failed_runs(["probe"], uri) == 1

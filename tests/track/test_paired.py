@@ -13,12 +13,12 @@ import pytest
 from mlflow import MlflowClient
 from scipy.stats import wilcoxon
 
+from harness.artifacts import PAIRED_COMPARISONS_TABLE
 from harness.evaluate.scores import summarise
+from harness.stages import score_metrics
 from harness.track.compare import feature_scores, log_paired_comparisons, rank_variants
-from harness.track.experiment import score_metrics
 from harness.track.paired import (
     ALPHA,
-    TABLE_ARTIFACT,
     PairedComparison,
     compare_variants,
     format_pairs,
@@ -220,7 +220,7 @@ def logged(tmp_path_factory):
 
 def test_the_comparison_run_logs_the_paired_table(logged):
     assert all(frame is not None and len(frame) == FEATURES for frame in logged["features"].values())
-    table = json.loads(Path(MlflowClient(logged["uri"]).download_artifacts(logged["parent"], TABLE_ARTIFACT)).read_text())
+    table = json.loads(Path(MlflowClient(logged["uri"]).download_artifacts(logged["parent"], PAIRED_COMPARISONS_TABLE)).read_text())
     assert table["columns"] == list(PairedComparison.model_fields)
     read = [PairedComparison(**dict(zip(table["columns"], row))) for row in table["data"]]
     assert read == logged["comparisons"]

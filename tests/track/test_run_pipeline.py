@@ -22,7 +22,8 @@ from mlflow import MlflowClient
 
 from harness.config import load_config
 from harness.llm import FaultPlan, LoopbackServer
-from harness.track.agreement import PLOT_ARTIFACT, TABLE_ARTIFACT, rank_correlations
+from harness.artifacts import PAIRED_COMPARISONS_TABLE, SCORER_AGREEMENT_PLOT, SCORER_AGREEMENT_TABLE
+from harness.track.agreement import rank_correlations
 from harness.track.experiment import run_experiment
 
 pytestmark = pytest.mark.slow
@@ -146,7 +147,7 @@ def test_the_comparison_run_holds_the_agreement_between_scorers_across_its_varia
     children = [run for run in runs if run.data.tags["harness.role"] == "variant"]
     expected = rank_correlations(pd.DataFrame([run.data.metrics for run in children]))  # read back independently
     assert "embedding" in expected.scores and len(expected.scores) >= 3
-    table = json.loads(Path(client.download_artifacts(parent.info.run_id, TABLE_ARTIFACT)).read_text())
+    table = json.loads(Path(client.download_artifacts(parent.info.run_id, SCORER_AGREEMENT_TABLE)).read_text())
     logged = [dict(zip(table["columns"], row)) for row in table["data"]]
     assert [(row["first"], row["second"], row["variants"], row["reason"]) for row in logged] == [
         (pair.first, pair.second, pair.variants, pair.reason) for pair in expected.pairs
@@ -154,17 +155,15 @@ def test_the_comparison_run_holds_the_agreement_between_scorers_across_its_varia
     assert [row["rho"] for row in logged] == [pytest.approx(pair.rho) if pair.rho is not None else None for pair in expected.pairs]
     for pair in expected.pairs:
         assert parent.data.metrics.get(f"rank_corr.{pair.first}.{pair.second}") == (pytest.approx(pair.rho) if pair.rho is not None else None)
-    assert PLOT_ARTIFACT in {item.path for item in client.list_artifacts(parent.info.run_id, "plots")}
+    assert SCORER_AGREEMENT_PLOT in {item.path for item in client.list_artifacts(parent.info.run_id, "plots")}
 
 
 def test_the_comparison_run_holds_the_paired_comparisons_of_its_variants(finished):
-    from harness.track.paired import TABLE_ARTIFACT as PAIRED_TABLE
-
     client = finished["client"]
     runs = _runs(client, "uninterrupted")
     parent = next(run for run in runs if run.data.tags["harness.role"] == "comparison")
     children = {run.info.run_id: run for run in runs if run.data.tags["harness.role"] == "variant"}
-    table = json.loads(Path(client.download_artifacts(parent.info.run_id, PAIRED_TABLE)).read_text())
+    table = json.loads(Path(client.download_artifacts(parent.info.run_id, PAIRED_COMPARISONS_TABLE)).read_text())
     rows = [dict(zip(table["columns"], row)) for row in table["data"]]
     criteria = list(dict.fromkeys(row["criterion"] for row in rows))
     assert criteria[:2] == ["aggregate", "clarity"] and "embedding" in criteria

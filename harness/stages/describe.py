@@ -1,0 +1,45 @@
+"""The explain stage of a variant: its features' descriptions, from the shared activations (and pools)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from harness.config import HarnessConfig
+    from harness.llm import UsageLedger
+    from harness.llm.tracing import CallTracer
+    from harness.stages.shared import SharedStages
+
+
+def _needs_pool(config: HarnessConfig) -> bool:
+    selection = config.explain.selection
+    return config.explain.explainer in {"llm", "top-tokens"} and (
+        selection.strategy != "top" or selection.contrast_examples > 0
+    )
+
+
+def describe_features(
+    config: HarnessConfig, shared: SharedStages, ledger: UsageLedger | None = None, tracer: CallTracer | None = None
+) -> tuple[pd.DataFrame, dict[str, float | int]]:
+    """The variant's descriptions table and what the explainer's LLM calls used (also appended to `ledger`;
+    each call a trace through `tracer`)."""
+    from harness.explain import build_feature_records, generate_descriptions, make_explainer
+    from harness.llm import LLMClient
+
+    activation_set = shared.activations(config)
+    pools = None
+    if _needs_pool(config):
+        selection = config.explain.selection
+        pools = shared.pools(config, num_quantiles=selection.num_quantiles, seed=selection.seed)
+    records = build_feature_records(activation_set, pools)
+    if not make_explainer(config.explain).needs_llm:
+        return generate_descriptions(records, config.explain), {}
+    client = LLMClient(config.explain.llm, config.activations.cache_dir, progress=shared.progress)
+    client.ledger = ledger
+    client.tracer = tracer
+    try:
+        return generate_descriptions(records, config.explain, client), client.usage.as_dict()
+    finally:
+        client.close()

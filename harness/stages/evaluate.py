@@ -1,0 +1,65 @@
+"""The evaluate stage of a variant: FADE on its descriptions, in chunks of features when asked."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from harness.stages.metrics import score_metrics
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from harness.config import HarnessConfig
+    from harness.llm import UsageLedger
+    from harness.llm.tracing import CallTracer
+    from harness.stages.shared import SharedStages
+
+# Called after each chunk of features with the running metrics and the chunk number; may raise to stop.
+ChunkCallback = Callable[[dict[str, float | None], int], None]
+
+
+def _chunks(features: list[int], size: int | None) -> list[list[int]]:
+    size = size or max(len(features), 1)
+    return [features[start : start + size] for start in range(0, len(features), size)] or [[]]
+
+
+def evaluate_in_chunks(
+    config: HarnessConfig,
+    descriptions: pd.DataFrame,
+    workdir: Path,
+    shared: SharedStages,
+    *,
+    chunk_size: int | None = None,
+    on_chunk: ChunkCallback | None = None,
+    ledger: UsageLedger | None = None,
+    tracer: CallTracer | None = None,
+):
+    """FADE on the described features, `chunk_size` at a time (all at once by default).
+
+    After each chunk `on_chunk` gets the running score metrics (the search stage prunes with it).
+    Returns the last EvaluationResult (covering every feature), with the clarity floor's cost summed over
+    the chunks (each computes the floor of its own features). What the LLM calls spent is in `ledger`.
+    """
+    from harness.evaluate.pipeline import evaluate_descriptions
+
+    result, floor_cost = None, Counter()
+    done: list[int] = []
+    for step, chunk in enumerate(_chunks(descriptions["feature"].astype(int).tolist(), chunk_size)):
+        done += chunk
+        result = evaluate_descriptions(
+            config,
+            descriptions[descriptions["feature"].isin(done)],
+            workdir,
+            progress=shared.progress,
+            usage_ledger=ledger,
+            call_tracer=tracer,
+        )
+        floor_cost.update(result.floor_cost)
+        if on_chunk is not None:
+            on_chunk(score_metrics(result.scores, config.tracking.bootstrap_samples, config.seed), step)
+    return replace(result, floor_cost=dict(floor_cost))

@@ -1,0 +1,44 @@
+"""A variant's run-level score metrics (mean, median, CI, defined share), named as the leaderboard reads them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from harness.config import HarnessConfig
+
+SCORES = ("clarity", "responsiveness", "purity", "faithfulness")  # FADE's scores, in the order shown
+
+
+def score_metrics(
+    per_feature: pd.DataFrame, bootstrap_samples: int, seed: int, scores: tuple[str, ...] = SCORES
+) -> dict[str, float | None]:
+    """Mean, median, bootstrap 95% CI and defined share of each score, named as the leaderboard reads them."""
+    from harness.evaluate.scores import summarise
+
+    metrics: dict[str, float | None] = {"features": float(len(per_feature))}
+    for score in scores:
+        values = [None if pd.isna(value) else float(value) for value in per_feature.get(score, pd.Series(dtype=float))]
+        summary = summarise(values, num_resamples=bootstrap_samples, seed=seed)
+        metrics |= {
+            f"{score}_mean": summary["mean"],
+            f"{score}_median": summary["median"],
+            f"{score}_ci_low": summary["ci_low"],
+            f"{score}_ci_high": summary["ci_high"],
+            f"{score}_defined": summary["share_defined"],
+        }
+    return metrics
+
+
+def floor_metrics(per_feature: pd.DataFrame, config: HarnessConfig) -> dict[str, float | None]:
+    """With the clarity floor on: `clarity_above_floor_*` as for a score, and `clarity_beats_floor_share`, the
+    share of the features with a verdict whose Clarity beats their floor (docs/clarity-floor.md)."""
+    if not config.fade.clarity_floor.enabled:
+        return {}
+    metrics = score_metrics(per_feature, config.tracking.bootstrap_samples, config.seed, ("clarity_above_floor",))
+    metrics.pop("features")
+    verdicts = per_feature["clarity_beats_floor"].dropna().astype(bool)
+    metrics["clarity_beats_floor_share"] = float(verdicts.mean()) if len(verdicts) else None
+    return metrics

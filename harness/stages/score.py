@@ -1,0 +1,52 @@
+"""The scorers stage of a variant: the enabled extra scorers on its descriptions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from harness.config import HarnessConfig
+    from harness.llm import UsageLedger
+    from harness.llm.tracing import CallTracer
+    from harness.stages.shared import SharedStages
+
+
+def score_with_other_scorers(
+    config: HarnessConfig,
+    descriptions: pd.DataFrame,
+    shared: SharedStages,
+    ledger: UsageLedger | None = None,
+    tracer: CallTracer | None = None,
+):
+    """The enabled extra scorers (detection, fuzzing, simulation, embedding, intruder) on the variant's descriptions.
+
+    Their examples come from a pool of their own (with as many least-active samples as they need), so the
+    explainer's contrast examples stay as they were. Returns their per-feature table; an LLM rater appends
+    what it spends to `ledger` and records each call as a trace through `tracer`.
+    """
+    from harness.evaluate.scorers import SCORERS, least_active_needed, run_scorers
+    from harness.explain import build_feature_records
+    from harness.llm import LLMClient
+    from harness.raters import build_rater
+
+    activation_set = shared.activations(config)
+    pools = shared.pools(config, num_low=max(10, least_active_needed(config.scorers)), seed=config.seed)
+    records = build_feature_records(activation_set, pools)
+    texts = dict(zip(descriptions["feature"].astype(int), descriptions["description"]))
+    needs_llm = any(SCORERS.get(name)().needs_llm for name in config.scorers.enabled)
+    corpus_texts = shared.corpus(config)["text"].tolist()
+    client = (
+        build_rater(config.fade, config.activations.cache_dir, corpus_texts, progress=shared.progress)
+        if needs_llm
+        else None
+    )
+    if isinstance(client, LLMClient):
+        client.ledger = ledger
+        client.tracer = tracer
+    try:
+        return run_scorers(records, texts, config.scorers, client, progress=shared.progress)
+    finally:
+        if client is not None:
+            client.close()

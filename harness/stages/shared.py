@@ -1,0 +1,92 @@
+"""The stages every variant of a process shares (model, corpus, site, activations, pools), and stage timing."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from harness.config import HarnessConfig
+
+
+class StageTimer:
+    """Wall time per stage, logged as `time_<stage>_s`."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    def as_metrics(self) -> dict[str, float]:
+        return {f"time_{name}_s": value for name, value in self.seconds.items()}
+
+
+class SharedStages:
+    """Model, corpus, site and activations, computed once per process for every variant that shares them."""
+
+    def __init__(self, progress: bool = True) -> None:
+        self.progress = progress
+        self._memo: dict[tuple[str, str], Any] = {}
+
+    def _once(self, kind: str, key: str, build: Callable[[], Any]) -> Any:
+        if (kind, key) not in self._memo:
+            self._memo[(kind, key)] = build()
+        return self._memo[(kind, key)]
+
+    def model(self, config: HarnessConfig):
+        from harness.model import load_subject_model
+
+        return self._once("model", config.model.fingerprint(), lambda: load_subject_model(config.model))
+
+    def corpus(self, config: HarnessConfig) -> pd.DataFrame:
+        from harness.corpus import load_corpus
+
+        key = config.corpus.fingerprint() + config.model.fingerprint()
+        return self._once("corpus", key, lambda: load_corpus(config.corpus, self.model(config).tokenizer))
+
+    def site(self, config: HarnessConfig):
+        from harness.sites import build_site
+
+        key = config.site.fingerprint() + config.model.fingerprint()
+        return self._once("site", key, lambda: build_site(config.site, self.model(config)))
+
+    def activations(self, config: HarnessConfig):
+        from harness.activations import extract_activations
+
+        return self._once(
+            "activations",
+            self._activations_key(config),
+            lambda: extract_activations(
+                self.model(config), self.site(config), self.corpus(config), config.activations, progress=self.progress
+            ),
+        )
+
+    def pools(self, config: HarnessConfig, **settings: Any):
+        """The features' activation pools (`pool_examples` with `settings`): one more pass over the corpus,
+        so done once for every variant that asks for the same pools."""
+        from harness.activations import pool_examples
+
+        key = self._activations_key(config) + json.dumps(settings, sort_keys=True)
+        return self._once(
+            "pools",
+            key,
+            lambda: pool_examples(
+                self.model(config), self.site(config), self.corpus(config), self.activations(config),
+                config.activations, **settings,
+            ),  # fmt: skip
+        )
+
+    @staticmethod
+    def _activations_key(config: HarnessConfig) -> str:
+        return "".join(part.fingerprint() for part in (config.model, config.corpus, config.site, config.activations))

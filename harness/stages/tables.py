@@ -1,0 +1,62 @@
+"""A variant's result tables (per feature, top examples, rated samples), built from its stages' outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from harness.config import HarnessConfig
+    from harness.stages.shared import SharedStages
+
+
+def per_feature_table(scores: pd.DataFrame, descriptions: pd.DataFrame) -> pd.DataFrame:
+    """Scores with each description's provenance (explainer, hashes, tokens, cost, error)."""
+    provenance = descriptions[
+        ["feature", "description", "explainer", "settings_hash", "prompt_hash", "prompt_tokens", "completion_tokens", "cost_usd", "error"]
+    ]
+    table = provenance.merge(scores.drop(columns=["description"]), on="feature", how="left")
+    return table.rename(columns={"cost_usd": "explain_cost_usd", "error": "explain_error"})
+
+
+def _feature_tables(fade_dir: Path, name: str) -> pd.DataFrame:
+    """One table kind (e.g. 'natural_ratings') of every feature, with a feature column."""
+    frames = []
+    for path in sorted((fade_dir / "features").glob(f"*/{name}.csv"), key=lambda p: int(p.parent.name)):
+        frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        frame.insert(0, "feature", int(path.parent.name))
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"feature": []})
+
+
+def rated_samples_table(fade_dir: Path) -> pd.DataFrame:
+    """Every rated natural sample and steered continuation, in one table (the leaderboard's drill-down)."""
+    natural = _feature_tables(fade_dir, "natural_ratings")
+    continuations = _feature_tables(fade_dir, "continuations")
+    columns = ["feature", "stage", "factor", "sample_id", "text", "activation", "rating"]
+    parts = []
+    if len(natural):
+        parts.append(natural.assign(stage="responsiveness", factor=np.nan)[columns])
+    if len(continuations):
+        parts.append(continuations.rename(columns={"continuation": "text"}).assign(stage="faithfulness", activation=np.nan)[columns])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+def top_examples_table(shared: SharedStages, config: HarnessConfig) -> pd.DataFrame:
+    rows = []
+    for feature, examples in shared.activations(config).top_examples.items():
+        for rank, example in enumerate(examples, start=1):
+            rows.append(
+                {
+                    "feature": feature,
+                    "rank": rank,
+                    "sample_id": example.sample_id,
+                    "text": example.text,
+                    "tokens": list(example.tokens),
+                    "activations": [round(float(value), 5) for value in example.activations],
+                }
+            )
+    return pd.DataFrame(rows)
