@@ -28,7 +28,7 @@ from harness.activations.types import ActivatingExample, ActivationSet
 from harness.config import ActivationConfig
 from harness.corpus import corpus_fingerprint, validate_samples
 from harness.errors import CorpusError
-from harness.files import content_hash
+from harness.files import identity_hash
 from harness.sites import FeatureSite, FeatureSpec, input_device
 
 CACHE_FORMAT = 1
@@ -78,7 +78,7 @@ def extract_activations(
         raise CorpusError("the corpus given to extract_activations has no samples; check corpus.source and filters")
     feature_ids = site.resolve_features(site.selection if features is None else features)
     material = {**engine_key_material(loaded_model, site, feature_ids, config), "corpus": corpus_fingerprint(samples)}
-    key = content_hash(material)
+    key = identity_hash(material)
     store = ArrayStore(Path(config.cache_dir) / "activations" / key[:32], key)
     processes = current_processes()
     texts = samples["text"].tolist()

@@ -38,7 +38,7 @@ from harness.activations import (
 from harness.config import OPERATIONAL_LLM_FIELDS, HarnessConfig
 from harness.corpus import corpus_fingerprint, load_corpus
 from harness.errors import EvaluationError
-from harness.files import content_hash
+from harness.files import identity_hash
 from harness.evaluate import plots
 from harness.evaluate.calls import FeatureCalls, RaterBackend
 from harness.evaluate.concurrency import gather_or_cancel
@@ -183,7 +183,7 @@ def evaluate_descriptions(
     site.resolve_features(features)
     base_key = _base_key(config, loaded_model, site, corpus)
     keys = {
-        feature: content_hash({**base_key, "feature": feature, "description": text}) for feature, text in described.items()
+        feature: identity_hash({**base_key, "feature": feature, "description": text}) for feature, text in described.items()
     }
     processes = current_processes()
     results = {feature: result for feature, key in keys.items() if (result := store.load(feature, key)) is not None}
