@@ -26,19 +26,22 @@ DEFAULT_CACHE_DIR = ".harness-cache"
 # result store, the activation and LLM caches, the explainer's settings hash, search trials) unless its
 # field carries one of these markers (`json_schema_extra=`). `identity_payload` applies them; docs/tracking.md.
 IDENTITY_MARKER = "identity"
+_OPERATIONAL, _HELD_AT_DEFAULT, _AT_DEFAULT, _WHILE_DISABLED = (
+    "operational", "operational-held-at-default", "omitted-at-default", "omitted-while-disabled"
+)
 # Changes how the work is done (speed, retries, where caches live, which address a server answers at, price
 # bookkeeping), never what comes out: part of no identity.
-OPERATIONAL = {IDENTITY_MARKER: "operational"}
+OPERATIONAL = {IDENTITY_MARKER: _OPERATIONAL}
 # Operational too, but run identities and explainer hashes made before it was declared so held its value: they
 # hold its default instead, a constant, so that those made with it unset keep their identity (api_base).
-OPERATIONAL_HELD_AT_DEFAULT = {IDENTITY_MARKER: "operational-held-at-default"}
+OPERATIONAL_HELD_AT_DEFAULT = {IDENTITY_MARKER: _HELD_AT_DEFAULT}
 # Part of the identity only when set to something other than its default, so that results made before the
 # field existed keep their identity.
-OMITTED_AT_DEFAULT = {IDENTITY_MARKER: "omitted-at-default"}
+OMITTED_AT_DEFAULT = {IDENTITY_MARKER: _AT_DEFAULT}
 # A section that is part of the identity only while it is enabled: its own `enabled` field is true, or (for a
 # section without one) its name is listed in the `enabled` field of the section holding it. Results made
 # before the section existed, or with it off, keep their identity.
-OMITTED_WHILE_DISABLED = {IDENTITY_MARKER: "omitted-while-disabled"}
+OMITTED_WHILE_DISABLED = {IDENTITY_MARKER: _WHILE_DISABLED}
 
 
 class StrictModel(BaseModel):
@@ -81,13 +84,13 @@ def _section_payload(
         field = fields[name]
         rule = _identity_rule(field)
         value = getattr(section, name)
-        if rule == OPERATIONAL_HELD_AT_DEFAULT[IDENTITY_MARKER]:
+        if rule == _HELD_AT_DEFAULT:
             if held:
                 payload[name] = field.get_default(call_default_factory=True)
         elif not (
-            rule == OPERATIONAL[IDENTITY_MARKER]
-            or (rule == OMITTED_AT_DEFAULT[IDENTITY_MARKER] and value == field.get_default(call_default_factory=True))
-            or (rule == OMITTED_WHILE_DISABLED[IDENTITY_MARKER] and _disabled(name, value, section))
+            rule == _OPERATIONAL
+            or (rule == _AT_DEFAULT and value == field.get_default(call_default_factory=True))
+            or (rule == _WHILE_DISABLED and _disabled(name, value, section))
         ):
             payload[name] = _identity_value(value, dumped[name], held)
     return payload
@@ -109,8 +112,8 @@ def identity_payload(section: BaseModel, only: tuple[str, ...] | None = None, *,
 
 def operational_fields(section_type: type[BaseModel]) -> frozenset[str]:
     """Names of the section's fields whose value is part of no identity (OPERATIONAL and OPERATIONAL_HELD_AT_DEFAULT)."""
-    rules = {OPERATIONAL[IDENTITY_MARKER], OPERATIONAL_HELD_AT_DEFAULT[IDENTITY_MARKER]}
-    return frozenset(name for name, field in section_type.model_fields.items() if _identity_rule(field) in rules)
+    fields = section_type.model_fields
+    return frozenset(name for name, field in fields.items() if _identity_rule(field) in (_OPERATIONAL, _HELD_AT_DEFAULT))
 
 
 class CorpusConfig(StrictModel):
