@@ -8,9 +8,7 @@ LLM) and, for FADE, the reference defaults of ../shared/FADE.md.
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
-import json
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -19,27 +17,32 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import ConfigError
+from harness.files import identity_hash
 from harness.registry import EMBEDDING_RATER, EXPLAINERS, IMPORTERS, SAE_ACTIVATIONS, SCORERS, SITES, Registry
 from harness.secrets import ENVIRONMENT_NAME, redact, redact_text, secret_paths
 
 DEFAULT_CACHE_DIR = ".harness-cache"
-# LLM settings that change how calls are made (speed, retries, cache location, price bookkeeping, which
-# variable holds the key) but not what the model answers; they stay out of result identities.
-OPERATIONAL_LLM_FIELDS = frozenset(
-    {
-        "api_key_env",
-        "concurrency",
-        "timeout_s",
-        "max_retries",
-        "max_invalid_retries",
-        "backoff_base_s",
-        "backoff_max_s",
-        "cache",
-        "cache_path",
-        "input_cost_per_token",
-        "output_cost_per_token",
-    }
+
+# Result identity: every setting is part of the identity of what it produces (run skip/resume, the FADE
+# result store, the activation and LLM caches, the explainer's settings hash, search trials) unless its
+# field carries one of these markers (`json_schema_extra=`). `identity_payload` applies them; docs/tracking.md.
+IDENTITY_MARKER = "identity"
+_OPERATIONAL, _HELD_AT_DEFAULT, _AT_DEFAULT, _WHILE_DISABLED = (
+    "operational", "operational-held-at-default", "omitted-at-default", "omitted-while-disabled"
 )
+# Changes how the work is done (speed, retries, where caches live, which address a server answers at, price
+# bookkeeping), never what comes out: part of no identity.
+OPERATIONAL = {IDENTITY_MARKER: _OPERATIONAL}
+# Operational too, but run identities and explainer hashes made before it was declared so held its value: they
+# hold its default instead, a constant, so that those made with it unset keep their identity (api_base).
+OPERATIONAL_HELD_AT_DEFAULT = {IDENTITY_MARKER: _HELD_AT_DEFAULT}
+# Part of the identity only when set to something other than its default, so that results made before the
+# field existed keep their identity.
+OMITTED_AT_DEFAULT = {IDENTITY_MARKER: _AT_DEFAULT}
+# A section that is part of the identity only while it is enabled: its own `enabled` field is true, or (for a
+# section without one) its name is listed in the `enabled` field of the section holding it. Results made
+# before the section existed, or with it off, keep their identity.
+OMITTED_WHILE_DISABLED = {IDENTITY_MARKER: _WHILE_DISABLED}
 
 
 class StrictModel(BaseModel):
@@ -48,9 +51,70 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     def fingerprint(self) -> str:
-        """Stable short hash of the settings, for cache keys and run identity."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        """Short hash of the section's result identity (`identity_payload`), for in-process keys."""
+        return identity_hash(identity_payload(self))[:16]
+
+
+def _identity_rule(field: Any) -> str | None:
+    extra = field.json_schema_extra
+    return extra.get(IDENTITY_MARKER) if isinstance(extra, dict) else None
+
+
+def _disabled(name: str, section: BaseModel, holder: BaseModel) -> bool:
+    """Whether an OMITTED_WHILE_DISABLED section is off (see that marker)."""
+    if "enabled" in type(section).model_fields:
+        return not section.enabled
+    return name not in holder.enabled
+
+
+def _identity_value(value: Any, dumped: Any, held: bool) -> Any:
+    """`dumped` (the JSON form of `value`) with every section in it reduced to its identity payload."""
+    if isinstance(value, BaseModel):
+        return _section_payload(value, dumped, None, held)
+    if isinstance(value, (list, tuple)) and any(isinstance(item, BaseModel) for item in value):
+        return [_identity_value(item, item_dumped, held) for item, item_dumped in zip(value, dumped)]
+    return dumped
+
+
+def _section_payload(
+    section: BaseModel, dumped: dict[str, Any], only: tuple[str, ...] | None, held: bool
+) -> dict[str, Any]:
+    fields = type(section).model_fields
+    payload = {}
+    for name in fields if only is None else only:
+        field = fields[name]
+        rule = _identity_rule(field)
+        value = getattr(section, name)
+        if rule == _HELD_AT_DEFAULT:
+            if held:
+                payload[name] = field.get_default(call_default_factory=True)
+        elif not (
+            rule == _OPERATIONAL
+            or (rule == _AT_DEFAULT and value == field.get_default(call_default_factory=True))
+            or (rule == _WHILE_DISABLED and _disabled(name, value, section))
+        ):
+            payload[name] = _identity_value(value, dumped[name], held)
+    return payload
+
+
+def identity_payload(section: BaseModel, only: tuple[str, ...] | None = None, *, held: bool = True) -> dict[str, Any]:
+    """The section's result identity: its JSON dump without the fields its markers leave out, recursively.
+
+    Every identity key hashes this (with `identity_hash`). `only` names the fields a key covers when its
+    result reads part of the section (e.g. ACTIVATION_VALUE_SETTINGS); markers still apply to them.
+    `held=False` leaves out OPERATIONAL_HELD_AT_DEFAULT fields too, for keys that never held them (the
+    FADE result store's); either way their value changes nothing.
+    """
+    unknown = sorted(set(only or ()) - set(type(section).model_fields))
+    if unknown:
+        raise ValueError(f"{type(section).__name__} has no fields {unknown}")
+    return _section_payload(section, section.model_dump(mode="json"), only, held)
+
+
+def operational_fields(section_type: type[BaseModel]) -> frozenset[str]:
+    """Names of the section's fields whose value is part of no identity (OPERATIONAL and OPERATIONAL_HELD_AT_DEFAULT)."""
+    fields = section_type.model_fields
+    return frozenset(name for name, field in fields.items() if _identity_rule(field) in (_OPERATIONAL, _HELD_AT_DEFAULT))
 
 
 class CorpusConfig(StrictModel):
@@ -145,29 +209,57 @@ class ActivationConfig(StrictModel):
     skip_special_tokens: bool = Field(False, description="ignore BOS/EOS/pad-like special tokens (FADE: False)")
     skip_first_positions: int = Field(0, ge=0, description="ignore the first N positions (attention sink)")
     early_exit: bool = Field(True, description="stop the forward pass right after the site's module")
-    cache_dir: str = DEFAULT_CACHE_DIR
+    cache_dir: str = Field(DEFAULT_CACHE_DIR, json_schema_extra=OPERATIONAL)
+
+
+# The activation settings each stored result reads (scopes of identity_payload; the run identity covers every
+# field). Per-sample values, which FADE reads, depend on these; batch_size and early_exit change no number.
+ACTIVATION_VALUE_SETTINGS = ("max_length", "skip_special_tokens", "skip_first_positions")
+# The activation caches also hold the top examples (top_k) and are written shard by shard (shard_size).
+ACTIVATION_CACHE_SETTINGS = (*ACTIVATION_VALUE_SETTINGS, "top_k", "shard_size")
 
 
 class LLMConfig(StrictModel):
     """One LLM backend, addressed by a litellm model string. Keys come only from the environment."""
 
     model: str = Field("local/smollm2-135m", description="litellm model string, e.g. 'openai/gpt-4o-mini'")
-    api_base: str | None = None
-    api_key_env: str | None = Field(None, description="NAME of the environment variable that holds the key")
-    concurrency: int = Field(16, ge=1)
-    timeout_s: float = Field(60.0, gt=0)
-    max_retries: int = Field(6, ge=0)
-    max_invalid_retries: int = Field(
-        2, ge=0, description="re-asks of an answer that fails validation (unparsable, missing ids)"
+    backend_id: str | None = Field(
+        None,
+        description="names the server behind the model string; set it when two servers answer under the same "
+        "model string (e.g. two vLLM servers both serving openai/llama): it is part of every result identity, "
+        "the LLM cache's key included, while api_base (an address, which can change) is part of none",
+        json_schema_extra=OMITTED_AT_DEFAULT,
     )
-    backoff_base_s: float = Field(0.5, ge=0)
-    backoff_max_s: float = Field(30.0, ge=0)
+    api_base: str | None = Field(
+        None,
+        description="the server's address (vLLM, Ollama, any OpenAI-compatible server); part of no result "
+        "identity, so a server that moves ports keeps its results and cached answers (see backend_id)",
+        json_schema_extra=OPERATIONAL_HELD_AT_DEFAULT,
+    )
+    api_key_env: str | None = Field(
+        None, description="NAME of the environment variable that holds the key", json_schema_extra=OPERATIONAL
+    )
+    concurrency: int = Field(16, ge=1, json_schema_extra=OPERATIONAL)
+    timeout_s: float = Field(60.0, gt=0, json_schema_extra=OPERATIONAL)
+    max_retries: int = Field(6, ge=0, json_schema_extra=OPERATIONAL)
+    max_invalid_retries: int = Field(
+        2,
+        ge=0,
+        description="re-asks of an answer that fails validation (unparsable, missing ids)",
+        json_schema_extra=OPERATIONAL,
+    )
+    backoff_base_s: float = Field(0.5, ge=0, json_schema_extra=OPERATIONAL)
+    backoff_max_s: float = Field(30.0, ge=0, json_schema_extra=OPERATIONAL)
     temperature: float = Field(0.0, ge=0)
     max_tokens: int = Field(1024, ge=1)
-    cache: bool = True
-    cache_path: str | None = Field(None, description="sqlite file; default <cache_dir>/llm-cache.sqlite")
-    input_cost_per_token: float | None = Field(None, ge=0, description="USD; overrides litellm's price map")
-    output_cost_per_token: float | None = Field(None, ge=0)
+    cache: bool = Field(True, json_schema_extra=OPERATIONAL)
+    cache_path: str | None = Field(
+        None, description="sqlite file; default <cache_dir>/llm-cache.sqlite", json_schema_extra=OPERATIONAL
+    )
+    input_cost_per_token: float | None = Field(
+        None, ge=0, description="USD; overrides litellm's price map", json_schema_extra=OPERATIONAL
+    )
+    output_cost_per_token: float | None = Field(None, ge=0, json_schema_extra=OPERATIONAL)
     extra_params: dict[str, Any] = Field(default_factory=dict, description="more litellm.acompletion kwargs")
     structured_output: Literal["auto", "on", "off"] = Field(
         "auto",
@@ -206,6 +298,12 @@ class LLMConfig(StrictModel):
                 "OPENAI_API_KEY), never the key itself: export the key in that variable"
             )
         return value
+
+
+# The LLM settings a cached answer is keyed by next to its request (a scope of identity_payload); the other
+# result-changing ones are in the request itself: temperature, max_tokens, extra_params, and structured_output
+# as the response_format it sends.
+LLM_BACKEND_SETTINGS = ("model", "backend_id")
 
 
 class FaithfulnessConfig(StrictModel):
@@ -325,7 +423,7 @@ class FadeConfig(StrictModel):
     max_sparse_retries: int = Field(1, ge=0)
     gini_threshold: float = Field(0.5, ge=0, le=1)
     faithfulness: FaithfulnessConfig = Field(default_factory=FaithfulnessConfig)
-    clarity_floor: ClarityFloorConfig = Field(default_factory=ClarityFloorConfig)
+    clarity_floor: ClarityFloorConfig = Field(default_factory=ClarityFloorConfig, json_schema_extra=OMITTED_WHILE_DISABLED)
     seed: int = 0
 
     @field_validator("percentiles")
@@ -503,7 +601,7 @@ class ScorersConfig(StrictModel):
     fuzzing: FuzzingConfig = Field(default_factory=FuzzingConfig)
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
-    intruder: IntruderConfig = Field(default_factory=IntruderConfig)
+    intruder: IntruderConfig = Field(default_factory=IntruderConfig, json_schema_extra=OMITTED_WHILE_DISABLED)
 
     @field_validator("enabled")
     @classmethod
@@ -715,17 +813,18 @@ class SearchConfig(StrictModel):
 class HarnessConfig(StrictModel):
     """The whole pipeline: corpus -> activations -> explain -> evaluate -> track."""
 
-    name: str = "default"
+    name: str = Field("default", json_schema_extra=OPERATIONAL)
     corpus: CorpusConfig = Field(default_factory=CorpusConfig)
     model: SubjectModelConfig = Field(default_factory=SubjectModelConfig)
     site: SiteConfig = Field(default_factory=SiteConfig)
     activations: ActivationConfig = Field(default_factory=ActivationConfig)
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
     fade: FadeConfig = Field(default_factory=FadeConfig)
-    scorers: ScorersConfig = Field(default_factory=ScorersConfig)
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    variants: VariantsConfig = Field(default_factory=VariantsConfig)
-    search: SearchConfig = Field(default_factory=SearchConfig)
+    scorers: ScorersConfig = Field(default_factory=ScorersConfig, json_schema_extra=OMITTED_WHILE_DISABLED)
+    # Where runs are recorded, and which runs a config expands to: no single run's result.
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, json_schema_extra=OPERATIONAL)
+    variants: VariantsConfig = Field(default_factory=VariantsConfig, json_schema_extra=OPERATIONAL)
+    search: SearchConfig = Field(default_factory=SearchConfig, json_schema_extra=OPERATIONAL)
     seed: int = 0
 
 
@@ -839,22 +938,11 @@ def expand_variants(config: HarnessConfig) -> list[tuple[str, HarnessConfig]]:
 
 
 def result_fingerprint(config: HarnessConfig) -> str:
-    """Hash of the settings that change results: not names, tracking, caches, concurrency or timeouts."""
-    data = config.model_dump(mode="json")
-    for key in ("name", "tracking", "variants", "search"):
-        data.pop(key)
-    if not config.scorers.enabled:
-        data.pop("scorers")  # runs made before the extra scorers existed keep their identity
-    elif "intruder" not in config.scorers.enabled:
-        data["scorers"].pop("intruder")  # nor do runs made before the intruder scorer existed
-    if not config.fade.clarity_floor.enabled:
-        data["fade"].pop("clarity_floor")  # nor those made before the clarity floor existed
-    data["activations"].pop("cache_dir")
-    for llm in (data["fade"]["rater"], data["fade"]["generator"], data["explain"]["llm"]):
-        for key in OPERATIONAL_LLM_FIELDS & set(llm or ()):
-            llm.pop(key)
-    payload = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    """A run's identity: the hash of every setting that changes its results (`identity_payload`).
+
+    A finished run with the same fingerprint is skipped, an unfinished one resumed (harness.track.runs).
+    """
+    return identity_hash(identity_payload(config))[:16]
 
 
 def dump_config(config: HarnessConfig) -> str:

@@ -15,9 +15,15 @@ from pathlib import Path
 from typing import Any
 
 
-def content_hash(material: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of what determines a cached result."""
-    return hashlib.sha256(json.dumps(material, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+def identity_hash(material: Any, *, ensure_ascii: bool = True) -> str:
+    """sha256 (hex) of the canonical JSON of what determines a result: the one hash every key is made with.
+
+    Callers that keep a short key take its first 16 characters. `ensure_ascii=False` writes non-ASCII text as
+    itself instead of \\u escapes; the LLM response cache's keys were made so, and keep that form so that
+    stored answers keep their keys.
+    """
+    text = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=ensure_ascii)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -25,16 +25,14 @@ from harness.activations._processes import Processes, current_processes
 from harness.activations._reduce import TopExamples
 from harness.activations._store import ArrayStore, CacheCorrupt
 from harness.activations.types import ActivatingExample, ActivationSet
-from harness.config import ActivationConfig
+from harness.config import ACTIVATION_CACHE_SETTINGS, ActivationConfig, identity_payload
 from harness.corpus import corpus_fingerprint, validate_samples
 from harness.errors import CorpusError
-from harness.files import content_hash
+from harness.files import identity_hash
 from harness.sites import FeatureSite, FeatureSpec, input_device
 
 CACHE_FORMAT = 1
 SINGLE_PROCESS = Processes()
-# Settings that change the numbers (batch size, early exit and the cache folder do not).
-RESULT_SETTINGS = ("max_length", "top_k", "shard_size", "skip_special_tokens", "skip_first_positions")
 
 
 def engine_key_material(
@@ -47,7 +45,7 @@ def engine_key_material(
         "site": site.identity,
         "features": hashlib.sha256(feature_ids.astype(np.int64).tobytes()).hexdigest(),
         "num_features": int(feature_ids.size),
-        "settings": {name: getattr(config, name) for name in RESULT_SETTINGS},
+        "settings": identity_payload(config, only=ACTIVATION_CACHE_SETTINGS),
     }
 
 
@@ -78,7 +76,7 @@ def extract_activations(
         raise CorpusError("the corpus given to extract_activations has no samples; check corpus.source and filters")
     feature_ids = site.resolve_features(site.selection if features is None else features)
     material = {**engine_key_material(loaded_model, site, feature_ids, config), "corpus": corpus_fingerprint(samples)}
-    key = content_hash(material)
+    key = identity_hash(material)
     store = ArrayStore(Path(config.cache_dir) / "activations" / key[:32], key)
     processes = current_processes()
     texts = samples["text"].tolist()

@@ -14,7 +14,7 @@ from harness.activations._extract import engine_key_material
 from harness.activations._forward import forward_batch
 from harness.activations._store import ArrayStore, CacheCorrupt
 from harness.config import ActivationConfig
-from harness.files import content_hash
+from harness.files import identity_hash
 from harness.sites import FeatureSite, FeatureSpec, input_device
 
 
@@ -46,7 +46,7 @@ def activations_for_texts(
     if not cache:
         return _compute(loaded_model, site, texts, feature_ids, config, progress)
     texts_hash = hashlib.sha256(b"".join(hashlib.sha256(text.encode()).digest() for text in texts)).hexdigest()
-    key = content_hash({**engine_key_material(loaded_model, site, feature_ids, config), "texts": texts_hash})
+    key = identity_hash({**engine_key_material(loaded_model, site, feature_ids, config), "texts": texts_hash})
     store = ArrayStore(Path(config.cache_dir) / "activations-texts" / key[:32], key)
     with store.exclusive():
         manifest = store.read_manifest()

@@ -36,10 +36,10 @@ from harness.activations import (
     current_processes,
     extract_activations,
 )
-from harness.config import OPERATIONAL_LLM_FIELDS, HarnessConfig
+from harness.config import ACTIVATION_VALUE_SETTINGS, HarnessConfig, identity_payload
 from harness.corpus import corpus_fingerprint, load_corpus
 from harness.errors import EvaluationError
-from harness.files import content_hash
+from harness.files import identity_hash
 from harness.evaluate import plots
 from harness.evaluate.calls import FeatureCalls, RaterBackend
 from harness.evaluate.concurrency import gather_or_cancel
@@ -62,10 +62,6 @@ T = TypeVar("T")
 
 FAITHFULNESS_DISABLED = "faithfulness_disabled"
 NO_DESCRIPTION = "no_description"
-# Settings of the rater that change how calls are made, not what comes back (the address too, as in the LLM
-# cache key: a local server's port changes between runs): they do not invalidate results.
-_OPERATIONAL_RATER_SETTINGS = OPERATIONAL_LLM_FIELDS | {"api_base"}
-_ACTIVATION_RESULT_SETTINGS = ("max_length", "skip_special_tokens", "skip_first_positions")
 
 
 @dataclass
@@ -184,7 +180,7 @@ def evaluate_descriptions(
     site.resolve_features(features)
     base_key = _base_key(config, loaded_model, site, corpus)
     keys = {
-        feature: content_hash({**base_key, "feature": feature, "description": text}) for feature, text in described.items()
+        feature: identity_hash({**base_key, "feature": feature, "description": text}) for feature, text in described.items()
     }
     processes = current_processes()
     results = {feature: result for feature, key in keys.items() if (result := store.load(feature, key)) is not None}
@@ -350,18 +346,14 @@ def _checked_descriptions(descriptions: pd.DataFrame) -> pd.DataFrame:
 def _base_key(
     config: HarnessConfig, loaded_model: LoadedModel, site: FeatureSite, corpus: pd.DataFrame
 ) -> dict[str, Any]:
-    """What, besides the feature and its description, determines a feature's FADE result."""
-    fade = config.fade.model_dump(mode="json")
-    for role in ("rater", "generator"):
-        if fade[role] is not None:
-            fade[role] = {key: value for key, value in fade[role].items() if key not in _OPERATIONAL_RATER_SETTINGS}
+    """What, besides the feature and its description, determines a feature's FADE result (its store key)."""
     return {
         "format": 2,  # 2: faithfulness prompts shared by every feature (deviation E11)
-        "fade": fade,
+        "fade": identity_payload(config.fade, held=False),  # these keys never held the rater's api_base
         "model": loaded_model.identity,
         "site": site.identity,
         "corpus": corpus_fingerprint(corpus),
-        "activations": {name: getattr(config.activations, name) for name in _ACTIVATION_RESULT_SETTINGS},
+        "activations": identity_payload(config.activations, only=ACTIVATION_VALUE_SETTINGS),
     }
 
 

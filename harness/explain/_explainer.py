@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
@@ -11,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from harness.config import OPERATIONAL_LLM_FIELDS, ExplainConfig, LLMConfig
+from harness.config import ExplainConfig, LLMConfig, identity_payload
 from harness.errors import ConfigError, EvaluationError
 from harness.explain._records import FeatureRecord
 from harness.explain._table import Description, descriptions_table
+from harness.files import identity_hash
 from harness.registry import EXPLAINERS
 
 if TYPE_CHECKING:
@@ -22,8 +21,8 @@ if TYPE_CHECKING:
 
 
 def llm_settings(llm: LLMConfig) -> dict[str, Any]:
-    """The LLM settings that shape the answers (model, endpoint, sampling, extra parameters)."""
-    return {key: value for key, value in llm.model_dump(mode="json").items() if key not in OPERATIONAL_LLM_FIELDS}
+    """The LLM settings that shape the answers (model, backend_id, sampling, extra parameters): its identity."""
+    return identity_payload(llm)
 
 
 class Explainer(ABC):
@@ -45,9 +44,7 @@ class Explainer(ABC):
 
     def settings_hash(self) -> str:
         """Identity of the variant: a hash of its explainer's name and settings (same settings, same hash)."""
-        payload = {"explainer": self.config.explainer, "settings": self.settings()}
-        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return identity_hash({"explainer": self.config.explainer, "settings": self.settings()})[:16]
 
     @abstractmethod
     def explain(self, records: Sequence[FeatureRecord], client: LLMClient | None) -> list[Description]:

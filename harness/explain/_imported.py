@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.config import identity_payload
 from harness.explain._explainer import Explainer
 from harness.explain._importing import import_descriptions
 from harness.explain._records import FeatureRecord
@@ -19,7 +20,7 @@ class ImportedExplainer(Explainer):
     def settings(self) -> dict[str, Any]:
         path = Path(self.config.imported.path or "")
         digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-        return {"imported": self.config.imported.model_dump(mode="json"), "file_sha256": digest}
+        return {"imported": identity_payload(self.config.imported), "file_sha256": digest}
 
     def explain(self, records: Sequence[FeatureRecord], client: object = None) -> list[Description]:
         settings = self.config.imported

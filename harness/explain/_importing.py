@@ -6,7 +6,6 @@ line (a report plus a warning) and dropped, good rows kept. A file with no good 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import warnings
@@ -21,6 +20,7 @@ import pandera.pandas as pa
 
 from harness.errors import ConfigError, EvaluationError, HarnessWarning
 from harness.explain._table import Description, descriptions_table
+from harness.files import identity_hash
 from harness.registry import IMPORTERS
 
 _REPORTED_PROBLEMS = 10
@@ -295,9 +295,7 @@ def import_descriptions(
     if report.problems:
         warnings.warn(report.summary(), DescriptionImportWarning, stacklevel=2)
     extras = [column for column in columns if column not in ("feature", "description")]
-    identity = hashlib.sha256(
-        text.encode() + json.dumps([format, sorted((select or {}).items())]).encode()
-    ).hexdigest()[:16]
+    identity = identity_hash({"file": text, "format": format, "select": select or {}})[:16]
     table = descriptions_table(
         [Description(feature=row["feature"], description=row["description"]) for row in kept],
         explainer=f"import:{format}",

@@ -6,7 +6,6 @@ Answers are untrusted text: parsed as data, stripped, never evaluated.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections import Counter
@@ -14,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from harness.config import ExplainConfig
+from harness.config import ExplainConfig, identity_payload
 from harness.errors import ConfigError, LLMError
 from harness.explain._display import DISPLAY_INSTRUCTIONS, render_example
 from harness.explain._explainer import Explainer, llm_settings
@@ -22,6 +21,7 @@ from harness.explain._records import FeatureRecord
 from harness.explain._selection import select_examples
 from harness.explain._table import Description
 from harness.explain._templates import PromptTemplate, load_template
+from harness.files import identity_hash
 from harness.llm.schemas import DESCRIPTION_KEY, AnswerFormat, description_format
 
 if TYPE_CHECKING:
@@ -46,8 +46,7 @@ class ExplainerPrompt:
 
     @property
     def prompt_hash(self) -> str:
-        text = json.dumps(self.messages, sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return identity_hash(self.messages, ensure_ascii=False)[:16]
 
 
 def check_template_fits(template: PromptTemplate, config: ExplainConfig) -> None:
@@ -168,12 +167,14 @@ class LLMExplainer(Explainer):
         return True
 
     def settings(self) -> dict[str, Any]:
-        prompt = self.config.prompt.model_dump(mode="json", exclude={"template"})
+        prompt = identity_payload(self.config.prompt)
+        prompt["template_text"] = self.template.text_hash  # the template's text, wherever it is read from
+        del prompt["template"]
         return {
             "llm": llm_settings(self.config.llm),
-            "prompt": {**prompt, "template_text": self.template.text_hash},
-            "selection": self.config.selection.model_dump(mode="json"),
-            "display": self.config.display.model_dump(mode="json"),
+            "prompt": prompt,
+            "selection": identity_payload(self.config.selection),
+            "display": identity_payload(self.config.display),
         }
 
     def explain(self, records: Sequence[FeatureRecord], client: LLMClient | None) -> list[Description]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.config import identity_payload
 from harness.explain._explainer import Explainer
 from harness.explain._records import FeatureRecord
 from harness.explain._selection import select_examples
@@ -35,8 +36,8 @@ class TopTokensExplainer(Explainer):
 
     def settings(self) -> dict[str, Any]:
         return {
-            "selection": self.config.selection.model_dump(mode="json"),
-            "top_tokens": self.config.top_tokens.model_dump(mode="json"),
+            "selection": identity_payload(self.config.selection),
+            "top_tokens": identity_payload(self.config.top_tokens),
         }
 
     def explain(self, records: Sequence[FeatureRecord], client: object = None) -> list[Description]:

@@ -1,4 +1,4 @@
-"""On-disk cache of LLM responses, keyed by (model, messages, parameters).
+"""On-disk cache of LLM responses, keyed by (backend identity, messages, parameters).
 
 sqlite in WAL mode: several processes can read and write the same file at once, every stored answer is
 its own committed transaction, so a run killed at any moment leaves a valid file holding every answer
@@ -7,7 +7,6 @@ that finished. Only successful answers are stored; the caller decides what count
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import threading
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import CacheError
+from harness.files import identity_hash
 from harness.llm.types import Completion, TokenLogprobs
 
 # Version 2 added the logprobs column; a version-1 file is upgraded in place, keeping its answers.
@@ -95,16 +95,13 @@ def _upgrade_from_1(connection: sqlite3.Connection) -> str:
     return str(SCHEMA_VERSION)
 
 
-def cache_key(model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
-    """Stable hash of a request: same model, messages and sampling parameters -> same key."""
-    payload = json.dumps(
-        {"v": KEY_VERSION, "model": model, "messages": messages, "params": params},
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-        default=str,
-    )
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+def cache_key(backend: dict[str, Any], messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
+    """Stable hash of a request: same backend, messages and sampling parameters -> same key.
+
+    `backend` is the LLM config's identity over LLM_BACKEND_SETTINGS (`{"model": ...}`, plus `backend_id`
+    when set): the server's address is not part of it, so a server that moves ports keeps its answers.
+    """
+    return identity_hash({"v": KEY_VERSION, **backend, "messages": messages, "params": params}, ensure_ascii=False)
 
 
 class ResponseCache:

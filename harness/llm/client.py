@@ -31,7 +31,7 @@ from typing import Any
 import litellm
 from tqdm.auto import tqdm
 
-from harness.config import DEFAULT_CACHE_DIR, LLMConfig
+from harness.config import DEFAULT_CACHE_DIR, LLM_BACKEND_SETTINGS, LLMConfig, identity_payload
 from harness.errors import LLMError
 from harness.llm.cache import CachedResponse, ResponseCache, cache_key
 from harness.llm.local_provider import LOCAL_PROVIDER, register_local_provider
@@ -317,7 +317,7 @@ class LLMClient:
         if answer_format is not None and self.sends_response_format:
             params = {"response_format": answer_format.response_format, **params}
         request_params = self._request_params(params)
-        key = cache_key(self.config.model, messages, request_params)
+        key = cache_key(identity_payload(self.config, only=LLM_BACKEND_SETTINGS), messages, request_params)
         self._count(requests=1)
         span = self._start_span(messages, request_params, answer_format, trace_context)
         if self.cache is not None:

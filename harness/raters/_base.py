@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 from harness.config import FadeConfig
-from harness.files import content_hash
+from harness.files import identity_hash
 from harness.registry import RATERS
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def build_rater(fade: FadeConfig, cache_dir: str | Path, corpus_texts: Sequence[
     """
     provider = fade.rater.model.split("/", 1)[0]
     if provider in RATERS:
-        key = (fade.rater.model, fade.embedding_rater.fingerprint(), content_hash({"corpus": list(corpus_texts)}))
+        key = (fade.rater.model, fade.embedding_rater.fingerprint(), identity_hash({"corpus": list(corpus_texts)}))
         with _built_lock:
             if key not in _built:
                 _built[key] = RATERS.get(provider)(fade, corpus_texts)

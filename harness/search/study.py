@@ -58,6 +58,11 @@ def objective_value(metrics: dict[str, float | None], weights: dict[str, float])
     return weighted_aggregate({name: metrics.get(f"{name}_mean") for name in weights}, weights)
 
 
+def trial_key(trial_config: HarnessConfig, study_name: str, number: int) -> str:
+    """A trial's run identity: its results' identity (result_fingerprint), in its study, by trial number."""
+    return f"{result_fingerprint(trial_config)}-{study_name}-trial{number}"
+
+
 def storage_location(config: HarnessConfig) -> str:
     """The configured storage URL, or the journal file under the tracking store folder."""
     if config.search.storage:
@@ -183,7 +188,7 @@ def run_search(
         trial.set_user_attr(PID_ATTR, os.getpid())
         params = suggest_params(trial, config)
         trial_config = apply_params(config, params)
-        key = f"{result_fingerprint(trial_config)}-{study_name}-trial{trial.number}"
+        key = trial_key(trial_config, study_name, trial.number)
 
         def report(metrics: dict[str, float | None], step: int) -> None:
             if len(directions) == 1:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+
+from harness.files import identity_hash
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -77,7 +78,7 @@ class SharedStages:
         so done once for every variant that asks for the same pools."""
         from harness.activations import pool_examples
 
-        key = self._activations_key(config) + json.dumps(settings, sort_keys=True)
+        key = self._activations_key(config) + identity_hash(settings)
         return self._once(
             "pools",
             key,

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from harness.config import ExplainConfig
 from harness.explain import settings_hash
-from harness.config import OPERATIONAL_LLM_FIELDS
+from harness.config import LLMConfig, operational_fields
 
 
 def changed_value(section: BaseModel, name: str, special: dict[str, object]):
@@ -68,7 +68,7 @@ def test_every_llm_explainer_setting_changes_the_hash(contrast_template):
     hashes = {}
     for name, config in variations(base, ["llm", "prompt", "selection", "display"], special):
         field = name.split(".", 1)[1]
-        if name.startswith("llm.") and field in OPERATIONAL_LLM_FIELDS:
+        if name.startswith("llm.") and field in operational_fields(LLMConfig):
             assert settings_hash(config) == reference, f"{name} only changes how calls are made"
         else:
             assert settings_hash(config) != reference, f"changing {name} must change the hash"

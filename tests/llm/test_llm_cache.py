@@ -80,11 +80,11 @@ def test_failures_are_never_cached(server, make_config):
 
 def test_cache_key_is_stable_and_specific():
     messages = [{"role": "user", "content": "hi"}]
-    key = cache_key("openai/x", messages, {"temperature": 0.0, "max_tokens": 5})
-    assert key == cache_key("openai/x", [dict(messages[0])], {"max_tokens": 5, "temperature": 0.0})
-    assert key != cache_key("openai/y", messages, {"temperature": 0.0, "max_tokens": 5})
-    assert key != cache_key("openai/x", [{"role": "user", "content": "hi!"}], {"temperature": 0.0, "max_tokens": 5})
-    assert key != cache_key("openai/x", messages, {"temperature": 0.1, "max_tokens": 5})
+    key = cache_key({"model": "openai/x"}, messages, {"temperature": 0.0, "max_tokens": 5})
+    assert key == cache_key({"model": "openai/x"}, [dict(messages[0])], {"max_tokens": 5, "temperature": 0.0})
+    assert key != cache_key({"model": "openai/y"}, messages, {"temperature": 0.0, "max_tokens": 5})
+    assert key != cache_key({"model": "openai/x"}, [{"role": "user", "content": "hi!"}], {"temperature": 0.0, "max_tokens": 5})
+    assert key != cache_key({"model": "openai/x"}, messages, {"temperature": 0.1, "max_tokens": 5})
 
 
 def test_an_unreadable_cache_file_is_a_clear_error(tmp_path):
@@ -108,7 +108,7 @@ def test_a_fresh_cache_being_created_by_another_run_is_waited_for(tmp_path):
     started = time.monotonic()
     with ResponseCache(path) as cache:
         waited = time.monotonic() - started
-        key = cache_key("m", [{"role": "user", "content": "hi"}], {})
+        key = cache_key({"model": "m"}, [{"role": "user", "content": "hi"}], {})
         cache.put(key, CachedResponse("m", "hello", 1, 1, 0.0))
         assert cache.get(key) == CachedResponse("m", "hello", 1, 1, 0.0)
     assert 0.4 < waited < 30

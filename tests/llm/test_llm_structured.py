@@ -167,7 +167,7 @@ def test_cache_keys_tell_constrained_from_unconstrained_answers(server, make_con
     messages = rating_messages([1, 2])
     params = {"temperature": 0.0, "max_tokens": 64}
     with_schema = {**params, "response_format": ratings_format("fade_rating", [1, 2], (0, 1, 2))}
-    assert cache_key("openai/scripted", messages, params) != cache_key("openai/scripted", messages, with_schema)
+    assert cache_key({"model": "openai/scripted"}, messages, params) != cache_key({"model": "openai/scripted"}, messages, with_schema)
     answer = AnswerFormat("fade_rating", with_schema["response_format"], lambda text: True)
     off = LLMClient(make_config(structured_output="off"), progress=False)
     on = LLMClient(make_config(structured_output="on"), progress=False)  # the same cache file
