@@ -4,6 +4,8 @@ read from a local store holding the same runs: a real `mlflow server` on 127.0.0
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -36,7 +38,10 @@ def tracking_server(tmp_path):
         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
         "--artifacts-destination", str(tmp_path / "served-artifacts"),
     ]  # fmt: skip
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # Its log to a file (a pipe nobody reads fills up and stalls the server); its own process group, so that
+    # the server and the workers it starts are stopped together.
+    log = tmp_path / "server.log"
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log.open("w"), start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -47,12 +52,16 @@ def tracking_server(tmp_path):
                         break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"mlflow server did not start: {server.stderr.read()[-2000:]}") from None
+                    raise RuntimeError(f"mlflow server did not start: {log.read_text()[-2000:]}") from None
                 time.sleep(0.5)
         yield url
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a loaded machine can take longer to shut it down gracefully
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
         mlflow.set_tracking_uri(None)
 
 
