@@ -12,7 +12,6 @@ if TYPE_CHECKING:
     from harness.config import HarnessConfig
 
 
-
 def score_metrics(
     per_feature: pd.DataFrame, bootstrap_samples: int, seed: int, scores: tuple[str, ...] = FADE_SCORES
 ) -> dict[str, float | None]:
