@@ -16,6 +16,7 @@ import yaml
 from harness import __version__
 from harness.config import HarnessConfig, dump_config, load_config, parse_config, set_dotted
 from harness.errors import ConfigError, HarnessError, HarnessWarning
+from harness.score_names import FADE_SCORES
 from harness.secrets import redact_text
 from harness.track.paired import ALPHA, MIN_FEATURES
 
@@ -264,7 +265,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_descriptions(config, descriptions, args.output, progress=not args.quiet)
     if not current_processes().is_main:
         return 0  # under `accelerate launch` the main process scores the rest and reports for all
-    table = result.scores[["feature", "clarity", "responsiveness", "purity", "faithfulness", "description"]]
+    table = result.scores[["feature", *FADE_SCORES, "description"]]
     written = f"scores in {Path(args.output) / 'scores.csv'}"
     if config.scorers.enabled:
         from harness.stages import SharedStages, score_with_other_scorers

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from harness.errors import ConfigError
 from harness.files import identity_hash
 from harness.registry import EMBEDDING_RATER, EXPLAINERS, IMPORTERS, SAE_ACTIVATIONS, SCORERS, SITES, Registry
+from harness.score_names import FADE_SCORES
 from harness.secrets import ENVIRONMENT_NAME, redact, redact_text, secret_paths
 
 DEFAULT_CACHE_DIR = ".harness-cache"
@@ -786,7 +787,7 @@ class SearchObjective(StrictModel):
     @field_validator("weights")
     @classmethod
     def _known_scores(cls, value: dict[str, float]) -> dict[str, float]:
-        known = {"clarity", "responsiveness", "purity", "faithfulness"}
+        known = set(FADE_SCORES)
         unknown = sorted(set(value) - known)
         if unknown:
             raise ValueError(f"unknown score(s) {unknown}; known: {sorted(known)}")

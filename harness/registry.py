@@ -52,6 +52,18 @@ class Registry(Generic[T]):
         self.auto = auto
         self._names_by_target = {target: name for name, target in self._targets.items()}
 
+    def add(self, name: str, target: str) -> None:
+        """Register `name` as `target` ("package.module:attribute"), for what is defined outside the harness
+        (a plugin, a test); the harness's own entries are the tables below. Call it before a config naming
+        `name` is loaded. A ValueError when `name` is taken or `target` is not of that form."""
+        module, _, attribute = target.partition(":")
+        if not module or not attribute:
+            raise ValueError(f"a {self.kind} target is 'package.module:attribute', got {target!r}")
+        if name in self._targets or (self.auto is not None and name == self.auto):
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        self._targets[name] = target
+        self._names_by_target[target] = name
+
     def get(self, name: str) -> T:
         """The object registered as `name` (imported now); a ConfigError naming the close matches otherwise."""
         problem = self.unknown(name)

@@ -27,7 +27,8 @@ import pandas as pd
 from harness.artifacts import FEATURE_PLOTS, PER_FEATURE_TABLE, PLOTS, RATED_SAMPLES_TABLE, TABLES, TOP_EXAMPLES_TABLE
 from harness.errors import HarnessError
 from harness.secrets import redact, redact_text
-from harness.track.compare import AGGREGATE, SCORES, SITE_PARAMS, feature_scores, rank_variants, variants_table
+from harness.score_names import FADE_SCORES
+from harness.track.compare import AGGREGATE, SITE_PARAMS, feature_scores, rank_variants, variants_table
 from harness.track.paired import ALPHA, MIN_FEATURES
 from leaderboard._document import SETTINGS, Rank, ScoreSummary, VariantEntry, VariantSettings
 
@@ -128,14 +129,14 @@ def read_ranked_variants(
         raise LeaderboardError(
             f"no finished variant runs in {where}; run `harness run` first, or check the experiment names"
         )
-    scores = [name for name in (*SCORES, *_other_scores()) if f"{name}_mean" in table.columns]
-    if not any(name in SCORES for name in scores):
+    scores = [name for name in (*FADE_SCORES, *_other_scores()) if f"{name}_mean" in table.columns]
+    if not any(name in FADE_SCORES for name in scores):
         raise LeaderboardError(
-            f"the runs in {where} log no score means ({', '.join(f'{name}_mean' for name in SCORES)}); "
+            f"the runs in {where} log no score means ({', '.join(f'{name}_mean' for name in FADE_SCORES)}); "
             "were they evaluated?"
         )
     # The default aggregate is FADE's four scores; the other scorers are columns and ranking criteria.
-    weights = dict(weights) if weights else {name: 1.0 for name in scores if name in SCORES}
+    weights = dict(weights) if weights else {name: 1.0 for name in scores if name in FADE_SCORES}
     if rank_by != AGGREGATE and rank_by not in scores:
         rank_variants(table, by=rank_by)  # raises the clear "cannot rank by" error before any artifact is read
     features = feature_scores(list(table["run_id"]), tracking_uri)
@@ -344,7 +345,7 @@ def _other_scores() -> list[str]:
 
 def _feature_records(table: _Table) -> list[dict[str, Any]]:
     description, explainer, factor = map(table.column, ("description", "explainer", "faithfulness_factor"))
-    names = [*SCORES, *(name for name in _other_scores() if name in table.columns)]
+    names = [*FADE_SCORES, *(name for name in _other_scores() if name in table.columns)]
     score_columns = [(name, table.column(name), table.column(f"{name}_reason")) for name in names]
     return [
         {

@@ -9,7 +9,7 @@ importing `harness.evaluate.metrics` alone stays light (numpy only).
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from harness.evaluate.scores import FeatureScores, Reason, Score, summarise
+from harness.evaluate.scores import FeatureScores, Score, summarise
 
 _LAZY = {
     "EvaluationResult": "harness.evaluate.pipeline",
@@ -36,7 +36,6 @@ __all__ = [
     "EvaluationResult",
     "FeatureResult",
     "FeatureScores",
-    "Reason",
     "ResultStore",
     "Score",
     "evaluate_descriptions",

@@ -15,7 +15,8 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from harness.errors import EvaluationError
-from harness.evaluate.scores import Reason, Score
+from harness.evaluate.scores import Score
+from harness.score_names import Reason
 
 RATING_ABSENT, RATING_VAGUE, RATING_PRESENT = 0, 1, 2
 VALID_RATINGS = (RATING_ABSENT, RATING_VAGUE, RATING_PRESENT)

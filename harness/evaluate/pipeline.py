@@ -56,12 +56,10 @@ from harness.llm import LLMClient, Usage, UsageLedger
 from harness.llm.tracing import CallTracer
 from harness.model import LoadedModel, load_subject_model
 from harness.raters import build_rater
+from harness.score_names import Reason
 from harness.sites import FeatureSite, build_site
 
 T = TypeVar("T")
-
-FAITHFULNESS_DISABLED = "faithfulness_disabled"
-NO_DESCRIPTION = "no_description"
 
 
 @dataclass
@@ -171,7 +169,7 @@ def evaluate_descriptions(
     """
     table = _checked_descriptions(descriptions)
     described = {int(row.feature): row.description for row in table.itertuples() if isinstance(row.description, str)}
-    skipped = {int(feature): NO_DESCRIPTION for feature in table["feature"] if feature not in described}
+    skipped = {int(feature): Reason.NO_DESCRIPTION for feature in table["feature"] if feature not in described}
     store = ResultStore(output_dir)
     loaded_model = load_subject_model(config.model)
     corpus = load_corpus(config.corpus, loaded_model.tokenizer)
@@ -414,7 +412,7 @@ async def _evaluate_feature(run: _Run, feature: int, description: str, key: str)
     reference = run.activations.max_abs(feature) if run.site.steering_uses_reference else None
     gate = faithfulness_gate(clarity.score, responsiveness.gini, fade.gini_threshold)
     if not fade.faithfulness.enabled or gate is not None:
-        faithfulness: FaithfulnessOutcome | Score = Score.undefined(gate or FAITHFULNESS_DISABLED)
+        faithfulness: FaithfulnessOutcome | Score = Score.undefined(gate or Reason.FAITHFULNESS_DISABLED)
         reference = None
     else:
         faithfulness = await score_faithfulness(

@@ -1,7 +1,7 @@
 """Typed FADE results: a score that may be undefined, the scores of one feature, summaries over features.
 
 A score is undefined (value None) when the data cannot define it, e.g. no sample was rated 2. The reason
-is a short machine-readable code (see `Reason`), so a run goes on and reports why instead of crashing
+is a short machine-readable code (`harness.score_names.Reason`), so a run goes on and reports why instead of crashing
 as the reference does. "Not computed" (faithfulness below the Gini threshold) is undefined too, with its
 own reason: it is different from 0.
 """
@@ -9,7 +9,6 @@ own reason: it is different from 0.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from enum import StrEnum
 from typing import Annotated, Any, Self
 
 import numpy as np
@@ -19,21 +18,6 @@ from harness.errors import EvaluationError
 
 # Cap on resampled values held in memory at once by `summarise` (float64: 32 MiB).
 _BOOTSTRAP_CHUNK_VALUES = 4_000_000
-
-
-class Reason(StrEnum):
-    """Why a score is undefined. Stored as its plain string value."""
-
-    NO_POSITIVE_SAMPLES = "no_positive_samples"
-    NO_NEGATIVE_SAMPLES = "no_negative_samples"
-    NO_SYNTHETIC_SAMPLES = "no_synthetic_samples"
-    NO_NATURAL_SAMPLES = "no_natural_samples"
-    NO_RATED_2_SAMPLES = "no_rated_2_samples"
-    NO_RATED_0_SAMPLES = "no_rated_0_samples"
-    NO_BASELINE_RATINGS = "no_baseline_ratings"
-    BASELINE_ALL_RATED_2 = "baseline_all_rated_2"
-    BELOW_GINI_THRESHOLD = "below_gini_threshold"
-    GATE_SCORE_UNDEFINED = "clarity_or_responsiveness_undefined"
 
 
 class _Record(BaseModel):

@@ -26,12 +26,12 @@ from harness.errors import EvaluationError
 from harness.evaluate.clarity_floor import ClarityFloor
 from harness.evaluate.scores import FeatureScores, _Record, summarise
 from harness.files import write_atomic
+from harness.score_names import FADE_SCORES
 
 FEATURES_FOLDER = "features"
 RESULT_FILE = "result.json"
 SCORES_FILE = "scores.csv"
 SUMMARY_FILE = "summary.json"
-SCORE_NAMES = ("clarity", "responsiveness", "purity", "faithfulness")
 # The clarity floor's columns in scores.csv (null when fade.clarity_floor is off): its mean, Clarity above
 # it, that difference in floor spreads, and whether Clarity beats the floor (docs/clarity-floor.md).
 FLOOR_COLUMNS = ("clarity_floor", "clarity_above_floor", "clarity_floor_z", "clarity_beats_floor")
@@ -125,7 +125,7 @@ class ResultStore:
             "features": len(results),
             "skipped": {str(feature): reason for feature, reason in skipped.items()},
             "llm_requests": sum(result.llm_requests for result in results),
-            "scores": {name: summarise(getattr(result.scores, name) for result in results) for name in SCORE_NAMES},
+            "scores": {name: summarise(getattr(result.scores, name) for result in results) for name in FADE_SCORES},
         }
         floors = [result.clarity_floor for result in results if result.clarity_floor is not None]
         if floors:
@@ -145,16 +145,16 @@ def scores_table(results: Iterable[FeatureResult]) -> pd.DataFrame:
     rows = []
     for result in results:
         row: dict[str, Any] = {"feature": result.feature, "description": result.description}
-        for name in SCORE_NAMES:
+        for name in FADE_SCORES:
             row[name] = getattr(result.scores, name).value
         row["faithfulness_factor"] = result.scores.faithfulness_factor
-        for name in SCORE_NAMES:
+        for name in FADE_SCORES:
             row[f"{name}_reason"] = getattr(result.scores, name).reason
         row["llm_requests"] = result.llm_requests
         floor = result.clarity_floor
         for column, value in zip(FLOOR_COLUMNS, (floor.mean, floor.above, floor.z, floor.beats) if floor else (None,) * 4):
             row[column] = value
         rows.append(row)
-    reasons = [f"{name}_reason" for name in SCORE_NAMES]
-    columns = ["feature", "description", *SCORE_NAMES, "faithfulness_factor", *reasons, "llm_requests", *FLOOR_COLUMNS]
+    reasons = [f"{name}_reason" for name in FADE_SCORES]
+    columns = ["feature", "description", *FADE_SCORES, "faithfulness_factor", *reasons, "llm_requests", *FLOOR_COLUMNS]
     return pd.DataFrame(rows, columns=columns)

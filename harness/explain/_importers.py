@@ -23,10 +23,10 @@ from harness.explain._importing import (
     json_records,
     object_column,
 )
+from harness.score_names import FADE_SCORES
 
 _SCORE = object_column(is_unit_score, "a score in [0, 1]", nullable=True)
 _OPTIONAL_TEXT = object_column(is_text, "a non-empty text", nullable=True)
-_FADE_SCORES = ("clarity", "responsiveness", "purity", "faithfulness")
 
 
 def _first_record(path: Path, text: str) -> Any:
@@ -56,7 +56,7 @@ class FadeImporter(Importer):
         {
             "feature": FEATURE_COLUMN,
             "description": DESCRIPTION_COLUMN,
-            **{f"published_{name}": _SCORE for name in _FADE_SCORES},
+            **{f"published_{name}": _SCORE for name in FADE_SCORES},
         }
     )
 
@@ -67,7 +67,7 @@ class FadeImporter(Importer):
         for line, key, value in json_entries(text, where):
             if _not_a_record(line, value, problems):
                 continue
-            scores = {f"published_{name}": value.get(name) for name in _FADE_SCORES}
+            scores = {f"published_{name}": value.get(name) for name in FADE_SCORES}
             rows.append(RawRow(line, {"feature": key, "description": value.get("concept"), **scores}))
         return rows
 

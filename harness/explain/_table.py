@@ -57,7 +57,6 @@ DESCRIPTIONS_SCHEMA = pa.DataFrameSchema(
     strict=False,  # importers keep their source's extra fields (published scores, layer, ...)
     name="descriptions",
 )
-DESCRIPTION_COLUMNS = list(DESCRIPTIONS_SCHEMA.columns)
 
 
 def validate_descriptions(table: pd.DataFrame, source: str = "descriptions table") -> pd.DataFrame:

@@ -7,13 +7,12 @@ FADE when it runs.
 
 from harness.stages.describe import describe_features
 from harness.stages.evaluate import ChunkCallback, evaluate_in_chunks
-from harness.stages.metrics import SCORES, floor_metrics, score_metrics
+from harness.stages.metrics import floor_metrics, score_metrics
 from harness.stages.score import score_with_other_scorers
 from harness.stages.shared import SharedStages, StageTimer
 from harness.stages.tables import per_feature_table, rated_samples_table, top_examples_table
 
 __all__ = [
-    "SCORES",
     "ChunkCallback",
     "SharedStages",
     "StageTimer",

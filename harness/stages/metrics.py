@@ -6,14 +6,14 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from harness.score_names import FADE_SCORES
+
 if TYPE_CHECKING:
     from harness.config import HarnessConfig
 
-SCORES = ("clarity", "responsiveness", "purity", "faithfulness")  # FADE's scores, in the order shown
-
 
 def score_metrics(
-    per_feature: pd.DataFrame, bootstrap_samples: int, seed: int, scores: tuple[str, ...] = SCORES
+    per_feature: pd.DataFrame, bootstrap_samples: int, seed: int, scores: tuple[str, ...] = FADE_SCORES
 ) -> dict[str, float | None]:
     """Mean, median, bootstrap 95% CI and defined share of each score, named as the leaderboard reads them."""
     from harness.evaluate.scores import summarise

@@ -20,7 +20,7 @@ import pandas as pd
 
 from harness.artifacts import PAIRED_COMPARISONS_TABLE, PER_FEATURE_TABLE
 from harness.errors import ConfigError
-from harness.stages import SCORES
+from harness.score_names import FADE_SCORES
 from harness.track.paired import ALPHA, MIN_FEATURES, PairedComparison, compare_variants, criterion_values
 
 AGGREGATE = "aggregate"
@@ -47,9 +47,9 @@ def _defined_or_zero(value: float | None) -> float:
 
 def aggregate_score(table: pd.DataFrame, weights: Mapping[str, float]) -> pd.Series:
     """The weighted aggregate of every row (variant) of a table with `<score>_mean` columns."""
-    unknown = sorted(set(weights) - set(score_names(table)) - set(SCORES))
+    unknown = sorted(set(weights) - set(score_names(table)) - set(FADE_SCORES))
     if unknown:
-        raise ConfigError(f"unknown score(s) in weights: {', '.join(unknown)}; known: {', '.join(SCORES)}")
+        raise ConfigError(f"unknown score(s) in weights: {', '.join(unknown)}; known: {', '.join(FADE_SCORES)}")
     rows = table.to_dict("records")
     values = [weighted_aggregate({name: row.get(f"{name}_mean") for name in weights}, weights) for row in rows]
     return pd.Series(values, index=table.index, dtype=float)
@@ -58,7 +58,7 @@ def aggregate_score(table: pd.DataFrame, weights: Mapping[str, float]) -> pd.Ser
 def score_names(table: pd.DataFrame) -> list[str]:
     """Scores with a `<score>_mean` column: FADE's four first (in their order), then the others by name."""
     found = {column.removesuffix("_mean") for column in table.columns if column.endswith("_mean")} - {AGGREGATE}
-    return [name for name in SCORES if name in found] + sorted(found - set(SCORES))
+    return [name for name in FADE_SCORES if name in found] + sorted(found - set(FADE_SCORES))
 
 
 def rank_variants(
@@ -108,8 +108,8 @@ def rank_variants(
 
 def default_weights(table: pd.DataFrame) -> dict[str, float]:
     """The aggregate's weights when none are given: equal over the FADE scores the table has (all four if none)."""
-    present = [name for name in SCORES if f"{name}_mean" in table.columns]
-    return {name: 1.0 for name in present or SCORES}
+    present = [name for name in FADE_SCORES if f"{name}_mean" in table.columns]
+    return {name: 1.0 for name in present or FADE_SCORES}
 
 
 def paired_tests(
@@ -191,7 +191,7 @@ def _score_frame(path: Path) -> pd.DataFrame | None:
 def _is_score(column: str) -> bool:
     from harness.evaluate.scorers import SCORERS
 
-    return column in SCORES or column in SCORERS.names()
+    return column in FADE_SCORES or column in SCORERS.names()
 
 
 def variants_table(experiment_names: Sequence[str], tracking_uri: str, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
@@ -259,8 +259,8 @@ def format_ranking(ranked: pd.DataFrame, by: str) -> str:
     """A terminal table: rank, variant, each FADE score as mean [low, high], other scorers' means, cost,
     features, and the paired comparison with the row above (mean difference, Holm-adjusted p)."""
     lines = []
-    fade = [name for name in SCORES if f"{name}_mean" in ranked]
-    others = [name for name in score_names(ranked) if name not in SCORES]
+    fade = [name for name in FADE_SCORES if f"{name}_mean" in ranked]
+    others = [name for name in score_names(ranked) if name not in FADE_SCORES]
     header = ["rank", "variant", *fade, *others, "cost_usd", "features", "vs above"]
     if by == AGGREGATE:
         header.insert(2, AGGREGATE)

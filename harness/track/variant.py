@@ -23,8 +23,8 @@ import pandas as pd
 import harness
 from harness import artifacts
 from harness.config import HarnessConfig, dump_config
+from harness.score_names import FADE_SCORES
 from harness.stages import (
-    SCORES,
     ChunkCallback,
     SharedStages,
     StageTimer,
@@ -126,8 +126,8 @@ def log_score_plots(per_feature: pd.DataFrame, metrics: dict[str, float | None],
     import matplotlib.pyplot as plt
     import mlflow
 
-    figure, axes = plt.subplots(1, len(SCORES), figsize=(4 * len(SCORES), 3.2), constrained_layout=True)
-    for axis, score in zip(axes, SCORES):
+    figure, axes = plt.subplots(1, len(FADE_SCORES), figsize=(4 * len(FADE_SCORES), 3.2), constrained_layout=True)
+    for axis, score in zip(axes, FADE_SCORES):
         values = per_feature[score].dropna().astype(float)
         axis.hist(values, bins=np.linspace(0, 1, 11), color="#4C72B0", edgecolor="white")
         axis.set_title(f"{score} (n={len(values)}/{len(per_feature)})")
@@ -137,13 +137,13 @@ def log_score_plots(per_feature: pd.DataFrame, metrics: dict[str, float | None],
     mlflow.log_figure(figure, artifacts.SCORE_DISTRIBUTIONS_PLOT)
     plt.close(figure)
 
-    angles = np.linspace(0, 2 * np.pi, len(SCORES), endpoint=False)
-    means = [metrics.get(f"{score}_mean") or 0.0 for score in SCORES]
+    angles = np.linspace(0, 2 * np.pi, len(FADE_SCORES), endpoint=False)
+    means = [metrics.get(f"{score}_mean") or 0.0 for score in FADE_SCORES]
     figure = plt.figure(figsize=(4.5, 4.5))
     axis = figure.add_subplot(polar=True)
     axis.plot(np.append(angles, angles[0]), np.append(means, means[0]), color="#C44E52")
     axis.fill(np.append(angles, angles[0]), np.append(means, means[0]), color="#C44E52", alpha=0.25)
-    axis.set_xticks(angles, SCORES)
+    axis.set_xticks(angles, FADE_SCORES)
     axis.set_ylim(0, 1)
     axis.set_title(f"{title}: mean scores")
     mlflow.log_figure(figure, artifacts.RADAR_MEANS_PLOT)
@@ -231,7 +231,7 @@ def track_variant(
         spent = ledger.by_stage()
         total_usage = sum(spent.values(), Usage()).as_dict()
         metrics = (
-            score_metrics(per_feature, config.tracking.bootstrap_samples, config.seed, (*SCORES, *config.scorers.enabled))
+            score_metrics(per_feature, config.tracking.bootstrap_samples, config.seed, (*FADE_SCORES, *config.scorers.enabled))
             | floor_metrics(per_feature, config)
             | floor_cost
             | usage_metrics(total_usage)

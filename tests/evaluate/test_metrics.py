@@ -16,7 +16,8 @@ from harness.evaluate.metrics import (
     p2_from_ratings,
     responsiveness_purity,
 )
-from harness.evaluate.scores import FeatureScores, Reason, Score, summarise
+from harness.evaluate.scores import FeatureScores, Score, summarise
+from harness.score_names import Reason
 
 
 def split(negative: list[float], positive: list[float]) -> tuple[list[float], list[int]]:

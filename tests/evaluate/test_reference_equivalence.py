@@ -28,7 +28,7 @@ from harness.evaluate.metrics import (  # noqa: E402
     responsiveness_purity,
 )
 from harness.evaluate.sampling import DEFAULT_PERCENTILES, activation_based_subset  # noqa: E402
-from harness.evaluate.scores import Reason  # noqa: E402
+from harness.score_names import Reason  # noqa: E402
 
 REFERENCE_FACTORS = [-50, -10, -1, 0, 1, 10, 50]
 

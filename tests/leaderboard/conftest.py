@@ -9,8 +9,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-# --import-mode=importlib (pyproject) keeps test folders off sys.path; the helper modules beside this file
-# (also used by benchmarks/bench_leaderboard.py) are imported by their own, unique names.
+# Test folders are not packages; the helper modules beside this file (also used by
+# benchmarks/bench_leaderboard.py) are imported by their own, unique names.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness.track.store import default_tracking_uri, ensure_experiment  # noqa: E402

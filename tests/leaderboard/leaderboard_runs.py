@@ -17,7 +17,7 @@ import mlflow
 import numpy as np
 
 from harness.config import HarnessConfig
-from harness.track.compare import SCORES
+from harness.score_names import FADE_SCORES
 from harness.track.runs import log_metrics, log_params, variant_run
 
 WORDS = (
@@ -97,7 +97,7 @@ def _description(feature: int, quality: float) -> str:
 def score_metrics(rows: Sequence[Mapping[str, Any]], rng: np.random.Generator) -> dict[str, float | None]:
     """Per score: mean, median, bootstrap 95% CI of the mean, share defined (absent when never defined)."""
     metrics: dict[str, float | None] = {}
-    for score in SCORES:
+    for score in FADE_SCORES:
         values = np.asarray([row[score] for row in rows if row[score] is not None], dtype=float)
         metrics[f"{score}_defined"] = len(values) / len(rows)
         if len(values):

@@ -12,7 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from harness.errors import ConfigError
-from harness.track.compare import SCORES
+from harness.score_names import FADE_SCORES
 from harness.track.runs import log_metrics, variant_run
 from harness.track.store import default_tracking_uri, ensure_experiment
 from leaderboard import LeaderboardError
@@ -29,14 +29,14 @@ def _per_feature(uri: str, run_id: str) -> list[dict]:
 
 def test_entries_carry_the_runs_numbers_best_aggregate_first(store):
     ranked = read_ranked_variants(["demo"], store.uri)
-    assert ranked.scores == list(SCORES)
-    assert ranked.weights == {name: 1.0 for name in SCORES}
+    assert ranked.scores == list(FADE_SCORES)
+    assert ranked.weights == {name: 1.0 for name in FADE_SCORES}
     assert {entry.variant for entry in ranked.entries} == {variant.name for variant in DEMO_VARIANTS}
     expected_aggregate = {}
     for entry in ranked.entries:
         rows = _per_feature(store.uri, entry.run_id)
         means = {}
-        for score in SCORES:
+        for score in FADE_SCORES:
             defined = [row[score] for row in rows if row[score] is not None]
             means[score] = float(np.mean(defined)) if defined else None
             assert entry.scores[score].mean == pytest.approx(means[score])

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-# --import-mode=importlib (pyproject) keeps test folders off sys.path; llm_prompts.py beside this file is
-# imported by its own, unique name (also by the subprocesses of test_llm_cache.py).
+# Test folders are not packages; llm_prompts.py beside this file is imported by its own, unique name (the
+# subprocesses of test_llm_cache.py put this folder on their sys.path themselves).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness.config import LLMConfig  # noqa: E402

@@ -20,12 +20,13 @@ from scorer_responders import KeywordRater
 from harness.activations import ActivatingExample
 from harness.config import ScorersConfig, parse_config, result_fingerprint
 from harness.errors import ConfigError
-from harness.evaluate.scorers import SCORERS, ScorerReason, least_active_needed, run_scorers
+from harness.evaluate.scorers import SCORERS, least_active_needed, run_scorers
 from harness.evaluate.scorers._intruder import intruder_answer, intruder_trials, read_choice
 from harness.evaluate.scorers.prompts import system_prompt
 from harness.explain import FeatureRecord
 from harness.llm import FaultPlan, LoopbackServer
 from harness.llm.loopback import INTRUDER_MARKER
+from harness.score_names import Reason
 
 FEATURES = list(range(len(TOPICS)))
 CHANCE = 1 / 5  # 4 activating examples and 1 intruder per trial (the defaults)
@@ -177,10 +178,10 @@ def test_too_few_examples_give_null_with_a_reason_and_no_call(rater, make_client
     table = score(edge_records()[:4], dict.fromkeys(range(10, 14), "dogs"), make_client()).set_index("feature")
     assert table["intruder"].isna().all()
     assert table["intruder_reason"].to_dict() == {
-        10: ScorerReason.NO_ACTIVATING_EXAMPLES,
-        11: ScorerReason.NO_ACTIVATING_EXAMPLES,
-        12: ScorerReason.TOO_FEW_ACTIVATING_EXAMPLES,
-        13: ScorerReason.NO_NON_ACTIVATING_EXAMPLES,
+        10: Reason.NO_ACTIVATING_EXAMPLES,
+        11: Reason.NO_ACTIVATING_EXAMPLES,
+        12: Reason.TOO_FEW_ACTIVATING_EXAMPLES,
+        13: Reason.NO_NON_ACTIVATING_EXAMPLES,
     }
     assert rater.requests == 0
     fewer = score(edge_records()[4:], {14: None}, make_client())  # a missing description does not matter
@@ -195,7 +196,7 @@ def test_answers_that_never_parse_give_null_without_crashing(answer, planted_rec
         table = score(planted_records[:2], true_descriptions([0, 1]), client)
         assert server.requests == 2 * 10 * 2  # every trial asked again once
     assert table["intruder"].isna().all()
-    assert (table["intruder_reason"] == ScorerReason.NO_VALID_ANSWERS).all()
+    assert (table["intruder_reason"] == Reason.NO_VALID_ANSWERS).all()
     assert (table["intruder_unanswered"] == 10).all() and (table["intruder_trials"] == 0).all()
 
 

@@ -19,10 +19,11 @@ from scorer_responders import KeywordRater
 from harness.activations import ActivatingExample
 from harness.config import ScorersConfig
 from harness.errors import ConfigError, EvaluationError, LLMError
-from harness.evaluate.scorers import SCORERS, ScorerReason, least_active_needed, rater_answer, run_scorers
+from harness.evaluate.scorers import SCORERS, least_active_needed, rater_answer, run_scorers
 from harness.evaluate.scorers.prompts import system_prompt
 from harness.explain import FeatureRecord
 from harness.llm import FaultPlan, LoopbackServer
+from harness.score_names import Reason
 
 LLM_SCORERS = ["detection", "fuzzing", "simulation"]
 FEATURES = list(range(len(TOPICS)))
@@ -76,10 +77,10 @@ def test_edge_cases_give_null_with_a_reason_and_no_call(name, rater, make_client
     descriptions = {10: "dogs", 11: "dogs", 12: float("nan"), 13: "  "}
     table = score(name, edge_records(), descriptions, make_client()).set_index("feature")
     assert table[name].isna().all()
-    assert table.loc[10, f"{name}_reason"] == ScorerReason.NO_ACTIVATING_EXAMPLES  # no examples at all
-    assert table.loc[11, f"{name}_reason"] == ScorerReason.NO_ACTIVATING_EXAMPLES  # all-zero activations
-    assert table.loc[12, f"{name}_reason"] == ScorerReason.NO_DESCRIPTION
-    assert table.loc[13, f"{name}_reason"] == ScorerReason.NO_DESCRIPTION
+    assert table.loc[10, f"{name}_reason"] == Reason.NO_ACTIVATING_EXAMPLES  # no examples at all
+    assert table.loc[11, f"{name}_reason"] == Reason.NO_ACTIVATING_EXAMPLES  # all-zero activations
+    assert table.loc[12, f"{name}_reason"] == Reason.NO_DESCRIPTION
+    assert table.loc[13, f"{name}_reason"] == Reason.NO_DESCRIPTION
     assert rater.requests == 0
 
 
@@ -87,7 +88,7 @@ def test_edge_cases_give_null_with_a_reason_and_no_call(name, rater, make_client
 def test_a_missing_kind_of_example_gives_null_with_a_reason(name, rater, make_client):
     only_activating = FeatureRecord(feature=12, top_examples=edge_records()[2].top_examples)
     table = score(name, [only_activating], {12: f'the word "{TOPICS[0]}"'}, make_client())
-    assert table[name].isna().all() and table[f"{name}_reason"].tolist() == [ScorerReason.NO_NON_ACTIVATING_EXAMPLES]
+    assert table[name].isna().all() and table[f"{name}_reason"].tolist() == [Reason.NO_NON_ACTIVATING_EXAMPLES]
     assert rater.requests == 0
 
 
@@ -97,7 +98,7 @@ def test_simulation_of_constant_activations_is_null_with_a_reason(make_client):
         for i in range(3)
     )
     table = score("simulation", [FeatureRecord(feature=20, top_examples=flat)], {20: "numbers"}, make_client())
-    assert table["simulation_reason"].tolist() == [ScorerReason.CONSTANT_ACTIVATIONS]
+    assert table["simulation_reason"].tolist() == [Reason.CONSTANT_ACTIVATIONS]
 
 
 def test_one_concurrent_batch_per_scorer(planted_records, rater, make_client):
@@ -166,7 +167,7 @@ def test_answers_that_never_parse_give_null_without_crashing(planted_records, ma
         )
     for name in LLM_SCORERS:
         assert table[name].isna().all()
-        assert (table[f"{name}_reason"] == ScorerReason.NO_VALID_ANSWERS).all()
+        assert (table[f"{name}_reason"] == Reason.NO_VALID_ANSWERS).all()
     assert (table["detection_unanswered"] == 20).all()
 
 

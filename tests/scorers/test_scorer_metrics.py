@@ -9,7 +9,6 @@ import pytest
 
 from harness.errors import EvaluationError
 from harness.evaluate.scorers import (
-    ScorerReason,
     binary_scores,
     expected_values,
     rater_values,
@@ -18,6 +17,7 @@ from harness.evaluate.scorers import (
     simulation_correlation,
 )
 from harness.llm import Completion
+from harness.score_names import Reason
 
 
 def test_binary_scores_known_answer():
@@ -37,10 +37,10 @@ def test_balanced_accuracy_ignores_class_imbalance():
 def test_binary_scores_undefined_cases():
     no_probabilities = binary_scores([1, 0], [1, 0])
     assert no_probabilities.balanced_accuracy.value == 1.0
-    assert no_probabilities.auroc.reason == ScorerReason.NO_SCORES
+    assert no_probabilities.auroc.reason == Reason.NO_SCORES
     one_class = binary_scores([1, 1], [1, 0])
-    assert one_class.balanced_accuracy.reason == ScorerReason.SINGLE_CLASS_ANSWERED
-    assert binary_scores([], []).balanced_accuracy.reason == ScorerReason.NO_VALID_ANSWERS
+    assert one_class.balanced_accuracy.reason == Reason.SINGLE_CLASS_ANSWERED
+    assert binary_scores([], []).balanced_accuracy.reason == Reason.NO_VALID_ANSWERS
     with pytest.raises(EvaluationError, match="one per label"):
         binary_scores([1, 0], [1])
 
@@ -50,16 +50,16 @@ def test_simulation_correlation():
     assert simulation_correlation(truth, truth * 0.3 + 1).value == pytest.approx(1.0)  # scale-free
     assert simulation_correlation(truth, -truth).value == pytest.approx(-1.0)
     assert simulation_correlation(truth, np.zeros(5)).value == 0.0  # predicts no variation
-    assert simulation_correlation(np.zeros(5), truth).reason == ScorerReason.CONSTANT_ACTIVATIONS
-    assert simulation_correlation([], []).reason == ScorerReason.NO_VALID_ANSWERS
+    assert simulation_correlation(np.zeros(5), truth).reason == Reason.CONSTANT_ACTIVATIONS
+    assert simulation_correlation([], []).reason == Reason.NO_VALID_ANSWERS
     predicted = np.array([1.0, 0.0, 4.0, 9.0, 2.0])
     assert simulation_correlation(truth, predicted).value == pytest.approx(np.corrcoef(truth, predicted)[0, 1])
 
 
 def test_similarity_auroc():
     assert similarity_auroc([1, 1, 0, 0], [0.9, 0.5, 0.6, 0.1]).value == pytest.approx(0.75)
-    assert similarity_auroc([0, 0], [0.1, 0.2]).reason == ScorerReason.NO_ACTIVATING_EXAMPLES
-    assert similarity_auroc([1, 1], [0.1, 0.2]).reason == ScorerReason.NO_NON_ACTIVATING_EXAMPLES
+    assert similarity_auroc([0, 0], [0.1, 0.2]).reason == Reason.NO_ACTIVATING_EXAMPLES
+    assert similarity_auroc([1, 1], [0.1, 0.2]).reason == Reason.NO_NON_ACTIVATING_EXAMPLES
 
 
 def alternatives(**probabilities: float) -> dict[str, float]:

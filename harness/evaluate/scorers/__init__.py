@@ -26,7 +26,6 @@ from harness.evaluate.scorers._base import (
 from harness.evaluate.scorers._examples import LabelledExample, scoring_examples
 from harness.evaluate.scorers._metrics import (
     BinaryScores,
-    ScorerReason,
     binary_scores,
     similarity_auroc,
     simulation_correlation,
@@ -39,7 +38,6 @@ __all__ = [
     "LabelledExample",
     "RaterValues",
     "Scorer",
-    "ScorerReason",
     "TokenLogprobs",
     "answers_every_id",
     "binary_scores",

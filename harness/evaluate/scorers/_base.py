@@ -19,11 +19,11 @@ import pandas as pd
 
 from harness.config import LLMScorerConfig, ScorerExamplesConfig, ScorersConfig
 from harness.errors import ConfigError, EvaluationError, LLMError
-from harness.evaluate.scorers._metrics import ScorerReason
 from harness.evaluate.scores import Score
 from harness.explain import FeatureRecord
 from harness.llm import LLMClient
 from harness.registry import SCORERS
+from harness.score_names import Reason
 
 if TYPE_CHECKING:
     from harness.llm import AnswerFormat, Completion
@@ -46,7 +46,7 @@ class Scorer(ABC):
 
     needs_llm: ClassVar[bool]
     # Why a rater that reads no prompt (the embedding rater) cannot score this method; None: it can.
-    unjudged_without_prompts: ClassVar[ScorerReason | None] = None
+    unjudged_without_prompts: ClassVar[Reason | None] = None
     # False: the method shows the rater no description, so a missing one does not make the score undefined.
     needs_description: ClassVar[bool] = True
     extra_columns: ClassVar[tuple[str, ...]] = ()
@@ -58,7 +58,7 @@ class Scorer(ABC):
 
     @abstractmethod
     def prepare(self, record: FeatureRecord, description: str, settings: Any) -> Any:
-        """What to score for one described feature, or the ScorerReason it cannot be scored."""
+        """What to score for one described feature, or the Reason it cannot be scored."""
 
     @abstractmethod
     def evaluate(
@@ -99,10 +99,10 @@ class Scorer(ABC):
         for record, description in described_records(records, descriptions):
             order.append(record.feature)
             if description is None and self.needs_description:
-                work: Any = ScorerReason.NO_DESCRIPTION
+                work: Any = Reason.NO_DESCRIPTION
             else:
                 work = self.prepare(record, description or "", settings)
-            if isinstance(work, ScorerReason):
+            if isinstance(work, Reason):
                 rows[record.feature] = FeatureScore(record.feature, Score.undefined(work))
             else:
                 prepared[record.feature] = work

@@ -16,8 +16,9 @@ from harness.config import EmbeddingConfig
 from harness.evaluate.scorers._base import FeatureScore, Scorer
 from harness.model import load_encoder
 from harness.evaluate.scorers._examples import LabelledExample, examples_or_reason
-from harness.evaluate.scorers._metrics import ScorerReason, similarity_auroc
+from harness.evaluate.scorers._metrics import similarity_auroc
 from harness.explain import FeatureRecord
+from harness.score_names import Reason
 
 if TYPE_CHECKING:
     from harness.llm import LLMClient
@@ -29,10 +30,10 @@ class EmbeddingScorer(Scorer):
 
     def prepare(
         self, record: FeatureRecord, description: str, settings: EmbeddingConfig
-    ) -> tuple[str, list[LabelledExample]] | ScorerReason:
+    ) -> tuple[str, list[LabelledExample]] | Reason:
         """The description and the labelled examples, when both kinds are there."""
         labelled = examples_or_reason(record, settings, need_non_activating=True)
-        return labelled if isinstance(labelled, ScorerReason) else (description, labelled)
+        return labelled if isinstance(labelled, Reason) else (description, labelled)
 
     def evaluate(
         self,

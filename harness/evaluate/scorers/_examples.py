@@ -14,9 +14,9 @@ import numpy as np
 
 from harness.activations.types import ActivatingExample
 from harness.config import ExampleSelectionConfig, ScorerExamplesConfig
-from harness.evaluate.scorers._metrics import ScorerReason
 from harness.explain import FeatureRecord, select_examples
 from harness.explain import highlight_tokens
+from harness.score_names import Reason
 
 _NON_ACTIVATING_STREAM = 1  # keeps the non-activating draw independent of the strategy's draw
 
@@ -67,13 +67,13 @@ def scoring_examples(record: FeatureRecord, settings: ScorerExamplesConfig) -> l
 
 def examples_or_reason(
     record: FeatureRecord, settings: ScorerExamplesConfig, *, need_non_activating: bool
-) -> list[LabelledExample] | ScorerReason:
+) -> list[LabelledExample] | Reason:
     """`scoring_examples`, or why they cannot score the feature (no activating / no non-activating one)."""
     labelled = scoring_examples(record, settings)
     if not any(item.activating for item in labelled):
-        return ScorerReason.NO_ACTIVATING_EXAMPLES
+        return Reason.NO_ACTIVATING_EXAMPLES
     if need_non_activating and all(item.activating for item in labelled):
-        return ScorerReason.NO_NON_ACTIVATING_EXAMPLES
+        return Reason.NO_NON_ACTIVATING_EXAMPLES
     return labelled
 
 

@@ -17,8 +17,8 @@ from harness.activations.types import ActivatingExample
 from harness.config import FuzzingConfig
 from harness.evaluate.scorers._examples import LabelledExample, peak_activation, visible_text
 from harness.evaluate.scorers._judging import JudgedItem, JudgingScorer
-from harness.evaluate.scorers._metrics import ScorerReason
 from harness.explain import FeatureRecord
+from harness.score_names import Reason
 
 _HIGHLIGHT_STREAM = 3
 
@@ -40,7 +40,7 @@ def wrong_highlight(length: int, avoid: np.ndarray, count: int, rng: np.random.G
 
 
 class FuzzingScorer(JudgingScorer):
-    unjudged_without_prompts = ScorerReason.RATER_SEES_NO_HIGHLIGHTS
+    unjudged_without_prompts = Reason.RATER_SEES_NO_HIGHLIGHTS
 
     def items(
         self, record: FeatureRecord, labelled: list[LabelledExample], settings: FuzzingConfig

@@ -27,11 +27,11 @@ from harness.config import IntruderConfig
 from harness.evaluate.scorers._base import FeatureScore, Scorer, ask_rater
 from harness.evaluate.scorers._examples import peak_activation, visible_text
 from harness.evaluate.scorers._fuzzing import correct_highlight, wrong_highlight
-from harness.evaluate.scorers._metrics import ScorerReason
 from harness.evaluate.scorers.prompts import system_prompt
 from harness.evaluate.scores import Score
 from harness.explain import FeatureRecord
 from harness.llm import AnswerFormat, LLMClient, choice_format
+from harness.score_names import Reason
 
 if TYPE_CHECKING:
     from harness.raters import Rater
@@ -92,7 +92,7 @@ def quantile_bins(activating: Sequence[ActivatingExample], size: int, num_quanti
     return [part.tolist() for part in np.array_split(np.arange(len(activating)), count)]
 
 
-def intruder_trials(record: FeatureRecord, settings: IntruderConfig) -> list[IntruderTrial] | ScorerReason:
+def intruder_trials(record: FeatureRecord, settings: IntruderConfig) -> list[IntruderTrial] | Reason:
     """The feature's trials, or why it has none (see the module docstring).
 
     Activating: largest token activation >= `activating_above` x the feature's largest; intruders: below
@@ -100,18 +100,18 @@ def intruder_trials(record: FeatureRecord, settings: IntruderConfig) -> list[Int
     """
     scale = record.max_token_activation()
     if scale <= 0:
-        return ScorerReason.NO_ACTIVATING_EXAMPLES
+        return Reason.NO_ACTIVATING_EXAMPLES
     candidates = record.candidates()
     peaks = [peak_activation(example) for example in candidates]
     ranked = sorted(zip(peaks, range(len(candidates))), key=lambda pair: -pair[0])
     activating = [candidates[i] for peak, i in ranked if peak >= settings.activating_above * scale]
     quiet = [example for example, peak in zip(candidates, peaks) if peak < settings.non_activating_below * scale]
     if not activating:
-        return ScorerReason.NO_ACTIVATING_EXAMPLES
+        return Reason.NO_ACTIVATING_EXAMPLES
     if len(activating) < settings.num_activating:
-        return ScorerReason.TOO_FEW_ACTIVATING_EXAMPLES
+        return Reason.TOO_FEW_ACTIVATING_EXAMPLES
     if not quiet:
-        return ScorerReason.NO_NON_ACTIVATING_EXAMPLES
+        return Reason.NO_NON_ACTIVATING_EXAMPLES
     bins = quantile_bins(activating, settings.num_activating, settings.num_quantiles)
     rng = np.random.default_rng([settings.seed, record.feature, _TRIAL_STREAM])
     marks = np.random.default_rng([settings.seed, record.feature, _HIGHLIGHT_STREAM])
@@ -162,7 +162,7 @@ class IntruderScorer(Scorer):
 
     def prepare(
         self, record: FeatureRecord, description: str, settings: IntruderConfig
-    ) -> list[IntruderTrial] | ScorerReason:
+    ) -> list[IntruderTrial] | Reason:
         """The feature's trials; the description is not used."""
         return intruder_trials(record, settings)
 
@@ -204,7 +204,7 @@ class IntruderScorer(Scorer):
         return {
             feature: FeatureScore(
                 feature,
-                Score.of(float(np.mean(hits))) if hits else Score.undefined(ScorerReason.NO_VALID_ANSWERS),
+                Score.of(float(np.mean(hits))) if hits else Score.undefined(Reason.NO_VALID_ANSWERS),
                 {"chance": chance, "trials": len(hits), "unanswered": unanswered[feature]},
             )
             for feature, hits in correct.items()

@@ -19,10 +19,11 @@ from harness.config import ScorerExamplesConfig
 from harness.evaluate.scorers._answers import rater_answer, rater_values
 from harness.evaluate.scorers._base import FeatureScore, Scorer, ask_rater
 from harness.evaluate.scorers._examples import LabelledExample, examples_or_reason
-from harness.evaluate.scorers._metrics import ScorerReason, binary_scores
+from harness.evaluate.scorers._metrics import binary_scores
 from harness.evaluate.scorers.prompts import system_prompt
 from harness.explain import FeatureRecord
 from harness.llm import LLMClient
+from harness.score_names import Reason
 
 if TYPE_CHECKING:
     from harness.raters import Rater
@@ -72,14 +73,14 @@ class JudgingScorer(Scorer):
 
     def prepare(
         self, record: FeatureRecord, description: str, settings: ScorerExamplesConfig
-    ) -> tuple[str, list[list[JudgedItem]]] | ScorerReason:
+    ) -> tuple[str, list[list[JudgedItem]]] | Reason:
         """The description and the feature's shuffled items in batches."""
         labelled = examples_or_reason(record, settings, need_non_activating=False)
-        if isinstance(labelled, ScorerReason):
+        if isinstance(labelled, Reason):
             return labelled
         items = self.items(record, labelled, settings)
         if all(item.label for item in items):  # no non-activating (or wrongly highlighted) example to show
-            return ScorerReason.NO_NON_ACTIVATING_EXAMPLES
+            return Reason.NO_NON_ACTIVATING_EXAMPLES
         rng = np.random.default_rng([settings.seed, record.feature, _SHUFFLE_STREAM])
         shuffled = [items[i] for i in rng.permutation(len(items))]
         size = settings.batch_size

@@ -7,7 +7,6 @@ nothing answered, constant true activations. No IO, no LLM.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -15,21 +14,7 @@ from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
 from harness.errors import EvaluationError
 from harness.evaluate.scores import Score
-
-
-class ScorerReason(StrEnum):
-    """Why a scorer's value is undefined for a feature. Stored as its plain string value."""
-
-    NO_DESCRIPTION = "no_description"
-    NO_ACTIVATING_EXAMPLES = "no_activating_examples"
-    NO_NON_ACTIVATING_EXAMPLES = "no_non_activating_examples"
-    TOO_FEW_ACTIVATING_EXAMPLES = "too_few_activating_examples"
-    NO_VALID_ANSWERS = "no_valid_answers"
-    SINGLE_CLASS_ANSWERED = "single_class_answered"
-    NO_SCORES = "no_scores"
-    CONSTANT_ACTIVATIONS = "constant_activations"
-    RATER_CANNOT_SIMULATE = "rater_predicts_no_token_activations"
-    RATER_SEES_NO_HIGHLIGHTS = "rater_sees_no_highlights"
+from harness.score_names import Reason
 
 
 @dataclass(frozen=True)
@@ -63,13 +48,13 @@ def binary_scores(labels: Any, predictions: Any, probabilities: Any = None) -> B
     if guesses.shape != truth.shape:
         raise EvaluationError(f"predictions have shape {guesses.shape}, labels {truth.shape}; give one per label")
     if truth.size == 0:
-        undefined = Score.undefined(ScorerReason.NO_VALID_ANSWERS)
+        undefined = Score.undefined(Reason.NO_VALID_ANSWERS)
         return BinaryScores(undefined, undefined, undefined, 0)
     if truth.all() or not truth.any():
-        undefined = Score.undefined(ScorerReason.SINGLE_CLASS_ANSWERED)
+        undefined = Score.undefined(Reason.SINGLE_CLASS_ANSWERED)
         return BinaryScores(undefined, undefined, undefined, int(truth.size))
     if probabilities is None:
-        auroc = Score.undefined(ScorerReason.NO_SCORES)
+        auroc = Score.undefined(Reason.NO_SCORES)
     else:
         scores = _vector(probabilities, "probabilities", float)
         if scores.shape != truth.shape or not np.isfinite(scores).all():
@@ -90,9 +75,9 @@ def similarity_auroc(labels: Any, similarities: Any) -> Score:
     if scores.shape != truth.shape:
         raise EvaluationError(f"similarities have shape {scores.shape}, labels {truth.shape}; give one per label")
     if not truth.any():
-        return Score.undefined(ScorerReason.NO_ACTIVATING_EXAMPLES)
+        return Score.undefined(Reason.NO_ACTIVATING_EXAMPLES)
     if truth.all():
-        return Score.undefined(ScorerReason.NO_NON_ACTIVATING_EXAMPLES)
+        return Score.undefined(Reason.NO_NON_ACTIVATING_EXAMPLES)
     return Score.of(roc_auc_score(truth, scores))
 
 
@@ -109,9 +94,9 @@ def simulation_correlation(true_activations: Any, predicted: Any) -> Score:
     if not (np.isfinite(truth).all() and np.isfinite(guess).all()):
         raise EvaluationError("activations and predictions must be finite numbers")
     if truth.size == 0:
-        return Score.undefined(ScorerReason.NO_VALID_ANSWERS)
+        return Score.undefined(Reason.NO_VALID_ANSWERS)
     if np.ptp(truth) == 0:
-        return Score.undefined(ScorerReason.CONSTANT_ACTIVATIONS)
+        return Score.undefined(Reason.CONSTANT_ACTIVATIONS)
     if np.ptp(guess) == 0:
         return Score.of(0.0)
     return Score.of(float(np.clip(np.corrcoef(truth, guess)[0, 1], -1.0, 1.0)))

@@ -20,9 +20,10 @@ from harness.config import ScorerExamplesConfig
 from harness.evaluate.scorers._answers import RaterValues, rater_answer, rater_values
 from harness.evaluate.scorers._base import FeatureScore, Scorer, ask_rater
 from harness.evaluate.scorers._examples import examples_or_reason, visible_text
-from harness.evaluate.scorers._metrics import ScorerReason, simulation_correlation
+from harness.evaluate.scorers._metrics import simulation_correlation
 from harness.evaluate.scorers.prompts import system_prompt
 from harness.explain import FeatureRecord
+from harness.score_names import Reason
 
 if TYPE_CHECKING:
     from harness.raters import Rater
@@ -56,15 +57,15 @@ def predicted_pairs(example: ActivatingExample, values: RaterValues | None) -> t
 
 class SimulationScorer(Scorer):
     needs_llm = True
-    unjudged_without_prompts = ScorerReason.RATER_CANNOT_SIMULATE
+    unjudged_without_prompts = Reason.RATER_CANNOT_SIMULATE
     extra_columns = ("tokens", "unanswered")
 
     def prepare(
         self, record: FeatureRecord, description: str, settings: ScorerExamplesConfig
-    ) -> tuple[str, list[ActivatingExample]] | ScorerReason:
+    ) -> tuple[str, list[ActivatingExample]] | Reason:
         """The description and the examples to simulate (activating and non-activating)."""
         labelled = examples_or_reason(record, settings, need_non_activating=False)
-        if isinstance(labelled, ScorerReason):
+        if isinstance(labelled, Reason):
             return labelled
         return description, [item.example for item in labelled if item.example.tokens]
 
