@@ -26,7 +26,7 @@ from harness.config import (
     set_dotted,
 )
 from harness.activations._extract import engine_key_material
-from harness.evaluate.pipeline import _base_key
+from harness.evaluate.fade.pipeline import _base_key
 from harness.explain import settings_hash
 from harness.files import identity_hash
 from harness.llm import LLMClient, LoopbackServer, cache_key

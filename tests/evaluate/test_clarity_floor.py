@@ -12,7 +12,7 @@ from fade_pipeline_fixtures import ABSENT_WORD, KEY_ENV, PLANTED_WORD, UNRELATED
 
 from harness.config import ClarityFloorConfig, SubjectModelConfig
 from harness.evaluate import ResultStore, evaluate_descriptions
-from harness.evaluate.clarity_floor import MIN_SPREAD, clarity_floor
+from harness.evaluate.fade.clarity_floor import MIN_SPREAD, clarity_floor
 from harness.evaluate.scores import Score
 from harness.llm import FadeResponder, LoopbackServer
 from harness.llm.loopback import _concept_of
