@@ -30,7 +30,6 @@ from harness.llm import (
     ANSWER_KINDS,
     AnswerFormat,
     LLMClient,
-    LoopbackServer,
     Usage,
     cache_key,
     description_format,
