@@ -21,12 +21,11 @@ import tracemalloc
 
 import torch
 
-from harness.activations import extract_activations
-from harness.activations._forward import input_device, tokenize
+from harness.activations import extract_activations, tokenize
 from harness.config import ActivationConfig, CorpusConfig, SiteConfig, SubjectModelConfig
 from harness.corpus import load_corpus
 from harness.model import load_subject_model
-from harness.sites import build_site
+from harness.sites import build_site, input_device
 
 TARGET_VS_BARE = 1.0
 TARGET_VS_LOOP = 20.0

@@ -39,10 +39,10 @@ import torch
 from harness.config import HarnessConfig, parse_config
 from harness.corpus import load_corpus
 from harness.evaluate import evaluate_descriptions
-from harness.evaluate.continuations import ContinuationEngine, generate_continuations
-from harness.evaluate.faithfulness import faithfulness_prompts
-from harness.evaluate.prompt_prefix import site_layer
-from harness.evaluate.sampling import random_subset
+from harness.evaluate.fade.continuations import ContinuationEngine, generate_continuations
+from harness.evaluate.fade.faithfulness import faithfulness_prompts
+from harness.evaluate.fade.prompt_prefix import site_layer
+from harness.evaluate.fade.sampling import random_subset
 from harness.model import load_subject_model
 from harness.sites import build_site
 

@@ -24,7 +24,7 @@ from _loopback import start_loopback_process
 
 from harness.config import LLMConfig
 from harness.llm import LLMClient
-from harness.llm.loopback import RATING_MARKER
+from harness.llm.responders import RATING_MARKER
 
 KEY_ENV = "BENCH_LLM_LOOPBACK_KEY"
 SYSTEM = f"You will review a dataset of varying sequences and {RATING_MARKER}. Answer a Python dict."

@@ -258,7 +258,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from harness.activations import current_processes
     from harness.evaluate.descriptions_io import read_descriptions
-    from harness.evaluate.pipeline import evaluate_descriptions
+    from harness.evaluate.fade.pipeline import evaluate_descriptions
 
     config = _config_from(args)
     descriptions = read_descriptions(args.descriptions, format=args.format)

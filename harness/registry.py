@@ -25,13 +25,11 @@ from harness.errors import ConfigError
 
 if TYPE_CHECKING:
     from harness.config import FadeConfig
-    from harness.evaluate.scorers._base import Scorer
-    from harness.explain._explainer import Explainer
-    from harness.explain._importing import Importer
+    from harness.evaluate.scorers import Scorer
+    from harness.explain import Explainer, Importer
     from harness.llm.loopback import Responder
-    from harness.raters._embedding import EmbeddingRater
-    from harness.sites._base import FeatureSite
-    from harness.sites._sae_files import SAEActivation
+    from harness.raters import EmbeddingRater
+    from harness.sites import FeatureSite, SAEActivation
 
 T = TypeVar("T")
 
@@ -166,7 +164,7 @@ RATERS: Registry[Callable[[FadeConfig, Sequence[str]], EmbeddingRater]] = Regist
 RESPONDERS: Registry[Callable[[], Responder]] = Registry(
     "responder",  # of the loopback server (`harness llm serve --responder`)
     {
-        "fade": "harness.llm.loopback:FadeResponder",
-        "echo": "harness.llm.loopback:EchoResponder",
+        "fade": "harness.llm.responders:FadeResponder",
+        "echo": "harness.llm.responders:EchoResponder",
     },
 )

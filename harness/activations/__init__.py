@@ -1,6 +1,7 @@
 """Activation engine: every selected feature of a site in one pass per batch, streamed top-k, disk cache."""
 
 from harness.activations._extract import extract_activations
+from harness.activations._forward import tokenize
 from harness.activations._pool import pool_examples
 from harness.activations._processes import Processes, current_processes
 from harness.activations._report import top_examples_report
@@ -15,5 +16,6 @@ __all__ = [
     "current_processes",
     "extract_activations",
     "pool_examples",
+    "tokenize",
     "top_examples_report",
 ]

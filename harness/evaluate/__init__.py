@@ -1,9 +1,10 @@
-"""evaluate stage: FADE scores (Clarity, Responsiveness, Purity, Faithfulness) of feature descriptions.
+"""evaluate stage: score feature descriptions with FADE (`fade/`) and the other scorers (`scorers/`).
 
-`evaluate_descriptions` scores a descriptions table on a site; `read_descriptions` reads one from a file.
-The metrics are pure functions in `metrics`, the sample choice in `sampling`, the score types in `scores`.
-The names below that need the model, the LLM layer or the result store are imported on first use, so
-importing `harness.evaluate.metrics` alone stays light (numpy only).
+`evaluate_descriptions` runs FADE (Clarity, Responsiveness, Purity, Faithfulness) over a descriptions
+table on a site; `read_descriptions` reads a table from a file. Modules shared by every scorer stay here:
+the score types and summaries in `scores`, the reading of descriptions in `descriptions_io`. The names
+below that need the model, the LLM layer or the result store are imported on first use, so importing
+this package, `harness.evaluate.scores` or `harness.evaluate.fade.metrics` stays light (numpy only).
 """
 
 from importlib import import_module
@@ -12,18 +13,18 @@ from typing import TYPE_CHECKING, Any
 from harness.evaluate.scores import FeatureScores, Score, summarise
 
 _LAZY = {
-    "EvaluationResult": "harness.evaluate.pipeline",
-    "evaluate_descriptions": "harness.evaluate.pipeline",
-    "FeatureResult": "harness.evaluate.store",
-    "ResultStore": "harness.evaluate.store",
-    "scores_table": "harness.evaluate.store",
+    "EvaluationResult": "harness.evaluate.fade.pipeline",
+    "evaluate_descriptions": "harness.evaluate.fade.pipeline",
+    "FeatureResult": "harness.evaluate.fade.results",
+    "ResultStore": "harness.evaluate.fade.results",
+    "scores_table": "harness.evaluate.fade.results",
     "read_descriptions": "harness.evaluate.descriptions_io",
 }
 
 if TYPE_CHECKING:
     from harness.evaluate.descriptions_io import read_descriptions
-    from harness.evaluate.pipeline import EvaluationResult, evaluate_descriptions
-    from harness.evaluate.store import FeatureResult, ResultStore, scores_table
+    from harness.evaluate.fade.pipeline import EvaluationResult, evaluate_descriptions
+    from harness.evaluate.fade.results import FeatureResult, ResultStore, scores_table
 
 
 def __getattr__(name: str) -> Any:

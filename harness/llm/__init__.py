@@ -1,6 +1,8 @@
 """The LLM layer: every LLM call of the harness goes through LLMClient (litellm underneath).
 
 Swap backends by changing `llm.model` (a litellm model string); `local/smollm2-135m` runs offline.
+The scripted OpenAI-compatible server of tests and dry runs is no part of this API: `harness.llm.loopback`
+(the server and its faults) and `harness.llm.responders` (its scripted answers).
 """
 
 import os
@@ -12,16 +14,6 @@ from harness.llm.cache import CachedResponse, ResponseCache, cache_key
 from harness.llm.client import LLMClient
 from harness.llm.ledger import UsageLedger
 from harness.llm.local_provider import LocalChatProvider, register_local_provider
-from harness.llm.loopback import (
-    FAULT_KINDS,
-    RESPONDERS,
-    FadeResponder,
-    FaultPlan,
-    LoopbackServer,
-    Responder,
-    ScriptedAnswer,
-    serve,
-)
 from harness.llm.parsing import ParsedList, ParsedRatings, parse_ratings, parse_string_list
 from harness.llm.schemas import (
     ANSWER_KINDS,
@@ -35,21 +27,14 @@ from harness.llm.types import Completion, TokenLogprobs, Usage, parse_metrics
 
 __all__ = [
     "ANSWER_KINDS",
-    "FAULT_KINDS",
-    "RESPONDERS",
     "AnswerFormat",
     "CachedResponse",
     "Completion",
-    "FadeResponder",
-    "FaultPlan",
     "LLMClient",
     "LocalChatProvider",
-    "LoopbackServer",
     "ParsedList",
     "ParsedRatings",
-    "Responder",
     "ResponseCache",
-    "ScriptedAnswer",
     "TokenLogprobs",
     "Usage",
     "UsageLedger",
@@ -61,6 +46,5 @@ __all__ = [
     "parse_string_list",
     "ratings_format",
     "register_local_provider",
-    "serve",
     "string_list_format",
 ]

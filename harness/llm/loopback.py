@@ -1,11 +1,12 @@
 """An OpenAI-compatible chat-completions server on 127.0.0.1, for tests and offline dry runs.
 
-It answers `POST /v1/chat/completions` with a pluggable responder (any callable messages -> text) and
-injects faults per request (latency, 429 with Retry-After, 500, hang past the client's timeout, dropped
-connection, malformed / truncated / wrong-id answers), counting every request it served, every fault
-it injected by kind and the most requests it handled at once, so tests can check a client against what
-really happened on the wire. Clients reach it through real litellm: model `openai/<any name>`, api_base =
-`server.url`.
+It answers `POST /v1/chat/completions` with a pluggable responder (any callable messages -> text; by
+default the registered responder 'fade', harness.llm.responders) and injects faults per request (latency,
+429 with Retry-After, 500, hang past the client's timeout, dropped connection, malformed / truncated /
+wrong-id answers), counting every request it served, every fault it injected by kind and the most requests
+it handled at once, so tests can check a client against what really happened on the wire. Clients reach it
+through real litellm: model `openai/<any name>`, api_base = `server.url`. The server knows no prompt: what
+an answer says is the responder's.
 
 A request with `logprobs: true` gets OpenAI-shaped token log-probabilities: the ones a responder scripted
 (a ScriptedAnswer), or else the answer cut into word, space and punctuation tokens, each one certain.
@@ -55,24 +56,9 @@ ANSWER_FAULTS = ("malformed", "truncated", "wrong_ids")
 RECOVERABLE_FAULTS = ("latency", *TRANSPORT_FAULTS, *ANSWER_FAULTS)
 # auth_error answers 401 and echoes the Authorization header, as some real servers do: a redaction test.
 FAULT_KINDS = (*RECOVERABLE_FAULTS, "auth_error")
+DEFAULT_RESPONDER = "fade"  # the responder a server answers with unless given one (harness.registry.RESPONDERS)
 
-RATING_MARKER = "rate each one according to how much the concept is expressed"
-GENERATION_MARKER = "generate sequences"
-INTRUDER_MARKER = "Find the intruder."
 MALFORMED_ANSWER = '{"results": oops, [unclosed'
-
-_STOPWORDS = frozenset(
-    "the and for with that this from are was were has have had its not but any all can into onto over "
-    "under about than then them they their there these those such some more most very also only other "
-    "which what when where who whom whose how why use used using word words token tokens text texts "
-    "concept related relating refers reference references mention mentions mentioning".split()
-)
-_QUOTED = re.compile(r'"([^"]+)"|(?<![\w])\'([^\']+)\'(?![\w])')
-_HIGHLIGHT = re.compile(r"<<(.+?)>>")
-_SEQUENCE_SPLIT = re.compile(r"(?:^|\n)Sequence ID (\d+): ")
-_DESCRIPTION_PREFIX = "Description: "
-_EXAMPLE_LINE = re.compile(r"^Example (\d+): (.*)$", re.MULTILINE)
-_TOKEN_LINE = re.compile(r"^(\d+)\t(.*)$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -118,146 +104,6 @@ class FaultPlan:
         if int.from_bytes(digest[:8], "big") / 2**64 >= self.rate:
             return None
         return self.kinds[int.from_bytes(digest[8:16], "big") % len(self.kinds)]
-
-
-def concept_keywords(concept: str) -> list[str]:
-    """Quoted words/phrases of a concept if it has any, else its words of >= 3 letters minus stopwords."""
-    quoted = [(double or single).strip() for double, single in _QUOTED.findall(concept)]
-    quoted = [phrase for phrase in quoted if phrase]
-    if quoted:
-        return quoted
-    words = re.findall(r"[A-Za-z][A-Za-z'-]*", concept)
-    return [word for word in words if len(word) >= 3 and word.lower() not in _STOPWORDS]
-
-
-def contains_keyword(text: str, keywords: list[str]) -> bool:
-    """Whole-word, case-insensitive match of any keyword."""
-    return any(re.search(rf"(?<!\w){re.escape(keyword)}(?!\w)", text, re.IGNORECASE) for keyword in keywords)
-
-
-def _system_and_user(messages: list[dict[str, Any]]) -> tuple[str, str]:
-    def text_of(role: str) -> str:
-        return "\n".join(str(m.get("content") or "") for m in messages if isinstance(m, dict) and m.get("role") == role)
-
-    return text_of("system"), text_of("user")
-
-
-_SENTENCE_TEMPLATES = (
-    "I keep thinking about {k} these days.",
-    "Have you ever seen {k} up close?",
-    "The report mentioned {k} twice in the first paragraph.",
-    "{K} was the only thing on her mind that morning.",
-    "Nobody expected {k} to matter so much.",
-    "We talked about {k} until the train arrived.",
-    "A short note on {k}: it is more common than you think.",
-    "Grandpa used to tell stories about {k}.",
-    "Is {k} really that important? Yes, absolutely.",
-    "The museum opened a new wing dedicated to {k}.",
-)
-
-
-class FadeResponder:
-    """Answers FADE's rating and generation prompts, the other scorers' prompts and explainer prompts by
-    keyword rules, as a perfect reader of the description.
-
-    Rating (system prompt has RATING_MARKER): 2 for a sequence containing a concept keyword, else 0,
-    as a JSON dict. Generation (GENERATION_MARKER): ten sentences containing the keywords, as a list.
-    Scorers (user prompt opens with "Description: "): see `judge`; the intruder scorer (INTRUDER_MARKER):
-    see `intruder`.
-    Explainer (highlighted `<<tok>>` tokens): `the token "tok"` for the most frequent highlighted token.
-    """
-
-    def __call__(self, messages: list[dict[str, Any]]) -> str:
-        system, user = _system_and_user(messages)
-        if RATING_MARKER in system:
-            return self.rate(user)
-        if GENERATION_MARKER in system:
-            return self.generate(user)
-        if INTRUDER_MARKER in system:
-            return self.intruder(user)
-        judged = self.judge(system, user)
-        if judged is not None:
-            return json.dumps(judged)
-        highlighted = _HIGHLIGHT.findall(f"{system}\n{user}")
-        if highlighted:
-            token = Counter(token.strip() for token in highlighted).most_common(1)[0][0]
-            return f'the token "{token}"'
-        return "This scripted server answers FADE rating/generation prompts and explainer prompts."
-
-    @staticmethod
-    def rate(user: str) -> str:
-        parts = _SEQUENCE_SPLIT.split(user)
-        keywords = concept_keywords(_concept_of(parts[0]))
-        ratings = {
-            sequence_id: 2 if contains_keyword(text, keywords) else 0
-            for sequence_id, text in zip(parts[1::2], parts[2::2])
-        }
-        return json.dumps(ratings)
-
-    @staticmethod
-    def judge(system: str, user: str) -> dict[str, int] | None:
-        """The detection, fuzzing and simulation scorers' answers; None for any other prompt.
-
-        Detection ("Example N: text" lines): 1 for an example containing a keyword. Fuzzing (the same, with
-        a system prompt about marked spans): 1 when a `<<marked>>` span contains a keyword. Simulation
-        ("N<TAB>token" lines after "Tokens:"): 10 on a token containing a keyword. Otherwise 0.
-        """
-        if not user.startswith(_DESCRIPTION_PREFIX):
-            return None
-        description, _, body = user.partition("\n")
-        keywords = concept_keywords(description.removeprefix(_DESCRIPTION_PREFIX))
-        if "\nTokens:\n" in user:
-            return {number: 10 if contains_keyword(token, keywords) else 0 for number, token in _TOKEN_LINE.findall(body)}
-        examples = _EXAMPLE_LINE.findall(body)
-        if not examples:
-            return None
-        if "marked" in system:
-            return {
-                number: int(any(contains_keyword(span, keywords) for span in _HIGHLIGHT.findall(text)))
-                for number, text in examples
-            }
-        return {number: int(contains_keyword(text, keywords)) for number, text in examples}
-
-    @staticmethod
-    def intruder(user: str) -> str:
-        """The intruder scorer's answer, {"intruder": n}: the "Example n: text" that shares the least with the
-        others, counted in its `<<marked>>` spans when any example has marks, else in its words of >= 3
-        letters minus stopwords; ties go to the first."""
-        examples = [text for _, text in _EXAMPLE_LINE.findall(user)]
-        marked = any(_HIGHLIGHT.search(text) for text in examples)
-
-        def traits(text: str) -> set[str]:
-            if marked:
-                return {span.strip().lower() for span in _HIGHLIGHT.findall(text)}
-            words = re.findall(r"[A-Za-z][A-Za-z'-]*", text)
-            return {word.lower() for word in words if len(word) >= 3 and word.lower() not in _STOPWORDS}
-
-        sets = [traits(text) for text in examples]
-        shared = [sum(len(mine & theirs) for j, theirs in enumerate(sets) if j != i) for i, mine in enumerate(sets)]
-        return json.dumps({"intruder": min(range(len(shared)), key=shared.__getitem__, default=0) + 1})
-
-    @staticmethod
-    def generate(user: str) -> str:
-        keywords = concept_keywords(_concept_of(user)) or ["it"]
-        sentences = []
-        for index, template in enumerate(_SENTENCE_TEMPLATES):
-            keyword = keywords[index % len(keywords)]
-            sentences.append(template.format(k=keyword, K=keyword[:1].upper() + keyword[1:]))
-        return json.dumps(sentences)
-
-
-def _concept_of(user: str) -> str:
-    head = user.split("Concept:", 1)[1] if "Concept:" in user else user
-    return head.split("\n", 1)[0].strip()
-
-
-class EchoResponder:
-    """Answers with the last user message (a connectivity check)."""
-
-    def __call__(self, messages: list[dict[str, Any]]) -> str:
-        return _system_and_user(messages[-1:])[1]
-
-
 
 
 def request_schema(response_format: Any) -> dict[str, Any] | None:
@@ -508,7 +354,7 @@ class LoopbackServer:
     """The server as a context manager: `with LoopbackServer() as server: ... server.url ...`.
 
     Args:
-        responder: callable messages -> answer text; default FadeResponder().
+        responder: callable messages -> answer text; default the registered DEFAULT_RESPONDER.
         faults: the fault plan; can be replaced between phases with `server.faults = FaultPlan(...)`.
         host: loopback address to bind.
         port: 0 picks a free port.
@@ -526,7 +372,9 @@ class LoopbackServer:
     ) -> None:
         self._httpd = _HTTPServer((host, port), _Handler)
         self._httpd.state = _ServerState(
-            responder=responder or FadeResponder(), faults=faults or FaultPlan(), accepts_logprobs=accepts_logprobs
+            responder=responder or RESPONDERS.get(DEFAULT_RESPONDER)(),
+            faults=faults or FaultPlan(),
+            accepts_logprobs=accepts_logprobs,
         )
         self._thread: threading.Thread | None = None
 
@@ -621,7 +469,9 @@ def _stop_serving(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def serve(host: str = "127.0.0.1", port: int = 8765, responder_name: str = "fade", latency_s: float = 0.0) -> None:
+def serve(
+    host: str = "127.0.0.1", port: int = 8765, responder_name: str = DEFAULT_RESPONDER, latency_s: float = 0.0
+) -> None:
     """Run the server in the foreground until Ctrl-C or SIGTERM (the `harness llm serve` command).
 
     SIGTERM stops it as cleanly as Ctrl-C, so a server started in the background (where the shell makes

@@ -3,7 +3,7 @@
 Kinds are registered by name in SITES ('neuron', 'sae'; declared in harness.registry).
 """
 
-from harness.sites._base import FeatureSite, FeatureSpec, input_device, resolve_module
+from harness.sites._base import FeatureSite, FeatureSpec, input_device, resolve_module, torch_model
 from harness.sites._neuron import NeuronSite
 from harness.sites._registry import SITES, build_site
 from harness.sites._sae import SAESite
@@ -22,4 +22,5 @@ __all__ = [
     "input_device",
     "load_sae",
     "resolve_module",
+    "torch_model",
 ]

@@ -45,7 +45,7 @@ def evaluate_in_chunks(
     Returns the last EvaluationResult (covering every feature), with the clarity floor's cost summed over
     the chunks (each computes the floor of its own features). What the LLM calls spent is in `ledger`.
     """
-    from harness.evaluate.pipeline import evaluate_descriptions
+    from harness.evaluate.fade.pipeline import evaluate_descriptions
 
     result, floor_cost = None, Counter()
     done: list[int] = []

@@ -14,7 +14,7 @@ from fade_pipeline_fixtures import KEY_ENV, fade_config, token_detector_sae
 
 from harness.config import SubjectModelConfig
 from harness.evaluate import evaluate_descriptions
-from harness.llm import LoopbackServer
+from harness.llm.loopback import LoopbackServer
 from harness.model import load_subject_model
 
 pytestmark = pytest.mark.slow

@@ -23,7 +23,7 @@ from fade_pipeline_fixtures import (
 
 from harness.config import SubjectModelConfig
 from harness.evaluate import ResultStore, evaluate_descriptions
-from harness.llm import LoopbackServer
+from harness.llm.loopback import LoopbackServer
 from harness.model import load_subject_model
 
 pytestmark = pytest.mark.slow

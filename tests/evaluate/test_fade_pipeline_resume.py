@@ -9,8 +9,8 @@ from fade_pipeline_fixtures import KEY_ENV, fade_config, token_detector_sae
 
 from harness.config import SubjectModelConfig
 from harness.evaluate import evaluate_descriptions
-from harness.evaluate.store import FEATURES_FOLDER, RESULT_FILE
-from harness.llm import LoopbackServer
+from harness.evaluate.fade.results import FEATURES_FOLDER, RESULT_FILE
+from harness.llm.loopback import LoopbackServer
 from harness.model import load_subject_model
 
 pytestmark = pytest.mark.slow

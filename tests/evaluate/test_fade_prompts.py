@@ -11,8 +11,8 @@ import jsonschema
 import pytest
 import yaml
 
-from harness.evaluate.metrics import VALID_RATINGS
-from harness.evaluate.prompts import (
+from harness.evaluate.fade.metrics import VALID_RATINGS
+from harness.evaluate.fade.prompts import (
     GENERATION_IN_JSON_OBJECT,
     GENERATION_PROMPT,
     RATING_PROMPT,

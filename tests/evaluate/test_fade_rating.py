@@ -12,13 +12,14 @@ import pytest
 
 from harness.config import FadeConfig, LLMConfig
 from harness.errors import LLMError
-from harness.evaluate.calls import FeatureCalls, RaterBackend
-from harness.evaluate.clarity import generate_synthetic_texts, score_clarity
-from harness.evaluate.prompts import RATING_PROMPT
-from harness.evaluate.rating import rate_sequences
-from harness.evaluate.responsiveness import UNRATED, rate_natural_samples
-from harness.llm import FadeResponder, FaultPlan, LLMClient, LoopbackServer, string_list_format
-from harness.llm.loopback import _SEQUENCE_SPLIT
+from harness.evaluate.fade.calls import FeatureCalls, RaterBackend
+from harness.evaluate.fade.clarity import generate_synthetic_texts, score_clarity
+from harness.evaluate.fade.prompts import RATING_PROMPT
+from harness.evaluate.fade.rating import rate_sequences
+from harness.evaluate.fade.responsiveness import UNRATED, rate_natural_samples
+from harness.llm import LLMClient, string_list_format
+from harness.llm.loopback import FaultPlan, LoopbackServer
+from harness.llm.responders import _SEQUENCE_SPLIT, FadeResponder
 
 KEY_ENV = "FADE_RATING_TEST_KEY"
 CONCEPT = "mentions 'then'"

@@ -11,9 +11,9 @@ import pytest
 from harness.config import HarnessConfig
 from harness.errors import ConfigError, EvaluationError
 from harness.evaluate import FeatureResult, ResultStore, evaluate_descriptions, read_descriptions
-from harness.evaluate import plots
+from harness.evaluate.fade import plots
 from harness.evaluate.scores import FeatureScores, Score
-from harness.evaluate.store import RESULT_FILE
+from harness.evaluate.fade.results import RESULT_FILE
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

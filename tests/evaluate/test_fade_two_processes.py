@@ -17,7 +17,7 @@ import yaml
 from fade_pipeline_fixtures import KEY_ENV, fade_config
 
 from harness.evaluate import evaluate_descriptions
-from harness.llm import FaultPlan, LoopbackServer
+from harness.llm.loopback import FaultPlan, LoopbackServer
 
 pytestmark = [
     pytest.mark.slow,

@@ -14,8 +14,8 @@ from fade_pipeline_fixtures import write_saelens
 from transformers import Gemma2Config, Gemma2ForCausalLM
 
 from harness.config import FaithfulnessConfig, SAEConfig, SiteConfig, SubjectModelConfig
-from harness.evaluate.continuations import ContinuationEngine, generate_continuations, prompt_lengths
-from harness.evaluate.prompt_prefix import site_layer
+from harness.evaluate.fade.continuations import ContinuationEngine, generate_continuations, prompt_lengths
+from harness.evaluate.fade.prompt_prefix import site_layer
 from harness.model import load_subject_model
 from harness.sites import build_site
 

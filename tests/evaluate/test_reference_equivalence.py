@@ -20,14 +20,14 @@ torch = pytest.importorskip("torch", reason=REFERENCE_MISSING, exc_type=ImportEr
 fade_results = pytest.importorskip("fade.results", reason=REFERENCE_MISSING, exc_type=ImportError)
 fade_llm = pytest.importorskip("fade.llm", reason=REFERENCE_MISSING, exc_type=ImportError)
 
-from harness.evaluate.metrics import (  # noqa: E402
+from harness.evaluate.fade.metrics import (  # noqa: E402
     clarity,
     faithfulness,
     gini_ap,
     p2_from_ratings,
     responsiveness_purity,
 )
-from harness.evaluate.sampling import DEFAULT_PERCENTILES, activation_based_subset  # noqa: E402
+from harness.evaluate.fade.sampling import DEFAULT_PERCENTILES, activation_based_subset  # noqa: E402
 from harness.score_names import Reason  # noqa: E402
 
 REFERENCE_FACTORS = [-50, -10, -1, 0, 1, 10, 50]

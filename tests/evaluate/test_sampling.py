@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from harness.errors import EvaluationError
-from harness.evaluate.sampling import activation_based_subset, random_subset
+from harness.evaluate.fade.sampling import activation_based_subset, random_subset
 
 
 @pytest.mark.parametrize(("num_samples", "quota"), [(500, 112), (308, 69), (10, 2), (4, 0), (1, 0)])

@@ -11,9 +11,9 @@ import pytest
 from fade_pipeline_fixtures import write_saelens
 
 from harness.config import FaithfulnessConfig, SAEConfig, SiteConfig, SubjectModelConfig
-from harness.evaluate.continuations import ContinuationEngine, generate_continuations
-from harness.evaluate.faithfulness import faithfulness_prompts
-from harness.evaluate.sampling import random_subset
+from harness.evaluate.fade.continuations import ContinuationEngine, generate_continuations
+from harness.evaluate.fade.faithfulness import faithfulness_prompts
+from harness.evaluate.fade.sampling import random_subset
 from harness.model import load_subject_model
 from harness.sites import build_site
 

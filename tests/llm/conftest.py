@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness.config import LLMConfig  # noqa: E402
-from harness.llm import LoopbackServer  # noqa: E402
+from harness.llm.loopback import LoopbackServer  # noqa: E402
 from llm_prompts import KEY_ENV  # noqa: E402
 
 PLANTED_KEY = "sk-test-PLANTED-0d1e2a3d4b5e6e7f"

@@ -15,7 +15,8 @@ import pytest
 from llm_prompts import expected_rating, rating_batches, rating_messages, rating_validators
 
 from harness.errors import CacheError, LLMError
-from harness.llm import CachedResponse, FaultPlan, LLMClient, ResponseCache, cache_key, parse_ratings
+from harness.llm import CachedResponse, LLMClient, ResponseCache, cache_key, parse_ratings
+from harness.llm.loopback import FaultPlan
 
 HERE = Path(__file__).parent
 

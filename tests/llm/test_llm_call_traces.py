@@ -12,7 +12,8 @@ from llm_prompts import rating_batches, rating_messages, rating_validators
 from mlflow import MlflowClient
 
 from harness.errors import LLMError
-from harness.llm import AnswerFormat, FaultPlan, LLMClient, ratings_format
+from harness.llm import AnswerFormat, LLMClient, ratings_format
+from harness.llm.loopback import FaultPlan
 from harness.llm.tracing import CACHE_HITS_TAG, CACHE_TAG, CALLS_TAG, FEATURE_TAG, KIND_TAG, STAGE_TAG, STATUS_TAG, CallTracer
 from harness.track.store import default_tracking_uri, ensure_experiment
 

@@ -12,7 +12,9 @@ import pytest
 from llm_prompts import KEY_ENV, rating_messages
 
 from harness.errors import LLMError
-from harness.llm import Completion, FadeResponder, FaultPlan, LLMClient, LoopbackServer, Usage
+from harness.llm import Completion, LLMClient, Usage
+from harness.llm.loopback import FaultPlan, LoopbackServer
+from harness.llm.responders import FadeResponder
 from harness.llm.per_loop import PerLoop
 
 

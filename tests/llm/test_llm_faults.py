@@ -9,7 +9,8 @@ import time
 import pytest
 from llm_prompts import expected_rating, rating_batches, rating_messages, rating_validators
 
-from harness.llm import FaultPlan, LLMClient, parse_ratings
+from harness.llm import LLMClient, parse_ratings
+from harness.llm.loopback import FaultPlan
 from harness.llm.loopback import ANSWER_FAULTS, RECOVERABLE_FAULTS
 
 

@@ -1,7 +1,8 @@
 """A self-hosted OpenAI-compatible server needs no key: no api_key_env, no OPENAI_API_KEY, it still answers."""
 
 from harness.config import LLMConfig
-from harness.llm import LLMClient, LoopbackServer
+from harness.llm import LLMClient
+from harness.llm.loopback import LoopbackServer
 
 
 def test_keyless_openai_compatible_server_is_called_with_a_placeholder_key(tmp_path, monkeypatch):

@@ -70,7 +70,7 @@ def test_a_sampled_answer_depends_on_its_seed_not_on_its_batch(tmp_path):
 
 @pytest.mark.slow
 def test_a_batch_sharing_a_prompt_prefix_computes_it_once_and_answers_as_without_sharing(monkeypatch):
-    from harness.evaluate.prompts import generation_messages
+    from harness.evaluate.fade.prompts import generation_messages
     from harness.llm import local_provider
 
     handler = register_local_provider()

@@ -10,7 +10,8 @@ import pytest
 
 from harness.config import LLMConfig
 from harness.errors import CacheError
-from harness.llm import CachedResponse, LLMClient, LoopbackServer, ResponseCache, ScriptedAnswer
+from harness.llm import CachedResponse, LLMClient, ResponseCache
+from harness.llm.loopback import LoopbackServer, ScriptedAnswer
 from harness.llm.cache import SCHEMA_VERSION
 
 QUESTION = [{"role": "user", "content": "Is this about dogs? The dog barked."}]

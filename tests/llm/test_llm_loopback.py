@@ -16,8 +16,9 @@ import pytest
 from llm_prompts import CONCEPT, GENERATION_SYSTEM, rating_messages
 
 from harness.errors import ConfigError
-from harness.llm import RESPONDERS, FadeResponder, FaultPlan, LoopbackServer
-from harness.llm.loopback import MALFORMED_ANSWER, concept_keywords, contains_keyword
+from harness.llm.loopback import MALFORMED_ANSWER, FaultPlan, LoopbackServer
+from harness.llm.responders import FadeResponder, concept_keywords, contains_keyword
+from harness.registry import RESPONDERS
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,8 @@ import pytest
 from llm_prompts import rating_batches, rating_messages, rating_validators
 
 from harness.errors import LLMError
-from harness.llm import FaultPlan, LLMClient
+from harness.llm import LLMClient
+from harness.llm.loopback import FaultPlan
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ from llm_prompts import rating_messages
 from harness.activations.types import ActivatingExample
 from harness.config import ExplainConfig, FadeConfig, LLMConfig
 from harness.errors import LLMError
-from harness.evaluate.clarity import generation_answer
-from harness.evaluate.prompts import generation_messages
-from harness.evaluate.prompts import rating_messages as fade_rating_messages
-from harness.evaluate.rating import rating_answer
+from harness.evaluate.fade.clarity import generation_answer
+from harness.evaluate.fade.prompts import generation_messages
+from harness.evaluate.fade.prompts import rating_messages as fade_rating_messages
+from harness.evaluate.fade.rating import rating_answer
 from harness.evaluate.scorers._intruder import intruder_answer, intruder_messages
 from harness.evaluate.scorers._judging import judging_messages
 from harness.evaluate.scorers._simulation import ACTIVATION_SCALE, simulation_messages
@@ -30,7 +30,6 @@ from harness.llm import (
     ANSWER_KINDS,
     AnswerFormat,
     LLMClient,
-    LoopbackServer,
     Usage,
     cache_key,
     description_format,

@@ -24,8 +24,8 @@ from harness.evaluate.scorers import SCORERS, least_active_needed, run_scorers
 from harness.evaluate.scorers._intruder import intruder_answer, intruder_trials, read_choice
 from harness.evaluate.scorers.prompts import system_prompt
 from harness.explain import FeatureRecord
-from harness.llm import FaultPlan, LoopbackServer
-from harness.llm.loopback import INTRUDER_MARKER
+from harness.llm.loopback import FaultPlan, LoopbackServer
+from harness.llm.responders import INTRUDER_MARKER
 from harness.score_names import Reason
 
 FEATURES = list(range(len(TOPICS)))

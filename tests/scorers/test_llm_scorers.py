@@ -22,7 +22,7 @@ from harness.errors import ConfigError, EvaluationError, LLMError
 from harness.evaluate.scorers import SCORERS, least_active_needed, rater_answer, run_scorers
 from harness.evaluate.scorers.prompts import system_prompt
 from harness.explain import FeatureRecord
-from harness.llm import FaultPlan, LoopbackServer
+from harness.llm.loopback import FaultPlan, LoopbackServer
 from harness.score_names import Reason
 
 LLM_SCORERS = ["detection", "fuzzing", "simulation"]

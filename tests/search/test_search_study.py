@@ -16,7 +16,7 @@ import yaml
 from mlflow import MlflowClient
 
 from harness.config import load_config
-from harness.llm import LoopbackServer
+from harness.llm.loopback import LoopbackServer
 from harness.search.study import FAIL_REASON_ATTR, HOST_ATTR, PID_ATTR, fail_dead_trials, make_storage, run_search
 from harness.artifacts import SCORER_AGREEMENT_TABLE
 from harness.track.agreement import rank_correlations

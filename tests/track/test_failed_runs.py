@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from harness.cli import main
 from harness.config import parse_config, set_dotted
 from harness.errors import HarnessError
-from harness.llm import FaultPlan, LoopbackServer
+from harness.llm.loopback import FaultPlan, LoopbackServer
 from harness.track.compare import count_failed_runs, variants_table
 from harness.track.experiment import run_experiment
 from harness.artifacts import ERROR_FILE

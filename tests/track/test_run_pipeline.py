@@ -21,7 +21,7 @@ import yaml
 from mlflow import MlflowClient
 
 from harness.config import load_config
-from harness.llm import FaultPlan, LoopbackServer
+from harness.llm.loopback import FaultPlan, LoopbackServer
 from harness.artifacts import PAIRED_COMPARISONS_TABLE, SCORER_AGREEMENT_PLOT, SCORER_AGREEMENT_TABLE
 from harness.track.agreement import rank_correlations
 from harness.track.experiment import run_experiment

@@ -17,7 +17,7 @@ HEAVY = (
     "transformers",
     "litellm",
     "harness.activations",
-    "harness.evaluate.pipeline",
+    "harness.evaluate.fade.pipeline",
     "harness.evaluate.scorers",
     "harness.explain",
     "harness.llm",

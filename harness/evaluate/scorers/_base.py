@@ -214,7 +214,7 @@ def least_active_needed(config: ScorersConfig) -> int:
 
     Three times the most non-activating examples any enabled scorer shows, since the threshold drops the
     samples that are not near zero (dense neurons have few); 0 when no scorer is enabled. Pass it as
-    `num_low` to harness.activations._pool.pool_examples.
+    `num_low` to harness.activations.pool_examples.
     """
     counts = [scorer.settings(config).num_non_activating for scorer in enabled_scorers(config)]
     return 3 * max(counts, default=0)

@@ -20,7 +20,7 @@ import torch
 from transformers import GenerationConfig
 
 from harness.errors import SiteError
-from harness.evaluate.prompt_prefix import PromptPrefixes, site_layer
+from harness.evaluate.fade.prompt_prefix import PromptPrefixes, site_layer
 from harness.sites import FeatureSite, input_device
 
 

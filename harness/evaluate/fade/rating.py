@@ -7,10 +7,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from harness.evaluate.calls import FeatureCalls
-from harness.evaluate.concurrency import gather_or_cancel
-from harness.evaluate.metrics import VALID_RATINGS
-from harness.evaluate.prompts import rating_messages
+from harness.evaluate.fade.calls import FeatureCalls
+from harness.evaluate.fade.concurrency import gather_or_cancel
+from harness.evaluate.fade.metrics import VALID_RATINGS
+from harness.evaluate.fade.prompts import rating_messages
 from harness.llm import AnswerFormat, parse_ratings, ratings_format
 
 UNRATED = -1  # in rating arrays: asked, but no valid rating came back after the retries

@@ -24,8 +24,7 @@ import torch
 from transformers import DynamicCache
 from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 
-from harness.sites import FeatureSite, input_device
-from harness.sites._base import resolve_module, torch_model
+from harness.sites import FeatureSite, input_device, resolve_module, torch_model
 
 # Model types whose decoder forward is the one reproduced here (transformers 5).
 _REPRODUCED_DECODERS = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma2"})

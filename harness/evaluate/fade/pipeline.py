@@ -40,18 +40,18 @@ from harness.config import ACTIVATION_VALUE_SETTINGS, HarnessConfig, identity_pa
 from harness.corpus import corpus_fingerprint, load_corpus
 from harness.errors import EvaluationError
 from harness.files import identity_hash
-from harness.evaluate import plots
-from harness.evaluate.calls import FeatureCalls, RaterBackend
-from harness.evaluate.concurrency import gather_or_cancel
-from harness.evaluate.clarity import ClarityOutcome, generate_synthetic_texts, score_clarity
-from harness.evaluate.clarity_floor import ClarityFloor, clarity_floor
-from harness.evaluate.continuations import ContinuationEngine
-from harness.evaluate.faithfulness import FaithfulnessOutcome, faithfulness_prompts, score_faithfulness
-from harness.evaluate.metrics import GiniAP, faithfulness_gate
-from harness.evaluate.rating import UNRATED, rating_counts
-from harness.evaluate.responsiveness import RatedNaturalSamples, rate_natural_samples, score_responsiveness
+from harness.evaluate.fade import plots
+from harness.evaluate.fade.calls import FeatureCalls, RaterBackend
+from harness.evaluate.fade.concurrency import gather_or_cancel
+from harness.evaluate.fade.clarity import ClarityOutcome, generate_synthetic_texts, score_clarity
+from harness.evaluate.fade.clarity_floor import ClarityFloor, clarity_floor
+from harness.evaluate.fade.continuations import ContinuationEngine
+from harness.evaluate.fade.faithfulness import FaithfulnessOutcome, faithfulness_prompts, score_faithfulness
+from harness.evaluate.fade.metrics import GiniAP, faithfulness_gate
+from harness.evaluate.fade.rating import UNRATED, rating_counts
+from harness.evaluate.fade.responsiveness import RatedNaturalSamples, rate_natural_samples, score_responsiveness
 from harness.evaluate.scores import FeatureScores, Score
-from harness.evaluate.store import FeatureResult, ResultStore, factor_label
+from harness.evaluate.fade.results import FeatureResult, ResultStore, factor_label
 from harness.llm import LLMClient, Usage, UsageLedger
 from harness.llm.tracing import CallTracer
 from harness.model import LoadedModel, load_subject_model

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.config import FadeConfig
-from harness.evaluate.calls import FeatureCalls
-from harness.evaluate.concurrency import gather_or_cancel
-from harness.evaluate.metrics import clarity
-from harness.evaluate.prompts import generation_messages
+from harness.evaluate.fade.calls import FeatureCalls
+from harness.evaluate.fade.concurrency import gather_or_cancel
+from harness.evaluate.fade.metrics import clarity
+from harness.evaluate.fade.prompts import generation_messages
 from harness.evaluate.scores import Score
 from harness.llm import AnswerFormat, parse_string_list, string_list_format
 

@@ -8,18 +8,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.config import FaithfulnessConfig
-from harness.evaluate.calls import FeatureCalls
-from harness.evaluate.concurrency import gather_or_cancel
-from harness.evaluate.continuations import Continuations
-from harness.evaluate.metrics import (
+from harness.evaluate.fade.calls import FeatureCalls
+from harness.evaluate.fade.concurrency import gather_or_cancel
+from harness.evaluate.fade.continuations import Continuations
+from harness.evaluate.fade.metrics import (
     RATING_PRESENT,
     VALID_RATINGS,
     FaithfulnessResult,
     faithfulness,
     p2_from_ratings,
 )
-from harness.evaluate.rating import UNRATED, rate_sequences
-from harness.evaluate.sampling import random_subset
+from harness.evaluate.fade.rating import UNRATED, rate_sequences
+from harness.evaluate.fade.sampling import random_subset
 
 # Tells the prompt stream apart from the per-feature streams seeded with (seed, feature): no feature index
 # reaches it.
