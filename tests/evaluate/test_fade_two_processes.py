@@ -11,6 +11,7 @@ import sys
 import time
 
 import pandas as pd
+import psutil
 import pytest
 import torch
 import yaml
@@ -53,13 +54,15 @@ def test_two_processes_score_what_one_does_and_a_killed_run_resumes(tmp_path, mo
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         server.faults = FaultPlan(latency_s=0.1)  # slow answers, so the kill lands midway
         try:
-            process = subprocess.Popen(launch, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+            process = subprocess.Popen(launch, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             deadline = time.monotonic() + 400
             while not list((tmp_path / "two" / "features").glob("*/result.json")):
                 assert process.poll() is None, process.stderr.read().decode()[-3000:]
                 assert time.monotonic() < deadline, "no feature finished in time"
                 time.sleep(0.2)
-            os.killpg(process.pid, signal.SIGKILL)  # the launcher and both processes
+            # the launcher and both processes (torch's launcher starts each in a session of its own)
+            for launched in [*psutil.Process(process.pid).children(recursive=True), psutil.Process(process.pid)]:
+                launched.send_signal(signal.SIGKILL)
             process.wait()
         finally:
             server.faults = FaultPlan()
