@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.json_schema import JsonDict
 
 from harness.errors import ConfigError
 from harness.files import identity_hash
@@ -33,17 +34,17 @@ _OPERATIONAL, _HELD_AT_DEFAULT, _AT_DEFAULT, _WHILE_DISABLED = (
 )
 # Changes how the work is done (speed, retries, where caches live, which address a server answers at, price
 # bookkeeping), never what comes out: part of no identity.
-OPERATIONAL = {IDENTITY_MARKER: _OPERATIONAL}
+OPERATIONAL: JsonDict = {IDENTITY_MARKER: _OPERATIONAL}
 # Operational too, but run identities and explainer hashes made before it was declared so held its value: they
 # hold its default instead, a constant, so that those made with it unset keep their identity (api_base).
-OPERATIONAL_HELD_AT_DEFAULT = {IDENTITY_MARKER: _HELD_AT_DEFAULT}
+OPERATIONAL_HELD_AT_DEFAULT: JsonDict = {IDENTITY_MARKER: _HELD_AT_DEFAULT}
 # Part of the identity only when set to something other than its default, so that results made before the
 # field existed keep their identity.
-OMITTED_AT_DEFAULT = {IDENTITY_MARKER: _AT_DEFAULT}
+OMITTED_AT_DEFAULT: JsonDict = {IDENTITY_MARKER: _AT_DEFAULT}
 # A section that is part of the identity only while it is enabled: its own `enabled` field is true, or (for a
 # section without one) its name is listed in the `enabled` field of the section holding it. Results made
 # before the section existed, or with it off, keep their identity.
-OMITTED_WHILE_DISABLED = {IDENTITY_MARKER: _WHILE_DISABLED}
+OMITTED_WHILE_DISABLED: JsonDict = {IDENTITY_MARKER: _WHILE_DISABLED}
 
 
 class StrictModel(BaseModel):
@@ -64,8 +65,8 @@ def _identity_rule(field: Any) -> str | None:
 def _disabled(name: str, section: BaseModel, holder: BaseModel) -> bool:
     """Whether an OMITTED_WHILE_DISABLED section is off (see that marker)."""
     if "enabled" in type(section).model_fields:
-        return not section.enabled
-    return name not in holder.enabled
+        return not getattr(section, "enabled")
+    return name not in getattr(holder, "enabled")
 
 
 def _identity_value(value: Any, dumped: Any, held: bool) -> Any:

@@ -169,11 +169,11 @@ def p2_from_ratings(ratings_by_factor: Mapping[float, Iterable[int]]) -> dict[fl
     Args:
         ratings_by_factor: factor -> the ratings (0, 1 or 2) of its rated continuations.
     """
-    shares = {}
+    shares: dict[float, float] = {}
     for factor, ratings in ratings_by_factor.items():
         ratings = _rating_vector(list(ratings), name=f"ratings of factor {factor}")
         if ratings.size:
-            shares[float(factor)] = np.count_nonzero(ratings == RATING_PRESENT) / ratings.size
+            shares[float(factor)] = float(np.count_nonzero(ratings == RATING_PRESENT) / ratings.size)
     return shares
 
 
@@ -209,7 +209,7 @@ def faithfulness_gate(clarity_score: Score, responsiveness_score: Score, gini_th
 
     Faithfulness is computed only when Clarity and Responsiveness are both defined and >= the threshold.
     """
-    if not (clarity_score.defined and responsiveness_score.defined):
+    if clarity_score.value is None or responsiveness_score.value is None:
         return Reason.GATE_SCORE_UNDEFINED.value
     if clarity_score.value < gini_threshold or responsiveness_score.value < gini_threshold:
         return Reason.BELOW_GINI_THRESHOLD.value
