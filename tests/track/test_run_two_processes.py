@@ -115,6 +115,6 @@ def test_two_processes_track_what_one_does_and_a_killed_launch_resumes(tmp_path,
     tracked_one, tracked_two = _per_feature(tmp_path / "one" / "mlruns"), _per_feature(tmp_path / "two" / "mlruns")
     assert sorted(tracked_two) == sorted(tracked_one) == sorted(outcome.name for outcome in one)
     for name, table in tracked_one.items():
-        pd.testing.assert_frame_equal(tracked_two[name][FADE_COLUMNS], table[FADE_COLUMNS])
-        assert table["faithfulness"].notna().any()  # steering ran, in both processes' shares
-        assert tracked_two[name]["detection"].notna().all()  # the main process's scorer ran on every feature
+        # FADE from both processes' shares; detection, the main process's alone, on every feature
+        pd.testing.assert_frame_equal(tracked_two[name][[*FADE_COLUMNS, "detection"]], table[[*FADE_COLUMNS, "detection"]])
+        assert table["faithfulness"].notna().any() and table["detection"].notna().any()  # steering and the scorer ran
