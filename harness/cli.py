@@ -98,6 +98,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _config_from(args)
     outcomes = run_experiment(config, force=args.force, progress=not args.quiet)
+    if not outcomes:  # another process of an `accelerate launch`: the main one reports
+        return 0
     # As the store holds them: an undefined metric is absent, not a column of None.
     rows = [
         {"variant": outcome.name, "run_id": outcome.run_id, **{k: v for k, v in outcome.metrics.items() if v is not None}}

@@ -15,7 +15,7 @@ from functools import partial
 import pandas as pd
 
 from harness.config import HarnessConfig, expand_variants, result_fingerprint
-from harness.stages import SharedStages
+from harness.stages import Lead, SharedStages, follow_variants
 from harness.track.agreement import log_scorer_agreement
 from harness.track.checks import check_variants
 from harness.track.compare import feature_scores, log_paired_comparisons, site_params
@@ -39,8 +39,28 @@ def run_experiment(
         config: the validated config (its `variants` section declares the variants).
         force: re-run variants that already have a finished run.
         progress: show progress bars.
+
+    Under `accelerate launch` the main process does all of that and returns the outcomes; the others compute
+    their share of each variant's activation pass and FADE features and return [] (harness.stages.follow).
     """
+    from harness.activations import current_processes
+
+    processes = current_processes()
+    if not processes.is_main:  # under `accelerate launch`: compute this process's share, track nothing
+        follow_variants(config, processes)
+        return []
     variants = expand_variants(config)
+    lead = Lead(processes, len(variants))
+    try:
+        return _lead_variants(config, variants, lead, force=force, progress=progress)
+    except BaseException as error:
+        lead.fail(error)
+        raise
+
+
+def _lead_variants(
+    config: HarnessConfig, variants: list[tuple[str, HarnessConfig]], lead: Lead, *, force: bool, progress: bool
+) -> list[VariantOutcome]:
     tracking_uri = resolve_tracking_uri(config.tracking.uri, config.tracking.store_dir)
     experiment_id = ensure_experiment(config.tracking.experiment, tracking_uri)
     shared = SharedStages(progress=progress)
@@ -67,6 +87,7 @@ def run_experiment(
                     parent_run_id=parent_run.run_id if parent_run is not None else None,
                     shared=shared,
                     force=force,
+                    lead=lead,
                 )
             )
         if parent_run is not None and not parent_run.skipped:

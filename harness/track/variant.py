@@ -26,6 +26,7 @@ from harness.config import HarnessConfig, dump_config
 from harness.score_names import FADE_SCORES
 from harness.stages import (
     ChunkCallback,
+    Lead,
     SharedStages,
     StageTimer,
     describe_features,
@@ -36,6 +37,8 @@ from harness.stages import (
     score_metrics,
     score_with_other_scorers,
     top_examples_table,
+    run_ledger,
+    variant_workdir,
 )
 from harness.track.checks import check_variant
 from harness.track.runs import log_dataset, log_metrics, log_params, variant_run
@@ -167,6 +170,7 @@ def track_variant(
     chunk_size: int | None = None,
     on_chunk: ChunkCallback | None = None,
     on_run: Callable[[str], None] | None = None,
+    lead: Lead | None = None,
 ) -> VariantOutcome:
     """Run one variant into its MLflow run (new, resumed, or skipped when already finished).
 
@@ -180,6 +184,7 @@ def track_variant(
         role: "variant" or "trial".
         chunk_size, on_chunk: evaluate features in chunks and report running metrics (search pruning).
         on_run: called with the run id as soon as the run is open (the search stores it on the trial).
+        lead: under `accelerate launch`, tells the other processes what to compute (harness.stages.follow).
     """
     import mlflow
     from mlflow import MlflowClient
@@ -187,18 +192,20 @@ def track_variant(
     from harness.llm import Usage, UsageLedger, parse_metrics
     from harness.llm.tracing import CallTracer
 
+    lead = lead or Lead()
     check = partial(check_variant, config, shared)
     with variant_run(experiment_id, key, name, role=role, parent_run_id=parent_run_id, force=force, check=check) as tracked:
         if on_run is not None:
             on_run(tracked.run_id)
+        lead.start(tracked.skipped, tracked.run_id)
         if tracked.skipped:
             metrics = MlflowClient().get_run(tracked.run_id).data.metrics
             return VariantOutcome(name, tracked.run_id, skipped=True, metrics=dict(metrics))
         timer = StageTimer()
         log_params(variant_params(config))
         log_config_artifact(config)
-        workdir = Path(config.activations.cache_dir) / "runs" / key
-        ledger = UsageLedger(workdir / f"usage-{tracked.run_id}.jsonl")
+        workdir = variant_workdir(config, key)
+        ledger = run_ledger(workdir, tracked.run_id)
         # Every LLM call also an MLflow trace of this run (variant_run writes them out before the run ends).
         tracer = CallTracer(tracked.run_id, experiment_id) if config.tracking.traces else None
         with timer.stage("activations"):
@@ -207,7 +214,8 @@ def track_variant(
         log_dataset(corpus, config.corpus.source, context="corpus")
         with timer.stage("explain"):
             descriptions, _ = describe_features(config, shared, ledger.stage("explain"), _stage(tracer, "explain"))
-        with timer.stage("evaluate"):
+        lead.descriptions(descriptions)
+        with timer.stage("evaluate"), lead.together():
             result = evaluate_in_chunks(
                 config,
                 descriptions,

@@ -1,0 +1,120 @@
+"""`harness run` under `accelerate launch` with two CPU processes (gloo): the main process tracks, both compute
+their share of the activation pass and of FADE's features; the tracked scores equal a one-process run's, the
+store holds one run per variant (none from the other process), and a killed launch resumes into the same runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+import torch
+import yaml
+from mlflow import MlflowClient
+
+from harness.config import load_config
+from harness.llm import FaultPlan, LoopbackServer
+from harness.track.compare import feature_scores
+from harness.track.experiment import run_experiment
+from harness.track.runs import ROLE_TAG
+from harness.track.store import default_tracking_uri
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(torch.cuda.is_available(), reason="two processes on one GPU; this check runs on CPU over gloo"),
+]
+
+KEY_ENV = "HARNESS_TEST_TWO_PROCESS_KEY"
+FEATURES = [5, 77, 300, 512, 1000, 1400]
+FADE_COLUMNS = ["feature", "clarity", "responsiveness", "purity", "faithfulness"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _config(folder: Path, server_url: str) -> Path:
+    llm = {"model": "openai/scripted", "api_base": server_url, "api_key_env": KEY_ENV, "backoff_base_s": 0.01}
+    config = {
+        "name": "two-processes",
+        "corpus": {"num_samples": 60, "max_chars": 160, "seed": 3},
+        "site": {"module": "model.layers.3.mlp.act_fn", "features": FEATURES},
+        "activations": {"batch_size": 16, "max_length": 32, "skip_first_positions": 1, "cache_dir": str(folder / "cache")},
+        "explain": {"llm": llm, "selection": {"num_examples": 5}},
+        # gini_threshold 0: every feature is steered, so each process has steering and rating to do.
+        "fade": {"rater": llm, "clarity_llm_calls": 2, "num_samples": 24, "gini_threshold": 0.0,
+                 "faithfulness": {"num_samples": 3, "generation_length": 4, "modification_factors": [0, 10]}},
+        "scorers": {"enabled": ["detection"], "detection": {"num_examples": 6}},  # the main process's alone
+        "tracking": {"experiment": "split", "store_dir": str(folder / "mlruns"), "bootstrap_samples": 100, "plot_features": 0},
+        "variants": {"grid": {"explain.prompt.template": ["plain", "delphi"]}},
+    }  # fmt: skip
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _per_feature(store: Path) -> dict[str, pd.DataFrame]:
+    """Each variant run's per-feature scores, by run name (the comparison run has none)."""
+    uri = default_tracking_uri(store)
+    client = MlflowClient(uri)
+    [experiment] = client.search_experiments(filter_string="name = 'split'")
+    runs = [run for run in client.search_runs([experiment.experiment_id]) if run.data.tags.get(ROLE_TAG) == "variant"]
+    names = [run.info.run_name for run in runs]
+    assert len(names) == len(set(names)), f"a variant has two runs: {names}"
+    assert all(run.info.status == "FINISHED" for run in runs)
+    tables = feature_scores([run.info.run_id for run in runs], uri)
+    return {run.info.run_name: tables[run.info.run_id].sort_values("feature").reset_index(drop=True) for run in runs}
+
+
+def test_two_processes_track_what_one_does_and_a_killed_launch_resumes(tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "sk-loopback-test")
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    with LoopbackServer() as server:
+        monkeypatch.chdir(tmp_path / "one")
+        one = run_experiment(load_config(_config(tmp_path / "one", server.url)), progress=False)
+        config_two = _config(tmp_path / "two", server.url)
+        launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                  "--main_process_port", str(_free_port()), "-m", "harness", "run", str(config_two), "--quiet"]  # fmt: skip
+        # not the one-process run's store: MLflow hands its tracking URI to child processes in the environment
+        env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"} | {"OMP_NUM_THREADS": "1"}
+        results = tmp_path / "two" / "cache" / "runs"
+        server.faults = FaultPlan(latency_s=0.1)  # slow answers, so the kill lands midway through FADE
+        try:
+            process = subprocess.Popen(
+                launch, cwd=tmp_path / "two", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )  # fmt: skip
+            deadline = time.monotonic() + 500
+            while not list(results.glob("*/fade/features/*/result.json")):
+                assert process.poll() is None, process.stderr.read().decode()[-3000:]
+                assert time.monotonic() < deadline, "no feature finished in time"
+                time.sleep(0.2)
+            # the launcher and both processes (torch's launcher starts each in a session of its own)
+            for launched in [*psutil.Process(process.pid).children(recursive=True), psutil.Process(process.pid)]:
+                launched.send_signal(signal.SIGKILL)
+            process.wait()
+        finally:
+            server.faults = FaultPlan()
+        finished_before = len(list(results.glob("*/fade/features/*/result.json")))
+        assert 0 < finished_before < 2 * len(FEATURES)
+
+        launch[launch.index("--main_process_port") + 1] = str(_free_port())
+        rerun = subprocess.run(launch, cwd=tmp_path / "two", env=env, capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert rerun.stdout.count("resumed and finished") == 1, rerun.stdout[-1500:]  # the killed variant, into its run
+    tracked_one, tracked_two = _per_feature(tmp_path / "one" / "mlruns"), _per_feature(tmp_path / "two" / "mlruns")
+    assert sorted(tracked_two) == sorted(tracked_one) == sorted(outcome.name for outcome in one)
+    for name, table in tracked_one.items():
+        # FADE from both processes' shares; detection, the main process's alone, on every feature
+        pd.testing.assert_frame_equal(tracked_two[name][[*FADE_COLUMNS, "detection"]], table[[*FADE_COLUMNS, "detection"]])
+        assert table["faithfulness"].notna().any() and table["detection"].notna().any()  # steering and the scorer ran
