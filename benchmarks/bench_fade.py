@@ -60,7 +60,9 @@ def make_config(api_base: str, cache_dir: str, features: list[int], concurrency:
 
 
 def descriptions(features: list[int]) -> pd.DataFrame:
-    return pd.DataFrame({"feature": features, "description": [f"mentions '{WORDS[NEURONS.index(f)]}'" for f in features]})
+    return pd.DataFrame(
+        {"feature": features, "description": [f"mentions '{WORDS[NEURONS.index(f)]}'" for f in features]}
+    )
 
 
 def warm_activations(config: HarnessConfig, feature_sets: list[list[int]]) -> None:
@@ -119,7 +121,9 @@ def main() -> int:
     for name, seconds in runs.items():
         label = f"{name} (scaled from {len(few)} features):"
         print(f"{label:<37}{seconds:7.2f} s  -> pipeline is {seconds / pipeline_s:5.1f}x faster")
-    print(f"target: pipeline >= 10x faster than sequential: {'met' if runs['sequential'] / pipeline_s >= 10 else 'NOT met'}")
+    print(
+        f"target: pipeline >= 10x faster than sequential: {'met' if runs['sequential'] / pipeline_s >= 10 else 'NOT met'}"
+    )
     return 0
 
 

@@ -95,7 +95,9 @@ def reference_shape(loaded, site, texts, config, features) -> float:
     start = time.perf_counter()
     for feature in features:
         # The reference's draw, per feature (here from each feature's own stream).
-        positions = random_subset(len(texts), settings.num_samples, rng=np.random.default_rng([config.fade.seed, feature]))
+        positions = random_subset(
+            len(texts), settings.num_samples, rng=np.random.default_rng([config.fade.seed, feature])
+        )
         generate_continuations(
             loaded,
             site,
@@ -182,7 +184,10 @@ def end_to_end(features: list[int], prompts: int, cache_dir: str) -> dict[str, f
     try:
         with tempfile.TemporaryDirectory(prefix="bench-faithfulness-") as folder:
             table = pd.DataFrame({"feature": features, "description": ["import statements"] * len(features)})
-            runs = {"with faithfulness (forced)": {"gini_threshold": 0.0}, "without faithfulness": {"faithfulness": False}}
+            runs = {
+                "with faithfulness (forced)": {"gini_threshold": 0.0},
+                "without faithfulness": {"faithfulness": False},
+            }
             for name, fade in runs.items():
                 config = make_config(features, prompts, cache_dir, api_base, **fade)
                 start = time.perf_counter()
@@ -227,10 +232,14 @@ def main() -> int:
     print(f"{n} features x {len(positions)} prompts x {len(factors)} factors x {config.fade.faithfulness.generation_length} tokens, "
           f"{MODULE}, {torch.get_num_threads()} torch threads")  # fmt: skip
     print(f"reference shape: {reference_s:8.1f} s  {reference_s / n:6.1f} s/feature  {reference_rows} rows")
-    print(f"ours:            {ours_s:8.1f} s  {ours_s / n:6.1f} s/feature  {engine.rows_generated} rows, "
-          f"{engine.generate_calls} generate calls  -> {reference_s / ours_s:.2f}x faster than the reference shape")
-    print(f"floor (bare forwards, below-site share scaled by layers): {floor_s:8.1f} s  {floor_s / n:6.1f} s/feature  "
-          f"{tokens} row tokens  -> ours is {ours_s / floor_s:.2f}x the floor")
+    print(
+        f"ours:            {ours_s:8.1f} s  {ours_s / n:6.1f} s/feature  {engine.rows_generated} rows, "
+        f"{engine.generate_calls} generate calls  -> {reference_s / ours_s:.2f}x faster than the reference shape"
+    )
+    print(
+        f"floor (bare forwards, below-site share scaled by layers): {floor_s:8.1f} s  {floor_s / n:6.1f} s/feature  "
+        f"{tokens} row tokens  -> ours is {ours_s / floor_s:.2f}x the floor"
+    )
     print(f"peak memory of ours: {memory.peak_mb:.0f} MiB with {n} features, {one_memory.peak_mb:.0f} MiB with 1")
     for name, seconds in timings.items():
         print(f"FADE per feature, {name}: {seconds:.1f} s")

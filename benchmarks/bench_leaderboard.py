@@ -23,10 +23,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "leaderboard"))  # the synthetic run writer the tests use
 
+from leaderboard_runs import SyntheticVariant, histogram_png, log_variant  # noqa: E402
+
 from harness.track.compare import variants_table  # noqa: E402
 from harness.track.store import default_tracking_uri, ensure_experiment  # noqa: E402
 from leaderboard import build_site  # noqa: E402
-from leaderboard_runs import SyntheticVariant, histogram_png, log_variant  # noqa: E402
 
 EXPLAINERS = ("openai/gpt-4o", "openai/gpt-4o-mini", "anthropic/claude-3-5-haiku", "local/smollm2-135m")
 TEMPLATES = ("delphi", "plain", "neuron-explainer", "contrast")
@@ -38,12 +39,26 @@ def _log_runs(uri: str, variants: int, features: int, args: argparse.Namespace) 
     for index in range(variants):
         variant = SyntheticVariant(
             f"variant {index:02d} · {EXPLAINERS[index % 4].split('/')[1]} · {TEMPLATES[(index // 4) % 4]}",
-            {"explain.llm.model": EXPLAINERS[index % 4], "explain.prompt.template": TEMPLATES[(index // 4) % 4],
-             "explain.selection.num_examples": 5 + 5 * (index % 3), "fade.rater.model": "openai/gpt-4o-mini"},
-            quality=0.3 + 0.5 * (index % 10) / 10, cost_usd=0.01 * (1 + index),
+            {
+                "explain.llm.model": EXPLAINERS[index % 4],
+                "explain.prompt.template": TEMPLATES[(index // 4) % 4],
+                "explain.selection.num_examples": 5 + 5 * (index % 3),
+                "fade.rater.model": "openai/gpt-4o-mini",
+            },
+            quality=0.3 + 0.5 * (index % 10) / 10,
+            cost_usd=0.01 * (1 + index),
         )
-        log_variant(experiment_id, variant, list(range(features)), seed=index, examples=args.examples,
-                    tokens=args.tokens, rated_per_stage=args.rated, plot_png=png, plot_features=3)
+        log_variant(
+            experiment_id,
+            variant,
+            list(range(features)),
+            seed=index,
+            examples=args.examples,
+            tokens=args.tokens,
+            rated_per_stage=args.rated,
+            plot_png=png,
+            plot_features=3,
+        )
 
 
 def _read_floor(uri: str) -> float:
@@ -73,8 +88,10 @@ def main() -> None:
         uri = default_tracking_uri(Path(folder) / "mlruns")
         start = time.perf_counter()
         _log_runs(uri, args.variants, args.features, args)
-        print(f"logged {args.variants} runs x {args.features} features in {time.perf_counter() - start:.1f} s "
-              f"({args.examples} top samples x {args.tokens} tokens, {2 * args.rated} rated samples per feature)")
+        print(
+            f"logged {args.variants} runs x {args.features} features in {time.perf_counter() - start:.1f} s "
+            f"({args.examples} top samples x {args.tokens} tokens, {2 * args.rated} rated samples per feature)"
+        )
         tables = sum(p.stat().st_size for p in (Path(folder) / "mlruns" / "artifacts").rglob("*.json"))
         print(f"tables in the store: {tables / 1e6:.0f} MB")
 
@@ -92,8 +109,10 @@ def main() -> None:
         print(f"site: {len(files)} files, {sum(p.stat().st_size for p in files) / 1e6:.0f} MB")
         print(f"MLflow query (variants_table):          {query:6.2f} s")
         print(f"read floor (query + copy + parse tables): {floor:6.2f} s")
-        print(f"build_site end to end:                   {build:6.2f} s  = {build / floor:.1f} x the read floor, "
-              f"{build / 30:.0%} of the 30 s budget")
+        print(
+            f"build_site end to end:                   {build:6.2f} s  = {build / floor:.1f} x the read floor, "
+            f"{build / 30:.0%} of the 30 s budget"
+        )
         print(f"rebuild over that site (old one deleted): {rebuild:6.2f} s  = {rebuild / floor:.1f} x the read floor")
 
 

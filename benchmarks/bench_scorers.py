@@ -25,15 +25,13 @@ import time
 
 from _loopback import start_loopback_process
 
-from harness.activations import extract_activations
-from harness.activations import pool_examples
+from harness.activations import extract_activations, pool_examples
 from harness.config import LLMConfig, ScorersConfig, parse_config
 from harness.corpus import load_corpus
 from harness.evaluate.scorers import SCORERS, least_active_needed
-from harness.model import load_encoder
 from harness.explain import build_feature_records
 from harness.llm import LLMClient
-from harness.model import load_subject_model
+from harness.model import load_encoder, load_subject_model
 from harness.sites import build_site
 
 LLM_SCORERS = ("detection", "fuzzing", "simulation")

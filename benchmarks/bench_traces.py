@@ -44,8 +44,12 @@ def one_pass(
     """Wall seconds of the calls answered by the server, then of the same calls from the cache."""
     import mlflow
 
-    config = LLMConfig(model="openai/scripted", api_base=url, concurrency=concurrency,
-                       cache_path=str(folder / f"cache-{time.monotonic_ns()}.sqlite"))
+    config = LLMConfig(
+        model="openai/scripted",
+        api_base=url,
+        concurrency=concurrency,
+        cache_path=str(folder / f"cache-{time.monotonic_ns()}.sqlite"),
+    )
     client = LLMClient(config, progress=False)
     client.tracer = tracer
     timings = []
@@ -98,8 +102,10 @@ def main() -> None:
         process.wait()
     best = {mode: (min(t[0] for t in runs), min(t[1] for t in runs)) for mode, runs in results.items()}
     calls = 2 * args.calls  # answered + cached, per pass
-    print(f"load avg (1 min) {os.getloadavg()[0]:.2f}; {args.calls} calls, concurrency {args.concurrency}, "
-          f"latency {args.latency * 1000:.0f} ms; best of {args.repeats}")
+    print(
+        f"load avg (1 min) {os.getloadavg()[0]:.2f}; {args.calls} calls, concurrency {args.concurrency}, "
+        f"latency {args.latency * 1000:.0f} ms; best of {args.repeats}"
+    )
     for index, kind in enumerate(("answered", "cached")):
         off = best["off"][index]
         line = f"  {kind:9s} off {off:7.3f} s"

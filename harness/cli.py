@@ -91,9 +91,9 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from harness.secrets import redact_text
     from harness.track.compare import feature_scores, format_ranking, rank_variants
     from harness.track.experiment import run_experiment
-    from harness.secrets import redact_text
     from harness.track.store import ensure_experiment, experiment_url, resolve_tracking_uri
 
     config = _config_from(args)
@@ -102,7 +102,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     # As the store holds them: an undefined metric is absent, not a column of None.
     rows = [
-        {"variant": outcome.name, "run_id": outcome.run_id, **{k: v for k, v in outcome.metrics.items() if v is not None}}
+        {
+            "variant": outcome.name,
+            "run_id": outcome.run_id,
+            **{k: v for k, v in outcome.metrics.items() if v is not None},
+        }
         for outcome in outcomes
     ]
     uri = resolve_tracking_uri(config.tracking.uri, config.tracking.store_dir)
@@ -115,8 +119,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if len(rows) > 1:
         _print_agreement(pd.DataFrame(rows))
     for outcome in outcomes:
-        state = "skipped (already finished; --force re-runs it)" if outcome.skipped else (
-            "resumed and finished" if outcome.resumed else "finished"
+        state = (
+            "skipped (already finished; --force re-runs it)"
+            if outcome.skipped
+            else ("resumed and finished" if outcome.resumed else "finished")
         )
         print(f"  {outcome.name}: run {outcome.run_id} {state}")
     experiment_id = ensure_experiment(config.tracking.experiment, uri)
@@ -135,10 +141,16 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     config = _config_from(args)
     outcome = run_search(config, n_trials=args.n_trials, timeout_s=args.timeout, progress=not args.quiet)
-    failed = f", {outcome.trials_failed} failed (each trial's user attribute {FAIL_REASON_ATTR!r} says why)" if outcome.trials_failed else ""
+    failed = (
+        f", {outcome.trials_failed} failed (each trial's user attribute {FAIL_REASON_ATTR!r} says why)"
+        if outcome.trials_failed
+        else ""
+    )
     print(f"study {outcome.study_name!r} ({outcome.storage}): {outcome.trials_finished} finished trials in all{failed}")
     for best in outcome.best:
-        print(f"  best trial {best['trial']}: values {best['values']} params {best['params']} (MLflow run {best['run_id']})")
+        print(
+            f"  best trial {best['trial']}: values {best['values']} params {best['params']} (MLflow run {best['run_id']})"
+        )
     print(f"Study plots are on the parent run {outcome.parent_run_id}; trials are nested under it.")
     return 0
 
@@ -205,10 +217,9 @@ def _parse_weight(text: str) -> tuple[str, float]:
 
 
 def cmd_leaderboard_build(args: argparse.Namespace) -> int:
-    from leaderboard import build_site
-
     from harness.track.compare import count_failed_runs, failed_runs_note
     from harness.track.store import require_store, resolve_tracking_uri
+    from leaderboard import build_site
 
     uri = require_store(resolve_tracking_uri(args.tracking_uri, args.store_dir))
     experiments = args.experiment or ["feature-harness"]
@@ -369,14 +380,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--pairs", choices=("adjacent", "all"), default="adjacent",
         help="paired tests: each variant vs the one ranked above (default), or also every pair (a second table)",
     )  # fmt: skip
-    compare.add_argument("--alpha", type=float, default=ALPHA, help=f"level of the Holm-adjusted paired test (default {ALPHA})")
+    compare.add_argument(
+        "--alpha", type=float, default=ALPHA, help=f"level of the Holm-adjusted paired test (default {ALPHA})"
+    )
     compare.add_argument(
         "--min-features", type=int, default=MIN_FEATURES,
         help=f"fewest paired features for a test; fewer: no test (default {MIN_FEATURES})",
     )  # fmt: skip
 
     leaderboard_parser = commands.add_parser("leaderboard", help="the static leaderboard site")
-    leaderboard_commands = leaderboard_parser.add_subparsers(dest="leaderboard_command", required=True, metavar="ACTION")
+    leaderboard_commands = leaderboard_parser.add_subparsers(
+        dest="leaderboard_command", required=True, metavar="ACTION"
+    )
     build = leaderboard_commands.add_parser("build", help="write the leaderboard site from tracked runs")
     build.add_argument("--experiment", action="append", help="experiment name (repeatable; default feature-harness)")
     build.add_argument("--study", help="only the trials of this search study")
@@ -387,8 +402,18 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else mlruns/mlflow.db")
     build.add_argument("--store-dir", default="mlruns", help="folder of the default sqlite store")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
-    build.add_argument("--alpha", type=float, default=ALPHA, help=f"level of the Holm-adjusted paired test that decides ties (default {ALPHA})")
-    build.add_argument("--min-features", type=int, default=MIN_FEATURES, help=f"fewest paired features for a test (default {MIN_FEATURES})")
+    build.add_argument(
+        "--alpha",
+        type=float,
+        default=ALPHA,
+        help=f"level of the Holm-adjusted paired test that decides ties (default {ALPHA})",
+    )
+    build.add_argument(
+        "--min-features",
+        type=int,
+        default=MIN_FEATURES,
+        help=f"fewest paired features for a test (default {MIN_FEATURES})",
+    )
     build.set_defaults(handler=cmd_leaderboard_build)
 
     explain = command("explain", cmd_explain, "generate descriptions for the config's features (one variant)")
@@ -400,7 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--quiet", action="store_true", help="no progress bars")
 
     evaluate = command(
-        "evaluate", cmd_evaluate, "score a descriptions table with FADE (and the scorers in scorers.enabled) on the config's site"
+        "evaluate",
+        cmd_evaluate,
+        "score a descriptions table with FADE (and the scorers in scorers.enabled) on the config's site",
     )
     _add_config_arguments(evaluate)
     evaluate.add_argument("--descriptions", "-d", required=True, help="CSV/JSON (feature, description) or FADE JSON")

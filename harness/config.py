@@ -30,7 +30,10 @@ DEFAULT_CACHE_DIR = ".harness-cache"
 # field carries one of these markers (`json_schema_extra=`). `identity_payload` applies them; docs/tracking.md.
 IDENTITY_MARKER = "identity"
 _OPERATIONAL, _HELD_AT_DEFAULT, _AT_DEFAULT, _WHILE_DISABLED = (
-    "operational", "operational-held-at-default", "omitted-at-default", "omitted-while-disabled"
+    "operational",
+    "operational-held-at-default",
+    "omitted-at-default",
+    "omitted-while-disabled",
 )
 # Changes how the work is done (speed, retries, where caches live, which address a server answers at, price
 # bookkeeping), never what comes out: part of no identity.
@@ -116,7 +119,9 @@ def identity_payload(section: BaseModel, only: tuple[str, ...] | None = None, *,
 def operational_fields(section_type: type[BaseModel]) -> frozenset[str]:
     """Names of the section's fields whose value is part of no identity (OPERATIONAL and OPERATIONAL_HELD_AT_DEFAULT)."""
     fields = section_type.model_fields
-    return frozenset(name for name, field in fields.items() if _identity_rule(field) in (_OPERATIONAL, _HELD_AT_DEFAULT))
+    return frozenset(
+        name for name, field in fields.items() if _identity_rule(field) in (_OPERATIONAL, _HELD_AT_DEFAULT)
+    )
 
 
 class CorpusConfig(StrictModel):
@@ -155,7 +160,8 @@ class SAEConfig(StrictModel):
     path: str = Field(description="folder with cfg.json + sae_weights.safetensors (SAELens) or a params.npz")
     format: Literal["auto", "saelens", "gemmascope"] = "auto"
     activation: str = Field(
-        "auto", description="'auto' (what the SAE's files say) or a registered SAE activation ('relu', 'jumprelu', 'topk')"
+        "auto",
+        description="'auto' (what the SAE's files say) or a registered SAE activation ('relu', 'jumprelu', 'topk')",
     )
     k: int | None = Field(None, ge=1, description="number of active latents for TopK SAEs")
 
@@ -412,7 +418,9 @@ class FadeConfig(StrictModel):
         1.0, ge=0, description="temperature of the clarity generation calls (the reference: the provider default)"
     )
     generation_max_samples: int | None = Field(
-        None, ge=1, description="most synthetic samples in one generation answer's schema (None: unbounded, as "
+        None,
+        ge=1,
+        description="most synthetic samples in one generation answer's schema (None: unbounded, as "
         "the reference); with generation_max_chars it keeps a small generator's answer inside its max_tokens",
     )
     generation_max_chars: int | None = Field(None, ge=1, description="most characters of one synthetic sample")
@@ -425,7 +433,9 @@ class FadeConfig(StrictModel):
     max_sparse_retries: int = Field(1, ge=0)
     gini_threshold: float = Field(0.5, ge=0, le=1)
     faithfulness: FaithfulnessConfig = Field(default_factory=FaithfulnessConfig)
-    clarity_floor: ClarityFloorConfig = Field(default_factory=ClarityFloorConfig, json_schema_extra=OMITTED_WHILE_DISABLED)
+    clarity_floor: ClarityFloorConfig = Field(
+        default_factory=ClarityFloorConfig, json_schema_extra=OMITTED_WHILE_DISABLED
+    )
     seed: int = 0
 
     @field_validator("percentiles")
@@ -848,7 +858,9 @@ def parse_config(data: dict[str, Any] | None, source: str = "<dict>") -> Harness
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"invalid config {source}: the top level must be a mapping of sections, got {type(data).__name__}")
+        raise ConfigError(
+            f"invalid config {source}: the top level must be a mapping of sections, got {type(data).__name__}"
+        )
     try:
         config = HarnessConfig.model_validate(data)
     except ValidationError as error:

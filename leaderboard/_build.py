@@ -31,9 +31,9 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 from tqdm.auto import tqdm
 
+from harness.secrets import redact_text
 from harness.track.agreement import rank_correlations
 from harness.track.compare import AGGREGATE
-from harness.secrets import redact_text
 from harness.track.paired import ALPHA, MIN_FEATURES
 from harness.track.store import run_traces_url
 from leaderboard._document import SETTINGS, LeaderboardDocument, PairedTest, VariantEntry
@@ -210,7 +210,13 @@ class _SiteWriter:
     """Writes every page of one site; holds only what the index and cross-variant pages need across runs."""
 
     def __init__(
-        self, root: Path, ranked: RankedVariants, tracking_uri: str, experiments: list[str], rank_by: str, title: str,
+        self,
+        root: Path,
+        ranked: RankedVariants,
+        tracking_uri: str,
+        experiments: list[str],
+        rank_by: str,
+        title: str,
         paired_test: PairedTest | None = None,
     ) -> None:
         self.root = root
@@ -221,7 +227,9 @@ class _SiteWriter:
         self.title = title
         self.paired_test = paired_test or PairedTest()
         environment = _environment()
-        self.templates = {name: environment.get_template(f"{name}.html") for name in ("index", "variant", "feature", "site_feature")}
+        self.templates = {
+            name: environment.get_template(f"{name}.html") for name in ("index", "variant", "feature", "site_feature")
+        }
         self.box_stats: dict[str, list] = {score: [] for score in ranked.scores}
         # site key -> feature -> one summary per variant that described it (for the cross-variant pages)
         self.across: dict[str, dict[int, list[dict[str, Any]]]] = {}
@@ -237,14 +245,22 @@ class _SiteWriter:
         shutil.rmtree(staging, ignore_errors=True)
         self._write_across_pages()
         self._write_index()
-        (self.root / SITE_MARKER).write_text("built by `harness leaderboard build`; the whole folder is replaced on rebuild\n")
+        (self.root / SITE_MARKER).write_text(
+            "built by `harness leaderboard build`; the whole folder is replaced on rebuild\n"
+        )
 
-    def _render(self, template: str, path: str, depth: int, crumbs: list[tuple[str, str | None]], data: Any, **context: Any) -> None:
+    def _render(
+        self, template: str, path: str, depth: int, crumbs: list[tuple[str, str | None]], data: Any, **context: Any
+    ) -> None:
         """Render a page `depth` folders below the root; `data` is embedded (already embedded if Markup)."""
         root = "../" * depth
         html = self.templates[template].render(
-            page=template, root=root, title=self.title, crumbs=[(label, href and root + href) for label, href in crumbs],
-            data=data if isinstance(data, Markup) else embed_json(data), **context,
+            page=template,
+            root=root,
+            title=self.title,
+            crumbs=[(label, href and root + href) for label, href in crumbs],
+            data=data if isinstance(data, Markup) else embed_json(data),
+            **context,
         )
         _write_file(self.root / path, html)
 
@@ -261,17 +277,23 @@ class _SiteWriter:
             self.box_stats[score].append(box_stats([record["scores"][score]["value"] for record in features]))
         site_folder = _site_folder(site)
         details = [
-            embed_json({
-                **record,
-                "top_examples": artifacts.top_examples.get(record["feature"], []),
-                "rated_samples": artifacts.rated_samples.get(record["feature"], []),
-                "plots": [
-                    {"src": "../plots/" + quote(plot.path), "name": plot.path.rsplit("/", 1)[-1], "width": plot.width,
-                     "height": plot.height}
-                    for plot in artifacts.feature_plots.get(record["feature"], [])
-                ],
-                "across": f"../../../{site_folder}/{record['feature']}.html",
-            })
+            embed_json(
+                {
+                    **record,
+                    "top_examples": artifacts.top_examples.get(record["feature"], []),
+                    "rated_samples": artifacts.rated_samples.get(record["feature"], []),
+                    "plots": [
+                        {
+                            "src": "../plots/" + quote(plot.path),
+                            "name": plot.path.rsplit("/", 1)[-1],
+                            "width": plot.width,
+                            "height": plot.height,
+                        }
+                        for plot in artifacts.feature_plots.get(record["feature"], [])
+                    ],
+                    "across": f"../../../{site_folder}/{record['feature']}.html",
+                }
+            )
             for record in features
         ]
         pages = [
@@ -281,31 +303,51 @@ class _SiteWriter:
         page_of = {features[index]["feature"]: name for name, group in pages for index in group}
         crumbs = [(self.title, "index.html"), (entry.variant, None)]
         self._render(
-            "variant", f"{folder}/index.html", 2, crumbs,
+            "variant",
+            f"{folder}/index.html",
+            2,
+            crumbs,
             {
                 "scores": self.ranked.scores,
-                "features": [{**record, "page": f"features/{page_of[record['feature']]}#{record['feature']}"} for record in features],
+                "features": [
+                    {**record, "page": f"features/{page_of[record['feature']]}#{record['feature']}"}
+                    for record in features
+                ],
             },
-            entry=entry, scores=self.ranked.scores, settings=SETTINGS, site=site, rank_by=self.rank_by,
-            params=sorted(params.items()), metrics=sorted(self.ranked.metrics[entry.run_id].items()),
-            plots=[{"src": "plots/" + quote(plot.path), "name": plot.path, "width": plot.width, "height": plot.height}
-                   for plot in artifacts.plots],
+            entry=entry,
+            scores=self.ranked.scores,
+            settings=SETTINGS,
+            site=site,
+            rank_by=self.rank_by,
+            params=sorted(params.items()),
+            metrics=sorted(self.ranked.metrics[entry.run_id].items()),
+            plots=[
+                {"src": "plots/" + quote(plot.path), "name": plot.path, "width": plot.width, "height": plot.height}
+                for plot in artifacts.plots
+            ],
         )
-        shared = embed_json({
-            "variant": {"name": entry.variant, "run_id": entry.run_id, "page": "../index.html"},
-            "traces": self._traces_link(entry.run_id),
-            "scores_shown": self.ranked.scores,
-            "example_fields": EXAMPLE_FIELDS,
-            "rated_fields": RATED_FIELDS,
-            "pages": [[record["feature"], page_of[record["feature"]]] for record in features],
-        })
+        shared = embed_json(
+            {
+                "variant": {"name": entry.variant, "run_id": entry.run_id, "page": "../index.html"},
+                "traces": self._traces_link(entry.run_id),
+                "scores_shown": self.ranked.scores,
+                "example_fields": EXAMPLE_FIELDS,
+                "rated_fields": RATED_FIELDS,
+                "pages": [[record["feature"], page_of[record["feature"]]] for record in features],
+            }
+        )
         crumbs = [(self.title, "index.html"), (entry.variant, f"{folder}/index.html")]
         for name, group in pages:
             first, last = features[group.start]["feature"], features[group.stop - 1]["feature"]
             self._render(
-                "feature", f"{folder}/features/{name}", 3, [*crumbs, (f"features {first}–{last}", None)],
+                "feature",
+                f"{folder}/features/{name}",
+                3,
+                [*crumbs, (f"features {first}–{last}", None)],
                 Markup(f'{{"shared":{shared},"features":[{",".join(details[index] for index in group)}]}}'),
-                first=first, last=last, variant=entry.variant,
+                first=first,
+                last=last,
+                variant=entry.variant,
             )
         for record in features:
             self.across.setdefault(site, {}).setdefault(record["feature"], []).append(
@@ -343,10 +385,13 @@ class _SiteWriter:
             site_folder = _site_folder(site)
             for feature, rows in by_feature.items():
                 self._render(
-                    "site_feature", f"{site_folder}/{feature}.html", 2,
+                    "site_feature",
+                    f"{site_folder}/{feature}.html",
+                    2,
                     [(self.title, "index.html"), (f"feature {feature}", None)],
                     {"feature": feature, "site": site, "scores": self.ranked.scores, "variants": rows},
-                    feature=feature, site=site,
+                    feature=feature,
+                    site=site,
                 )
 
     def _write_index(self) -> None:
@@ -372,12 +417,16 @@ class _SiteWriter:
         )
         table_frame(entries, scores, self.rank_by).map(_csv_safe).to_csv(self.root / "leaderboard.csv", index=False)
         self._render(
-            "index", "index.html", 0, [(self.title, None)],
+            "index",
+            "index.html",
+            0,
+            [(self.title, None)],
             {
                 "document": document.model_dump(mode="json"),
                 "settings": [{"key": key, "label": label} for key, label, _ in SETTINGS],
             },
-            document=document, plots=self._index_plots(document),
+            document=document,
+            plots=self._index_plots(document),
         )
 
     def _index_plots(self, document: LeaderboardDocument) -> dict[str, Any]:
@@ -394,15 +443,22 @@ class _SiteWriter:
         by_tokens = bool(costed) and all(e.cost_usd == 0 and e.tokens is not None for e in costed)
         costs = [float(e.tokens if by_tokens else e.cost_usd) for e in costed]
         return {
-            "radar": Markup(radar_svg(scores, [e.variant for e in top], [[e.scores[s].mean for s in scores] for e in top])),
+            "radar": Markup(
+                radar_svg(scores, [e.variant for e in top], [[e.scores[s].mean for s in scores] for e in top])
+            ),
             "radar_legend": [entry.variant for entry in top],
             "distributions": [Markup(distributions_svg(score, names, self.box_stats[score])) for score in scores],
             "scatter": Markup(
                 cost_quality_svg(
-                    [e.variant for e in costed], costs, [quality(e) for e in costed], quality_label,
+                    [e.variant for e in costed],
+                    costs,
+                    [quality(e) for e in costed],
+                    quality_label,
                     "tokens" if by_tokens else "USD",
                 )
-            ) if costed else None,
+            )
+            if costed
+            else None,
             "scatter_left_out": len(entries) - len(costed),
             "scatter_by_tokens": by_tokens,
             "quality_label": quality_label,

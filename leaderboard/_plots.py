@@ -130,7 +130,9 @@ def distributions_svg(score: str, names: Sequence[str], stats: Sequence[BoxStats
 
     body = [f'<text class="plot-title" x="{label_width}" y="14">{escape(score)}</text>']
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
-        body.append(f'<line class="gridline" x1="{x(tick):.1f}" y1="{top - 4}" x2="{x(tick):.1f}" y2="{height - 20:.1f}"/>')
+        body.append(
+            f'<line class="gridline" x1="{x(tick):.1f}" y1="{top - 4}" x2="{x(tick):.1f}" y2="{height - 20:.1f}"/>'
+        )
         body.append(f'<text class="tick" x="{x(tick):.1f}" y="{height - 6:.1f}" text-anchor="middle">{tick:g}</text>')
     for index, (name, box) in enumerate(zip(names, stats)):
         middle = top + row * index + row / 2
@@ -239,7 +241,9 @@ def cost_quality_svg(
     body = []
     for tick, label in scale.ticks(bool((cost <= 0).any()), unit):
         body.append(f'<line class="gridline" x1="{x(tick):.1f}" y1="{top}" x2="{x(tick):.1f}" y2="{height - bottom}"/>')
-        body.append(f'<text class="tick" x="{x(tick):.1f}" y="{height - bottom + 16}" text-anchor="middle">{label}</text>')
+        body.append(
+            f'<text class="tick" x="{x(tick):.1f}" y="{height - bottom + 16}" text-anchor="middle">{label}</text>'
+        )
     for tick in y_ticks:
         body.append(f'<line class="gridline" x1="{left}" y1="{y(tick):.1f}" x2="{width - right}" y2="{y(tick):.1f}"/>')
         body.append(f'<text class="tick" x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">{_number(tick)}</text>')

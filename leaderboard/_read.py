@@ -26,8 +26,8 @@ import pandas as pd
 
 from harness.artifacts import FEATURE_PLOTS, PER_FEATURE_TABLE, PLOTS, RATED_SAMPLES_TABLE, TABLES, TOP_EXAMPLES_TABLE
 from harness.errors import HarnessError
-from harness.secrets import redact, redact_text
 from harness.score_names import FADE_SCORES
+from harness.secrets import redact, redact_text
 from harness.track.compare import AGGREGATE, SITE_PARAMS, feature_scores, rank_variants, variants_table
 from harness.track.paired import ALPHA, MIN_FEATURES
 from leaderboard._document import SETTINGS, Rank, ScoreSummary, VariantEntry, VariantSettings
@@ -148,7 +148,9 @@ def read_ranked_variants(
     ranks = {
         criterion: {
             run_id: Rank(rank=rank, tied=tied, vs_above=vs_above)
-            for run_id, rank, tied, vs_above in zip(ranked["run_id"], ranked["rank"], ranked["tied"], ranked["vs_above"])
+            for run_id, rank, tied, vs_above in zip(
+                ranked["run_id"], ranked["rank"], ranked["tied"], ranked["vs_above"]
+            )
         }
         for criterion, ranked in rankings.items()
     }
@@ -157,11 +159,13 @@ def read_ranked_variants(
     for row in rankings[rank_by].to_dict("records"):
         run_id = row["run_id"]
         # Redacted again: runs logged before secrets were refused, or by other tools, may hold one.
-        params[run_id] = redact({
-            key[len(PARAM_PREFIX) :]: value
-            for key, value in row.items()
-            if key.startswith(PARAM_PREFIX) and isinstance(value, str)
-        })
+        params[run_id] = redact(
+            {
+                key[len(PARAM_PREFIX) :]: value
+                for key, value in row.items()
+                if key.startswith(PARAM_PREFIX) and isinstance(value, str)
+            }
+        )
         metrics[run_id] = {key: number for key in table.columns if (number := finite(row.get(key))) is not None}
         entries.append(_entry(row, ranks, scores, finite(aggregate[run_id]), params[run_id], metrics[run_id]))
     return RankedVariants(entries, scores, weights, params, metrics)
@@ -179,10 +183,10 @@ def _entry(
         return round(metrics[name]) if name in metrics else None
 
     prompt_tokens, completion_tokens = count("prompt_tokens"), count("completion_tokens")
-    tokens = None if prompt_tokens is None and completion_tokens is None else (prompt_tokens or 0) + (completion_tokens or 0)
-    settings = {
-        name: next((params[key] for key in keys if key in params), None) for name, _, keys in SETTINGS
-    }
+    tokens = (
+        None if prompt_tokens is None and completion_tokens is None else (prompt_tokens or 0) + (completion_tokens or 0)
+    )
+    settings = {name: next((params[key] for key in keys if key in params), None) for name, _, keys in SETTINGS}
     return VariantEntry(
         rank=int(row["rank"]),
         tied=bool(row["tied"]),
@@ -325,8 +329,7 @@ def _feature_index(value: Any, table: _Table) -> int:
         return value
     if type(value) is not float or not value.is_integer():
         raise LeaderboardError(
-            f"artifact {table.artifact} of run {table.run_id}: feature {value!r} is not an integer "
-            "feature index"
+            f"artifact {table.artifact} of run {table.run_id}: feature {value!r} is not an integer feature index"
         )
     return int(value)
 
@@ -352,7 +355,10 @@ def _feature_records(table: _Table) -> list[dict[str, Any]]:
             "feature": feature,
             "description": _text(description(row)),
             "explainer": _text(explainer(row)),
-            "scores": {name: {"value": finite(value(row)), "reason": _text(reason(row))} for name, value, reason in score_columns},
+            "scores": {
+                name: {"value": finite(value(row)), "reason": _text(reason(row))}
+                for name, value, reason in score_columns
+            },
             "faithfulness_factor": finite(factor(row)),
         }
         for feature, row in zip(table.features(), table.rows)
@@ -398,12 +404,19 @@ def table_frame(entries: Sequence[VariantEntry], scores: Sequence[str], rank_by:
     whose paired comparison with the row above each row carries)."""
     rows = []
     for entry in entries:
-        row: dict[str, Any] = {"rank": entry.rank, "tied": entry.tied, "variant": entry.variant, "aggregate": entry.aggregate}
+        row: dict[str, Any] = {
+            "rank": entry.rank,
+            "tied": entry.tied,
+            "variant": entry.variant,
+            "aggregate": entry.aggregate,
+        }
         vs_above = entry.ranks[rank_by].vs_above if rank_by in entry.ranks else None
-        row.update({
-            f"vs_above_{part}": getattr(vs_above, part) if vs_above is not None else None
-            for part in ("mean_difference", "features", "p_value", "p_adjusted")
-        })
+        row.update(
+            {
+                f"vs_above_{part}": getattr(vs_above, part) if vs_above is not None else None
+                for part in ("mean_difference", "features", "p_value", "p_adjusted")
+            }
+        )
         for name in scores:
             summary = entry.scores[name]
             row.update({f"{name}_{part}": getattr(summary, part) for part in ("mean", "ci_low", "ci_high", "defined")})

@@ -8,7 +8,9 @@ import yaml
 
 
 def harness(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def write_config(folder, llm, **sections):
@@ -16,7 +18,12 @@ def write_config(folder, llm, **sections):
     config = {
         "corpus": {"num_samples": 100, "max_chars": 160, "seed": 5},
         "site": {"module": "model.layers.3.mlp.act_fn", "features": [77, 91]},
-        "activations": {"batch_size": 16, "max_length": 32, "skip_first_positions": 1, "cache_dir": str(folder / "cache")},
+        "activations": {
+            "batch_size": 16,
+            "max_length": 32,
+            "skip_first_positions": 1,
+            "cache_dir": str(folder / "cache"),
+        },
         "explain": {"llm": llm, "selection": {"num_examples": 6}},
         **sections,
     }
@@ -73,7 +80,15 @@ def test_evaluate_scores_a_descriptions_file_with_fade_and_the_enabled_scorers(t
         )  # fmt: skip
         explained = harness("explain", str(path), "-o", str(tmp_path / "descriptions.csv"), "--quiet", cwd=tmp_path)
         assert explained.returncode == 0, explained.stderr
-        command = ("evaluate", str(path), "-d", str(tmp_path / "descriptions.csv"), "-o", str(tmp_path / "out"), "--quiet")
+        command = (
+            "evaluate",
+            str(path),
+            "-d",
+            str(tmp_path / "descriptions.csv"),
+            "-o",
+            str(tmp_path / "out"),
+            "--quiet",
+        )
         first = harness(*command, cwd=tmp_path)
         assert first.returncode == 0, first.stderr
         other = pd.read_csv(tmp_path / "out" / "other_scores.csv")
@@ -82,7 +97,14 @@ def test_evaluate_scores_a_descriptions_file_with_fade_and_the_enabled_scorers(t
         assert again.returncode == 0, again.stderr
         assert server.requests == requests  # FADE reused from the output folder, scorers from the LLM cache
     assert first.stdout.splitlines()[0].split() == [
-        "feature", "clarity", "responsiveness", "purity", "faithfulness", "detection", "embedding", "description"
+        "feature",
+        "clarity",
+        "responsiveness",
+        "purity",
+        "faithfulness",
+        "detection",
+        "embedding",
+        "description",
     ]
     assert "2 computed, 0 reused" in first.stdout and "0 computed, 2 reused" in again.stdout
     assert list(other["feature"]) == [77, 91]

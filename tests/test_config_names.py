@@ -55,7 +55,11 @@ def test_every_bad_name_of_a_config_is_listed_in_one_error_with_the_registrys_ow
     with pytest.raises(ConfigError) as caught:
         parse_config({"scorers": {"enabled": ["simul", "fuzzing", "detecton"]}, "site": {"kind": "neurn"}})
     lines = str(caught.value).splitlines()
-    assert [line.split(":")[0].strip() for line in lines[1:]] == ["site.kind", "scorers.enabled[0]", "scorers.enabled[2]"]
+    assert [line.split(":")[0].strip() for line in lines[1:]] == [
+        "site.kind",
+        "scorers.enabled[0]",
+        "scorers.enabled[2]",
+    ]
     with pytest.raises(ConfigError) as late:
         SCORERS.get("detecton")  # where the scorer is built: the same message, from the one implementation
     assert lines[-1] == f"  scorers.enabled[2]: {late.value}"
@@ -84,7 +88,9 @@ def test_settings_that_are_names_only_when_registered_are_left_to_their_other_re
     assert (config.corpus.source, config.fade.embedding_judged) == ("python_docs", False)
 
 
-@pytest.mark.parametrize("name", [name for name in dir(registry) if isinstance(getattr(registry, name), registry.Registry)])
+@pytest.mark.parametrize(
+    "name", [name for name in dir(registry) if isinstance(getattr(registry, name), registry.Registry)]
+)
 def test_every_declared_entry_imports_and_a_registered_class_or_function_knows_its_name(name):
     declared = getattr(registry, name)
     for entry in declared:

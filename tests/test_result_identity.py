@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from harness.activations._extract import engine_key_material
 from harness.config import (
     LLM_BACKEND_SETTINGS,
     HarnessConfig,
@@ -25,7 +26,6 @@ from harness.config import (
     result_fingerprint,
     set_dotted,
 )
-from harness.activations._extract import engine_key_material
 from harness.evaluate.fade.pipeline import _base_key
 from harness.explain import settings_hash
 from harness.files import identity_hash
@@ -102,7 +102,12 @@ def test_backend_id_changes_every_key_that_depends_on_that_llm(base, role):
 
 @pytest.mark.parametrize("name", sorted(operational_fields(LLMConfig)))
 def test_an_operational_llm_setting_changes_no_key(base, name):
-    value = {"api_key_env": "OTHER_KEY", "cache": False, "cache_path": "/elsewhere/llm.sqlite", "api_base": "http://h/v1"}
+    value = {
+        "api_key_env": "OTHER_KEY",
+        "cache": False,
+        "cache_path": "/elsewhere/llm.sqlite",
+        "api_base": "http://h/v1",
+    }
     changed = value.get(name, 0.5 if isinstance(getattr(base.fade.rater, name), (float, type(None))) else 3)
     assert keys(with_settings(base, {f"{role}.{name}": changed for role in LLM_ROLES})) == keys(base)
 
@@ -130,9 +135,13 @@ def test_a_disabled_section_is_out_of_the_identity_until_enabled():
     ):
         assert result_fingerprint(with_settings(plain, {dotted: value})) == result_fingerprint(plain), dotted
     detection = with_settings(plain, {"scorers.enabled": ["detection"]})
-    assert result_fingerprint(with_settings(detection, {"scorers.intruder.num_trials": 3})) == result_fingerprint(detection)
+    assert result_fingerprint(with_settings(detection, {"scorers.intruder.num_trials": 3})) == result_fingerprint(
+        detection
+    )
     intruder = with_settings(plain, {"scorers.enabled": ["intruder"]})
-    assert result_fingerprint(with_settings(intruder, {"scorers.intruder.num_trials": 3})) != result_fingerprint(intruder)
+    assert result_fingerprint(with_settings(intruder, {"scorers.intruder.num_trials": 3})) != result_fingerprint(
+        intruder
+    )
     floor = with_settings(plain, {"fade.clarity_floor.enabled": True})
     assert result_fingerprint(with_settings(floor, {"fade.clarity_floor.beats_at_z": 3.0})) != result_fingerprint(floor)
 
@@ -198,7 +207,8 @@ def test_two_servers_under_one_model_string_share_answers_unless_backend_id_tell
 
 @pytest.mark.slow
 def test_a_finished_run_is_skipped_after_an_operational_change_and_rerun_after_a_result_changing_one(
-    tmp_path, server  # noqa: F811 (the fixture imported above)
+    tmp_path,
+    server,  # noqa: F811 (the fixture imported above)
 ):
     one_variant = {"named": [{"name": "top-tokens", "set": {"explain.explainer": "top-tokens"}}]}
     path = write_config(tmp_path, server.url, "identity")
@@ -207,8 +217,15 @@ def test_a_finished_run_is_skipped_after_an_operational_change_and_rerun_after_a
         patch.setenv(KEY_ENV, "sk-identity-test")
         patch.chdir(tmp_path)
         (first,) = run_experiment(config, progress=False)
-        operational = {"api_base": moved.url, "concurrency": 3, "timeout_s": 30.0, "cache_path": str(tmp_path / "x.sqlite")}
-        changes = {f"{role}.{name}": value for role in ("explain.llm", "fade.rater") for name, value in operational.items()}
+        operational = {
+            "api_base": moved.url,
+            "concurrency": 3,
+            "timeout_s": 30.0,
+            "cache_path": str(tmp_path / "x.sqlite"),
+        }
+        changes = {
+            f"{role}.{name}": value for role in ("explain.llm", "fade.rater") for name, value in operational.items()
+        }
         (again,) = run_experiment(load_config(path, {"variants": one_variant, **changes}), progress=False)
         (named,) = run_experiment(
             load_config(path, {"variants": one_variant, **changes, "fade.rater.backend_id": "moved"}), progress=False

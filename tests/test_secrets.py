@@ -15,9 +15,9 @@ from mlflow import MlflowClient
 from harness.config import HarnessConfig, LLMConfig, dump_config, parse_config
 from harness.errors import ConfigError
 from harness.secrets import REDACTED, is_secret_name, redact, redact_text
-from harness.track.variant import log_config_artifact, variant_params
 from harness.track.runs import log_params, variant_run
 from harness.track.store import default_tracking_uri, ensure_experiment
+from harness.track.variant import log_config_artifact, variant_params
 
 KEY = "sk-planted-0123456789abcdef"
 
@@ -29,7 +29,10 @@ KEY = "sk-planted-0123456789abcdef"
         ({"extra_params": {"extra_body": {"api_key": KEY}}}, "extra_params.extra_body.api_key"),
         ({"extra_params": {"apikey": KEY}}, "extra_params.apikey"),
         ({"extra_params": {"extra_body": {"auth": [{"X-Api-Key": KEY}]}}}, "extra_params.extra_body.auth"),
-        ({"extra_params": {"extra_body": {"items": [{"accessToken": KEY}]}}}, "extra_params.extra_body.items.0.accessToken"),
+        (
+            {"extra_params": {"extra_body": {"items": [{"accessToken": KEY}]}}},
+            "extra_params.extra_body.items.0.accessToken",
+        ),
         ({"api_base": f"http://u:{KEY}@host/v1"}, "api_base"),
         ({"api_base": f"http://host/v1?api-key={KEY}"}, "api_base"),
         ({"api_key_env": KEY}, "api_key_env"),
@@ -53,7 +56,16 @@ def test_plain_settings_are_not_taken_for_secrets():
     assert config.fade.rater.api_key_env == "OPENAI_API_KEY"
     for name in ("max_tokens", "top_k", "budget_tokens", "api_key_env", "num_tokens", "tokenizer"):
         assert not is_secret_name(name), name
-    for name in ("api_key", "apiKey", "API-KEY", "x_api_key", "access_token", "client_secret", "password", "Authorization"):
+    for name in (
+        "api_key",
+        "apiKey",
+        "API-KEY",
+        "x_api_key",
+        "access_token",
+        "client_secret",
+        "password",
+        "Authorization",
+    ):
         assert is_secret_name(name), name
 
 

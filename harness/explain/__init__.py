@@ -16,8 +16,8 @@ from harness.explain._explainer import (
 from harness.explain._importing import (
     IMPORTERS,
     DescriptionImportWarning,
-    ImportReport,
     Importer,
+    ImportReport,
     RowProblem,
     import_descriptions,
 )

@@ -16,7 +16,7 @@ HIGHLIGHT_OPEN, HIGHLIGHT_CLOSE = "<<", ">>"
 
 DISPLAY_INSTRUCTIONS = {
     # closing marker named first, so no "<<...>>" span appears outside the examples themselves
-    "highlight": f'In each example, the feature is active on the marked tokens; each marked span is closed by '
+    "highlight": f"In each example, the feature is active on the marked tokens; each marked span is closed by "
     f'"{HIGHLIGHT_CLOSE}" and opened by "{HIGHLIGHT_OPEN}".',
     "values": "Each example is written one token per line between <start> and <end>; after a tab comes the "
     "feature's activation on that token, from 0 (inactive) to 10 (its strongest activation).",

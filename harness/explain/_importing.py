@@ -282,8 +282,12 @@ def import_descriptions(
         row = {column: _normalise(column, record[column]) for column in columns}
         if row["feature"] in first_line:
             report.problems.append(
-                RowProblem(record["line"], "feature", f"feature {row['feature']} already given at line "
-                           f"{first_line[row['feature']]}; narrow the rows with `select`")
+                RowProblem(
+                    record["line"],
+                    "feature",
+                    f"feature {row['feature']} already given at line "
+                    f"{first_line[row['feature']]}; narrow the rows with `select`",
+                )
             )
             continue
         first_line[row["feature"]] = record["line"]

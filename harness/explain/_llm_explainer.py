@@ -192,7 +192,9 @@ class LLMExplainer(Explainer):
                 desc=f"explain ({len(asked)} features" + (f", candidate {index + 1}/{count})" if count > 1 else ")"),
                 validate=DESCRIPTION_ANSWER.parses,
                 answer_format=DESCRIPTION_ANSWER,
-                trace_context=[{"feature": prompt.feature, "purpose": "explain", "candidate": index} for prompt in asked],
+                trace_context=[
+                    {"feature": prompt.feature, "purpose": "explain", "candidate": index} for prompt in asked
+                ],
                 **({"seed": index} if index else {}),
             )
             for index in range(count)

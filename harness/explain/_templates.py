@@ -58,9 +58,7 @@ def _placeholders(text: str, where: str) -> frozenset[str]:
     try:
         parsed = list(string.Formatter().parse(text))
     except ValueError as error:
-        raise ConfigError(
-            f"prompt template {where}: {error}; write {{{{ and }}}} for literal braces"
-        ) from None
+        raise ConfigError(f"prompt template {where}: {error}; write {{{{ and }}}} for literal braces") from None
     known = ", ".join("{" + name + "}" for name in PLACEHOLDERS)
     for _, field_name, format_spec, conversion in parsed:
         if field_name is None:

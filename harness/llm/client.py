@@ -34,11 +34,11 @@ from tqdm.auto import tqdm
 from harness.config import DEFAULT_CACHE_DIR, LLM_BACKEND_SETTINGS, LLMConfig, identity_payload
 from harness.errors import LLMError
 from harness.llm.cache import CachedResponse, ResponseCache, cache_key
+from harness.llm.ledger import UsageLedger
 from harness.llm.local_provider import LOCAL_PROVIDER, register_local_provider
 from harness.llm.logprobs import token_logprobs
 from harness.llm.per_loop import PerLoop
 from harness.llm.schemas import AnswerFormat
-from harness.llm.ledger import UsageLedger
 from harness.llm.tracing import CallSpan, CallTracer
 from harness.llm.types import Completion, Usage
 from harness.secrets import redact_text
@@ -54,7 +54,6 @@ _RESERVED_PARAMS = frozenset(
 )
 _RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 UNUSED_API_KEY = "no-key"  # sent to keyless OpenAI-compatible servers
-
 
 
 def _quiet_litellm() -> None:
@@ -116,7 +115,9 @@ def _hint(error: BaseException, config: LLMConfig, request_params: dict[str, Any
         if request_params.get("logprobs"):
             hint += "; this request asked for token log-probabilities, which some backends refuse (scorers.<name>.logprobs: off)"
         if request_params.get("response_format"):
-            hint += "; this request asked for a JSON-schema answer, which some backends refuse (llm.structured_output: off)"
+            hint += (
+                "; this request asked for a JSON-schema answer, which some backends refuse (llm.structured_output: off)"
+            )
         return hint
     if _is_retryable(error):
         return "check that the backend is up, or raise llm.max_retries / llm.timeout_s"
@@ -406,7 +407,10 @@ class LLMClient:
                 delay = self._delay(transport_retries, _retry_after_s(error))
                 logger.debug(
                     "%s: attempt %d failed (%s); retrying in %.2f s",
-                    self.backend, attempts, self._redact(_describe(error), secrets), delay,
+                    self.backend,
+                    attempts,
+                    self._redact(_describe(error), secrets),
+                    delay,
                 )
                 await asyncio.sleep(delay)
                 continue
@@ -513,7 +517,10 @@ class LLMClient:
             tracer.release(feature)
 
         async def one(
-            messages: Messages, validator: Validator | None, answer: AnswerFormat | None, context: Mapping[str, Any] | None
+            messages: Messages,
+            validator: Validator | None,
+            answer: AnswerFormat | None,
+            context: Mapping[str, Any] | None,
         ) -> Completion | LLMError:
             try:
                 async with started:
@@ -579,7 +586,12 @@ class LLMClient:
             **params: litellm sampling parameters for every request.
         """
         batch = self.acomplete_many(
-            conversations, desc=desc, validate=validate, answer_format=answer_format, trace_context=trace_context, **params
+            conversations,
+            desc=desc,
+            validate=validate,
+            answer_format=answer_format,
+            trace_context=trace_context,
+            **params,
         )
         try:
             asyncio.get_running_loop()

@@ -254,7 +254,9 @@ class LocalChatProvider(CustomLLM):
         return results
 
     @staticmethod
-    def _response(model_response: ModelResponse, model: str, result: Generated, top_logprobs: int | None) -> ModelResponse:
+    def _response(
+        model_response: ModelResponse, model: str, result: Generated, top_logprobs: int | None
+    ) -> ModelResponse:
         message = Message(role="assistant", content=result.text)
         logprobs = None
         if result.logprobs is not None:

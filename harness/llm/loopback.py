@@ -302,7 +302,11 @@ class _Handler(BaseHTTPRequestHandler):
         text = answer.text if isinstance(answer, ScriptedAnswer) else answer
         prompt_tokens = sum(len(str(m.get("content") or "").split()) for m in messages if isinstance(m, dict))
         completion_tokens = len(text.split())
-        choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "finish_reason": "stop",
+        }
         if request.get("logprobs"):
             tokens = (
                 answer.tokens

@@ -114,7 +114,9 @@ class FadeResponder:
         description, _, body = user.partition("\n")
         keywords = concept_keywords(description.removeprefix(_DESCRIPTION_PREFIX))
         if "\nTokens:\n" in user:
-            return {number: 10 if contains_keyword(token, keywords) else 0 for number, token in _TOKEN_LINE.findall(body)}
+            return {
+                number: 10 if contains_keyword(token, keywords) else 0 for number, token in _TOKEN_LINE.findall(body)
+            }
         examples = _EXAMPLE_LINE.findall(body)
         if not examples:
             return None

@@ -43,11 +43,23 @@ FEATURE_TAG = "harness.feature"  # the feature id the call is about
 PURPOSE_TAG = "harness.purpose"  # which score asked: clarity, responsiveness, faithfulness, detection, ...
 KIND_TAG = "harness.kind"  # the prompt kind (AnswerFormat.kind): fade_rating, fade_generation, explainer, ...
 MODEL_TAG = "harness.model"  # the litellm model string
-CACHE_TAG = "harness.cache"  # "hit" (answered from the response cache, the backend not asked), "miss"; "mixed" (a trace)
+CACHE_TAG = (
+    "harness.cache"  # "hit" (answered from the response cache, the backend not asked), "miss"; "mixed" (a trace)
+)
 STATUS_TAG = "harness.status"  # "ok", "invalid" (the validator rejected the last answer) or "error"
 CALLS_TAG = "harness.calls"  # how many calls a trace holds
 CACHE_HITS_TAG = "harness.cache_hits"  # how many of them the response cache answered
-TRACE_TAGS = (STAGE_TAG, FEATURE_TAG, PURPOSE_TAG, KIND_TAG, MODEL_TAG, CACHE_TAG, STATUS_TAG, CALLS_TAG, CACHE_HITS_TAG)
+TRACE_TAGS = (
+    STAGE_TAG,
+    FEATURE_TAG,
+    PURPOSE_TAG,
+    KIND_TAG,
+    MODEL_TAG,
+    CACHE_TAG,
+    STATUS_TAG,
+    CALLS_TAG,
+    CACHE_HITS_TAG,
+)
 _STATUS_ORDER = ("ok", "invalid", "error")  # a trace's status is the worst of its calls'
 SOURCE_RUN_METADATA = "mlflow.sourceRun"  # MLflow's own link from a trace to its run
 
@@ -196,7 +208,9 @@ class CallTracer:
                     if held.root is None:
                         tags = {STAGE_TAG: self.stage, FEATURE_TAG: str(feature)}
                         root_inputs = {"stage": self.stage, "feature": feature}
-                        held.root = self._open_root(f"{self.stage} feature {feature}", SpanType.CHAIN, tags, root_inputs)
+                        held.root = self._open_root(
+                            f"{self.stage} feature {feature}", SpanType.CHAIN, tags, root_inputs
+                        )
                     held.calls += 1
                     held.models.add(model)
                     held.kinds.update([kind] if kind else [])
@@ -216,7 +230,12 @@ class CallTracer:
         return CallSpan(span, secrets, time.perf_counter())
 
     def _open_root(
-        self, name: str, span_type: str, tags: Mapping[str, str], inputs: Any, attributes: Mapping[str, Any] | None = None
+        self,
+        name: str,
+        span_type: str,
+        tags: Mapping[str, str],
+        inputs: Any,
+        attributes: Mapping[str, Any] | None = None,
     ) -> Any:
         import mlflow
 
@@ -244,7 +263,9 @@ class CallTracer:
     def _warn_once(self, error: BaseException) -> None:
         if not self._failed[0]:
             self._failed[0] = True
-            logger.warning("cannot record LLM calls as MLflow traces (%s); the run goes on without them", type(error).__name__)
+            logger.warning(
+                "cannot record LLM calls as MLflow traces (%s); the run goes on without them", type(error).__name__
+            )
 
 
 @dataclass
@@ -293,14 +314,20 @@ class CallSpan:
             )
             span.set_attribute(
                 SpanAttributeKey.CHAT_USAGE,
-                {"input_tokens": prompt_tokens, "output_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
+                {
+                    "input_tokens": prompt_tokens,
+                    "output_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
             )
             if self.feature_trace is not None:
                 with self.lock:
                     self.feature_trace.cache_hits += int(cached)
                     self.feature_trace.statuses.add(status)
             else:
-                _set_trace_tags(span, {CACHE_TAG: "hit" if cached else "miss", STATUS_TAG: status, CACHE_HITS_TAG: str(int(cached))})
+                _set_trace_tags(
+                    span, {CACHE_TAG: "hit" if cached else "miss", STATUS_TAG: status, CACHE_HITS_TAG: str(int(cached))}
+                )
             if error is not None:
                 span.set_outputs({"error": _clean(error, self.secrets)})
                 span.end(status=SpanStatusCode.ERROR)

@@ -163,5 +163,9 @@ def make_sampler(config: HarnessConfig, storage_location: str) -> ExploringSampl
         raise ConfigError(f"the grid sampler needs choices for every setting; search.space.{ranges[0]} is a range")
     lock: Callable[[], AbstractContextManager[Any]] = nullcontext
     if "://" not in storage_location:
-        lock = functools.partial(file_lock, Path(storage_location).with_name(Path(storage_location).name + ".sampling.lock"))
-    return ExploringSampler(lambda seed: _configured_sampler(config, seed), config.search.seed, distributions(config), lock)
+        lock = functools.partial(
+            file_lock, Path(storage_location).with_name(Path(storage_location).name + ".sampling.lock")
+        )
+    return ExploringSampler(
+        lambda seed: _configured_sampler(config, seed), config.search.seed, distributions(config), lock
+    )

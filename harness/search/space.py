@@ -7,7 +7,7 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
-from harness.config import HarnessConfig, SearchParam, set_dotted, parse_config
+from harness.config import HarnessConfig, SearchParam, parse_config, set_dotted
 from harness.errors import ConfigError
 
 # Optuna stores categorical values as these types only.
@@ -72,7 +72,9 @@ def validate_space(config: HarnessConfig) -> None:
     for key, param in space.items():
         found, default = _lookup(base, key)
         if not found or isinstance(default, dict):
-            problems.append(f"  search.space.{key}: unknown setting (a dotted key of a config value, e.g. explain.selection.num_examples)")
+            problems.append(
+                f"  search.space.{key}: unknown setting (a dotted key of a config value, e.g. explain.selection.num_examples)"
+            )
             continue
         if key.split(".")[0] in {"search", "tracking", "variants", "name"}:
             problems.append(f"  search.space.{key}: not a pipeline setting")
@@ -81,7 +83,9 @@ def validate_space(config: HarnessConfig) -> None:
             problems.append(f"  search.space.{key}: choices must be plain values (text, numbers, booleans)")
             continue
         if param.choices is None and isinstance(default, (bool, str, list)):
-            problems.append(f"  search.space.{key}: a range needs a numeric setting; use choices for {type(default).__name__}")
+            problems.append(
+                f"  search.space.{key}: a range needs a numeric setting; use choices for {type(default).__name__}"
+            )
             continue
         if param.choices is not None:
             candidates[key] = list(param.choices)
@@ -129,9 +133,13 @@ def suggest_params(trial: Any, config: HarnessConfig) -> dict[str, Any]:
         if isinstance(distribution, CategoricalDistribution):
             params[key] = trial.suggest_categorical(key, distribution.choices)
         elif isinstance(distribution, IntDistribution):
-            params[key] = trial.suggest_int(key, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+            params[key] = trial.suggest_int(
+                key, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+            )
         else:
-            params[key] = trial.suggest_float(key, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+            params[key] = trial.suggest_float(
+                key, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+            )
     return params
 
 

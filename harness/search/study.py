@@ -286,7 +286,12 @@ def _tag_best_trials(study) -> list[dict[str, Any]]:
         if run_id:
             client.set_tag(run_id, "harness.best_trial", str(trial.number in best_numbers).lower())
     return [
-        {"trial": trial.number, "values": trial.values, "params": trial.params, "run_id": trial.user_attrs.get(RUN_ID_ATTR)}
+        {
+            "trial": trial.number,
+            "values": trial.values,
+            "params": trial.params,
+            "run_id": trial.user_attrs.get(RUN_ID_ATTR),
+        }
         for trial in best_trials
     ]
 
@@ -334,4 +339,3 @@ def _log_study(study, parent_run_id: str, config: HarnessConfig, tracking_uri: s
 
 def _first_value(trial) -> float:
     return trial.values[0]
-

@@ -4,9 +4,9 @@ hook, selecting features, and steering one feature during generation."""
 from __future__ import annotations
 
 import difflib
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-import threading
 from contextlib import contextmanager
 from typing import Any, ClassVar
 

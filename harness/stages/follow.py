@@ -111,4 +111,6 @@ def follow_variants(config: HarnessConfig, processes: Processes) -> None:
         shared.activations(variant)
         descriptions = _receive(processes)
         workdir = variant_workdir(variant, result_fingerprint(variant))
-        evaluate_in_chunks(variant, descriptions, workdir / "fade", shared, ledger=run_ledger(workdir, run_id).stage("fade"))
+        evaluate_in_chunks(
+            variant, descriptions, workdir / "fade", shared, ledger=run_ledger(workdir, run_id).stage("fade")
+        )

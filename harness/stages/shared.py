@@ -83,8 +83,12 @@ class SharedStages:
             "pools",
             key,
             lambda: pool_examples(
-                self.model(config), self.site(config), self.corpus(config), self.activations(config),
-                config.activations, **settings,
+                self.model(config),
+                self.site(config),
+                self.corpus(config),
+                self.activations(config),
+                config.activations,
+                **settings,
             ),  # fmt: skip
         )
 

@@ -16,7 +16,17 @@ if TYPE_CHECKING:
 def per_feature_table(scores: pd.DataFrame, descriptions: pd.DataFrame) -> pd.DataFrame:
     """Scores with each description's provenance (explainer, hashes, tokens, cost, error)."""
     provenance = descriptions[
-        ["feature", "description", "explainer", "settings_hash", "prompt_hash", "prompt_tokens", "completion_tokens", "cost_usd", "error"]
+        [
+            "feature",
+            "description",
+            "explainer",
+            "settings_hash",
+            "prompt_hash",
+            "prompt_tokens",
+            "completion_tokens",
+            "cost_usd",
+            "error",
+        ]
     ]
     table = provenance.merge(scores.drop(columns=["description"]), on="feature", how="left")
     return table.rename(columns={"cost_usd": "explain_cost_usd", "error": "explain_error"})
@@ -41,7 +51,11 @@ def rated_samples_table(fade_dir: Path) -> pd.DataFrame:
     if len(natural):
         parts.append(natural.assign(stage="responsiveness", factor=np.nan)[columns])
     if len(continuations):
-        parts.append(continuations.rename(columns={"continuation": "text"}).assign(stage="faithfulness", activation=np.nan)[columns])
+        parts.append(
+            continuations.rename(columns={"continuation": "text"}).assign(stage="faithfulness", activation=np.nan)[
+                columns
+            ]
+        )
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 

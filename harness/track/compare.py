@@ -194,7 +194,9 @@ def _is_score(column: str) -> bool:
     return column in FADE_SCORES or column in SCORERS.names()
 
 
-def variants_table(experiment_names: Sequence[str], tracking_uri: str, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
+def variants_table(
+    experiment_names: Sequence[str], tracking_uri: str, run_ids: Sequence[str] | None = None
+) -> pd.DataFrame:
     """One row per finished variant (or trial) run: name, run id, settings params and every metric."""
     import mlflow
     from mlflow import MlflowClient

@@ -68,7 +68,11 @@ def _lead_variants(
     keys = [result_fingerprint(variant) for _, variant in variants]
     parent = (
         variant_run(
-            experiment_id, _comparison_key(keys), config.name, role="comparison", force=force,
+            experiment_id,
+            _comparison_key(keys),
+            config.name,
+            role="comparison",
+            force=force,
             check=partial(check_variants, [variant for _, variant in variants], shared),
         )  # fmt: skip
         if len(variants) > 1
@@ -100,8 +104,12 @@ def _lead_variants(
 def _log_paired(config: HarnessConfig, variants: list, outcomes: list[VariantOutcome], tracking_uri: str) -> None:
     """Each variant vs the one ranked above it, by a paired test, to the comparison run (docs/tracking.md)."""
     rows = [
-        {"variant": outcome.name, "run_id": outcome.run_id, **site_params(variant),
-         **{key: value for key, value in outcome.metrics.items() if value is not None}}
+        {
+            "variant": outcome.name,
+            "run_id": outcome.run_id,
+            **site_params(variant),
+            **{key: value for key, value in outcome.metrics.items() if value is not None},
+        }
         for (_, variant), outcome in zip(variants, outcomes)
     ]
     log_paired_comparisons(
@@ -113,4 +121,3 @@ def _log_paired(config: HarnessConfig, variants: list, outcomes: list[VariantOut
 def _comparison_key(variant_keys: list[str]) -> str:
     joined = ",".join(sorted(variant_keys))
     return "comparison-" + hashlib.sha256(joined.encode()).hexdigest()[:16]
-

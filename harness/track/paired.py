@@ -202,7 +202,9 @@ def _compare(criterion, variant, reference, values, sites, min_features) -> Pair
     )
 
 
-def criterion_values(per_feature: pd.DataFrame | None, criterion: str, weights: Mapping[str, float]) -> pd.Series | None:
+def criterion_values(
+    per_feature: pd.DataFrame | None, criterion: str, weights: Mapping[str, float]
+) -> pd.Series | None:
     """A run's per-feature values of a score, or of the weighted aggregate (index = feature).
 
     The aggregate of a feature is the weighted mean of the weighted scores, defined where all of them are

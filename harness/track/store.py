@@ -9,8 +9,8 @@ file lock before any writer starts, since sqlite races on schema set-up.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness.errors import HarnessError

@@ -34,10 +34,10 @@ from harness.stages import (
     floor_metrics,
     per_feature_table,
     rated_samples_table,
+    run_ledger,
     score_metrics,
     score_with_other_scorers,
     top_examples_table,
-    run_ledger,
     variant_workdir,
 )
 from harness.track.checks import check_variant
@@ -189,12 +189,14 @@ def track_variant(
     import mlflow
     from mlflow import MlflowClient
 
-    from harness.llm import Usage, UsageLedger, parse_metrics
+    from harness.llm import Usage, parse_metrics
     from harness.llm.tracing import CallTracer
 
     lead = lead or Lead()
     check = partial(check_variant, config, shared)
-    with variant_run(experiment_id, key, name, role=role, parent_run_id=parent_run_id, force=force, check=check) as tracked:
+    with variant_run(
+        experiment_id, key, name, role=role, parent_run_id=parent_run_id, force=force, check=check
+    ) as tracked:
         if on_run is not None:
             on_run(tracked.run_id)
         lead.start(tracked.skipped, tracked.run_id)
@@ -228,7 +230,9 @@ def track_variant(
             )
         per_feature = per_feature_table(result.scores, descriptions)
         cost = result.floor_cost  # the clarity floor's share of the evaluate stage, when it ran
-        floor_cost = {"clarity_floor_requests": cost["requests"], "time_clarity_floor_s": cost["seconds"]} if cost else {}
+        floor_cost = (
+            {"clarity_floor_requests": cost["requests"], "time_clarity_floor_s": cost["seconds"]} if cost else {}
+        )
         if config.scorers.enabled:
             with timer.stage("scorers"):
                 scored = score_with_other_scorers(
@@ -239,7 +243,9 @@ def track_variant(
         spent = ledger.by_stage()
         total_usage = sum(spent.values(), Usage()).as_dict()
         metrics = (
-            score_metrics(per_feature, config.tracking.bootstrap_samples, config.seed, (*FADE_SCORES, *config.scorers.enabled))
+            score_metrics(
+                per_feature, config.tracking.bootstrap_samples, config.seed, (*FADE_SCORES, *config.scorers.enabled)
+            )
             | floor_metrics(per_feature, config)
             | floor_cost
             | usage_metrics(total_usage)
@@ -261,4 +267,6 @@ def track_variant(
             folder = workdir / "fade" / "features" / str(feature)
             for plot in sorted(folder.glob("*.png")):
                 mlflow.log_artifact(str(plot), f"{artifacts.FEATURE_PLOTS}/{feature}")
-        return VariantOutcome(name, tracked.run_id, skipped=False, resumed=tracked.resumed, metrics=metrics, per_feature=per_feature)
+        return VariantOutcome(
+            name, tracked.run_id, skipped=False, resumed=tracked.resumed, metrics=metrics, per_feature=per_feature
+        )

@@ -11,7 +11,9 @@ from harness.sites import build_site
 
 def test_choose_pool_rows_covers_each_quantile_and_the_least_active():
     column = np.array([0.0, 0.01, -0.5, 1, 2, 3, 4, 5, 6, 7, 8], dtype=np.float32)
-    rows = choose_pool_rows(column[:, None], per_quantile=1, num_quantiles=4, num_low=2, rng=np.random.default_rng(0))[0]
+    rows = choose_pool_rows(column[:, None], per_quantile=1, num_quantiles=4, num_low=2, rng=np.random.default_rng(0))[
+        0
+    ]
     active_by_rank = np.argsort(column)[np.sort(column) > 0]  # rows 3..10 in rank order
     bins = np.array_split(active_by_rank, 4)
     assert all(len(set(rows[:4]) & set(part.tolist())) == 1 for part in bins)

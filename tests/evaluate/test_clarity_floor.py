@@ -62,7 +62,9 @@ def test_a_style_feature_does_not_beat_its_floor_and_a_true_description_does(tmp
     sae = token_detector_sae(tmp_path / "sae", loaded_model, [STYLE_WORD, PLANTED_WORD])
     site = {"kind": "sae", "module": "model.embed_tokens", "sae": {"path": str(sae)}}
     # Feature 0 fires on the generator's tic, so any description "works"; feature 1 on its described word.
-    descriptions = pd.DataFrame({"feature": [0, 1], "description": [f"mentions '{ABSENT_WORD}'", f"mentions '{PLANTED_WORD}'"]})
+    descriptions = pd.DataFrame(
+        {"feature": [0, 1], "description": [f"mentions '{ABSENT_WORD}'", f"mentions '{PLANTED_WORD}'"]}
+    )
     responder = StyleTicGenerator()
     concepts = ClarityFloorConfig().concepts
     with LoopbackServer(responder=responder) as server:

@@ -28,7 +28,9 @@ def evaluated(tmp_path_factory):
     loaded_model = load_subject_model(SubjectModelConfig())
     sae = token_detector_sae(tmp_path / "sae", loaded_model, [WORD, WORD])
     site = {"kind": "sae", "module": "model.embed_tokens", "sae": {"path": str(sae)}}
-    descriptions = pd.DataFrame({"feature": [0, 1], "description": ["classes, inheritance and object-oriented programming", "cooking recipes"]})
+    descriptions = pd.DataFrame(
+        {"feature": [0, 1], "description": ["classes, inheritance and object-oriented programming", "cooking recipes"]}
+    )
     with pytest.MonkeyPatch.context() as patch, LoopbackServer() as server:
         patch.setenv(KEY_ENV, "sk-loopback-test")
         scripted = fade_config(server.url, tmp_path / "cache", site).fade.rater.model_dump()

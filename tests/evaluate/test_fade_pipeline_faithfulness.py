@@ -95,4 +95,6 @@ def test_stacked_factors_give_what_steering_each_factor_alone_gives(loaded_model
             output = loaded_model.model.generate(**encoded, generation_config=greedy)
         alone = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
         assert stacked.texts[index] == alone, factor
-    assert stacked.texts[1] != stacked.texts[0] != stacked.texts[2]  # the factor matters: the comparison means something
+    assert (
+        stacked.texts[1] != stacked.texts[0] != stacked.texts[2]
+    )  # the factor matters: the comparison means something

@@ -38,7 +38,9 @@ def test_interrupted_evaluation_resumes_without_recomputing_and_matches_an_unint
     site = {"kind": "sae", "module": "model.embed_tokens", "sae": {"path": str(sae)}}
     # Every fifth latent gets its own word (it passes the gate, so steering runs), the others a neighbour's.
     own_or_neighbour = [WORDS[i if i % 5 == 0 else (i + 1) % len(WORDS)] for i in range(len(WORDS))]
-    descriptions = pd.DataFrame({"feature": range(len(WORDS)), "description": [f"mentions '{w}'" for w in own_or_neighbour]})
+    descriptions = pd.DataFrame(
+        {"feature": range(len(WORDS)), "description": [f"mentions '{w}'" for w in own_or_neighbour]}
+    )
     with LoopbackServer() as server:
         # Short prompts and few steps keep the steered generation cheap; the scores are not the point here.
         config = fade_config(
@@ -61,8 +63,12 @@ def test_interrupted_evaluation_resumes_without_recomputing_and_matches_an_unint
                 raise Interrupted
 
         with pytest.raises(Interrupted):
-            evaluate_descriptions(config, descriptions, tmp_path / "resumed", progress=False, on_feature_done=stop_after_some)
-        finished = sorted(int(path.parent.name) for path in (tmp_path / "resumed" / FEATURES_FOLDER).glob(f"*/{RESULT_FILE}"))
+            evaluate_descriptions(
+                config, descriptions, tmp_path / "resumed", progress=False, on_feature_done=stop_after_some
+            )
+        finished = sorted(
+            int(path.parent.name) for path in (tmp_path / "resumed" / FEATURES_FOLDER).glob(f"*/{RESULT_FILE}")
+        )
         assert set(done) <= set(finished) and STOP_AFTER <= len(finished) < len(WORDS)
 
         server.reset_counts()

@@ -67,7 +67,9 @@ def make_calls(server, tmp_path, **settings) -> FeatureCalls:
 
 def sequences(count: int, every: int = 2) -> dict[int, str]:
     """Ids 100.. with every `every`-th text containing 'then'."""
-    return {100 + i: (f"first this, then that ({i})" if i % every == 0 else f"nothing to see ({i})") for i in range(count)}
+    return {
+        100 + i: (f"first this, then that ({i})" if i % every == 0 else f"nothing to see ({i})") for i in range(count)
+    }
 
 
 def expected_ratings(items: dict[int, str]) -> dict[int, int]:
@@ -99,7 +101,9 @@ def test_only_sequences_without_a_valid_rating_are_asked_again_once(server, resp
 def test_without_retries_failed_sequences_stay_unrated(server, tmp_path):
     server.faults = FaultPlan(sequence=(None, "malformed"))
     items = sequences(30)
-    ratings = asyncio.run(rate_sequences(make_calls(server, tmp_path, concurrency=1), CONCEPT, items, batch_size=15, max_failed_retries=0))
+    ratings = asyncio.run(
+        rate_sequences(make_calls(server, tmp_path, concurrency=1), CONCEPT, items, batch_size=15, max_failed_retries=0)
+    )
     assert len(ratings) == 15 and ratings == {key: expected_ratings(items)[key] for key in ratings}
 
 
@@ -177,7 +181,9 @@ def test_no_usable_generation_answer_leaves_clarity_undefined(server, tmp_path):
         raise AssertionError("no synthetic sample, so the subject model must not run")
 
     outcome = asyncio.run(
-        score_clarity(make_calls(server, tmp_path), CONCEPT, np.ones(10), activations_of, FadeConfig(clarity_llm_calls=3))
+        score_clarity(
+            make_calls(server, tmp_path), CONCEPT, np.ones(10), activations_of, FadeConfig(clarity_llm_calls=3)
+        )
     )
     assert outcome.score.value is None and outcome.score.reason == "no_synthetic_samples"
     assert outcome.synthetic_texts == [] and outcome.usable_answers == 0
@@ -194,7 +200,11 @@ def test_after_a_first_answer_a_failed_call_counts_as_unparsable(server, tmp_pat
     server.faults = FaultPlan(sequence=(None, "server_error"))
     calls = make_calls(server, tmp_path, max_retries=0)
     items = sequences(30)
-    first = asyncio.run(rate_sequences(calls, CONCEPT, dict(list(items.items())[:15]), batch_size=15, max_failed_retries=0))
-    second = asyncio.run(rate_sequences(calls, CONCEPT, dict(list(items.items())[15:]), batch_size=15, max_failed_retries=0))
+    first = asyncio.run(
+        rate_sequences(calls, CONCEPT, dict(list(items.items())[:15]), batch_size=15, max_failed_retries=0)
+    )
+    second = asyncio.run(
+        rate_sequences(calls, CONCEPT, dict(list(items.items())[15:]), batch_size=15, max_failed_retries=0)
+    )
     assert len(first) == 15 and second == {}
     assert (calls.requests, calls.failures) == (2, 1)

@@ -12,8 +12,8 @@ from harness.config import HarnessConfig
 from harness.errors import ConfigError, EvaluationError
 from harness.evaluate import FeatureResult, ResultStore, evaluate_descriptions, read_descriptions
 from harness.evaluate.fade import plots
-from harness.evaluate.scores import FeatureScores, Score
 from harness.evaluate.fade.results import RESULT_FILE
+from harness.evaluate.scores import FeatureScores, Score
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -45,7 +45,9 @@ def test_a_saved_result_is_found_again_only_under_its_key(tmp_path):
 
 def test_saving_again_replaces_the_files_of_the_older_result(tmp_path):
     store = ResultStore(tmp_path)
-    store.save(result(key="old"), {"synthetic": pd.DataFrame({"a": [1]}), "continuations": pd.DataFrame({"b": [2]})}, {})
+    store.save(
+        result(key="old"), {"synthetic": pd.DataFrame({"a": [1]}), "continuations": pd.DataFrame({"b": [2]})}, {}
+    )
     store.save(result(key="new"), {"synthetic": pd.DataFrame({"a": [3]})}, {})
     assert sorted(path.name for path in store.folder(3).iterdir()) == [RESULT_FILE, "synthetic.csv"]
     assert store.load(3, "old") is None and store.table(3, "synthetic")["a"].tolist() == [3]
@@ -78,7 +80,9 @@ def test_plots_render_also_for_empty_and_undefined_data(synthetic):
     images = [
         plots.clarity_plot(synthetic, natural, scores()),
         plots.rating_plot(np.zeros(0), np.zeros(0, dtype=int), scores()),
-        plots.faithfulness_plot({0.0: {0: 1.0, 1: 0.0, 2: 0.0}, 10.0: {0: 0.25, 1: 0.0, 2: 0.75}}, scores(Score.of(0.75))),
+        plots.faithfulness_plot(
+            {0.0: {0: 1.0, 1: 0.0, 2: 0.0}, 10.0: {0: 0.25, 1: 0.0, 2: 0.75}}, scores(Score.of(0.75))
+        ),
         plots.radar_plot(scores(), "feature 3"),
     ]
     assert all(image.startswith(PNG_MAGIC) for image in images)
@@ -86,7 +90,9 @@ def test_plots_render_also_for_empty_and_undefined_data(synthetic):
 
 def test_description_files_of_every_supported_kind(tmp_path):
     (tmp_path / "d.csv").write_text('feature,description\n2,"mentions ""then"""\n7,loops\n')
-    (tmp_path / "records.json").write_text(json.dumps([{"feature": 2, "description": "a"}, {"feature": 7, "description": "b"}]))
+    (tmp_path / "records.json").write_text(
+        json.dumps([{"feature": 2, "description": "a"}, {"feature": 7, "description": "b"}])
+    )
     (tmp_path / "records.jsonl").write_text('{"feature": 2, "description": "a"}\n{"feature": 7, "description": "b"}\n')
     (tmp_path / "fade.json").write_text(json.dumps({"2": {"concept": "a", "clarity": 0.5}, "7": {"concept": "b"}}))
     read_descriptions(tmp_path / "records.json").to_parquet(tmp_path / "table.parquet")

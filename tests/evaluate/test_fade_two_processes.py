@@ -43,7 +43,9 @@ def test_two_processes_score_what_one_does_and_a_killed_run_resumes(tmp_path, mo
     with LoopbackServer() as server:
         # gini_threshold 0: every feature is steered, so each process has steering and rating to do.
         settings = {"num_samples": 30, "gini_threshold": 0.0}
-        config = fade_config(server.url, tmp_path / "cache", site, corpus={"num_samples": 60}, max_length=48, **settings)
+        config = fade_config(
+            server.url, tmp_path / "cache", site, corpus={"num_samples": 60}, max_length=48, **settings
+        )
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json", exclude={"variants"})))
         evaluate_descriptions(config, descriptions, tmp_path / "one", progress=False)
 

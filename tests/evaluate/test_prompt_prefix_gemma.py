@@ -65,7 +65,10 @@ def tiny_gemma2(tmp_path_factory):
     tokenizer.save_pretrained(folder)
     loaded = load_subject_model(SubjectModelConfig(name=str(folder), device="cpu"))
     assert loaded.model.config.layer_types == ["sliding_attention", "full_attention"] * 2
-    assert min(prompt_lengths(loaded, TEXTS, GENERATION["max_prompt_tokens"])) + GENERATION["generation_length"] > SLIDING_WINDOW
+    assert (
+        min(prompt_lengths(loaded, TEXTS, GENERATION["max_prompt_tokens"])) + GENERATION["generation_length"]
+        > SLIDING_WINDOW
+    )
     return loaded
 
 
@@ -81,7 +84,10 @@ def _engine_continuations(loaded_model, site, asks, batch_rows):
 
             engine = ContinuationEngine(loaded_model, site, TEXTS, on_model, batch_rows=batch_rows, **GENERATION)
             answers = await asyncio.gather(
-                *(engine.continuations(feature, reference, positions, FACTORS) for feature, reference, positions in asks)
+                *(
+                    engine.continuations(feature, reference, positions, FACTORS)
+                    for feature, reference, positions in asks
+                )
             )
             return answers, engine
 

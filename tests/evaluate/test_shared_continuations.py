@@ -47,7 +47,10 @@ def _engine_continuations(loaded_model, site, asks, batch_rows):
 
             engine = ContinuationEngine(loaded_model, site, TEXTS, on_model, batch_rows=batch_rows, **GENERATION)
             answers = await asyncio.gather(
-                *(engine.continuations(feature, reference, positions, FACTORS) for feature, reference, positions in asks)
+                *(
+                    engine.continuations(feature, reference, positions, FACTORS)
+                    for feature, reference, positions in asks
+                )
             )
             return answers, engine
 

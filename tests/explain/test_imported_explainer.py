@@ -9,7 +9,7 @@ from harness.explain import generate_descriptions, settings_hash
 
 
 def test_imported_descriptions_cover_the_records_and_missing_features_say_why(tmp_path, make_planted_record):
-    records = [make_planted_record(feature, planted) for feature, planted in ((4, 'dog'), (9, 'cat'))]
+    records = [make_planted_record(feature, planted) for feature, planted in ((4, "dog"), (9, "cat"))]
     path = tmp_path / "fade.json"
     features = [record.feature for record in records]
     path.write_text(json.dumps({str(features[0]): {"concept": "the token dog", "clarity": 0.9}}))

@@ -147,7 +147,9 @@ def test_candidates_are_separate_requests_and_one_is_chosen(monkeypatch, tmp_pat
     assert chosen == {"first": "stripes on a zebra", "shortest": "zebra", "most-common": "zebra"}
 
 
-def test_unusable_answers_become_rows_with_an_error_and_failed_calls_an_error(monkeypatch, tmp_path, make_planted_record):
+def test_unusable_answers_become_rows_with_an_error_and_failed_calls_an_error(
+    monkeypatch, tmp_path, make_planted_record
+):
     monkeypatch.setenv(KEY_ENV, "loopback-test-key")
     records = [make_planted_record(feature, f"tok{feature}") for feature in range(3)]
 
@@ -182,7 +184,13 @@ def test_an_unreachable_backend_is_an_error_naming_it(monkeypatch, tmp_path, mak
     with socket.socket() as closed:  # a port nothing listens on: every connection is refused
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    llm = {"model": "openai/scripted", "api_base": f"http://127.0.0.1:{port}/v1", "api_key_env": KEY_ENV, "max_retries": 0, "cache": False}
+    llm = {
+        "model": "openai/scripted",
+        "api_base": f"http://127.0.0.1:{port}/v1",
+        "api_key_env": KEY_ENV,
+        "max_retries": 0,
+        "cache": False,
+    }
     config = ExplainConfig.model_validate({"explainer": "llm", "llm": llm})
     records = [make_planted_record(feature, f"tok{feature}") for feature in range(3)]
     with pytest.raises(LLMError, match=rf"failed on all 3 features.*127\.0\.0\.1:{port}"):

@@ -7,9 +7,8 @@ import typing
 import pytest
 from pydantic import BaseModel
 
-from harness.config import ExplainConfig
+from harness.config import ExplainConfig, LLMConfig, operational_fields
 from harness.explain import settings_hash
-from harness.config import LLMConfig, operational_fields
 
 
 def changed_value(section: BaseModel, name: str, special: dict[str, object]):

@@ -13,10 +13,11 @@ import pytest
 # benchmarks/bench_leaderboard.py) are imported by their own, unique names.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness.track.store import default_tracking_uri, ensure_experiment  # noqa: E402
-from leaderboard import build_site  # noqa: E402
 from leaderboard_browser import Chromium, find_chromium  # noqa: E402
 from leaderboard_runs import DEMO_VARIANTS, FEATURES, HOSTILE_VARIANTS, histogram_png, log_variant  # noqa: E402
+
+from harness.track.store import default_tracking_uri, ensure_experiment  # noqa: E402
+from leaderboard import build_site  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,11 @@ def store(tmp_path_factory) -> Store:
         experiment_id = ensure_experiment(experiment, uri)
         for seed, variant in enumerate(variants):
             run_ids[variant.name] = log_variant(
-                experiment_id, variant, FEATURES, seed=seed, plot_png=png,
+                experiment_id,
+                variant,
+                FEATURES,
+                seed=seed,
+                plot_png=png,
                 log_figure=_radar_figure if seed == 0 else None,
             )
     yield Store(uri, run_ids)
@@ -77,8 +82,10 @@ def hostile_site(store, tmp_path_factory) -> Site:
 def browser(tmp_path_factory):
     binary = find_chromium()
     if binary is None:
-        pytest.skip("no Chromium binary found: install Debian's `chromium` (apt-get install chromium) "
-                    "or set HARNESS_CHROMIUM to a Chrome/Chromium executable")
+        pytest.skip(
+            "no Chromium binary found: install Debian's `chromium` (apt-get install chromium) "
+            "or set HARNESS_CHROMIUM to a Chrome/Chromium executable"
+        )
     with Chromium(binary, tmp_path_factory.mktemp("chromium-profile")) as chromium:
         yield chromium
 

@@ -53,8 +53,15 @@ class Chromium:
         # bash (dash takes single-digit fds only) puts our pipe ends on fds 3 and 4, where Chromium expects
         # them, then becomes Chromium. The write end is the newer fd, so it is never 3 and is not clobbered.
         self.process = subprocess.Popen(
-            ["bash", "-c", f'exec "$0" "$@" 3<&{to_browser_read} 4>&{from_browser_write}', binary, *FLAGS,
-             f"--user-data-dir={profile_dir}", "about:blank"],
+            [
+                "bash",
+                "-c",
+                f'exec "$0" "$@" 3<&{to_browser_read} 4>&{from_browser_write}',
+                binary,
+                *FLAGS,
+                f"--user-data-dir={profile_dir}",
+                "about:blank",
+            ],
             pass_fds=(to_browser_read, from_browser_write),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -85,7 +92,9 @@ class Chromium:
         message, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(message)
 
-    def call(self, method: str, params: dict[str, Any] | None = None, session: str | None = None, timeout: float = 20) -> dict[str, Any]:
+    def call(
+        self, method: str, params: dict[str, Any] | None = None, session: str | None = None, timeout: float = 20
+    ) -> dict[str, Any]:
         self._next_id += 1
         request: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
         if session:
@@ -160,7 +169,9 @@ class Page:
         mark = len(self.browser.events)
         same_document = self.evaluate("location.href.split('#')[0]") == url.split("#")[0] and "#" in url
         self._call("Page.navigate", {"url": url})
-        self.browser.wait_event("Page.navigatedWithinDocument" if same_document else "Page.loadEventFired", self.session, mark)
+        self.browser.wait_event(
+            "Page.navigatedWithinDocument" if same_document else "Page.loadEventFired", self.session, mark
+        )
 
     def wait_for(self, expression: str, timeout: float = 10) -> None:
         deadline = time.monotonic() + timeout
@@ -170,7 +181,9 @@ class Page:
             time.sleep(0.05)
 
     def evaluate(self, expression: str, *, await_promise: bool = False) -> Any:
-        result = self._call("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": await_promise})
+        result = self._call(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": await_promise}
+        )
         if "exceptionDetails" in result:
             raise BrowserError(f"{expression!r} threw: {result['exceptionDetails']}")
         return result["result"].get("value")
@@ -187,7 +200,10 @@ class Page:
             raise BrowserError(f"no element matches {selector!r}")
         mark = len(self.browser.events)
         for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
-            self._call("Input.dispatchMouseEvent", {"type": kind, "x": box["x"], "y": box["y"], "button": "left", "clickCount": 1})
+            self._call(
+                "Input.dispatchMouseEvent",
+                {"type": kind, "x": box["x"], "y": box["y"], "button": "left", "clickCount": 1},
+            )
         if navigates:
             self.browser.wait_event("Page.loadEventFired", self.session, mark)
 
@@ -213,16 +229,25 @@ class Page:
 
     def emulate(self, width: int, height: int, *, mobile: bool = False) -> None:
         """Size the viewport like a laptop or phone screen (before loading, so the page's script sees it)."""
-        self._call("Emulation.setDeviceMetricsOverride",
-                   {"width": width, "height": height, "deviceScaleFactor": 2 if mobile else 1, "mobile": mobile})
+        self._call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 2 if mobile else 1, "mobile": mobile},
+        )
 
     def screenshot(self, path: Path, *, full_page: bool = True) -> Path:
         self.browser.pump(0.3)
         metrics = self._call("Page.getLayoutMetrics")
         viewport, content = metrics["cssLayoutViewport"], metrics["cssContentSize"]
-        clip = {"x": 0, "y": 0, "width": viewport["clientWidth"],
-                "height": content["height"] if full_page else viewport["clientHeight"], "scale": 1}
-        data = self._call("Page.captureScreenshot", {"format": "png", "clip": clip, "captureBeyondViewport": full_page})["data"]
+        clip = {
+            "x": 0,
+            "y": 0,
+            "width": viewport["clientWidth"],
+            "height": content["height"] if full_page else viewport["clientHeight"],
+            "scale": 1,
+        }
+        data = self._call(
+            "Page.captureScreenshot", {"format": "png", "clip": clip, "captureBeyondViewport": full_page}
+        )["data"]
         path.write_bytes(base64.b64decode(data))
         return path
 

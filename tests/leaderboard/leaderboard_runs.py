@@ -25,8 +25,16 @@ WORDS = (
     "def parse ( self , text ) : return json . loads ( text ) # load the config file "
     "in 1848 the revolution spread across europe ; prices rose and the harvest failed again"
 ).split()
-CONCEPTS = ("money and finance", "Python function definitions", "dates in the 19th century", "water and rivers",
-            "punctuation inside code", "counting and numbers", "European history", "file input and output")
+CONCEPTS = (
+    "money and finance",
+    "Python function definitions",
+    "dates in the 19th century",
+    "water and rivers",
+    "punctuation inside code",
+    "counting and numbers",
+    "European history",
+    "file input and output",
+)
 
 
 @dataclass
@@ -74,8 +82,12 @@ def feature_rows(variant: SyntheticVariant, features: Sequence[int], rng: np.ran
             "faithfulness_factor": None,
         }
         if feature % 7 == 3:
-            row.update(responsiveness=None, purity=None, responsiveness_reason="no rated-2 samples",
-                       purity_reason="no rated-2 samples")
+            row.update(
+                responsiveness=None,
+                purity=None,
+                responsiveness_reason="no rated-2 samples",
+                purity_reason="no rated-2 samples",
+            )
         if row["clarity"] >= 0.5 and (row["responsiveness"] or 0) >= 0.5:
             row["faithfulness"] = float(np.clip(variant.quality - 0.3 + rng.normal(0, 0.1), 0, 1))
             row["faithfulness_factor"] = float(rng.choice([-50.0, -10.0, 10.0, 50.0]))
@@ -88,7 +100,9 @@ def feature_rows(variant: SyntheticVariant, features: Sequence[int], rng: np.ran
 def _description(feature: int, quality: float) -> str:
     concept = CONCEPTS[feature % len(CONCEPTS)]
     if quality < 0.35:
-        return f"{WORDS[feature % len(WORDS)]}, {WORDS[(feature * 7) % len(WORDS)]}, {WORDS[(feature * 13) % len(WORDS)]}"
+        return (
+            f"{WORDS[feature % len(WORDS)]}, {WORDS[(feature * 7) % len(WORDS)]}, {WORDS[(feature * 13) % len(WORDS)]}"
+        )
     if quality < 0.6:
         return f"{concept}"
     return f"Fires on {concept}, strongest on the token that names it; weaker on related context"
@@ -102,44 +116,62 @@ def score_metrics(rows: Sequence[Mapping[str, Any]], rng: np.random.Generator) -
         metrics[f"{score}_defined"] = len(values) / len(rows)
         if len(values):
             resampled = rng.choice(values, size=(200, len(values))).mean(axis=1)
-            metrics.update({
-                f"{score}_mean": float(values.mean()),
-                f"{score}_median": float(np.median(values)),
-                f"{score}_ci_low": float(np.percentile(resampled, 2.5)),
-                f"{score}_ci_high": float(np.percentile(resampled, 97.5)),
-            })
+            metrics.update(
+                {
+                    f"{score}_mean": float(values.mean()),
+                    f"{score}_median": float(np.median(values)),
+                    f"{score}_ci_low": float(np.percentile(resampled, 2.5)),
+                    f"{score}_ci_high": float(np.percentile(resampled, 97.5)),
+                }
+            )
     return metrics
 
 
-def example_rows(variant: SyntheticVariant, features: Sequence[int], rng: np.random.Generator,
-                 examples: int, tokens: int) -> list[dict[str, Any]]:
+def example_rows(
+    variant: SyntheticVariant, features: Sequence[int], rng: np.random.Generator, examples: int, tokens: int
+) -> list[dict[str, Any]]:
     rows = []
     for feature in features:
         for rank in range(1, examples + 1):
             start = int(rng.integers(0, len(WORDS) - tokens))
-            words = [(" " if i else "") + word for i, word in enumerate(WORDS[start:start + tokens])]
+            words = [(" " if i else "") + word for i, word in enumerate(WORDS[start : start + tokens])]
             if feature in variant.sample_texts and rank == 1:
                 words = [variant.sample_texts[feature], *words[1:]]
             activations = np.abs(rng.normal(0, 0.3, tokens))
             activations[int(rng.integers(0, tokens))] = 4.0 / rank + rng.random()
-            rows.append({"feature": feature, "rank": rank, "sample_id": int(rng.integers(0, 10_000)),
-                         "text": "".join(words), "tokens": words, "activations": activations.round(4).tolist()})
+            rows.append(
+                {
+                    "feature": feature,
+                    "rank": rank,
+                    "sample_id": int(rng.integers(0, 10_000)),
+                    "text": "".join(words),
+                    "tokens": words,
+                    "activations": activations.round(4).tolist(),
+                }
+            )
     return rows
 
 
-def rated_rows(variant: SyntheticVariant, features: Sequence[int], rng: np.random.Generator, per_stage: int) -> list[dict[str, Any]]:
+def rated_rows(
+    variant: SyntheticVariant, features: Sequence[int], rng: np.random.Generator, per_stage: int
+) -> list[dict[str, Any]]:
     rows = []
     for feature in features:
         for stage in ("responsiveness", "faithfulness"):
             for index in range(per_stage):
                 start = int(rng.integers(0, len(WORDS) - 12))
                 text = variant.sample_texts.get(feature) if index == 0 else None
-                rows.append({
-                    "feature": feature, "stage": stage,
-                    "factor": float(rng.choice([-10.0, 0.0, 10.0])) if stage == "faithfulness" else None,
-                    "sample_id": int(rng.integers(0, 10_000)), "text": text or " ".join(WORDS[start:start + 12]),
-                    "activation": float(rng.normal(1, 1)), "rating": int(rng.integers(0, 3)),
-                })
+                rows.append(
+                    {
+                        "feature": feature,
+                        "stage": stage,
+                        "factor": float(rng.choice([-10.0, 0.0, 10.0])) if stage == "faithfulness" else None,
+                        "sample_id": int(rng.integers(0, 10_000)),
+                        "text": text or " ".join(WORDS[start : start + 12]),
+                        "activation": float(rng.normal(1, 1)),
+                        "rating": int(rng.integers(0, 3)),
+                    }
+                )
     return rows
 
 
@@ -167,9 +199,16 @@ def log_variant(
     metrics = score_metrics(rows, rng)
     llm_calls = 40 * len(features)
     prompt_tokens, completion_tokens = 900 * llm_calls, 60 * llm_calls
-    metrics.update(features=len(features), llm_calls=llm_calls, llm_cache_hits=llm_calls // 10,
-                   prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=variant.cost_usd,
-                   time_explain_s=float(rng.uniform(5, 50)), time_evaluate_s=float(rng.uniform(50, 500)))
+    metrics.update(
+        features=len(features),
+        llm_calls=llm_calls,
+        llm_cache_hits=llm_calls // 10,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        cost_usd=variant.cost_usd,
+        time_explain_s=float(rng.uniform(5, 50)),
+        time_evaluate_s=float(rng.uniform(50, 500)),
+    )
     with variant_run(experiment_id, f"synthetic-{variant.name}-{seed}", variant.name) as run:
         log_params(config_params(variant.overrides))
         log_metrics(metrics)
@@ -214,25 +253,52 @@ def _columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
 # The tests' demo leaderboard: realistic settings, synthetic numbers.
 FEATURES = list(range(24))
 PAYLOAD = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">"><svg onload="window.__pwned=3">'
-SPREADSHEET_FORMULA = "=HYPERLINK(\"http://example.invalid\", \"click\")"
+SPREADSHEET_FORMULA = '=HYPERLINK("http://example.invalid", "click")'
 RATER = {"fade.rater.model": "openai/gpt-4o-mini"}
 DEMO_VARIANTS = (
-    SyntheticVariant("gpt-4o · delphi · 20 examples", {**RATER, "explain.llm.model": "openai/gpt-4o",
-                     "explain.selection.num_examples": 20}, quality=0.78, cost_usd=6.12),
-    SyntheticVariant("gpt-4o-mini · delphi · 10 examples", {**RATER, "explain.llm.model": "openai/gpt-4o-mini"},
-                     quality=0.74, cost_usd=0.41),
-    SyntheticVariant("gpt-4o-mini · stratified", {**RATER, "explain.llm.model": "openai/gpt-4o-mini",
-                     "explain.selection.strategy": "stratified"}, quality=0.69, cost_usd=0.43),
-    SyntheticVariant("claude-haiku · neuron-explainer", {"fade.rater.model": "anthropic/claude-3-5-haiku",
-                     "explain.llm.model": "anthropic/claude-3-5-haiku", "explain.prompt.template": "neuron-explainer"},
-                     quality=0.64, cost_usd=1.35),
-    SyntheticVariant("smollm2-135m · plain", {**RATER, "explain.prompt.template": "plain"}, quality=0.41, cost_usd=0.02),
+    SyntheticVariant(
+        "gpt-4o · delphi · 20 examples",
+        {**RATER, "explain.llm.model": "openai/gpt-4o", "explain.selection.num_examples": 20},
+        quality=0.78,
+        cost_usd=6.12,
+    ),
+    SyntheticVariant(
+        "gpt-4o-mini · delphi · 10 examples",
+        {**RATER, "explain.llm.model": "openai/gpt-4o-mini"},
+        quality=0.74,
+        cost_usd=0.41,
+    ),
+    SyntheticVariant(
+        "gpt-4o-mini · stratified",
+        {**RATER, "explain.llm.model": "openai/gpt-4o-mini", "explain.selection.strategy": "stratified"},
+        quality=0.69,
+        cost_usd=0.43,
+    ),
+    SyntheticVariant(
+        "claude-haiku · neuron-explainer",
+        {
+            "fade.rater.model": "anthropic/claude-3-5-haiku",
+            "explain.llm.model": "anthropic/claude-3-5-haiku",
+            "explain.prompt.template": "neuron-explainer",
+        },
+        quality=0.64,
+        cost_usd=1.35,
+    ),
+    SyntheticVariant(
+        "smollm2-135m · plain", {**RATER, "explain.prompt.template": "plain"}, quality=0.41, cost_usd=0.02
+    ),
     SyntheticVariant("top-tokens baseline", {**RATER, "explain.explainer": "top-tokens"}, quality=0.33, cost_usd=0.0),
     SyntheticVariant("shuffled control", {**RATER, "explain.explainer": "shuffled"}, quality=0.12, cost_usd=0.0),
 )
 HOSTILE_VARIANTS = (
-    SyntheticVariant("hostile " + PAYLOAD, {**RATER, "explain.llm.model": PAYLOAD}, quality=0.6, cost_usd=0.5,
-                     descriptions={0: PAYLOAD, 1: "</script><!-- " + PAYLOAD}, sample_texts={0: PAYLOAD}),
+    SyntheticVariant(
+        "hostile " + PAYLOAD,
+        {**RATER, "explain.llm.model": PAYLOAD},
+        quality=0.6,
+        cost_usd=0.5,
+        descriptions={0: PAYLOAD, 1: "</script><!-- " + PAYLOAD},
+        sample_texts={0: PAYLOAD},
+    ),
     SyntheticVariant("plain neighbour", RATER, quality=0.5, cost_usd=0.1),
     SyntheticVariant(SPREADSHEET_FORMULA, RATER, quality=0.4, cost_usd=0.2),
 )

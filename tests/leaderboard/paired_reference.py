@@ -39,7 +39,9 @@ def holm_reference(p_values: Sequence[float | None]) -> list[float | None]:
     return adjusted
 
 
-def expected_ties(uri: str, run_ids_best_first: Sequence[str], criterion: str, alpha=0.05, min_features=10) -> list[bool]:
+def expected_ties(
+    uri: str, run_ids_best_first: Sequence[str], criterion: str, alpha=0.05, min_features=10
+) -> list[bool]:
     """Whether each run (after the first) ties with the one above, by the paired Wilcoxon and Holm."""
     values = [per_feature_values(uri, run_id, criterion) for run_id in run_ids_best_first]
     raw = []
@@ -55,5 +57,7 @@ def expected_ties(uri: str, run_ids_best_first: Sequence[str], criterion: str, a
             # approximation (the harness counts the exact distribution with ties too: decisions agree
             # unless a p-value sits right at alpha)
             exact = len(differences) <= 50 and differences.all() and len(set(np.abs(differences))) == len(differences)
-            raw.append(float(wilcoxon(differences, zero_method="pratt", method="exact" if exact else "asymptotic").pvalue))
+            raw.append(
+                float(wilcoxon(differences, zero_method="pratt", method="exact" if exact else "asymptotic").pvalue)
+            )
     return [p is not None and p >= alpha for p in holm_reference(raw)]

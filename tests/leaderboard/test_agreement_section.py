@@ -37,14 +37,19 @@ def _texts(cell: ElementTree.Element) -> list[str]:
 
 
 def test_heatmap_has_one_cell_per_pair_with_rho_and_n_or_a_dash_and_the_reason():
-    table = pd.DataFrame({"clarity_mean": [0.1, 0.5, 0.9], "purity_mean": [0.2, 0.6, 0.7], f"{HOSTILE}_mean": [1, 1, 1]})
+    table = pd.DataFrame(
+        {"clarity_mean": [0.1, 0.5, 0.9], "purity_mean": [0.2, 0.6, 0.7], f"{HOSTILE}_mean": [1, 1, 1]}
+    )
     cells = _cells(rank_correlation_svg(rank_correlations(table, ["clarity", "purity", HOSTILE])))
     assert set(cells) == {("clarity", "purity"), ("clarity", HOSTILE), ("purity", HOSTILE)}
     assert _texts(cells["clarity", "purity"]) == ["1.00", "n = 3"]
     assert cells["clarity", "purity"].find(f"{SVG}rect").get("fill-opacity") == "0.85"
     undefined = cells["clarity", HOSTILE]
     assert _texts(undefined) == ["—", "n = 3"]
-    assert undefined.find(f"{SVG}title").text == f"clarity vs {HOSTILE}: undefined, {HOSTILE} is constant across the 3 variants"
+    assert (
+        undefined.find(f"{SVG}title").text
+        == f"clarity vs {HOSTILE}: undefined, {HOSTILE} is constant across the 3 variants"
+    )
     assert undefined.find(f"{SVG}rect").get("class") == "corr undefined"
 
 

@@ -8,11 +8,11 @@ import shutil
 import struct
 from pathlib import Path
 
+from leaderboard_runs import FEATURES, PAYLOAD
 from mlflow import MlflowClient
 from scipy.stats import spearmanr
 
 from leaderboard import LeaderboardDocument
-from leaderboard_runs import FEATURES, PAYLOAD
 
 REPO = Path(__file__).resolve().parents[2]
 INJECTED = "document.querySelectorAll('img[src=\"x\"], svg[onload], [onerror], script:not([src]):not([type])').length"
@@ -23,7 +23,9 @@ def _document(site) -> LeaderboardDocument:
 
 
 def _rows(page, table: str) -> list[str]:
-    return page.evaluate(f"[...document.querySelectorAll('#{table} tbody tr')].filter(tr => !tr.hidden).map(tr => tr.dataset.key)")
+    return page.evaluate(
+        f"[...document.querySelectorAll('#{table} tbody tr')].filter(tr => !tr.hidden).map(tr => tr.dataset.key)"
+    )
 
 
 def _variant_dir(site, run_id: str) -> Path:
@@ -53,7 +55,10 @@ def _select(page, selector: str, value: str) -> None:
         if page.evaluate(f"document.querySelector({selector!r}).value") == value:
             return
         for kind in ("keyDown", "keyUp"):
-            page._call("Input.dispatchKeyEvent", {"type": kind, "key": "ArrowDown", "code": "ArrowDown", "windowsVirtualKeyCode": 40})
+            page._call(
+                "Input.dispatchKeyEvent",
+                {"type": kind, "key": "ArrowDown", "code": "ArrowDown", "windowsVirtualKeyCode": 40},
+            )
     raise AssertionError(f"{selector} never showed {value!r}")
 
 
@@ -108,7 +113,9 @@ def test_clicking_a_column_header_reorders_the_rows(demo_site, page):
     page.goto((_variant_dir(demo_site, best.run_id) / "index.html").as_uri())
     page.click('th[data-key="responsiveness"] button')
     records = _per_feature(demo_site.store, best.run_id)
-    defined = sorted((f for f in records if records[f]["responsiveness"] is not None), key=lambda f: -records[f]["responsiveness"])
+    defined = sorted(
+        (f for f in records if records[f]["responsiveness"] is not None), key=lambda f: -records[f]["responsiveness"]
+    )
     undefined = [f for f in FEATURES if records[f]["responsiveness"] is None]
     assert _rows(page, "features") == [str(f) for f in defined + undefined]
     assert page.errors() == []
@@ -120,18 +127,26 @@ def test_filters_hide_non_matching_rows_and_rank_by_switches_the_ranking(demo_si
     page.type_text("#filter-text", "gpt-4o-mini")
 
     def haystack(v):
-        return " ".join([v.variant, v.experiment, *(s or "" for s in v.settings.model_dump().values()), v.run_id]).lower()
+        return " ".join(
+            [v.variant, v.experiment, *(s or "" for s in v.settings.model_dump().values()), v.run_id]
+        ).lower()
 
     matching = [v.run_id for v in variants if "gpt-4o-mini" in haystack(v)]
     assert 0 < len(matching) < len(variants)
     assert _rows(page, "variants") == matching
-    assert page.evaluate("document.getElementById('row-count').textContent") == f"{len(matching)} of {len(variants)} variants"
+    assert (
+        page.evaluate("document.getElementById('row-count').textContent")
+        == f"{len(matching)} of {len(variants)} variants"
+    )
 
     page.evaluate("const box = document.getElementById('filter-text'); box.select()")
     page._call("Input.insertText", {"text": "zzz-no-such-variant"})
     assert _rows(page, "variants") == []
     page.evaluate("document.getElementById('filter-text').select()")
-    page._call("Input.dispatchKeyEvent", {"type": "keyDown", "key": "Backspace", "code": "Backspace", "windowsVirtualKeyCode": 8})
+    page._call(
+        "Input.dispatchKeyEvent",
+        {"type": "keyDown", "key": "Backspace", "code": "Backspace", "windowsVirtualKeyCode": 8},
+    )
     assert len(_rows(page, "variants")) == len(variants)
 
     _select(page, 'select[data-setting="rater"]', "anthropic/claude-3-5-haiku")
@@ -170,14 +185,20 @@ def test_drill_down_links_lead_to_the_variant_the_feature_and_back(demo_site, pa
 
     page.click('a[rel="next"]')  # the next feature is on the same page: only the #fragment changes
     page.wait_for("location.hash === '#4' && document.getElementById('feature-title').textContent === 'Feature 4'")
-    assert page.evaluate("document.getElementById('description').textContent") == _per_feature(demo_site.store, best.run_id)[4]["description"]
+    assert (
+        page.evaluate("document.getElementById('description').textContent")
+        == _per_feature(demo_site.store, best.run_id)[4]["description"]
+    )
 
     page.click("#across-link", navigates=True)
     assert _rows(page, "across") and len(_rows(page, "across")) == len(document.variants)
     last = document.variants[-1]
-    page.click(f'#across tr:nth-child({len(document.variants)}) td.text a', navigates=True)
+    page.click(f"#across tr:nth-child({len(document.variants)}) td.text a", navigates=True)
     assert page.evaluate("location.href") == _feature_url(demo_site, last.run_id, 4)
-    assert page.evaluate("document.getElementById('description').textContent") == _per_feature(demo_site.store, last.run_id)[4]["description"]
+    assert (
+        page.evaluate("document.getElementById('description').textContent")
+        == _per_feature(demo_site.store, last.run_id)[4]["description"]
+    )
 
     page.click(".crumbs a", navigates=True)  # the breadcrumb back to the leaderboard
     assert page.evaluate("location.href") == demo_site.index.as_uri()
@@ -186,11 +207,14 @@ def test_drill_down_links_lead_to_the_variant_the_feature_and_back(demo_site, pa
 
 def test_agreement_between_scorers_shows_each_pair_rank_correlation(demo_site, page):
     variants = _document(demo_site).variants
-    expected = spearmanr([v.scores["clarity"].mean for v in variants], [v.scores["purity"].mean for v in variants]).statistic
+    expected = spearmanr(
+        [v.scores["clarity"].mean for v in variants], [v.scores["purity"].mean for v in variants]
+    ).statistic
     page.goto(demo_site.index.as_uri())
     cell = "document.querySelector('#agreement + figure g[data-pair=\"clarity|purity\"]')"
     assert page.evaluate(f"[...{cell}.querySelectorAll('text')].map(text => text.textContent)") == [
-        f"{expected:.2f}", f"n = {len(variants)}"
+        f"{expected:.2f}",
+        f"n = {len(variants)}",
     ]
     assert page.evaluate(f"{cell}.getBoundingClientRect().width") > 40  # drawn, not collapsed
     # the four FADE scores make six pairs
@@ -202,8 +226,13 @@ def _hostile_pages(site) -> list[str]:
     hostile = next(v for v in _document(site).variants if v.variant.startswith("hostile"))
     folder = _variant_dir(site, hostile.run_id)
     across = next((site.folder / "features").iterdir())
-    return [site.index.as_uri(), (folder / "index.html").as_uri(), _feature_url(site, hostile.run_id, 0),
-            _feature_url(site, hostile.run_id, 1), (across / "0.html").as_uri()]
+    return [
+        site.index.as_uri(),
+        (folder / "index.html").as_uri(),
+        _feature_url(site, hostile.run_id, 0),
+        _feature_url(site, hostile.run_id, 1),
+        (across / "0.html").as_uri(),
+    ]
 
 
 def _assert_inert(page, pages: list[str]) -> None:
@@ -221,7 +250,10 @@ def test_hostile_strings_are_shown_as_text_and_never_execute(hostile_site, page)
     assert page.errors() == []  # not even a CSP report: nothing tried to run
     hostile = next(v for v in _document(hostile_site).variants if v.variant.startswith("hostile"))
     page.goto(hostile_site.index.as_uri())
-    assert page.evaluate(f"document.querySelector('#variants tr[data-key=\"{hostile.run_id}\"] td.name').textContent") == hostile.variant
+    assert (
+        page.evaluate(f"document.querySelector('#variants tr[data-key=\"{hostile.run_id}\"] td.name').textContent")
+        == hostile.variant
+    )
     page.goto(pages[1])
     assert page.evaluate("document.getElementById('variant-name').textContent") == hostile.variant
     assert page.evaluate("document.title").startswith(hostile.variant)

@@ -9,13 +9,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from leaderboard_runs import DEMO_VARIANTS, FEATURES, HOSTILE_VARIANTS, PAYLOAD, SPREADSHEET_FORMULA, log_variant
 from mlflow import MlflowClient
 
 from harness.track.store import default_tracking_uri, ensure_experiment
 from leaderboard import LeaderboardDocument, LeaderboardError, build_site
 from leaderboard._build import embed_json, page_groups
 from leaderboard._read import variant_page
-from leaderboard_runs import DEMO_VARIANTS, FEATURES, HOSTILE_VARIANTS, PAYLOAD, SPREADSHEET_FORMULA, log_variant
 
 DATA_BLOCK = re.compile(r'<script type="application/json" id="page-data">(.*?)</script>', re.S)
 CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'"
@@ -27,7 +27,10 @@ def _document(folder: Path) -> LeaderboardDocument:
 
 def test_page_groups_close_before_the_size_or_count_limit():
     assert page_groups([100, 100, 300, 50, 500, 10], max_bytes=400, max_count=3) == [
-        range(0, 2), range(2, 4), range(4, 5), range(5, 6)
+        range(0, 2),
+        range(2, 4),
+        range(4, 5),
+        range(5, 6),
     ]
     assert page_groups([1] * 7, max_bytes=400, max_count=3) == [range(0, 3), range(3, 6), range(6, 7)]
     assert page_groups([], max_bytes=400, max_count=3) == []
@@ -46,18 +49,30 @@ def test_site_has_a_page_per_variant_and_feature_with_parseable_data(demo_site):
     folder = demo_site.folder
     document = _document(folder)
     assert len(document.variants) == len(DEMO_VARIANTS)
-    for name in ("index.html", "leaderboard.json", "leaderboard.csv", "leaderboard.schema.json",
-                 "static/leaderboard.js", "static/leaderboard.css", ".leaderboard-site"):
+    for name in (
+        "index.html",
+        "leaderboard.json",
+        "leaderboard.csv",
+        "leaderboard.schema.json",
+        "static/leaderboard.js",
+        "static/leaderboard.css",
+        ".leaderboard-site",
+    ):
         assert (folder / name).is_file(), name
     pages = sorted(folder.rglob("*.html"))
-    feature_pages = [page for page in pages if page.parent.name == "features" and page.parent.parent.parent.name == "variants"]
+    feature_pages = [
+        page for page in pages if page.parent.name == "features" and page.parent.parent.parent.name == "variants"
+    ]
     # index + per variant (its page and its feature pages) + one cross-variant page per feature
     assert len(pages) == 1 + len(DEMO_VARIANTS) + len(feature_pages) + len(FEATURES)
     for entry in document.variants:
         assert (folder / entry.page).is_file()
         held = [
             record["feature"]
-            for page in sorted((folder / entry.page).parent.joinpath("features").glob("*.html"), key=lambda p: int(p.stem.split("-")[0]))
+            for page in sorted(
+                (folder / entry.page).parent.joinpath("features").glob("*.html"),
+                key=lambda p: int(p.stem.split("-")[0]),
+            )
             for record in json.loads(DATA_BLOCK.search(page.read_text()).group(1))["features"]
         ]
         assert held == FEATURES  # every feature on exactly one page, in order
@@ -71,7 +86,9 @@ def test_site_has_a_page_per_variant_and_feature_with_parseable_data(demo_site):
         for link in re.findall(r'(?:src|href)="([^"]*)"', html):
             assert not re.match(r"^([a-z]+:|//)", link), (page, link)
     # the script fetches nothing; its one web-URL pattern checks the link to a tracking server's traces
-    assert "http" not in (folder / "static" / "leaderboard.js").read_text().replace("http://www.w3.org", "").replace("/^https?:", "")
+    assert "http" not in (folder / "static" / "leaderboard.js").read_text().replace("http://www.w3.org", "").replace(
+        "/^https?:", ""
+    )
     assert "url(" not in (folder / "static" / "leaderboard.css").read_text()
 
 
@@ -93,9 +110,15 @@ def test_run_plots_are_copied_byte_for_byte(demo_site):
         copied = demo_site.folder / "variants" / entry.run_id / artifact
         assert copied.read_bytes() == original.read_bytes()
     feature_pages = (demo_site.folder / "variants" / entry.run_id / "features").glob("*.html")
-    records = [record for page in feature_pages for record in json.loads(DATA_BLOCK.search(page.read_text()).group(1))["features"]]
+    records = [
+        record
+        for page in feature_pages
+        for record in json.loads(DATA_BLOCK.search(page.read_text()).group(1))["features"]
+    ]
     plots = {record["feature"]: record["plots"] for record in records}
-    assert plots[0] == [{"src": "../plots/features/0/activations.png", "name": "activations.png", "width": 400, "height": 250}]
+    assert plots[0] == [
+        {"src": "../plots/features/0/activations.png", "name": "activations.png", "width": 400, "height": 250}
+    ]
     assert plots[2] == []  # only the first two features have plots in the synthetic runs
 
 
@@ -126,8 +149,15 @@ def test_untrusted_text_is_never_written_raw_into_a_page(hostile_site):
 
 def test_rank_by_a_score_with_weights_and_a_subset_of_runs(store, tmp_path):
     chosen = [store.run_ids[DEMO_VARIANTS[i].name] for i in (1, 4, 6)]
-    build_site(["demo"], store.uri, tmp_path / "site", rank_by="purity", weights={"clarity": 1, "purity": 1},
-               run_ids=chosen, progress=False)
+    build_site(
+        ["demo"],
+        store.uri,
+        tmp_path / "site",
+        rank_by="purity",
+        weights={"clarity": 1, "purity": 1},
+        run_ids=chosen,
+        progress=False,
+    )
     document = _document(tmp_path / "site")
     assert document.rank_by == "purity" and document.weights == {"clarity": 1.0, "purity": 1.0}
     assert sorted(entry.run_id for entry in document.variants) == sorted(chosen)
@@ -146,11 +176,15 @@ def _scatter_titles(index: Path) -> list[str]:
 def test_the_cost_plot_counts_llm_tokens_when_every_variant_cost_nothing(demo_site, store, tmp_path):
     free = [variant for variant in DEMO_VARIANTS if variant.cost_usd == 0]
     assert len(free) >= 2
-    index = build_site(["demo"], store.uri, tmp_path / "site", run_ids=[store.run_ids[v.name] for v in free], progress=False)
+    index = build_site(
+        ["demo"], store.uri, tmp_path / "site", run_ids=[store.run_ids[v.name] for v in free], progress=False
+    )
     tokens = {entry.variant: entry.tokens for entry in _document(tmp_path / "site").variants}
     titles = _scatter_titles(index)
     for variant in free:
-        assert any(title.startswith(f"{variant.name}: {tokens[variant.name]:,} LLM tokens, aggregate ") for title in titles)
+        assert any(
+            title.startswith(f"{variant.name}: {tokens[variant.name]:,} LLM tokens, aggregate ") for title in titles
+        )
     page = index.read_text()
     assert "cost (LLM tokens: every variant cost $0" in page and "cost is the LLM tokens each spent" in page
     # with priced variants among them, the axis stays in dollars
@@ -202,8 +236,11 @@ def test_a_site_can_be_copied_anywhere(demo_site, tmp_path):
         html = page.read_text()
         targets = re.findall(r'(?:src|href)="([^"#]+)', html)
         data = json.loads(DATA_BLOCK.search(html).group(1))
-        targets += [value.split("#")[0] for key, value in _walk(data)
-                    if key in {"page", "variant_page", "across", "src", "pages"} and isinstance(value, str)]
+        targets += [
+            value.split("#")[0]
+            for key, value in _walk(data)
+            if key in {"page", "variant_page", "across", "src", "pages"} and isinstance(value, str)
+        ]
         for target in targets:
             assert (page.parent / target).resolve().is_file(), (page, target)
 

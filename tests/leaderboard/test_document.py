@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from leaderboard import LeaderboardDocument, VariantEntry
 from harness.track.paired import PairedComparison
+from leaderboard import LeaderboardDocument, VariantEntry
 from leaderboard._document import PairedTest, Rank, ScoreSummary, VariantSettings
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "leaderboard.md"
@@ -17,10 +17,16 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "leaderboard.md"
 
 def _entry(**changes) -> dict:
     entry = {
-        "rank": 1, "tied": False, "ranks": {"aggregate": {"rank": 1, "tied": False}},
-        "variant": "v", "run_id": "abc", "experiment": "e", "settings": {"explainer": "llm"},
+        "rank": 1,
+        "tied": False,
+        "ranks": {"aggregate": {"rank": 1, "tied": False}},
+        "variant": "v",
+        "run_id": "abc",
+        "experiment": "e",
+        "settings": {"explainer": "llm"},
         "scores": {"clarity": {"mean": 0.5, "ci_low": 0.4, "ci_high": 0.6, "defined": 1.0}},
-        "aggregate": 0.5, "page": "variants/abc/index.html",
+        "aggregate": 0.5,
+        "page": "variants/abc/index.html",
     }
     entry.update(changes)
     return entry
@@ -28,8 +34,14 @@ def _entry(**changes) -> dict:
 
 def _document(**changes) -> dict:
     document = {
-        "schema_version": 1, "title": "t", "generated_at": "2025-01-01T00:00:00Z", "experiments": ["e"],
-        "rank_by": "aggregate", "weights": {"clarity": 1.0}, "scores": ["clarity"], "variants": [_entry()],
+        "schema_version": 1,
+        "title": "t",
+        "generated_at": "2025-01-01T00:00:00Z",
+        "experiments": ["e"],
+        "rank_by": "aggregate",
+        "weights": {"clarity": 1.0},
+        "scores": ["clarity"],
+        "variants": [_entry()],
     }
     document.update(changes)
     return document

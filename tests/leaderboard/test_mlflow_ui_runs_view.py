@@ -65,8 +65,11 @@ def ui(tmp_path_factory):
     with mlflow.start_run(experiment_id=experiment_id, run_name=RUN_NAME) as run:
         mlflow.log_metric("clarity_mean", 0.5)
         span = CallTracer(run.info.run_id, experiment_id, "fade").start(
-            model="openai/scripted", messages=[{"role": "user", "content": "Sequence ID 1: rate me"}],
-            params={"temperature": 0}, kind="fade_rating", context={"feature": 5, "purpose": "responsiveness"},
+            model="openai/scripted",
+            messages=[{"role": "user", "content": "Sequence ID 1: rate me"}],
+            params={"temperature": 0},
+            kind="fade_rating",
+            context={"feature": 5, "purpose": "responsiveness"},
         )
         span.finish(text='{"1": 2}', valid=True, parsed=True, attempts=1, prompt_tokens=12, completion_tokens=3)
     mlflow.flush_trace_async_logging()
@@ -75,9 +78,23 @@ def ui(tmp_path_factory):
     log = folder / "server.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
-             "--port", str(port), "--workers", "1"],
-            stdout=output, stderr=subprocess.STDOUT, cwd=folder,
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                uri,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            cwd=folder,
         )
     url = f"http://127.0.0.1:{port}"
     try:

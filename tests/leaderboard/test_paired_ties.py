@@ -11,13 +11,13 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from leaderboard_runs import PAYLOAD, config_params
+from paired_reference import expected_ties
 
 from harness.stages import score_metrics
 from harness.track.runs import log_metrics, log_params, variant_run
 from harness.track.store import ensure_experiment
 from leaderboard import LeaderboardDocument, build_site
-from leaderboard_runs import PAYLOAD, config_params
-from paired_reference import expected_ties
 
 FEATURES = 40
 
@@ -38,12 +38,16 @@ def paired_site(store, tmp_path_factory):
     difficulty = rng.uniform(0.1, 0.9, FEATURES)  # features differ a lot in how well they can be described
     experiment_id = ensure_experiment("paired", store.uri)
     runs = {
-        "steadily better": _log(experiment_id, "steadily better", difficulty + 0.04 + rng.normal(0, 0.01, FEATURES), range(FEATURES)),
+        "steadily better": _log(
+            experiment_id, "steadily better", difficulty + 0.04 + rng.normal(0, 0.01, FEATURES), range(FEATURES)
+        ),
         "baseline": _log(experiment_id, "baseline", difficulty, range(FEATURES)),
         "baseline again": _log(experiment_id, "baseline again", difficulty.copy(), range(FEATURES)),
         "six features": _log(experiment_id, "six features", np.full(6, 0.05), range(6)),
     }
-    index = build_site(["paired"], store.uri, tmp_path_factory.mktemp("paired") / "site", title="Paired", progress=False)
+    index = build_site(
+        ["paired"], store.uri, tmp_path_factory.mktemp("paired") / "site", title="Paired", progress=False
+    )
     document = LeaderboardDocument.model_validate_json((index.parent / "leaderboard.json").read_text())
     return index, document, runs
 
@@ -61,9 +65,13 @@ def test_tie_marks_on_the_page_come_from_the_paired_test(paired_site, store, pag
     tied = expected_ties(store.uri, [v.run_id for v in variants], "aggregate")
     assert tied == [False, True, False]
     page.goto(index.as_uri())
-    shown = page.evaluate("[...document.querySelectorAll('#variants tbody tr')].map(tr => tr.querySelector('.rank').textContent)")
+    shown = page.evaluate(
+        "[...document.querySelectorAll('#variants tbody tr')].map(tr => tr.querySelector('.rank').textContent)"
+    )
     assert shown == ["1", "2", "2=", "4"]
-    cells = page.evaluate("[...document.querySelectorAll('#variants tbody .vs-above')].map(c => [c.textContent, c.title])")
+    cells = page.evaluate(
+        "[...document.querySelectorAll('#variants tbody .vs-above')].map(c => [c.textContent, c.title])"
+    )
     assert cells[0] == ["", ""]
     assert cells[1][0].startswith("-0.04") and cells[1][0].endswith("p <0.001") and "(different)" in cells[1][1]
     assert cells[2][0] == "+0.000 \u00b7 p 1.000" and "(tied)" in cells[2][1]
@@ -72,8 +80,15 @@ def test_tie_marks_on_the_page_come_from_the_paired_test(paired_site, store, pag
     assert "paired test" in page.evaluate("document.querySelector('#variants tbody tr:nth-child(3) .rank').title")
 
     # Switching the ranking to clarity shows clarity's comparisons (the same here: one score).
-    page.evaluate("const s = document.getElementById('rank-by'); s.value = 'clarity'; s.dispatchEvent(new Event('change'))")
-    assert page.evaluate("[...document.querySelectorAll('#variants tbody .rank')].map(c => c.textContent)") == ["1", "2", "2=", "4"]
+    page.evaluate(
+        "const s = document.getElementById('rank-by'); s.value = 'clarity'; s.dispatchEvent(new Event('change'))"
+    )
+    assert page.evaluate("[...document.querySelectorAll('#variants tbody .rank')].map(c => c.textContent)") == [
+        "1",
+        "2",
+        "2=",
+        "4",
+    ]
     assert "clarity" in page.evaluate("document.querySelector('#variants tbody tr:nth-child(4) .vs-above').title")
 
     # The variant page says it in words.

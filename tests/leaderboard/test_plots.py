@@ -67,7 +67,13 @@ def test_cost_labels_in_dollars_or_tokens():
     assert [cost_label(value, "USD") for value in (0.0, 0.02, 1.5, 1234.0)] == ["$0", "$0.02", "$1.5", "$1,234"]
     assert [cost_label(value, "tokens") for value in (0.0, 950.0, 26200.0, 1.5e6)] == ["0", "950", "26.2k", "1.5M"]
     scale = cost_scale([0.0, 2_000.0, 300_000.0])
-    assert scale.ticks(has_zero=True, unit="tokens") == [(0.0, "0"), (1e3, "1k"), (1e4, "10k"), (1e5, "100k"), (1e6, "1M")]
+    assert scale.ticks(has_zero=True, unit="tokens") == [
+        (0.0, "0"),
+        (1e3, "1k"),
+        (1e4, "10k"),
+        (1e5, "100k"),
+        (1e6, "1M"),
+    ]
 
 
 def test_a_token_cost_axis_has_no_dollars():
@@ -76,8 +82,10 @@ def test_a_token_cost_axis_has_no_dollars():
     axis = [t.text for t in root.iter(f"{SVG}text") if t.get("class") == "axis-label"]
     assert ticks and not any("$" in tick for tick in ticks) and "30k" in ticks
     assert axis[0] == "cost (LLM tokens: every variant cost $0; lower is better)"
-    assert [t.text for t in root.iter(f"{SVG}title")] == ["a: 26,200 LLM tokens, aggregate 0.600 (Pareto front)",
-                                                          "b: 28,300 LLM tokens, aggregate 0.100"]
+    assert [t.text for t in root.iter(f"{SVG}title")] == [
+        "a: 26,200 LLM tokens, aggregate 0.600 (Pareto front)",
+        "b: 28,300 LLM tokens, aggregate 0.100",
+    ]
 
 
 def _parse(svg: str) -> ElementTree.Element:
@@ -93,8 +101,12 @@ def test_radar_puts_each_mean_on_its_axis():
     polygon = next(p for p in root.iter(f"{SVG}polygon") if "series" in p.get("class"))
     points = [tuple(map(float, pair.split(","))) for pair in polygon.get("points").split()]
     centre_x, centre_y, radius = 260.0, 170.0, 120.0
-    expected = [(centre_x, centre_y - radius), (centre_x + radius / 2, centre_y), (centre_x, centre_y),
-                (centre_x - radius / 4, centre_y)]
+    expected = [
+        (centre_x, centre_y - radius),
+        (centre_x + radius / 2, centre_y),
+        (centre_x, centre_y),
+        (centre_x - radius / 4, centre_y),
+    ]
     assert points == [pytest.approx(point, abs=0.1) for point in expected]
     assert "purity undefined" in polygon.find(f"{SVG}title").text
 

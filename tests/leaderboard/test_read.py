@@ -9,7 +9,9 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+from leaderboard_runs import DEMO_VARIANTS, FEATURES
 from mlflow import MlflowClient
+from paired_reference import expected_ties, per_feature_values
 
 from harness.errors import ConfigError
 from harness.score_names import FADE_SCORES
@@ -17,8 +19,6 @@ from harness.track.runs import log_metrics, variant_run
 from harness.track.store import default_tracking_uri, ensure_experiment
 from leaderboard import LeaderboardError
 from leaderboard._read import EXAMPLE_FIELDS, RATED_FIELDS, read_ranked_variants, read_run_artifacts
-from leaderboard_runs import DEMO_VARIANTS, FEATURES
-from paired_reference import expected_ties, per_feature_values
 
 
 def _per_feature(uri: str, run_id: str) -> list[dict]:
@@ -62,8 +62,12 @@ def test_settings_come_from_the_logged_config(store):
     entries = {entry.variant: entry for entry in read_ranked_variants(["demo"], store.uri).entries}
     settings = entries["gpt-4o · delphi · 20 examples"].settings
     assert settings.model_dump() == {
-        "explainer": "llm", "explainer_model": "openai/gpt-4o", "prompt": "delphi", "num_examples": "20",
-        "selection": "top", "rater": "openai/gpt-4o-mini",
+        "explainer": "llm",
+        "explainer_model": "openai/gpt-4o",
+        "prompt": "delphi",
+        "num_examples": "20",
+        "selection": "top",
+        "rater": "openai/gpt-4o-mini",
     }
     assert entries["gpt-4o-mini · stratified"].settings.selection == "stratified"
     assert entries["top-tokens baseline"].settings.explainer == "top-tokens"

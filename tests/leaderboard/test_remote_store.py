@@ -76,7 +76,9 @@ def _site(tracking_uri: str, folder: Path) -> tuple[dict, dict[str, set[str]]]:
     files = {}
     for entry in document["variants"]:
         run_folder = index.parent / "variants" / entry["run_id"]
-        files[entry["variant"]] = {str(path.relative_to(run_folder)) for path in run_folder.rglob("*") if path.is_file()}
+        files[entry["variant"]] = {
+            str(path.relative_to(run_folder)) for path in run_folder.rglob("*") if path.is_file()
+        }
     for entry in document["variants"]:
         entry.pop("run_id"), entry.pop("page")  # both name the run, whose id differs between the stores
         for rank in entry["ranks"].values():  # so does the paired comparison with the variant above

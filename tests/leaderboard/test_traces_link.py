@@ -7,12 +7,12 @@ import json
 
 import mlflow
 import pytest
+from leaderboard_runs import DEMO_VARIANTS, log_variant
 
 from harness.llm.tracing import CallTracer
 from harness.track.store import default_tracking_uri, ensure_experiment
 from leaderboard import build_site
 from leaderboard._build import _SiteWriter
-from leaderboard_runs import DEMO_VARIANTS, log_variant
 
 FEATURES = [0, 1, 2]
 
@@ -25,7 +25,10 @@ def traced_store(tmp_path_factory):
     untraced_run = log_variant(experiment_id, DEMO_VARIANTS[1], FEATURES, seed=1)
     mlflow.set_tracking_uri(uri)
     span = CallTracer(traced_run, experiment_id, "fade").start(
-        model="openai/scripted", messages=[{"role": "user", "content": "rate"}], params={}, kind="fade_rating",
+        model="openai/scripted",
+        messages=[{"role": "user", "content": "rate"}],
+        params={},
+        kind="fade_rating",
         context={"feature": 1},
     )
     span.finish(text='{"1": 0}', valid=True)

@@ -84,7 +84,9 @@ def test_cache_key_is_stable_and_specific():
     key = cache_key({"model": "openai/x"}, messages, {"temperature": 0.0, "max_tokens": 5})
     assert key == cache_key({"model": "openai/x"}, [dict(messages[0])], {"max_tokens": 5, "temperature": 0.0})
     assert key != cache_key({"model": "openai/y"}, messages, {"temperature": 0.0, "max_tokens": 5})
-    assert key != cache_key({"model": "openai/x"}, [{"role": "user", "content": "hi!"}], {"temperature": 0.0, "max_tokens": 5})
+    assert key != cache_key(
+        {"model": "openai/x"}, [{"role": "user", "content": "hi!"}], {"temperature": 0.0, "max_tokens": 5}
+    )
     assert key != cache_key({"model": "openai/x"}, messages, {"temperature": 0.1, "max_tokens": 5})
 
 

@@ -14,7 +14,16 @@ from mlflow import MlflowClient
 from harness.errors import LLMError
 from harness.llm import AnswerFormat, LLMClient, ratings_format
 from harness.llm.loopback import FaultPlan
-from harness.llm.tracing import CACHE_HITS_TAG, CACHE_TAG, CALLS_TAG, FEATURE_TAG, KIND_TAG, STAGE_TAG, STATUS_TAG, CallTracer
+from harness.llm.tracing import (
+    CACHE_HITS_TAG,
+    CACHE_TAG,
+    CALLS_TAG,
+    FEATURE_TAG,
+    KIND_TAG,
+    STAGE_TAG,
+    STATUS_TAG,
+    CallTracer,
+)
 from harness.track.store import default_tracking_uri, ensure_experiment
 
 
@@ -70,7 +79,9 @@ def test_calls_from_threads_are_traced_to_their_own_runs(store, make_config, tmp
     assert {trace.info.tags[CALLS_TAG] for trace in traces_a + traces_b} == {"4"}
     assert {(trace.info.tags[STAGE_TAG], trace.info.tags[KIND_TAG]) for trace in traces_a} == {("fade", "fade_rating")}
     one = mlflow.search_traces(
-        locations=[experiment_id], run_id=run_a, return_type="list",
+        locations=[experiment_id],
+        run_id=run_a,
+        return_type="list",
         filter_string=f"tags.`{FEATURE_TAG}` = '1' AND tags.`{CACHE_TAG}` = 'miss'",
     )
     assert len(one) == 1 and one[0].info.tags[CACHE_HITS_TAG] == "0"
@@ -90,7 +101,9 @@ def test_a_held_feature_is_one_trace_and_a_call_about_no_feature_its_own(store, 
     batches = rating_batches(3)
     with tracer.feature(9):  # a stage holding feature 9 across batches: one trace, a hit and misses in it
         client.complete_many([rating_messages(batches[0])], trace_context={"feature": 9, "purpose": "clarity"})
-        client.complete_many([rating_messages(ids) for ids in batches], trace_context={"feature": 9, "purpose": "faithfulness"})
+        client.complete_many(
+            [rating_messages(ids) for ids in batches], trace_context={"feature": 9, "purpose": "faithfulness"}
+        )
     client.complete_many([rating_messages(batches[1])], trace_context={"purpose": "floor"})  # no feature
     client.close()
     mlflow.flush_trace_async_logging()

@@ -54,7 +54,9 @@ def test_an_unloadable_local_model_fails_at_once_with_the_loader_message(tmp_pat
 def test_a_sampled_answer_depends_on_its_seed_not_on_its_batch(tmp_path):
     question = [{"role": "user", "content": "Write three sentences about rivers."}]
     others = [[{"role": "user", "content": "Hi " * repeats}] for repeats in (3, 40, 90)]
-    sampling = LLMClient(LLMConfig(model="local/smollm2-135m", max_tokens=40, temperature=1.0, cache=False), tmp_path, progress=False)
+    sampling = LLMClient(
+        LLMConfig(model="local/smollm2-135m", max_tokens=40, temperature=1.0, cache=False), tmp_path, progress=False
+    )
     [alone] = sampling.complete_many([question], seed=3)
     batched = sampling.complete_many([*others, question], seed=3)  # padded beside longer and shorter prompts
     assert batched[-1].text == alone.text
@@ -75,7 +77,9 @@ def test_a_batch_sharing_a_prompt_prefix_computes_it_once_and_answers_as_without
 
     handler = register_local_provider()
     settings = local_provider.GenerationSettings("smollm2-135m", max_new_tokens=8, temperature=0.0, top_p=None)
-    requests = [local_provider.LocalRequest(generation_messages(concept)) for concept in ("import statements", "dates", "x")]
+    requests = [
+        local_provider.LocalRequest(generation_messages(concept)) for concept in ("import statements", "dates", "x")
+    ]
     rows = [[1, 2, 3, 4, 5], [1, 2, 3, 9], [1, 2, 3, 4, 7, 8]]
     monkeypatch.setattr(local_provider, "MIN_SHARED_PREFIX_TOKENS", 3)
     inputs, shared = local_provider._shared_prefix_inputs(rows, pad_id=0)

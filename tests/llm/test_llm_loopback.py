@@ -67,7 +67,9 @@ def test_fade_responder_answers_the_other_scorers_prompts_as_they_are_built():
     assert json.loads(detection) == {"1": 1, "2": 0, "3": 1}
     fuzzing = FadeResponder()(judging_messages(system_prompt("fuzzing"), 'the word "dog"', texts))
     assert json.loads(fuzzing) == {"1": 0, "2": 0, "3": 1}  # the first example mentions a dog, unmarked
-    simulation = FadeResponder()(simulation_messages(system_prompt("simulation"), 'the word "dog"', ["My", " dog", "!"]))
+    simulation = FadeResponder()(
+        simulation_messages(system_prompt("simulation"), 'the word "dog"', ["My", " dog", "!"])
+    )
     assert json.loads(simulation) == {"0": 0, "1": 10, "2": 0}
 
 

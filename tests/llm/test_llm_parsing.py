@@ -20,7 +20,7 @@ LIST_CASES = [
     ('["He said \\"hi\\"", "tab\\there"]', ['He said "hi"', "tab\there"], 0, True),
     ('["complete one", "complete two", "cut in the mid', ["complete one", "complete two"], 1, False),
     ('Here: ["first", "second",', ["first", "second"], 0, False),
-    ('["it\'s truncated', [], 1, False),
+    ("[\"it's truncated", [], 1, False),
     ("- bullet one\n- bullet two\n* star three", ["bullet one", "bullet two", "star three"], 0, False),
     ('1. "numbered one"\n2) numbered two', ["numbered one", "numbered two"], 0, False),
     ("I cannot help with that.", [], 0, False),
@@ -53,7 +53,7 @@ RATING_CASES = [
     ('{"1": 2, "2": 0, "3": 1', [1, 2, 3], {1: 2, 2: 0, 3: 1}, 0, 0, False),
     ("{'Sequence ID 4': 2, 'Sequence ID 5': 0}", [4, 5], {4: 2, 5: 0}, 0, 0, True),
     ('{"10": 2, "11": 0,}', [10, 11], {10: 2, 11: 0}, 0, 0, True),  # a Python literal may end in a comma
-    ("{\n  \"1\": 0, // none\n  \"2\": 2\n}", [1, 2], {1: 0, 2: 2}, 0, 0, False),
+    ('{\n  "1": 0, // none\n  "2": 2\n}', [1, 2], {1: 0, 2: 2}, 0, 0, False),
     ("The concept is absent everywhere.", [1, 2], {}, 0, 0, False),
     ('{"results": oops, [unclosed', [1], {}, 0, 0, False),
     ("", [1], {}, 0, 0, False),

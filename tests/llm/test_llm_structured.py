@@ -19,11 +19,11 @@ from harness.evaluate.fade.clarity import generation_answer
 from harness.evaluate.fade.prompts import generation_messages
 from harness.evaluate.fade.prompts import rating_messages as fade_rating_messages
 from harness.evaluate.fade.rating import rating_answer
+from harness.evaluate.scorers import rater_answer
 from harness.evaluate.scorers._intruder import intruder_answer, intruder_messages
 from harness.evaluate.scorers._judging import judging_messages
 from harness.evaluate.scorers._simulation import ACTIVATION_SCALE, simulation_messages
 from harness.evaluate.scorers.prompts import system_prompt
-from harness.evaluate.scorers import rater_answer
 from harness.explain import FeatureRecord, build_prompt, load_template
 from harness.explain._llm_explainer import DESCRIPTION_ANSWER
 from harness.llm import (
@@ -166,7 +166,9 @@ def test_cache_keys_tell_constrained_from_unconstrained_answers(server, make_con
     messages = rating_messages([1, 2])
     params = {"temperature": 0.0, "max_tokens": 64}
     with_schema = {**params, "response_format": ratings_format("fade_rating", [1, 2], (0, 1, 2))}
-    assert cache_key({"model": "openai/scripted"}, messages, params) != cache_key({"model": "openai/scripted"}, messages, with_schema)
+    assert cache_key({"model": "openai/scripted"}, messages, params) != cache_key(
+        {"model": "openai/scripted"}, messages, with_schema
+    )
     answer = AnswerFormat("fade_rating", with_schema["response_format"], lambda text: True)
     off = LLMClient(make_config(structured_output="off"), progress=False)
     on = LLMClient(make_config(structured_output="on"), progress=False)  # the same cache file

@@ -114,6 +114,9 @@ def test_detection_tells_true_descriptions_from_shuffled_and_fuzzing_and_simulat
     assert true["detection_reason"].isna().all() and (true["detection_unanswered"] == 0).all()
     assert (true["detection"] > shuffled["detection"]).all()
     assert (true["detection_auroc"] > 0.9).all() and (shuffled["detection_auroc"] < 0.5).all()
-    for name, reason in (("fuzzing", "rater_sees_no_highlights"), ("simulation", "rater_predicts_no_token_activations")):
+    for name, reason in (
+        ("fuzzing", "rater_sees_no_highlights"),
+        ("simulation", "rater_predicts_no_token_activations"),
+    ):
         assert true[name].isna().all() and (true[f"{name}_reason"] == reason).all()
         assert SCORERS.get(name)().needs_llm

@@ -22,6 +22,7 @@ from harness.evaluate.scorers.prompts import system_prompt
 from harness.llm.loopback import ScriptedAnswer
 from harness.llm.responders import FadeResponder
 
+
 class KeywordRater:
     """Callable messages -> answer text for the LoopbackServer.
 

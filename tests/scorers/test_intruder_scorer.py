@@ -14,7 +14,14 @@ import jsonschema
 import mlflow
 import numpy as np
 import pytest
-from scorer_records import SENTENCES, TOPICS, example, planted_record, shuffled_descriptions, tokens_of, true_descriptions
+from scorer_records import (
+    SENTENCES,
+    TOPICS,
+    example,
+    shuffled_descriptions,
+    tokens_of,
+    true_descriptions,
+)
 from scorer_responders import KeywordRater
 
 from harness.activations import ActivatingExample
@@ -107,7 +114,9 @@ def test_unmarked_examples_are_judged_by_their_words(planted_records, mixtures, 
     coherent = score(planted_records, true_descriptions(FEATURES), client, config)
     mixed = score(mixtures, dict.fromkeys([record.feature for record in mixtures], "d"), client, config)
     assert coherent["intruder_reason"].isna().all() and mixed["intruder_reason"].isna().all()
-    assert coherent["intruder"].mean() > 2 * CHANCE and (coherent["intruder"] > CHANCE).all(), coherent["intruder"].tolist()
+    assert coherent["intruder"].mean() > 2 * CHANCE and (coherent["intruder"] > CHANCE).all(), coherent[
+        "intruder"
+    ].tolist()
     assert abs(mixed["intruder"].mean() - CHANCE) < CHANCE_TOLERANCE, mixed["intruder"].tolist()
 
 
@@ -227,7 +236,9 @@ def test_every_call_carries_the_intruder_schema_and_the_prompt_fits_it(planted_r
     assert rater.requests == 10 and client.usage.answers == client.usage.parsed == {"intruder": 10}
     for format_ in rater.response_formats:
         assert format_["json_schema"]["name"] == "intruder"
-        assert format_["json_schema"]["schema"]["properties"] == {"intruder": {"type": "integer", "enum": [1, 2, 3, 4, 5]}}
+        assert format_["json_schema"]["schema"]["properties"] == {
+            "intruder": {"type": "integer", "enum": [1, 2, 3, 4, 5]}
+        }
     prompt = system_prompt("intruder")
     assert INTRUDER_MARKER in prompt and "Description" not in prompt
     example_answer = json.loads(re.search(r"for example (\{.*?\})", prompt).group(1))
@@ -291,8 +302,13 @@ def test_the_embedding_rater_proxy_finds_the_odd_text_out(planted_records, mixtu
     records = [*planted_records, *mixtures]
     corpus = [example.text for record in records for example in (*record.top_examples, *record.pool)]
     fade = parse_config(
-        {"fade": {"rater": {"model": "embedding/all-minilm-l6-v2"}, "generator": {"model": "local/smollm2-135m"},
-                  "embedding_rater": {"device": "cpu"}}}  # fmt: skip
+        {
+            "fade": {
+                "rater": {"model": "embedding/all-minilm-l6-v2"},
+                "generator": {"model": "local/smollm2-135m"},
+                "embedding_rater": {"device": "cpu"},
+            }
+        }  # fmt: skip
     ).fade
     rater = build_rater(fade, "unused", corpus, progress=False)
     config = ScorersConfig(enabled=["intruder"])

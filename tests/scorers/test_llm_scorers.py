@@ -130,14 +130,20 @@ def test_log_probabilities_carry_what_the_written_answers_do_not(planted_records
     simulation from expected values, and the same from the cache."""
     with LoopbackServer(KeywordRater(hedged=True)) as hedged:
         config = ScorersConfig(enabled=LLM_SCORERS)
-        first = run_scorers(planted_records, true_descriptions(FEATURES), config, make_client(api_base=hedged.url), progress=False)
+        first = run_scorers(
+            planted_records, true_descriptions(FEATURES), config, make_client(api_base=hedged.url), progress=False
+        )
         asked = hedged.requests
-        again = run_scorers(planted_records, true_descriptions(FEATURES), config, make_client(api_base=hedged.url), progress=False)
+        again = run_scorers(
+            planted_records, true_descriptions(FEATURES), config, make_client(api_base=hedged.url), progress=False
+        )
         assert hedged.requests == asked and first.equals(again)
         off = config.model_copy(
             update={name: getattr(config, name).model_copy(update={"logprobs": "off"}) for name in LLM_SCORERS}
         )
-        plain = run_scorers(planted_records, true_descriptions(FEATURES), off, make_client(api_base=hedged.url), progress=False)
+        plain = run_scorers(
+            planted_records, true_descriptions(FEATURES), off, make_client(api_base=hedged.url), progress=False
+        )
     for name in ("detection", "fuzzing"):
         assert (first[name] == 0.5).all()  # "1" written for every example
         assert (first[f"{name}_auroc"] == 1.0).all()
@@ -219,8 +225,20 @@ def test_a_backend_refusing_log_probabilities_says_how_to_go_on_without_them(pla
     with LoopbackServer(KeywordRater(), accepts_logprobs=False) as refusing:
         client = make_client(api_base=refusing.url)
         with pytest.raises(LLMError, match=r"log-probabilities.*scorers\.<name>\.logprobs: off"):
-            score("detection", planted_records, true_descriptions(FEATURES), client, ScorersConfig(detection={"logprobs": "on"}))
-        without = score("detection", planted_records, true_descriptions(FEATURES), client, ScorersConfig(detection={"logprobs": "off"}))
+            score(
+                "detection",
+                planted_records,
+                true_descriptions(FEATURES),
+                client,
+                ScorersConfig(detection={"logprobs": "on"}),
+            )
+        without = score(
+            "detection",
+            planted_records,
+            true_descriptions(FEATURES),
+            client,
+            ScorersConfig(detection={"logprobs": "off"}),
+        )
     assert (without["detection"] == 1.0).all() and without["detection_auroc"].isna().all()
 
 

@@ -14,8 +14,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evaluate"))
 
 from fade_pipeline_fixtures import OTHER_WORD, PLANTED_WORD, token_detector_sae  # noqa: E402
 
-from harness.activations import extract_activations  # noqa: E402
-from harness.activations import pool_examples  # noqa: E402
+from harness.activations import (
+    extract_activations,  # noqa: E402
+    pool_examples,  # noqa: E402
+)
 from harness.config import ScorersConfig, SubjectModelConfig, parse_config  # noqa: E402
 from harness.corpus import load_corpus  # noqa: E402
 from harness.evaluate.scorers import run_scorers, scoring_examples  # noqa: E402

@@ -11,9 +11,9 @@ import pytest
 from mlflow import MlflowClient
 
 import harness.track.variant
+from harness.artifacts import ERROR_FILE
 from harness.config import parse_config
 from harness.search.study import FAIL_REASON_ATTR, make_storage, run_search
-from harness.artifacts import ERROR_FILE
 from harness.track.runs import ERROR_TAG
 
 
@@ -70,7 +70,9 @@ def test_a_crashed_worker_ends_its_study_run_with_the_reason(tmp_path, monkeypat
 
     monkeypatch.setattr(harness.track.variant, "track_variant", crashing_trial)
     with pytest.raises(type(crash)):
-        run_search(_config(tmp_path, {"explain.top_tokens.num_tokens": {"choices": [3, 4]}}, n_trials=2), progress=False)
+        run_search(
+            _config(tmp_path, {"explain.top_tokens.num_tokens": {"choices": [3, 4]}}, n_trials=2), progress=False
+        )
     parent = _parent()
     assert parent.info.status == status
     reason = parent.data.tags[ERROR_TAG]

@@ -15,8 +15,14 @@ from harness.search.sampling import make_sampler
 from harness.search.space import suggest_params
 from harness.search.study import make_storage
 
-CATEGORICAL = {"explain.prompt.template": {"choices": ["plain", "delphi", "neuron-explainer"]}, "explain.display.mode": {"choices": ["highlight", "values"]}}
-GRID = {"explain.selection.num_examples": {"low": 3, "high": 9, "step": 3}, "explain.display.mode": {"choices": ["highlight", "values"]}}
+CATEGORICAL = {
+    "explain.prompt.template": {"choices": ["plain", "delphi", "neuron-explainer"]},
+    "explain.display.mode": {"choices": ["highlight", "values"]},
+}
+GRID = {
+    "explain.selection.num_examples": {"low": 3, "high": 9, "step": 3},
+    "explain.display.mode": {"choices": ["highlight", "values"]},
+}
 
 
 def _config(space: dict, sampler: str):
@@ -42,7 +48,13 @@ def _points(tmp_path, config, workers: int, rounds: int) -> list[tuple]:
 
 @pytest.mark.parametrize(
     ("space", "sampler", "size"),
-    [(CATEGORICAL, "tpe", 6), (CATEGORICAL, "random", 6), (GRID, "random", 6), (GRID, "tpe", 6), (CATEGORICAL, "grid", 6)],
+    [
+        (CATEGORICAL, "tpe", 6),
+        (CATEGORICAL, "random", 6),
+        (GRID, "random", 6),
+        (GRID, "tpe", 6),
+        (CATEGORICAL, "grid", 6),
+    ],
 )
 def test_two_workers_never_evaluate_one_point_twice_until_the_space_is_exhausted(tmp_path, space, sampler, size):
     rounds = 2 if sampler == "grid" else 4  # the grid sampler stops the study itself once every point is told

@@ -15,10 +15,10 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from harness.artifacts import SCORER_AGREEMENT_TABLE
 from harness.config import load_config
 from harness.llm.loopback import LoopbackServer
 from harness.search.study import FAIL_REASON_ATTR, HOST_ATTR, PID_ATTR, fail_dead_trials, make_storage, run_search
-from harness.artifacts import SCORER_AGREEMENT_TABLE
 from harness.track.agreement import rank_correlations
 
 KEY_ENV = "HARNESS_TEST_SEARCH_KEY"
@@ -36,7 +36,12 @@ def write_config(folder: Path, server_url: str, search: dict) -> Path:
         "name": "search-test",
         "corpus": {"num_samples": 100, "max_chars": 160, "seed": 5},
         "site": {"module": "model.layers.3.mlp.act_fn", "features": [5, 77]},
-        "activations": {"batch_size": 16, "max_length": 32, "skip_first_positions": 1, "cache_dir": str(folder / "cache")},
+        "activations": {
+            "batch_size": 16,
+            "max_length": 32,
+            "skip_first_positions": 1,
+            "cache_dir": str(folder / "cache"),
+        },
         "explain": {"llm": llm, "selection": {"num_examples": 6}},
         "fade": {"rater": llm, "clarity_llm_calls": 2, "num_samples": 30, "faithfulness": {"enabled": False}},
         "tracking": {"experiment": "search", "store_dir": str(folder / "mlruns"), "bootstrap_samples": 100},
@@ -51,7 +56,10 @@ def write_config(folder: Path, server_url: str, search: dict) -> Path:
 def test_search_finds_the_setting_that_yields_true_descriptions(tmp_path, server, monkeypatch):
     # The scripted explainer names the feature's top token only when tokens are highlighted; with numeric
     # values it answers boilerplate, which the rater finds nowhere: only display=highlight scores well.
-    space = {"explain.display.mode": {"choices": ["values", "highlight"]}, "explain.prompt.template": {"choices": ["plain", "delphi"]}}
+    space = {
+        "explain.display.mode": {"choices": ["values", "highlight"]},
+        "explain.prompt.template": {"choices": ["plain", "delphi"]},
+    }
     config = load_config(write_config(tmp_path, server.url, {"n_trials": 5, "chunk_size": 1, "space": space}))
     monkeypatch.setenv(KEY_ENV, "dummy")
     monkeypatch.chdir(tmp_path)
@@ -74,7 +82,9 @@ def test_search_finds_the_setting_that_yields_true_descriptions(tmp_path, server
     assert len(completed) == outcome.trials_finished
     expected = rank_correlations(pd.DataFrame(completed))
     logged = json.loads(Path(client.download_artifacts(outcome.parent_run_id, SCORER_AGREEMENT_TABLE)).read_text())
-    assert [row[:2] + row[3:] for row in logged["data"]] == [[p.first, p.second, p.variants, p.reason] for p in expected.pairs]
+    assert [row[:2] + row[3:] for row in logged["data"]] == [
+        [p.first, p.second, p.variants, p.reason] for p in expected.pairs
+    ]
 
 
 @pytest.mark.slow
@@ -86,11 +96,16 @@ def test_two_workers_share_one_study_without_losing_or_duplicating_trials(tmp_pa
     env.pop("MLFLOW_TRACKING_URI", None)
     # Both workers start at once on a fresh store and a cold activation cache.
     command = [sys.executable, "-m", "harness", "search", str(config_path), "--quiet"]
-    workers = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    workers = [
+        subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
     for worker in workers:
         _, stderr = worker.communicate(timeout=600)
         assert worker.returncode == 0, stderr.decode()[-3000:]
-    study = optuna.load_study(study_name="search-test", storage=make_storage(str(tmp_path / "mlruns" / "optuna-journal.log")))
+    study = optuna.load_study(
+        study_name="search-test", storage=make_storage(str(tmp_path / "mlruns" / "optuna-journal.log"))
+    )
     assert [trial.state for trial in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
     assert sorted(trial.number for trial in study.trials) == [0, 1, 2, 3]
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")

@@ -69,14 +69,24 @@ def test_settings_that_only_work_together_are_checked_together():
     with pytest.raises(ConfigError, match=r"template: value 'contrast' is refused.*contrast_examples is 0"):
         validate_space(mixed)
     paired = _config(
-        {"explain.prompt.template": {"choices": ["delphi", "contrast"]}, "explain.selection.contrast_examples": {"choices": [0, 4]}}
+        {
+            "explain.prompt.template": {"choices": ["delphi", "contrast"]},
+            "explain.selection.contrast_examples": {"choices": [0, 4]},
+        }
     )
     with pytest.raises(ConfigError) as caught:
         validate_space(paired)
     message = str(caught.value)
     assert "explain.prompt.template = 'delphi', explain.selection.contrast_examples = 4 is refused" in message
     assert "explain.prompt.template = 'contrast', explain.selection.contrast_examples = 0 is refused" in message
-    validate_space(_config({"explain.prompt.template": {"choices": ["contrast"]}, "explain.selection.contrast_examples": {"low": 2, "high": 6}}))
+    validate_space(
+        _config(
+            {
+                "explain.prompt.template": {"choices": ["contrast"]},
+                "explain.selection.contrast_examples": {"low": 2, "high": 6},
+            }
+        )
+    )
 
 
 def test_the_shipped_search_config_is_valid_together():

@@ -166,7 +166,9 @@ def test_steering_applies_to_every_generated_token(subject_model, inputs):
     assert all(torch.count_nonzero(tensor[..., 41]) > 0 for tensor in seen)
 
 
-@pytest.mark.parametrize(("module", "hook"), [("model.layers.3.mlp.act_fn", "output"), ("model.layers.3.mlp.down_proj", "input")])
+@pytest.mark.parametrize(
+    ("module", "hook"), [("model.layers.3.mlp.act_fn", "output"), ("model.layers.3.mlp.down_proj", "input")]
+)
 def test_a_hook_changes_only_the_forwards_of_the_thread_that_set_it(subject_model, inputs, module, hook):
     """The local LLM can be the subject model: its passes on another thread must not be steered or cut."""
     site = build_site(SiteConfig(module=module, hook=hook), subject_model)

@@ -26,14 +26,18 @@ def _means(**columns) -> pd.DataFrame:
 
 
 def test_same_order_is_one_and_reversed_order_is_minus_one():
-    agreement = rank_correlations(_means(clarity=[0.9, 0.5, 0.7, 0.1], purity=[0.8, 0.2, 0.3, 0.0], embedding=[0.1, 0.6, 0.4, 0.9]))
+    agreement = rank_correlations(
+        _means(clarity=[0.9, 0.5, 0.7, 0.1], purity=[0.8, 0.2, 0.3, 0.0], embedding=[0.1, 0.6, 0.4, 0.9])
+    )
     assert agreement.scores == ["clarity", "purity", "embedding"] and agreement.variants == 4
     assert agreement.pair("clarity", "purity").rho == pytest.approx(1.0)
     assert agreement.pair("embedding", "clarity").rho == pytest.approx(-1.0)
     reversed_pair = agreement.pair("purity", "embedding")
     assert reversed_pair.rho == pytest.approx(-1.0) and reversed_pair.variants == 4 and reversed_pair.reason is None
     assert [(pair.first, pair.second) for pair in agreement.pairs] == [
-        ("clarity", "purity"), ("clarity", "embedding"), ("purity", "embedding")
+        ("clarity", "purity"),
+        ("clarity", "embedding"),
+        ("purity", "embedding"),
     ]
 
 
@@ -54,12 +58,20 @@ def test_pairs_use_only_the_variants_defining_both_scores():
 
 def test_undefined_pairs_say_why():
     agreement = rank_correlations(
-        _means(clarity=[0.1, 0.4, 0.9, 0.3], purity=[0.5, 0.5, 0.5, 0.5], faithfulness=[0.2, None, np.nan, 0.4],
-               embedding=[0.7, 0.7, 0.7, 0.7]),
+        _means(
+            clarity=[0.1, 0.4, 0.9, 0.3],
+            purity=[0.5, 0.5, 0.5, 0.5],
+            faithfulness=[0.2, None, np.nan, 0.4],
+            embedding=[0.7, 0.7, 0.7, 0.7],
+        ),
         scores=["clarity", "purity", "faithfulness", "embedding", "fuzzing"],
     )
     constant = agreement.pair("clarity", "purity")
-    assert constant.rho is None and constant.variants == 4 and constant.reason == "purity is constant across the 4 variants"
+    assert (
+        constant.rho is None
+        and constant.variants == 4
+        and constant.reason == "purity is constant across the 4 variants"
+    )
     assert agreement.pair("purity", "embedding").reason == "purity and embedding are constant across the 4 variants"
     few = agreement.pair("clarity", "faithfulness")
     assert few.rho is None and few.variants == 2 and few.reason == "fewer than 3 variants define both scores (2)"
@@ -91,7 +103,15 @@ def test_matches_scipy_spearmanr_on_random_means_with_ties_and_gaps():
 
 def test_score_names_put_fade_first_then_the_others_by_name_and_ignore_other_columns():
     table = pd.DataFrame(
-        columns=["simulation_mean", "embedding_mean", "purity_mean", "cost_usd", "clarity_mean", "purity_ci_low", "aggregate_mean"]
+        columns=[
+            "simulation_mean",
+            "embedding_mean",
+            "purity_mean",
+            "cost_usd",
+            "clarity_mean",
+            "purity_ci_low",
+            "aggregate_mean",
+        ]
     )
     assert score_names(table) == ["clarity", "purity", "embedding", "simulation"]
 
@@ -106,8 +126,12 @@ def tracking(tmp_path, monkeypatch):
 
 def test_a_parent_run_gets_the_heatmap_table_and_metrics(tracking):
     experiment_id, client = tracking
-    means = _means(clarity=[0.9, 0.6, 0.3, 0.2], purity=[0.7, 0.5, 0.4, 0.1], embedding=[0.2, 0.3, 0.35, 0.8],
-                   faithfulness=[None, None, None, None])
+    means = _means(
+        clarity=[0.9, 0.6, 0.3, 0.2],
+        purity=[0.7, 0.5, 0.4, 0.1],
+        embedding=[0.2, 0.3, 0.35, 0.8],
+        faithfulness=[None, None, None, None],
+    )
     with variant_run(experiment_id, "parent", "comparison", role="comparison") as parent:
         logged = log_scorer_agreement(means)
     assert logged is not None and logged.scores == ["clarity", "purity", "embedding"]  # faithfulness has no value
@@ -120,7 +144,9 @@ def test_a_parent_run_gets_the_heatmap_table_and_metrics(tracking):
     table = json.loads(Path(client.download_artifacts(parent.run_id, SCORER_AGREEMENT_TABLE)).read_text())
     assert table["columns"] == ["first", "second", "rho", "variants", "reason"]
     assert [row[:2] + row[3:] for row in table["data"]] == [
-        ["clarity", "purity", 4, None], ["clarity", "embedding", 4, None], ["purity", "embedding", 4, None]
+        ["clarity", "purity", 4, None],
+        ["clarity", "embedding", 4, None],
+        ["purity", "embedding", 4, None],
     ]
     png = Path(client.download_artifacts(parent.run_id, SCORER_AGREEMENT_PLOT)).read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000

@@ -17,12 +17,20 @@ def _table():
             {"variant": "a", "clarity_mean": 0.5, "clarity_ci_low": 0.45, "clarity_ci_high": 0.55, "purity_mean": 0.9},
             {"variant": "b", "clarity_mean": 0.8, "clarity_ci_low": 0.75, "clarity_ci_high": 0.85, "purity_mean": 0.1},
             {"variant": "c", "clarity_mean": 0.52, "clarity_ci_low": 0.50, "clarity_ci_high": 0.60, "purity_mean": 0.5},
-            {"variant": "d", "clarity_mean": float("nan"), "clarity_ci_low": None, "clarity_ci_high": None, "purity_mean": 0.2},
+            {
+                "variant": "d",
+                "clarity_mean": float("nan"),
+                "clarity_ci_low": None,
+                "clarity_ci_high": None,
+                "purity_mean": 0.2,
+            },
         ]
     )
 
 
-def _features(table: pd.DataFrame, score: str, n: int = 30, noise: float = 0.1, seed: int = 0) -> dict[str, pd.DataFrame]:
+def _features(
+    table: pd.DataFrame, score: str, n: int = 30, noise: float = 0.1, seed: int = 0
+) -> dict[str, pd.DataFrame]:
     """Per-feature tables with exactly the table's means: mean + independent centred noise per variant."""
     rng = np.random.default_rng(seed)
     found = {}
@@ -100,7 +108,17 @@ def test_the_terminal_table_shows_fade_with_intervals_then_the_other_scorers_mea
     table = _table().assign(detection_mean=[0.9, 0.7, None, 0.1], embedding_mean=[0.6, 0.65, 0.7, 0.75])
     lines = format_ranking(rank_variants(table, by="detection"), "detection").splitlines()
     cells = [re.split(r"\s{2,}", line.strip()) for line in lines[:5]]
-    assert cells[0] == ["rank", "variant", "clarity", "purity", "detection", "embedding", "cost_usd", "features", "vs above"]
+    assert cells[0] == [
+        "rank",
+        "variant",
+        "clarity",
+        "purity",
+        "detection",
+        "embedding",
+        "cost_usd",
+        "features",
+        "vs above",
+    ]
     assert cells[1] == ["1", "a", "0.500 [0.450, 0.550]", "0.900 [-, -]", "0.900", "0.600", "-", "-"]
     assert cells[4][:2] == ["4", "c"] and cells[4][4:6] == ["-", "0.700"]  # undefined detection ranks last
     assert cells[2][-1] == "no test [a]"  # no per-feature scores: the reason is noted under the table
@@ -110,7 +128,9 @@ def test_the_terminal_table_shows_fade_with_intervals_then_the_other_scorers_mea
 
 def test_the_terminal_table_shows_the_paired_comparison_with_the_row_above():
     table = _table().assign(run_id=lambda frame: frame["variant"])
-    lines = format_ranking(rank_variants(table, by="clarity", features=_features(table, "clarity")), "clarity").splitlines()
+    lines = format_ranking(
+        rank_variants(table, by="clarity", features=_features(table, "clarity")), "clarity"
+    ).splitlines()
     cells = [re.split(r"\s{2,}", line.strip()) for line in lines[:5]]
     assert [row[0] for row in cells[1:]] == ["1", "2", "2=", "4"]
     assert re.fullmatch(r"-0\.280 n=30 p<0\.001", cells[2][-1])

@@ -9,13 +9,13 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from harness.artifacts import ERROR_FILE
 from harness.cli import main
 from harness.config import parse_config, set_dotted
 from harness.errors import HarnessError
 from harness.llm.loopback import FaultPlan, LoopbackServer
 from harness.track.compare import count_failed_runs, variants_table
 from harness.track.experiment import run_experiment
-from harness.artifacts import ERROR_FILE
 from harness.track.runs import ERROR_TAG
 
 pytestmark = pytest.mark.slow
@@ -38,7 +38,12 @@ def _config(folder: Path, server_url: str, **overrides):
     data = {
         "corpus": {"num_samples": 60, "max_chars": 160, "seed": 5},
         "site": {"module": "model.layers.3.mlp.act_fn", "features": [5, 77]},
-        "activations": {"batch_size": 16, "max_length": 32, "skip_first_positions": 1, "cache_dir": str(folder / "cache")},
+        "activations": {
+            "batch_size": 16,
+            "max_length": 32,
+            "skip_first_positions": 1,
+            "cache_dir": str(folder / "cache"),
+        },
         "explain": {"llm": llm, "selection": {"num_examples": 4}},
         "fade": {"rater": llm, "clarity_llm_calls": 2, "num_samples": 20, "faithfulness": {"enabled": False}},
         "tracking": {"experiment": "probe", "store_dir": str(folder / "mlruns"), "bootstrap_samples": 100},
@@ -67,7 +72,10 @@ PROBES = {
     "template": ({"explain__prompt__template": "no-such-template"}, "no-such-template"),
     "scorer name": ({"scorers__enabled": ["detektion"]}, "detektion"),
     "LLM cache": ({"fade__rater__cache_path": _unreadable_cache}, "garbage.sqlite"),
-    "second variant": ({"variants__grid": {"site.module": ["model.layers.3.mlp.act_fn", "model.layers.99.mlp"]}}, "model.layers.99"),
+    "second variant": (
+        {"variants__grid": {"site.module": ["model.layers.3.mlp.act_fn", "model.layers.99.mlp"]}},
+        "model.layers.99",
+    ),
 }
 
 
@@ -102,5 +110,20 @@ def test_a_failed_run_says_why_and_rankings_leave_it_out_saying_how_many(tmp_pat
     capsys.readouterr()
     assert main(["compare", "probe", "--tracking-uri", uri]) == 0
     assert "1 failed run left out" in capsys.readouterr().out
-    assert main(["leaderboard", "build", "--experiment", "probe", "--tracking-uri", uri, "--output", str(tmp_path / "site"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "leaderboard",
+                "build",
+                "--experiment",
+                "probe",
+                "--tracking-uri",
+                uri,
+                "--output",
+                str(tmp_path / "site"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "1 failed run left out" in capsys.readouterr().out

@@ -74,7 +74,7 @@ def test_the_false_positive_rate_over_many_null_tables_is_at_most_alpha(kind):
         if kind == "continuous":
             first, second = difficulty + rng.normal(0, 0.1, n), difficulty + rng.normal(0, 0.1, n)
         else:
-            first, second = (np.round(np.clip(difficulty + rng.normal(0, 0.3, (2, n)), 0, 1) * 2) / 2)
+            first, second = np.round(np.clip(difficulty + rng.normal(0, 0.3, (2, n)), 0, 1) * 2) / 2
         (comparison,) = _adjacent(first, second)
         rejected += bool(comparison.significant)
     rate = rejected / trials
@@ -201,7 +201,11 @@ def logged(tmp_path_factory):
     experiment_id = ensure_experiment("paired", uri)
     rng = np.random.default_rng(4)
     base = rng.uniform(0.2, 0.8, FEATURES)
-    variants = {"best": base + 0.1, "second": base + rng.normal(0, 0.02, FEATURES), "third": base + rng.normal(0, 0.02, FEATURES)}
+    variants = {
+        "best": base + 0.1,
+        "second": base + rng.normal(0, 0.02, FEATURES),
+        "third": base + rng.normal(0, 0.02, FEATURES),
+    }
     rows = []
     with variant_run(experiment_id, "comparison-key", "config", role="comparison") as parent:
         for name, clarity in variants.items():
@@ -220,7 +224,9 @@ def logged(tmp_path_factory):
 
 def test_the_comparison_run_logs_the_paired_table(logged):
     assert all(frame is not None and len(frame) == FEATURES for frame in logged["features"].values())
-    table = json.loads(Path(MlflowClient(logged["uri"]).download_artifacts(logged["parent"], PAIRED_COMPARISONS_TABLE)).read_text())
+    table = json.loads(
+        Path(MlflowClient(logged["uri"]).download_artifacts(logged["parent"], PAIRED_COMPARISONS_TABLE)).read_text()
+    )
     assert table["columns"] == list(PairedComparison.model_fields)
     read = [PairedComparison(**dict(zip(table["columns"], row))) for row in table["data"]]
     assert read == logged["comparisons"]

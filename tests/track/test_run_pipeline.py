@@ -20,9 +20,9 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from harness.artifacts import PAIRED_COMPARISONS_TABLE, SCORER_AGREEMENT_PLOT, SCORER_AGREEMENT_TABLE
 from harness.config import load_config
 from harness.llm.loopback import FaultPlan, LoopbackServer
-from harness.artifacts import PAIRED_COMPARISONS_TABLE, SCORER_AGREEMENT_PLOT, SCORER_AGREEMENT_TABLE
 from harness.track.agreement import rank_correlations
 from harness.track.experiment import run_experiment
 
@@ -38,7 +38,12 @@ def write_config(folder: Path, server_url: str, experiment: str) -> Path:
         "name": "pipeline-test",
         "corpus": {"num_samples": 120, "max_chars": 160, "seed": 3},
         "site": {"module": "model.layers.3.mlp.act_fn", "features": [5, 77, 300]},
-        "activations": {"batch_size": 16, "max_length": 32, "skip_first_positions": 1, "cache_dir": str(folder / "cache")},
+        "activations": {
+            "batch_size": 16,
+            "max_length": 32,
+            "skip_first_positions": 1,
+            "cache_dir": str(folder / "cache"),
+        },
         "explain": {"llm": llm, "selection": {"num_examples": 6}},
         "fade": {
             "rater": llm,
@@ -47,7 +52,12 @@ def write_config(folder: Path, server_url: str, experiment: str) -> Path:
             "faithfulness": {"num_samples": 4, "generation_length": 6, "modification_factors": [0, 10]},
         },
         "scorers": {"enabled": ["embedding", "intruder"]},
-        "tracking": {"experiment": experiment, "store_dir": str(folder / "mlruns"), "bootstrap_samples": 200, "plot_features": 1},
+        "tracking": {
+            "experiment": experiment,
+            "store_dir": str(folder / "mlruns"),
+            "bootstrap_samples": 200,
+            "plot_features": 1,
+        },
         "variants": {
             "grid": {"explain.prompt.template": ["plain", "delphi"]},
             "named": [{"name": "top-tokens", "set": {"explain.explainer": "top-tokens"}}],
@@ -119,7 +129,11 @@ def test_params_metrics_and_artifacts_are_recorded(finished):
     assert "answers_explainer" not in runs["top-tokens"].data.metrics  # no answers, no rate
     artifacts = {item.path for item in client.list_artifacts(delphi.info.run_id)}
     assert {"config.yaml", "plots", "tables"} <= artifacts
-    table = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=delphi.info.run_id, artifact_path="tables/per_feature.json")).read_text())
+    table = json.loads(
+        Path(
+            mlflow.artifacts.download_artifacts(run_id=delphi.info.run_id, artifact_path="tables/per_feature.json")
+        ).read_text()
+    )
     assert table["columns"][:3] == ["feature", "description", "explainer"]
     assert sorted(row[0] for row in table["data"]) == [5, 77, 300]
     plots = {item.path for item in client.list_artifacts(delphi.info.run_id, "plots")}
@@ -137,7 +151,9 @@ def test_the_intruder_score_is_the_same_in_every_variant(finished):
     runs = [run for run in _runs(finished["client"], "uninterrupted") if run.data.tags["harness.role"] == "variant"]
     summaries = {(run.data.metrics.get("intruder_mean"), run.data.metrics["intruder_defined"]) for run in runs}
     assert len(runs) == 3 and len(summaries) == 1, summaries
-    assert all(run.data.metrics.get("answers_intruder", 0) == runs[0].data.metrics.get("answers_intruder", 0) for run in runs)
+    assert all(
+        run.data.metrics.get("answers_intruder", 0) == runs[0].data.metrics.get("answers_intruder", 0) for run in runs
+    )
 
 
 def test_the_comparison_run_holds_the_agreement_between_scorers_across_its_variants(finished):
@@ -152,9 +168,13 @@ def test_the_comparison_run_holds_the_agreement_between_scorers_across_its_varia
     assert [(row["first"], row["second"], row["variants"], row["reason"]) for row in logged] == [
         (pair.first, pair.second, pair.variants, pair.reason) for pair in expected.pairs
     ]
-    assert [row["rho"] for row in logged] == [pytest.approx(pair.rho) if pair.rho is not None else None for pair in expected.pairs]
+    assert [row["rho"] for row in logged] == [
+        pytest.approx(pair.rho) if pair.rho is not None else None for pair in expected.pairs
+    ]
     for pair in expected.pairs:
-        assert parent.data.metrics.get(f"rank_corr.{pair.first}.{pair.second}") == (pytest.approx(pair.rho) if pair.rho is not None else None)
+        assert parent.data.metrics.get(f"rank_corr.{pair.first}.{pair.second}") == (
+            pytest.approx(pair.rho) if pair.rho is not None else None
+        )
     assert SCORER_AGREEMENT_PLOT in {item.path for item in client.list_artifacts(parent.info.run_id, "plots")}
 
 

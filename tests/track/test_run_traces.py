@@ -35,7 +35,12 @@ def _config(folder, server_url: str, traces: bool = True, scorers: bool = True):
         "name": "traces-test",
         "corpus": {"num_samples": 80, "max_chars": 160, "seed": 3},
         "site": {"module": "model.layers.3.mlp.act_fn", "features": FEATURES},
-        "activations": {"batch_size": 16, "max_length": 32, "skip_first_positions": 1, "cache_dir": str(folder / "cache")},
+        "activations": {
+            "batch_size": 16,
+            "max_length": 32,
+            "skip_first_positions": 1,
+            "cache_dir": str(folder / "cache"),
+        },
         "explain": {"llm": llm, "selection": {"num_examples": 5}},
         "fade": {
             "rater": llm,
@@ -44,8 +49,13 @@ def _config(folder, server_url: str, traces: bool = True, scorers: bool = True):
             "faithfulness": {"num_samples": 3, "generation_length": 4, "modification_factors": [0, 10]},
         },
         "scorers": {"enabled": ["detection"] if scorers else [], "detection": {"num_examples": 6}},
-        "tracking": {"experiment": "traced", "store_dir": str(folder / "mlruns"), "bootstrap_samples": 100,
-                     "plot_features": 0, "traces": traces},
+        "tracking": {
+            "experiment": "traced",
+            "store_dir": str(folder / "mlruns"),
+            "bootstrap_samples": 100,
+            "plot_features": 0,
+            "traces": traces,
+        },
     }
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -70,8 +80,15 @@ def traced(tmp_path_factory):
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("traced")
-    yield {"folder": folder, "client": client, "experiment": experiment, "first": first, "cached": cached,
-           "asked": asked, "asked_again": asked_again}
+    yield {
+        "folder": folder,
+        "client": client,
+        "experiment": experiment,
+        "first": first,
+        "cached": cached,
+        "asked": asked,
+        "asked_again": asked_again,
+    }
     mlflow.set_tracking_uri(None)
 
 
@@ -111,7 +128,9 @@ def test_a_features_calls_are_found_by_run_and_feature_and_hold_prompt_and_answe
     [explained] = _calls(by_stage["explain"])
     assert explained.inputs["messages"][-1]["role"] == "user" and explained.inputs["messages"][-1]["content"]
     assert explained.outputs["json"]["description"] == description  # the parsed answer is the run's description
-    assert explained.get_attribute(CACHE_TAG) == "miss" and explained.get_attribute("harness.model") == "openai/scripted"
+    assert (
+        explained.get_attribute(CACHE_TAG) == "miss" and explained.get_attribute("harness.model") == "openai/scripted"
+    )
     ratings = [span for span in _calls(by_stage["fade"]) if span.get_attribute(KIND_TAG) == "fade_rating"]
     assert ratings
     for span in ratings:
@@ -149,7 +168,11 @@ def test_a_cached_rerun_adds_cache_hit_traces_without_asking_the_backend(traced)
 
 def test_the_experiment_opens_on_its_runs_and_the_key_is_in_no_trace(traced):
     assert traced["experiment"].tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
-    leaked = [str(path) for path in traced["folder"].rglob("*") if path.is_file() and PLANTED_KEY.encode() in path.read_bytes()]
+    leaked = [
+        str(path)
+        for path in traced["folder"].rglob("*")
+        if path.is_file() and PLANTED_KEY.encode() in path.read_bytes()
+    ]
     assert not leaked, f"the API key leaked into {leaked}"
 
 

@@ -87,7 +87,9 @@ def test_two_processes_track_what_one_does_and_a_killed_launch_resumes(tmp_path,
                   "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                   "--main_process_port", str(_free_port()), "-m", "harness", "run", str(config_two), "--quiet"]  # fmt: skip
         # not the one-process run's store: MLflow hands its tracking URI to child processes in the environment
-        env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"} | {"OMP_NUM_THREADS": "1"}
+        env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"} | {
+            "OMP_NUM_THREADS": "1"
+        }
         results = tmp_path / "two" / "cache" / "runs"
         server.faults = FaultPlan(latency_s=0.1)  # slow answers, so the kill lands midway through FADE
         try:
@@ -116,5 +118,7 @@ def test_two_processes_track_what_one_does_and_a_killed_launch_resumes(tmp_path,
     assert sorted(tracked_two) == sorted(tracked_one) == sorted(outcome.name for outcome in one)
     for name, table in tracked_one.items():
         # FADE from both processes' shares; detection, the main process's alone, on every feature
-        pd.testing.assert_frame_equal(tracked_two[name][[*FADE_COLUMNS, "detection"]], table[[*FADE_COLUMNS, "detection"]])
+        pd.testing.assert_frame_equal(
+            tracked_two[name][[*FADE_COLUMNS, "detection"]], table[[*FADE_COLUMNS, "detection"]]
+        )
         assert table["faithfulness"].notna().any() and table["detection"].notna().any()  # steering and the scorer ran

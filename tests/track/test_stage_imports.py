@@ -51,7 +51,10 @@ def test_the_tracking_modules_import_no_model_llm_or_stage_internals():
 
 
 def test_the_artifact_paths_import_nothing():
-    assert _loaded_after_importing("harness.artifacts", ("harness", "pandas", "numpy")) == ["harness", "harness.artifacts"]
+    assert _loaded_after_importing("harness.artifacts", ("harness", "pandas", "numpy")) == [
+        "harness",
+        "harness.artifacts",
+    ]
 
 
 def _imported_modules(path: Path, known: set[str]) -> set[str]:

@@ -69,7 +69,9 @@ class FeatureCalls:
         """The generator's answer (Clarity's synthetic samples), or None when the call failed for good."""
         return await self._ask(self.backend.generator, messages, params)
 
-    async def _ask(self, client: LLMClient, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion | None:
+    async def _ask(
+        self, client: LLMClient, messages: list[dict[str, str]], params: dict[str, Any]
+    ) -> Completion | None:
         """Raises LLMError when the backend has not answered a single call of this run: a wrong key, model
         or address would otherwise turn every score into "undefined" after a long run."""
         counts = self._counts or self

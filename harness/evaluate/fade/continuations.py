@@ -50,7 +50,9 @@ def steer_rows(site: FeatureSite, model: Any, rows: Sequence[Steering]) -> Itera
 
     def change(tensor: torch.Tensor) -> torch.Tensor | None:
         if tensor.shape[0] != len(rows):
-            raise SiteError(f"steering expected a batch of {len(rows)} rows at {site.module_path}, got {tensor.shape[0]}")
+            raise SiteError(
+                f"steering expected a batch of {len(rows)} rows at {site.module_path}, got {tensor.shape[0]}"
+            )
         if not indexed:
             return None
         steered = tensor.clone()
@@ -89,7 +91,12 @@ def generate_rows(
         eos_token_id=loaded_model.model.generation_config.eos_token_id,
     )
     encoded = tokenizer(
-        list(prompts), padding=True, truncation=True, max_length=max_prompt_tokens, padding_side="left", return_tensors="pt"
+        list(prompts),
+        padding=True,
+        truncation=True,
+        max_length=max_prompt_tokens,
+        padding_side="left",
+        return_tensors="pt",
     )
     device = input_device(loaded_model)
     with steer_rows(site, loaded_model, rows), torch.inference_mode():
@@ -208,9 +215,7 @@ class ContinuationEngine:
     ) -> Continuations:
         """The feature's continuation of every prompt (positions in the engine's texts) under every factor."""
         if self._lengths is None:
-            self._lengths = await self._run_on_model(
-                prompt_lengths, self._model, self._texts, self._max_prompt_tokens
-            )
+            self._lengths = await self._run_on_model(prompt_lengths, self._model, self._texts, self._max_prompt_tokens)
         loop = asyncio.get_running_loop()
         answers: list[list[Awaitable[tuple[str, int]] | None]] = [[None] * len(positions) for _ in factors]
         for index in sorted(range(len(positions)), key=lambda i: (self._lengths[positions[i]], i)):

@@ -39,19 +39,19 @@ from harness.activations import (
 from harness.config import ACTIVATION_VALUE_SETTINGS, HarnessConfig, identity_payload
 from harness.corpus import corpus_fingerprint, load_corpus
 from harness.errors import EvaluationError
-from harness.files import identity_hash
 from harness.evaluate.fade import plots
 from harness.evaluate.fade.calls import FeatureCalls, RaterBackend
-from harness.evaluate.fade.concurrency import gather_or_cancel
 from harness.evaluate.fade.clarity import ClarityOutcome, generate_synthetic_texts, score_clarity
 from harness.evaluate.fade.clarity_floor import ClarityFloor, clarity_floor
+from harness.evaluate.fade.concurrency import gather_or_cancel
 from harness.evaluate.fade.continuations import ContinuationEngine
 from harness.evaluate.fade.faithfulness import FaithfulnessOutcome, faithfulness_prompts, score_faithfulness
 from harness.evaluate.fade.metrics import GiniAP, faithfulness_gate
 from harness.evaluate.fade.rating import UNRATED, rating_counts
 from harness.evaluate.fade.responsiveness import RatedNaturalSamples, rate_natural_samples, score_responsiveness
-from harness.evaluate.scores import FeatureScores, Score
 from harness.evaluate.fade.results import FeatureResult, ResultStore, factor_label
+from harness.evaluate.scores import FeatureScores, Score
+from harness.files import identity_hash
 from harness.llm import LLMClient, Usage, UsageLedger
 from harness.llm.tracing import CallTracer
 from harness.model import LoadedModel, load_subject_model
@@ -178,7 +178,8 @@ def evaluate_descriptions(
     site.resolve_features(features)
     base_key = _base_key(config, loaded_model, site, corpus)
     keys = {
-        feature: identity_hash({**base_key, "feature": feature, "description": text}) for feature, text in described.items()
+        feature: identity_hash({**base_key, "feature": feature, "description": text})
+        for feature, text in described.items()
     }
     processes = current_processes()
     results = {feature: result for feature, key in keys.items() if (result := store.load(feature, key)) is not None}
@@ -335,9 +336,7 @@ def _checked_descriptions(descriptions: pd.DataFrame) -> pd.DataFrame:
     texts = table["description"].dropna()
     not_text = texts[~texts.map(lambda value: isinstance(value, str) and bool(value.strip()))]
     if not not_text.empty:
-        raise EvaluationError(
-            f"descriptions table: descriptions {not_text.head(5).tolist()!r} are not non-empty texts"
-        )
+        raise EvaluationError(f"descriptions table: descriptions {not_text.head(5).tolist()!r} are not non-empty texts")
     return table
 
 
@@ -406,7 +405,9 @@ async def _evaluate_feature(run: _Run, feature: int, description: str, key: str)
 
     clarity, rated = await gather_or_cancel(
         score_clarity(calls.for_purpose("clarity"), description, natural, activations_of, fade),
-        rate_natural_samples(calls.for_purpose("responsiveness"), description, natural, run.texts, run.sample_ids, fade, rng),
+        rate_natural_samples(
+            calls.for_purpose("responsiveness"), description, natural, run.texts, run.sample_ids, fade, rng
+        ),
     )
     responsiveness = score_responsiveness(natural, rated)
     reference = run.activations.max_abs(feature) if run.site.steering_uses_reference else None

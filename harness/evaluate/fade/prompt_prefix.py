@@ -77,7 +77,12 @@ class PromptPrefixes:
             return
         decoder = self._network.model
         encoded = self._loaded.tokenizer(
-            missing, padding=True, truncation=True, max_length=self._max_prompt_tokens, padding_side="left", return_tensors="pt"
+            missing,
+            padding=True,
+            truncation=True,
+            max_length=self._max_prompt_tokens,
+            padding_side="left",
+            return_tensors="pt",
         )
         device = input_device(self._loaded)
         ids, mask = encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
@@ -104,7 +109,11 @@ class PromptPrefixes:
         kinds = {False: create_causal_mask, True: create_sliding_window_causal_mask}
         built = {
             sliding: kinds[sliding](
-                config=self._network.config, inputs_embeds=hidden, attention_mask=mask, cache=empty, position_ids=positions
+                config=self._network.config,
+                inputs_embeds=hidden,
+                attention_mask=mask,
+                cache=empty,
+                position_ids=positions,
             )
             for sliding in set(empty.is_sliding)
         }
@@ -165,7 +174,9 @@ class PromptPrefixes:
             hidden = padded([p.hidden for p in prefixes], 0)
             masks = self._causal_masks(hidden, mask, positions)
             for index in range(self._layer):
-                cache.update(padded([p.keys[index] for p in prefixes], 1), padded([p.values[index] for p in prefixes], 1), index)
+                cache.update(
+                    padded([p.keys[index] for p in prefixes], 1), padded([p.values[index] for p in prefixes], 1), index
+                )
             hidden = self._through(range(self._layer, len(decoder.layers)), hidden, masks, positions, cache)
             logits = self._last_logits(hidden)
             for step in range(generation_length):

@@ -152,7 +152,9 @@ def scores_table(results: Iterable[FeatureResult]) -> pd.DataFrame:
             row[f"{name}_reason"] = getattr(result.scores, name).reason
         row["llm_requests"] = result.llm_requests
         floor = result.clarity_floor
-        for column, value in zip(FLOOR_COLUMNS, (floor.mean, floor.above, floor.z, floor.beats) if floor else (None,) * 4):
+        for column, value in zip(
+            FLOOR_COLUMNS, (floor.mean, floor.above, floor.z, floor.beats) if floor else (None,) * 4
+        ):
             row[column] = value
         rows.append(row)
     reasons = [f"{name}_reason" for name in FADE_SCORES]

@@ -14,7 +14,6 @@ from harness.explain import FeatureRecord
 
 
 class DetectionScorer(JudgingScorer):
-
     def items(
         self, record: FeatureRecord, labelled: list[LabelledExample], settings: DetectionConfig
     ) -> list[JudgedItem]:

@@ -14,10 +14,10 @@ import numpy as np
 
 from harness.config import EmbeddingConfig
 from harness.evaluate.scorers._base import FeatureScore, Scorer
-from harness.model import load_encoder
 from harness.evaluate.scorers._examples import LabelledExample, examples_or_reason
 from harness.evaluate.scorers._metrics import similarity_auroc
 from harness.explain import FeatureRecord
+from harness.model import load_encoder
 from harness.score_names import Reason
 
 if TYPE_CHECKING:

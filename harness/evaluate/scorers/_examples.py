@@ -14,8 +14,7 @@ import numpy as np
 
 from harness.activations.types import ActivatingExample
 from harness.config import ExampleSelectionConfig, ScorerExamplesConfig
-from harness.explain import FeatureRecord, select_examples
-from harness.explain import highlight_tokens
+from harness.explain import FeatureRecord, highlight_tokens, select_examples
 from harness.score_names import Reason
 
 _NON_ACTIVATING_STREAM = 1  # keeps the non-activating draw independent of the strategy's draw

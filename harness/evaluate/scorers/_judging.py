@@ -122,7 +122,9 @@ class JudgingScorer(Scorer):
         return self._rows(judged)
 
     @staticmethod
-    def _judged_directly(prepared: Mapping[int, tuple[str, list[list[JudgedItem]]]], rater: Rater) -> dict[int, FeatureScore]:
+    def _judged_directly(
+        prepared: Mapping[int, tuple[str, list[list[JudgedItem]]]], rater: Rater
+    ) -> dict[int, FeatureScore]:
         """Judgments of a rater that rates texts itself (the embedding rater): every item answered."""
         judged = {}
         for feature, (description, split) in prepared.items():
