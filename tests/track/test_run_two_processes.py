@@ -20,7 +20,7 @@ import yaml
 from mlflow import MlflowClient
 
 from harness.config import load_config
-from harness.llm import FaultPlan, LoopbackServer
+from harness.llm.loopback import FaultPlan, LoopbackServer
 from harness.track.compare import feature_scores
 from harness.track.experiment import run_experiment
 from harness.track.runs import ROLE_TAG
