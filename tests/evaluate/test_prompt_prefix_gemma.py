@@ -4,17 +4,15 @@ prompt + continuation and whose attention and final logits are soft-capped."""
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import pytest
 import torch
+from continuation_checks import engine_continuations, unshared_continuations
 from fade_pipeline_fixtures import write_saelens
 from transformers import Gemma2Config, Gemma2ForCausalLM
 
 from harness.config import FaithfulnessConfig, SAEConfig, SiteConfig, SubjectModelConfig
-from harness.evaluate.fade.continuations import ContinuationEngine, generate_continuations, prompt_lengths
+from harness.evaluate.fade.continuations import prompt_lengths
 from harness.evaluate.fade.prompt_prefix import site_layer
 from harness.model import load_subject_model
 from harness.sites import build_site
@@ -73,32 +71,11 @@ def tiny_gemma2(tmp_path_factory):
 
 
 def _engine_continuations(loaded_model, site, asks, batch_rows):
-    """What the engine answers to concurrent asks [(feature, reference, positions)], and the engine."""
-
-    async def run():
-        with ThreadPoolExecutor(1) as model_thread:
-            loop = asyncio.get_running_loop()
-
-            def on_model(function, *args, **kwargs):
-                return loop.run_in_executor(model_thread, lambda: function(*args, **kwargs))
-
-            engine = ContinuationEngine(loaded_model, site, TEXTS, on_model, batch_rows=batch_rows, **GENERATION)
-            answers = await asyncio.gather(
-                *(
-                    engine.continuations(feature, reference, positions, FACTORS)
-                    for feature, reference, positions in asks
-                )
-            )
-            return answers, engine
-
-    return asyncio.run(run())
+    return engine_continuations(loaded_model, site, TEXTS, asks, FACTORS, batch_rows, GENERATION)
 
 
 def _unshared(loaded_model, site, feature, reference, positions):
-    prompts = [TEXTS[position] for position in positions]
-    return generate_continuations(
-        loaded_model, site, feature, reference, prompts, FACTORS, batch_rows=len(prompts) * len(FACTORS), **GENERATION
-    ).texts
+    return unshared_continuations(loaded_model, site, TEXTS, feature, reference, positions, FACTORS, GENERATION)
 
 
 def test_site_layer_is_the_gemma2_layer_holding_the_site(tiny_gemma2):

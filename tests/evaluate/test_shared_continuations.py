@@ -8,10 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from continuation_checks import engine_continuations, unshared_continuations
 from fade_pipeline_fixtures import write_saelens
 
 from harness.config import FaithfulnessConfig, SAEConfig, SiteConfig, SubjectModelConfig
-from harness.evaluate.fade.continuations import ContinuationEngine, generate_continuations
+from harness.evaluate.fade.continuations import ContinuationEngine
 from harness.evaluate.fade.faithfulness import faithfulness_prompts
 from harness.evaluate.fade.sampling import random_subset
 from harness.model import load_subject_model
@@ -36,32 +37,11 @@ def loaded_model():
 
 
 def _engine_continuations(loaded_model, site, asks, batch_rows):
-    """What the engine answers to concurrent asks [(feature, reference, positions)], and the engine."""
-
-    async def run():
-        with ThreadPoolExecutor(1) as model_thread:
-            loop = asyncio.get_running_loop()
-
-            def on_model(function, *args, **kwargs):
-                return loop.run_in_executor(model_thread, lambda: function(*args, **kwargs))
-
-            engine = ContinuationEngine(loaded_model, site, TEXTS, on_model, batch_rows=batch_rows, **GENERATION)
-            answers = await asyncio.gather(
-                *(
-                    engine.continuations(feature, reference, positions, FACTORS)
-                    for feature, reference, positions in asks
-                )
-            )
-            return answers, engine
-
-    return asyncio.run(run())
+    return engine_continuations(loaded_model, site, TEXTS, asks, FACTORS, batch_rows, GENERATION)
 
 
 def _unshared(loaded_model, site, feature, reference, positions):
-    prompts = [TEXTS[position] for position in positions]
-    return generate_continuations(
-        loaded_model, site, feature, reference, prompts, FACTORS, batch_rows=len(prompts) * len(FACTORS), **GENERATION
-    ).texts
+    return unshared_continuations(loaded_model, site, TEXTS, feature, reference, positions, FACTORS, GENERATION)
 
 
 def test_neuron_features_get_the_unshared_continuations_with_factor_1_computed_once(loaded_model):
