@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from continuation_checks import engine_continuations, unshared_continuations
+from continuation_checks import FACTORS, TEXTS, engine_continuations, unshared_continuations
 from fade_pipeline_fixtures import write_saelens
 from transformers import Gemma2Config, Gemma2ForCausalLM
 
-from harness.config import FaithfulnessConfig, SAEConfig, SiteConfig, SubjectModelConfig
+from harness.config import SAEConfig, SiteConfig, SubjectModelConfig
 from harness.evaluate.fade.continuations import prompt_lengths
 from harness.evaluate.fade.prompt_prefix import site_layer
 from harness.model import load_subject_model
@@ -19,14 +19,6 @@ from harness.sites import build_site
 
 pytestmark = pytest.mark.slow  # borrows the embedded subject model's tokenizer
 
-FACTORS = FaithfulnessConfig().modification_factors  # every default factor, 1 (no change for neurons) included
-TEXTS = [
-    "The os module provides a portable way of using operating system dependent functionality.",
-    "Return the number of items in a container, or",
-    "import sys",
-    "A list comprehension consists of brackets containing an expression followed by a for clause.",
-    "Exceptions raised in the try clause are handled by the except clause",
-]
 GENERATION = {"generation_length": 8, "max_prompt_tokens": 24}
 SLIDING_WINDOW = 6  # shorter than every prompt + continuation: the sliding-window layers see only part of it
 WIDTH = 64
@@ -70,14 +62,6 @@ def tiny_gemma2(tmp_path_factory):
     return loaded
 
 
-def _engine_continuations(loaded_model, site, asks, batch_rows):
-    return engine_continuations(loaded_model, site, TEXTS, asks, FACTORS, batch_rows, GENERATION)
-
-
-def _unshared(loaded_model, site, feature, reference, positions):
-    return unshared_continuations(loaded_model, site, TEXTS, feature, reference, positions, FACTORS, GENERATION)
-
-
 def test_site_layer_is_the_gemma2_layer_holding_the_site(tiny_gemma2):
     def layer_of(module):
         return site_layer(tiny_gemma2, build_site(SiteConfig(kind="neuron", module=module), tiny_gemma2))
@@ -92,9 +76,10 @@ def test_neuron_features_get_the_unshared_continuations(tiny_gemma2):
     assert site_layer(tiny_gemma2, site) == 2  # the engine reuses the pass through layers 0 and 1
     positions = [3, 0, 4, 2]
     asks = [(17, None, positions), (101, None, positions)]
-    answers, engine = _engine_continuations(tiny_gemma2, site, asks, batch_rows=10)
+    answers, engine = engine_continuations(tiny_gemma2, site, asks, GENERATION, batch_rows=10)
     for (feature, reference, _), answer in zip(asks, answers):
-        assert answer.texts == _unshared(tiny_gemma2, site, feature, reference, positions), feature
+        unshared = unshared_continuations(tiny_gemma2, site, feature, reference, positions, GENERATION)
+        assert answer.texts == unshared, feature
     unchanged = FACTORS.index(1.0)
     assert answers[0].texts[unchanged] == answers[1].texts[unchanged]
     assert engine.rows_generated == len(asks) * len(positions) * (len(FACTORS) - 1) + len(positions)
@@ -110,7 +95,8 @@ def test_sae_features_get_the_unshared_continuations_under_every_factor(tiny_gem
     assert site_layer(tiny_gemma2, site) == 1
     positions = [1, 4, 0]
     asks = [(0, 4.0, positions), (2, 2.5, positions), (1, None, positions)]
-    answers, _ = _engine_continuations(tiny_gemma2, site, asks, batch_rows=8)
+    answers, _ = engine_continuations(tiny_gemma2, site, asks, GENERATION, batch_rows=8)
     for (feature, reference, _), answer in zip(asks, answers):
-        assert answer.texts == _unshared(tiny_gemma2, site, feature, reference, positions), feature
+        unshared = unshared_continuations(tiny_gemma2, site, feature, reference, positions, GENERATION)
+        assert answer.texts == unshared, feature
     assert answers[0].texts[FACTORS.index(50.0)] != answers[1].texts[FACTORS.index(50.0)]

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from continuation_checks import engine_continuations, unshared_continuations
+from continuation_checks import FACTORS, TEXTS, engine_continuations, unshared_continuations
 from fade_pipeline_fixtures import write_saelens
 
 from harness.config import FaithfulnessConfig, SAEConfig, SiteConfig, SubjectModelConfig
@@ -20,14 +20,6 @@ from harness.sites import build_site
 
 pytestmark = pytest.mark.slow
 
-FACTORS = FaithfulnessConfig().modification_factors  # every default factor, 1 (no change for neurons) included
-TEXTS = [
-    "The os module provides a portable way of using operating system dependent functionality.",
-    "Return the number of items in a container, or",
-    "import sys",
-    "A list comprehension consists of brackets containing an expression followed by a for clause.",
-    "Exceptions raised in the try clause are handled by the except clause",
-]
 GENERATION = {"generation_length": 5, "max_prompt_tokens": 24}
 
 
@@ -36,22 +28,15 @@ def loaded_model():
     return load_subject_model(SubjectModelConfig())
 
 
-def _engine_continuations(loaded_model, site, asks, batch_rows):
-    return engine_continuations(loaded_model, site, TEXTS, asks, FACTORS, batch_rows, GENERATION)
-
-
-def _unshared(loaded_model, site, feature, reference, positions):
-    return unshared_continuations(loaded_model, site, TEXTS, feature, reference, positions, FACTORS, GENERATION)
-
-
 def test_neuron_features_get_the_unshared_continuations_with_factor_1_computed_once(loaded_model):
     site = build_site(SiteConfig(kind="neuron", module="model.layers.15.mlp.act_fn"), loaded_model)
     positions = [3, 0, 4, 2]
     asks = [(17, None, positions), (301, None, positions), (1024, None, positions)]
     # 10 rows a call: batches hold rows of two features, and of several factors and prompt lengths.
-    answers, engine = _engine_continuations(loaded_model, site, asks, batch_rows=10)
+    answers, engine = engine_continuations(loaded_model, site, asks, GENERATION, batch_rows=10)
     for (feature, reference, _), answer in zip(asks, answers):
-        assert answer.texts == _unshared(loaded_model, site, feature, reference, positions), feature
+        unshared = unshared_continuations(loaded_model, site, feature, reference, positions, GENERATION)
+        assert answer.texts == unshared, feature
     unchanged = FACTORS.index(1.0)
     assert answers[0].texts[unchanged] == answers[1].texts[unchanged] == answers[2].texts[unchanged]
     assert engine.rows_generated == len(asks) * len(positions) * (len(FACTORS) - 1) + len(positions)
@@ -70,9 +55,10 @@ def test_sae_features_get_the_unshared_continuations_under_every_factor(loaded_m
     # FADE's SAE steering sets the latent to factor x reference: no factor leaves the model as it is, so
     # nothing is shared; without a reference, factor 1 keeps the latent and is shared with the neuron case.
     asks = [(0, 4.0, positions), (2, 2.5, positions), (1, None, positions)]
-    answers, engine = _engine_continuations(loaded_model, site, asks, batch_rows=8)
+    answers, engine = engine_continuations(loaded_model, site, asks, GENERATION, batch_rows=8)
     for (feature, reference, _), answer in zip(asks, answers):
-        assert answer.texts == _unshared(loaded_model, site, feature, reference, positions), feature
+        unshared = unshared_continuations(loaded_model, site, feature, reference, positions, GENERATION)
+        assert answer.texts == unshared, feature
     assert engine.rows_generated == len(asks) * len(positions) * len(FACTORS)  # only feature 1 shares, with itself
     assert answers[0].texts[FACTORS.index(50.0)] != answers[1].texts[FACTORS.index(50.0)]
 
@@ -98,7 +84,7 @@ def test_a_cancelled_feature_does_not_stop_the_others(loaded_model, doomed_facto
             doomed.cancel()
             return await kept
 
-    assert asyncio.run(run()).texts == _unshared(loaded_model, site, 6, None, positions)
+    assert asyncio.run(run()).texts == unshared_continuations(loaded_model, site, 6, None, positions, GENERATION)
 
 
 def test_faithfulness_prompts_are_the_references_draw_then_unused_ones_per_retry():
