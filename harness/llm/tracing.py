@@ -49,17 +49,6 @@ CACHE_TAG = (
 STATUS_TAG = "harness.status"  # "ok", "invalid" (the validator rejected the last answer) or "error"
 CALLS_TAG = "harness.calls"  # how many calls a trace holds
 CACHE_HITS_TAG = "harness.cache_hits"  # how many of them the response cache answered
-TRACE_TAGS = (
-    STAGE_TAG,
-    FEATURE_TAG,
-    PURPOSE_TAG,
-    KIND_TAG,
-    MODEL_TAG,
-    CACHE_TAG,
-    STATUS_TAG,
-    CALLS_TAG,
-    CACHE_HITS_TAG,
-)
 _STATUS_ORDER = ("ok", "invalid", "error")  # a trace's status is the worst of its calls'
 SOURCE_RUN_METADATA = "mlflow.sourceRun"  # MLflow's own link from a trace to its run
 
