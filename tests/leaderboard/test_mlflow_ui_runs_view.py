@@ -3,16 +3,10 @@ table, not on MLflow 3's GenAI overview, and a run's traces link shows its LLM c
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import mlflow
 import pytest
 from mlflow import MlflowClient
+from mlflow_server import mlflow_server
 
 from harness.llm.tracing import CallTracer
 from harness.track.store import (
@@ -28,27 +22,6 @@ pytestmark = pytest.mark.slow
 
 STARTUP_TIMEOUT_S = 180  # the server imports all of MLflow; a busy 2-core machine takes a while
 RUN_NAME = "template=plain"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"mlflow server exited ({process.returncode}):\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    pytest.fail(f"mlflow server not up after {STARTUP_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -74,39 +47,8 @@ def ui(tmp_path_factory):
         span.finish(text='{"1": 2}', valid=True, parsed=True, attempts=1, prompt_tokens=12, completion_tokens=3)
     mlflow.flush_trace_async_logging()
     mlflow.set_tracking_uri(None)
-    port = _free_port()
-    log = folder / "server.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "server",
-                "--backend-store-uri",
-                uri,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-            ],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            cwd=folder,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_up(url, process, log)
+    with mlflow_server(uri, folder, startup_timeout_s=STARTUP_TIMEOUT_S) as url:
         yield {"url": url, "uri": uri, "experiment_id": experiment_id, "run_id": run.info.run_id, "folder": folder}
-    finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
 
 def test_the_experiment_is_tagged_as_model_development(ui):

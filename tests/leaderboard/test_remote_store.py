@@ -4,18 +4,12 @@ read from a local store holding the same runs: a real `mlflow server` on 127.0.0
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
 import pytest
 from leaderboard_runs import DEMO_VARIANTS, FEATURES, histogram_png, log_variant
+from mlflow_server import mlflow_server
 
 from harness.track.store import default_tracking_uri, ensure_experiment
 from leaderboard import build_site
@@ -24,44 +18,14 @@ pytestmark = pytest.mark.slow
 VARIANTS = DEMO_VARIANTS[:3]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture()
 def tracking_server(tmp_path):
-    port = _free_port()
-    command = [
-        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-        "--artifacts-destination", str(tmp_path / "served-artifacts"),
-    ]  # fmt: skip
-    # Its log to a file (a pipe nobody reads fills up and stalls the server); its own process group, so that
-    # the server and the workers it starts are stopped together.
-    log = tmp_path / "server.log"
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log.open("w"), start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    backend = f"sqlite:///{tmp_path / 'server.db'}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"mlflow server did not start: {log.read_text()[-2000:]}") from None
-                time.sleep(0.5)
-        yield url
+        with mlflow_server(backend, tmp_path, "--artifacts-destination", str(tmp_path / "served-artifacts"),
+                           startup_timeout_s=120) as url:  # fmt: skip
+            yield url
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # a loaded machine can take longer to shut it down gracefully
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
         mlflow.set_tracking_uri(None)
 
 
