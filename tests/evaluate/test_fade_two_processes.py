@@ -3,19 +3,14 @@ the features; the gathered scores equal one process's, in the same order, and a 
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 
 import pandas as pd
-import psutil
 import pytest
 import torch
 import yaml
 from fade_pipeline_fixtures import KEY_ENV, fade_config
+from launching import accelerate_launch, kill_midway, launch_environment
 
 from harness.evaluate import evaluate_descriptions
 from harness.llm.loopback import FaultPlan, LoopbackServer
@@ -27,12 +22,6 @@ pytestmark = [
 
 FEATURES = [5, 77, 300, 512, 1000, 1400]
 WORDS = ["return", "value", "module", "string", "class", "file"]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_two_processes_score_what_one_does_and_a_killed_run_resumes(tmp_path, monkeypatch):
@@ -49,30 +38,20 @@ def test_two_processes_score_what_one_does_and_a_killed_run_resumes(tmp_path, mo
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json", exclude={"variants"})))
         evaluate_descriptions(config, descriptions, tmp_path / "one", progress=False)
 
-        launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                  "--main_process_port", str(_free_port()), "-m", "harness", "evaluate", str(tmp_path / "config.yaml"),
-                  "-d", str(tmp_path / "descriptions.csv"), "-o", str(tmp_path / "two"), "--quiet"]  # fmt: skip
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        command = ("evaluate", str(tmp_path / "config.yaml"), "-d", str(tmp_path / "descriptions.csv"),
+                   "-o", str(tmp_path / "two"), "--quiet")  # fmt: skip
         server.faults = FaultPlan(latency_s=0.1)  # slow answers, so the kill lands midway
+        features = tmp_path / "two" / "features"
         try:
-            process = subprocess.Popen(launch, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            deadline = time.monotonic() + 400
-            while not list((tmp_path / "two" / "features").glob("*/result.json")):
-                assert process.poll() is None, process.stderr.read().decode()[-3000:]
-                assert time.monotonic() < deadline, "no feature finished in time"
-                time.sleep(0.2)
-            # the launcher and both processes (torch's launcher starts each in a session of its own)
-            for launched in [*psutil.Process(process.pid).children(recursive=True), psutil.Process(process.pid)]:
-                launched.send_signal(signal.SIGKILL)
-            process.wait()
+            kill_midway(accelerate_launch(*command), lambda: any(features.glob("*/result.json")), timeout_s=400)
         finally:
             server.faults = FaultPlan()
-        finished_before = len(list((tmp_path / "two" / "features").glob("*/result.json")))
+        finished_before = len(list(features.glob("*/result.json")))
         assert 0 < finished_before < len(FEATURES)
 
-        launch[launch.index("--main_process_port") + 1] = str(_free_port())
-        rerun = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=600)
+        rerun = subprocess.run(
+            accelerate_launch(*command), env=launch_environment(), capture_output=True, text=True, timeout=600
+        )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"reused from {tmp_path / 'two'}" in rerun.stdout and rerun.stdout.count("computed,") == 1  # main reports
     reused = int(rerun.stdout.split(" reused from")[0].rsplit(", ", 1)[1])

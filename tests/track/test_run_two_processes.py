@@ -4,19 +4,14 @@ store holds one run per variant (none from the other process), and a killed laun
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
-import psutil
 import pytest
 import torch
 import yaml
+from launching import accelerate_launch, kill_midway, launch_environment
 from mlflow import MlflowClient
 
 from harness.config import load_config
@@ -34,12 +29,6 @@ pytestmark = [
 KEY_ENV = "HARNESS_TEST_TWO_PROCESS_KEY"
 FEATURES = [5, 77, 300, 512, 1000, 1400]
 FADE_COLUMNS = ["feature", "clarity", "responsiveness", "purity", "faithfulness"]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _config(folder: Path, server_url: str) -> Path:
@@ -83,35 +72,21 @@ def test_two_processes_track_what_one_does_and_a_killed_launch_resumes(tmp_path,
         monkeypatch.chdir(tmp_path / "one")
         one = run_experiment(load_config(_config(tmp_path / "one", server.url)), progress=False)
         config_two = _config(tmp_path / "two", server.url)
-        launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                  "--main_process_port", str(_free_port()), "-m", "harness", "run", str(config_two), "--quiet"]  # fmt: skip
-        # not the one-process run's store: MLflow hands its tracking URI to child processes in the environment
-        env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"} | {
-            "OMP_NUM_THREADS": "1"
-        }
+        command = ("run", str(config_two), "--quiet")
         results = tmp_path / "two" / "cache" / "runs"
         server.faults = FaultPlan(latency_s=0.1)  # slow answers, so the kill lands midway through FADE
         try:
-            process = subprocess.Popen(
-                launch, cwd=tmp_path / "two", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-            )  # fmt: skip
-            deadline = time.monotonic() + 500
-            while not list(results.glob("*/fade/features/*/result.json")):
-                assert process.poll() is None, process.stderr.read().decode()[-3000:]
-                assert time.monotonic() < deadline, "no feature finished in time"
-                time.sleep(0.2)
-            # the launcher and both processes (torch's launcher starts each in a session of its own)
-            for launched in [*psutil.Process(process.pid).children(recursive=True), psutil.Process(process.pid)]:
-                launched.send_signal(signal.SIGKILL)
-            process.wait()
+            kill_midway(accelerate_launch(*command), lambda: any(results.glob("*/fade/features/*/result.json")),
+                        timeout_s=500, cwd=tmp_path / "two")  # fmt: skip
         finally:
             server.faults = FaultPlan()
         finished_before = len(list(results.glob("*/fade/features/*/result.json")))
         assert 0 < finished_before < 2 * len(FEATURES)
 
-        launch[launch.index("--main_process_port") + 1] = str(_free_port())
-        rerun = subprocess.run(launch, cwd=tmp_path / "two", env=env, capture_output=True, text=True, timeout=900)
+        rerun = subprocess.run(
+            accelerate_launch(*command), cwd=tmp_path / "two", env=launch_environment(), capture_output=True,
+            text=True, timeout=900,
+        )  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert rerun.stdout.count("resumed and finished") == 1, rerun.stdout[-1500:]  # the killed variant, into its run
     tracked_one, tracked_two = _per_feature(tmp_path / "one" / "mlruns"), _per_feature(tmp_path / "two" / "mlruns")
