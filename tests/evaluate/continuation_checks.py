@@ -47,3 +47,14 @@ def unshared_continuations(loaded_model, site, feature, reference, positions, ge
     return generate_continuations(
         loaded_model, site, feature, reference, prompts, FACTORS, batch_rows=len(prompts) * len(FACTORS), **generation
     ).texts
+
+
+def assert_rows_followed_and_left(engine, *, steered_rows, some_to_the_end=True):
+    """The equality checked covers the ways a steered row decodes: some rows leave the unchanged continuation
+    at once, some mid-way (their lower layers' cache then built from the followed states), and, with
+    `some_to_the_end`, some follow it to the end."""
+    followed = engine.followed
+    left = sum(followed.left_after.values())
+    assert left < steered_rows if some_to_the_end else left == steered_rows, followed
+    assert followed.left_after[0] > 0 and any(n > 0 for n in followed.left_after), followed
+    assert followed.reused > 0 and followed.computed > 0, followed

@@ -7,7 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from continuation_checks import FACTORS, TEXTS, engine_continuations, unshared_continuations
+from continuation_checks import (
+    FACTORS,
+    TEXTS,
+    assert_rows_followed_and_left,
+    engine_continuations,
+    unshared_continuations,
+)
 from fade_pipeline_fixtures import write_saelens
 from transformers import Gemma2Config, Gemma2ForCausalLM
 
@@ -84,6 +90,7 @@ def test_neuron_features_get_the_unshared_continuations(tiny_gemma2):
     assert answers[0].texts[unchanged] == answers[1].texts[unchanged]
     assert engine.rows_generated == len(asks) * len(positions) * (len(FACTORS) - 1) + len(positions)
     assert answers[0].texts[FACTORS.index(50.0)] != answers[0].texts[unchanged]  # steering matters here
+    assert_rows_followed_and_left(engine, steered_rows=len(asks) * len(positions) * (len(FACTORS) - 1))
 
 
 def test_sae_features_get_the_unshared_continuations_under_every_factor(tiny_gemma2, tmp_path):
@@ -95,8 +102,13 @@ def test_sae_features_get_the_unshared_continuations_under_every_factor(tiny_gem
     assert site_layer(tiny_gemma2, site) == 1
     positions = [1, 4, 0]
     asks = [(0, 4.0, positions), (2, 2.5, positions), (1, None, positions)]
-    answers, _ = engine_continuations(tiny_gemma2, site, asks, GENERATION, batch_rows=8)
+    answers, engine = engine_continuations(tiny_gemma2, site, asks, GENERATION, batch_rows=8)
     for (feature, reference, _), answer in zip(asks, answers):
         unshared = unshared_continuations(tiny_gemma2, site, feature, reference, positions, GENERATION)
         assert answer.texts == unshared, feature
     assert answers[0].texts[FACTORS.index(50.0)] != answers[1].texts[FACTORS.index(50.0)]
+    # Setting a random SAE's latent changes this random model's tokens under every factor: every row leaves,
+    # some after following a while.
+    assert_rows_followed_and_left(
+        engine, steered_rows=len(asks) * len(positions) * len(FACTORS) - len(positions), some_to_the_end=False
+    )

@@ -8,7 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from continuation_checks import FACTORS, TEXTS, engine_continuations, unshared_continuations
+from continuation_checks import (
+    FACTORS,
+    TEXTS,
+    assert_rows_followed_and_left,
+    engine_continuations,
+    unshared_continuations,
+)
 from fade_pipeline_fixtures import write_saelens
 
 from harness.config import FaithfulnessConfig, SAEConfig, SiteConfig, SubjectModelConfig
@@ -43,6 +49,7 @@ def test_neuron_features_get_the_unshared_continuations_with_factor_1_computed_o
     rows = engine.rows_generated
     assert engine.generate_calls == -(-rows // 10)  # every call full but the last: batches span features
     assert answers[0].texts[FACTORS.index(50.0)] != answers[0].texts[unchanged]  # steering matters here
+    assert_rows_followed_and_left(engine, steered_rows=len(asks) * len(positions) * (len(FACTORS) - 1))
 
 
 def test_sae_features_get_the_unshared_continuations_under_every_factor(loaded_model, tmp_path):
@@ -60,6 +67,8 @@ def test_sae_features_get_the_unshared_continuations_under_every_factor(loaded_m
         unshared = unshared_continuations(loaded_model, site, feature, reference, positions, GENERATION)
         assert answer.texts == unshared, feature
     assert engine.rows_generated == len(asks) * len(positions) * len(FACTORS)  # only feature 1 shares, with itself
+    assert engine.unchanged_computed == len(positions)  # once per prompt, followed by every feature's rows
+    assert_rows_followed_and_left(engine, steered_rows=len(asks) * len(positions) * len(FACTORS) - len(positions))
     assert answers[0].texts[FACTORS.index(50.0)] != answers[1].texts[FACTORS.index(50.0)]
 
 

@@ -20,7 +20,7 @@ import torch
 from transformers import GenerationConfig
 
 from harness.errors import SiteError
-from harness.evaluate.fade.prompt_prefix import PromptPrefixes, site_layer
+from harness.evaluate.fade.prompt_prefix import Followed, PromptPrefixes, site_layer
 from harness.sites import FeatureSite, input_device
 
 
@@ -31,6 +31,9 @@ class Steering:
     feature: int | None
     factor: float
     reference: float | None = None
+
+
+_UNCHANGED = Steering(None, 1.0)
 
 
 @contextmanager
@@ -177,9 +180,9 @@ class ContinuationEngine:
     Features ask concurrently (`continuations`); their rows wait in one queue, and whenever the subject model
     is free the next `batch_rows` rows become one `generate` call, whichever features they belong to. A row
     whose steering changes nothing (`site.steering_is_identity`, e.g. a neuron's factor 1) is computed once
-    per prompt and shared, and so is every prompt's pass through the layers below the site (PromptPrefixes,
-    where the model allows it). Each feature's rows enter the queue ordered by prompt length, so a batch
-    pads little.
+    per prompt and shared, and so is every prompt's pass through the layers below the site, and along the
+    prompt's unchanged continuation for as long as a steered row decodes the same tokens (PromptPrefixes, where
+    the model allows it). Each feature's rows enter the queue ordered by prompt length.
     """
 
     def __init__(
@@ -201,7 +204,9 @@ class ContinuationEngine:
         self._max_prompt_tokens = max_prompt_tokens
         self._batch_rows = batch_rows
         layer = site_layer(loaded_model, site)
-        self._prefixes = PromptPrefixes(loaded_model, layer, max_prompt_tokens) if layer is not None else None
+        self._prefixes = (
+            PromptPrefixes(loaded_model, layer, max_prompt_tokens, generation_length) if layer is not None else None
+        )
         self._lengths: list[int] | None = None
         # prompt -> its continuation by the unchanged model (awaited shielded: every feature shares it)
         self._unchanged: dict[int, asyncio.Future[tuple[str, int]]] = {}
@@ -209,6 +214,16 @@ class ContinuationEngine:
         self._worker: asyncio.Task[None] | None = None
         self.generate_calls = 0  # generate calls made
         self.rows_generated = 0  # continuations computed (a shared one once)
+
+    @property
+    def followed(self) -> Followed | None:
+        """What steered rows reused of the prompts' unchanged continuations; None where nothing is shared."""
+        return self._prefixes.followed if self._prefixes is not None else None
+
+    @property
+    def unchanged_computed(self) -> int:
+        """Prompts whose unchanged continuation was computed to be followed (0 where nothing is shared)."""
+        return self._prefixes.unchanged_computed if self._prefixes is not None else 0
 
     async def continuations(
         self, feature: int, reference: float | None, positions: Sequence[int], factors: Sequence[float]
@@ -224,7 +239,7 @@ class ContinuationEngine:
                 if self._site.steering_is_identity(float(factor), reference):
                     if prompt not in self._unchanged:
                         self._unchanged[prompt] = loop.create_future()
-                        self._queue.append(_Pending(prompt, Steering(None, 1.0), self._unchanged[prompt]))
+                        self._queue.append(_Pending(prompt, _UNCHANGED, self._unchanged[prompt]))
                     # A feature cancelled while waiting must not cancel what the others wait for too.
                     answers[slot][index] = asyncio.shield(self._unchanged[prompt])
                 else:
@@ -248,8 +263,13 @@ class ContinuationEngine:
                 generation_length=self._generation_length,
                 max_prompt_tokens=self._max_prompt_tokens,
             )
-        steer = steer_rows(self._site, self._model, rows)
-        return self._prefixes.generate(prompts, steer, generation_length=self._generation_length)
+        return self._prefixes.generate(
+            prompts,
+            lambda indices: steer_rows(
+                self._site, self._model, [rows[i] if i is not None else _UNCHANGED for i in indices]
+            ),
+            [row.feature is None for row in rows],
+        )
 
     async def _drain(self) -> None:
         while self._queue:
