@@ -7,10 +7,13 @@ MLP (`model.layers.15.mlp.act_fn`, features 0..N-1), FADE's faithfulness default
   reference shape  one feature at a time, its own prompts, every (prompt, factor) row computed
                    (`generate_continuations`, as the FADE reference's step does it);
   ours             every feature at once through the ContinuationEngine: shared prompts, factor 1 continued
-                   once per prompt, batches across features;
+                   once per prompt, batches across features, the below-site pass of each prompt and of its
+                   unchanged continuation reused by every steered row while it decodes the same tokens;
   floor            bare batched forwards (no decoding loop, no steering) over exactly the tokens ours must
                    compute: each row ours generates, prompt plus its 30 tokens, logits for those 30 only, with
-                   the prompts' below-site part once per prompt (that part estimated by its share of layers).
+                   the prompts' below-site part once per prompt and the generated tokens' below-site part only
+                   where ours does not reuse the unchanged continuation's (those parts estimated by their share
+                   of layers).
 Peak memory (process RSS above its level before the phase, sampled every 10 ms) is reported for ours with
 all features and with one, to show it is set by the batch, not by the number of features.
 With --end-to-end, FADE as a whole per feature (scripted loopback rater, no latency, no LLM cache) with
@@ -156,12 +159,14 @@ def bare_forward(loaded, rows: list[list[int]], batch_rows: int, logits: int) ->
     return time.perf_counter() - start
 
 
-def floor(loaded, texts, config, positions, rows_per_prompt: int, shared_layers: int) -> tuple[float, int]:
+def floor(loaded, texts, config, positions, rows_per_prompt: int, shared_layers: int, reused_share: float):
     """The compute floor of ours: bare forwards over exactly the tokens it must compute, and their count.
 
     Measured: every row ours generates, prompt plus its generated tokens, in one forward each (logits for the
     generated ones), batched like ours; less the share `shared_layers / num_layers` of the rows' prompt
-    forward, plus that share of one forward over each prompt (the below-site part computed once).
+    forward, plus that share of one forward over each prompt (the below-site part computed once); less that
+    share of the generated tokens' forward for the `reused_share` of them whose below-site pass ours reuses
+    from the unchanged continuation.
     """
     settings = config.fade.faithfulness
     length = settings.generation_length
@@ -170,10 +175,11 @@ def floor(loaded, texts, config, positions, rows_per_prompt: int, shared_layers:
     rows = [ids for ids in prompts for _ in range(rows_per_prompt)]
     full = bare_forward(loaded, [ids + [ids[-1]] * length for ids in rows], settings.generation_batch_size, length)
     share = shared_layers / loaded.model.config.num_hidden_layers
-    below_rows = bare_forward(loaded, rows, settings.generation_batch_size, 1) * share
+    prompt_rows = bare_forward(loaded, rows, settings.generation_batch_size, 1)
     below_once = bare_forward(loaded, prompts, settings.generation_batch_size, 1) * share
+    generated = full - prompt_rows  # the generated tokens' share of the full forwards
     tokens = sum(len(ids) + length for ids in rows)
-    return full - below_rows + below_once, tokens
+    return full - prompt_rows * share + below_once - generated * share * reused_share, tokens
 
 
 def end_to_end(features: list[int], prompts: int, cache_dir: str) -> dict[str, float]:
@@ -224,7 +230,9 @@ def main() -> int:
         reference_s = reference_shape(loaded, site, texts, config, features)
         rows_per_prompt = engine.rows_generated // len(positions)
         shared_layers = site_layer(loaded, site) or 0
-        floor_s, tokens = floor(loaded, texts, config, positions, rows_per_prompt, shared_layers)
+        fed = engine.rows_generated * (config.fade.faithfulness.generation_length - 1)  # tokens fed back per row
+        reused_share = engine.followed.reused / fed
+        floor_s, tokens = floor(loaded, texts, config, positions, rows_per_prompt, shared_layers, reused_share)
         timings = end_to_end(features, args.prompts, cache_dir) if args.end_to_end else {}
 
     n = len(features)
@@ -239,6 +247,10 @@ def main() -> int:
     print(
         f"floor (bare forwards, below-site share scaled by layers): {floor_s:8.1f} s  {floor_s / n:6.1f} s/feature  "
         f"{tokens} row tokens  -> ours is {ours_s / floor_s:.2f}x the floor"
+    )
+    print(
+        f"below the site, ours reused {engine.followed.reused} of {fed} fed tokens ({reused_share:.0%}) from the "
+        f"unchanged continuations; rows leaving them after n tokens: {dict(sorted(engine.followed.left_after.items()))}"
     )
     print(f"peak memory of ours: {memory.peak_mb:.0f} MiB with {n} features, {one_memory.peak_mb:.0f} MiB with 1")
     for name, seconds in timings.items():
