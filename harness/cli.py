@@ -92,7 +92,7 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.secrets import redact_text
-    from harness.track.compare import feature_scores, format_ranking, rank_variants
+    from harness.track.compare import format_comparison, load_comparison
     from harness.track.experiment import run_experiment
     from harness.track.store import ensure_experiment, experiment_url, resolve_tracking_uri
 
@@ -100,24 +100,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcomes = run_experiment(config, force=args.force, progress=not args.quiet)
     if not outcomes:  # another process of an `accelerate launch`: the main one reports
         return 0
-    # As the store holds them: an undefined metric is absent, not a column of None.
-    rows = [
-        {
-            "variant": outcome.name,
-            "run_id": outcome.run_id,
-            **{k: v for k, v in outcome.metrics.items() if v is not None},
-        }
-        for outcome in outcomes
-    ]
     uri = resolve_tracking_uri(config.tracking.uri, config.tracking.store_dir)
-    ranked = rank_variants(
-        pd.DataFrame(rows), by=args.rank_by, features=feature_scores([row["run_id"] for row in rows], uri),
+    # Read back from the store, as `harness compare` reads it: one comparison, whichever command shows it.
+    comparison = load_comparison(
+        [config.tracking.experiment], uri, run_ids=[outcome.run_id for outcome in outcomes],
         alpha=config.tracking.paired_alpha, min_features=config.tracking.paired_min_features,
     )  # fmt: skip
     print()
-    print(format_ranking(ranked, args.rank_by))
-    if len(rows) > 1:
-        _print_agreement(pd.DataFrame(rows))
+    print(format_comparison(comparison, args.rank_by))
+    if len(outcomes) > 1:
+        _print_agreement(comparison.table)
     for outcome in outcomes:
         state = (
             "skipped (already finished; --force re-runs it)"
@@ -158,33 +150,28 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.track.compare import (
         count_failed_runs,
-        default_weights,
         failed_runs_note,
-        feature_scores,
-        format_ranking,
+        format_comparison,
+        load_comparison,
         paired_tests,
-        rank_variants,
-        variants_table,
     )
     from harness.track.store import require_store, resolve_tracking_uri
 
     uri = require_store(resolve_tracking_uri(args.tracking_uri, args.store_dir))
-    table = variants_table(args.experiment, uri, run_ids=args.run)
+    weights = dict(_parse_weight(item) for item in args.weight or []) or None
+    comparison = load_comparison(
+        args.experiment, uri, run_ids=args.run, weights=weights, alpha=args.alpha, min_features=args.min_features
+    )
     note = failed_runs_note(count_failed_runs(args.experiment, uri, run_ids=args.run))
-    if table.empty:
+    if comparison.table.empty:
         print(f"no finished runs in {', '.join(args.experiment)} at {redact_text(uri)}" + (f"; {note}" if note else ""))
         return 1
-    weights = dict(_parse_weight(item) for item in args.weight or []) or None
-    features = feature_scores(list(table["run_id"]), uri)
-    ranked = rank_variants(
-        table, by=args.rank_by, weights=weights, features=features, alpha=args.alpha, min_features=args.min_features
-    )
-    print(format_ranking(ranked, args.rank_by))
+    print(format_comparison(comparison, args.rank_by))
     if args.pairs == "all":
         from harness.track.paired import format_pairs
 
         pairs = paired_tests(
-            ranked, args.rank_by, weights or default_weights(table), features,
+            comparison.ranked(args.rank_by), args.rank_by, comparison.weights, comparison.features,
             pairs="all", alpha=args.alpha, min_features=args.min_features,
         )  # fmt: skip
         print()
@@ -192,7 +179,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(format_pairs(pairs, args.alpha))
     if note:
         print(note)
-    _print_agreement(table)
+    _print_agreement(comparison.table)
     return 0
 
 

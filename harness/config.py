@@ -152,6 +152,16 @@ class SubjectModelConfig(StrictModel):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "float32"
     device: str = Field("auto", description="'auto' (cuda when present, else cpu), 'cpu', 'cuda', 'cuda:1', ...")
     device_map: str | None = Field(None, description="accelerate device_map, e.g. 'auto' to shard a big model")
+    weights: Literal["trained", "random"] = Field(
+        "trained",
+        description="'random': the `random-model` control, the same architecture and tokenizer with every weight "
+        "re-initialised (transformers' own initialisation, seeded by random_seed), so a score can be checked "
+        "against a model that learnt nothing",
+        json_schema_extra=OMITTED_AT_DEFAULT,
+    )
+    random_seed: int = Field(
+        0, description="seed of the re-initialisation (weights: random)", json_schema_extra=OMITTED_AT_DEFAULT
+    )
 
 
 class SAEConfig(StrictModel):
@@ -785,11 +795,13 @@ class SearchParam(StrictModel):
 
 
 class SearchObjective(StrictModel):
-    """What a trial maximises: one score's mean or a weighted aggregate; optionally also minimise cost."""
+    """What a trial maximises: the aggregate the rankings show (weights as given, else theirs); optionally also
+    minimise cost."""
 
-    weights: dict[str, float] = Field(
-        default_factory=lambda: {"clarity": 1.0, "responsiveness": 1.0, "purity": 1.0},
-        description="score name -> weight; one entry = that score's mean",
+    weights: dict[str, float] | None = Field(
+        None,
+        description="score name -> weight of the aggregate (harness.evaluate.aggregate); default: the rankings' "
+        "(equal over the FADE scores the run computes)",
     )
     minimise: Literal["cost_usd", "tokens"] | None = Field(
         None, description="add a second objective (multi-objective search; reports the Pareto front)"
@@ -797,7 +809,9 @@ class SearchObjective(StrictModel):
 
     @field_validator("weights")
     @classmethod
-    def _known_scores(cls, value: dict[str, float]) -> dict[str, float]:
+    def _known_scores(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return value
         known = set(FADE_SCORES)
         unknown = sorted(set(value) - known)
         if unknown:
@@ -949,6 +963,28 @@ def expand_variants(config: HarnessConfig) -> list[tuple[str, HarnessConfig]]:
             data = set_dotted(data, dotted, value)
         variants.append((name, parse_config(data, source=f"(variant {name!r})")))
     return variants
+
+
+def control_counterpart(config: HarnessConfig) -> tuple[str, HarnessConfig] | None:
+    """A randomized control's kind and the config of the variant it controls for (None for other variants).
+
+    `random-model` (model.weights: random) and `random-sae` (site.sae.weights: random) control the same
+    settings on the trained weights; `shuffled` controls the explainer whose descriptions it shuffles. The
+    controls table (harness.track.controls) tests each against its counterpart; docs/controls.md.
+    """
+    data = config.model_dump(mode="json")
+    if config.model.weights == "random":
+        kind = "random-model"
+        data["model"] |= {"weights": "trained", "random_seed": 0}
+    elif config.site.sae is not None and getattr(config.site.sae, "weights", "trained") == "random":
+        kind = "random-sae"
+        data["site"]["sae"] |= {"weights": "trained", "random_seed": 0}
+    elif config.explain.explainer == "shuffled":
+        kind = "shuffled"
+        data["explain"]["explainer"] = config.explain.shuffled.base
+    else:
+        return None
+    return kind, parse_config(data, source=f"(the variant the {kind} control controls for)")
 
 
 def result_fingerprint(config: HarnessConfig) -> str:

@@ -39,3 +39,51 @@ class Reason(StrEnum):
     CONSTANT_ACTIVATIONS = "constant_activations"
     RATER_CANNOT_SIMULATE = "rater_predicts_no_token_activations"
     RATER_SEES_NO_HIGHLIGHTS = "rater_sees_no_highlights"
+
+
+class Undefined(StrEnum):
+    """What an undefined score means in the aggregate (harness.evaluate.aggregate): whose fault it is."""
+
+    # The description's fault: it did not capture the feature. The score counts as 0, so a variant is not
+    # rewarded for descriptions FADE could not score (e.g. its gate: Faithfulness below Clarity's threshold).
+    COUNTS_ZERO = "counts_zero"
+    # Not the description's: the feature (dead, too few examples), the data or the setup (a score turned off, a
+    # rater that cannot do it). The feature is left out of the aggregate, for every variant compared.
+    LEAVES_FEATURE_OUT = "leaves_feature_out"
+
+
+# Every reason, once. A test checks that no Reason is missing; a reason read from a run that is not a Reason
+# (a plugin's, or a newer version's) leaves the feature out (`undefined_policy`), so nothing is counted 0 unread.
+UNDEFINED_POLICY: dict[Reason, Undefined] = {
+    Reason.NO_DESCRIPTION: Undefined.COUNTS_ZERO,  # the explainer wrote nothing
+    # FADE: "positive"/"negative" samples of a Gini/AP (general form of the two below)
+    Reason.NO_POSITIVE_SAMPLES: Undefined.COUNTS_ZERO,
+    Reason.NO_NEGATIVE_SAMPLES: Undefined.LEAVES_FEATURE_OUT,
+    Reason.NO_SYNTHETIC_SAMPLES: Undefined.COUNTS_ZERO,  # nothing could be written for the description
+    Reason.NO_NATURAL_SAMPLES: Undefined.LEAVES_FEATURE_OUT,  # the corpus gave the feature no samples
+    Reason.NO_RATED_2_SAMPLES: Undefined.COUNTS_ZERO,  # none of the feature's samples shows the described concept
+    Reason.NO_RATED_0_SAMPLES: Undefined.COUNTS_ZERO,  # every sample shows it: the description fits anything
+    Reason.NO_BASELINE_RATINGS: Undefined.LEAVES_FEATURE_OUT,  # the unsteered continuations were not rated
+    Reason.BASELINE_ALL_RATED_2: Undefined.COUNTS_ZERO,  # unsteered text already shows it: nothing to steer
+    Reason.BELOW_GINI_THRESHOLD: Undefined.COUNTS_ZERO,  # FADE's gate: Clarity or Responsiveness too low
+    Reason.GATE_SCORE_UNDEFINED: Undefined.COUNTS_ZERO,  # the gate's scores are undefined (theirs decides)
+    Reason.FAITHFULNESS_DISABLED: Undefined.LEAVES_FEATURE_OUT,  # turned off (default weights leave it out)
+    # The other scorers
+    Reason.NO_ACTIVATING_EXAMPLES: Undefined.LEAVES_FEATURE_OUT,  # a dead feature
+    Reason.NO_NON_ACTIVATING_EXAMPLES: Undefined.LEAVES_FEATURE_OUT,  # a feature that fires everywhere
+    Reason.TOO_FEW_ACTIVATING_EXAMPLES: Undefined.LEAVES_FEATURE_OUT,
+    Reason.NO_VALID_ANSWERS: Undefined.LEAVES_FEATURE_OUT,  # the rater answered nothing usable
+    Reason.SINGLE_CLASS_ANSWERED: Undefined.LEAVES_FEATURE_OUT,  # the judged examples were all of one class
+    Reason.NO_SCORES: Undefined.LEAVES_FEATURE_OUT,  # the backend gave no log-probabilities
+    Reason.CONSTANT_ACTIVATIONS: Undefined.LEAVES_FEATURE_OUT,
+    Reason.RATER_CANNOT_SIMULATE: Undefined.LEAVES_FEATURE_OUT,  # the setup cannot measure it
+    Reason.RATER_SEES_NO_HIGHLIGHTS: Undefined.LEAVES_FEATURE_OUT,
+}
+
+
+def undefined_policy(reason: str | None) -> Undefined:
+    """What an undefined score with this stored reason means in the aggregate; unknown reasons leave it out."""
+    try:
+        return UNDEFINED_POLICY[Reason(reason)]
+    except (ValueError, KeyError):
+        return Undefined.LEAVES_FEATURE_OUT

@@ -272,7 +272,11 @@ class _SiteWriter:
             shutil.copyfile(artifacts.plots_dir / plot.path, target)
         params = self.ranked.params[entry.run_id]
         site = site_key(params)
-        features = sorted(artifacts.features, key=lambda record: record["feature"])
+        labels = self.ranked.labels.get(entry.run_id, {})
+        features = sorted(
+            ({**record, "label": labels.get(record["feature"])} for record in artifacts.features),
+            key=lambda record: record["feature"],
+        )
         for score in self.ranked.scores:
             self.box_stats[score].append(box_stats([record["scores"][score]["value"] for record in features]))
         site_folder = _site_folder(site)
@@ -405,6 +409,8 @@ class _SiteWriter:
             scores=scores,
             variants=entries,
             paired_test=self.paired_test,
+            controls=self.ranked.controls,
+            flagged_scores=self.ranked.flags,
             scorer_agreement=rank_correlations(pd.DataFrame(list(self.ranked.metrics.values())), scores)
             if len(scores) > 1
             else None,

@@ -8,9 +8,19 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.track.agreement import ScorerAgreement
+from harness.track.controls import ControlTest
 from harness.track.paired import ALPHA, MIN_FEATURES, TEST, PairedComparison
 
-SCHEMA_VERSION = 1
+# 2: `aggregate` is the one per-feature aggregate (harness.evaluate.aggregate), with its interval and coverage;
+# the controls table, flagged scores and feature labels were added.
+SCHEMA_VERSION = 2
+AGGREGATE_SUMMARY = ("mean", "ci_low", "ci_high", "defined")
+AGGREGATE_POLICY = (
+    "Per feature, the weighted mean of the weighted scores; an undefined score counts 0 when the description is at "
+    "fault (FADE's gate, no sample rated 2, no description) and leaves the feature out for every variant of its "
+    "site otherwise (a dead feature, too few examples, a score turned off). A variant's aggregate is the mean over "
+    "the features all variants of its site keep, with a bootstrap 95% interval over them and the share kept."
+)
 
 # Settings shown as columns, each read from the first dotted param key present in the run (the config tree
 # logs `explain.prompt.template`; the tracking contract also names the short form `explain.template`).
@@ -77,7 +87,16 @@ class VariantEntry(_Strict):
     experiment: str
     settings: VariantSettings
     scores: dict[str, ScoreSummary]
-    aggregate: float | None = Field(description="weighted mean of the score means (document's weights)")
+    aggregate: float | None = Field(
+        description="the aggregate (document's aggregate_policy and weights): mean over the compared features"
+    )
+    aggregate_summary: ScoreSummary = Field(
+        default_factory=ScoreSummary,
+        description="the aggregate's mean, bootstrap 95% interval over features and share of features kept",
+    )
+    labels: dict[str, int] = Field(
+        default_factory=dict, description="features per label: why their scores are what they are (FeatureLabel)"
+    )
     cost_usd: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
@@ -90,15 +109,23 @@ class VariantEntry(_Strict):
 class LeaderboardDocument(_Strict):
     """The whole leaderboard: how it was ranked, and the variants best first."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     title: str
     generated_at: datetime
     experiments: list[str]
     rank_by: str = Field(description="'aggregate' or a score name")
     weights: dict[str, float] = Field(description="score -> weight of the aggregate")
+    aggregate_policy: str = Field(AGGREGATE_POLICY, description="how the aggregate reads undefined scores")
     scores: list[str] = Field(description="the scores present, in display order")
     variants: list[VariantEntry]
     paired_test: PairedTest = Field(default_factory=PairedTest, description="how ties are decided")
+    controls: list[ControlTest] = Field(
+        default_factory=list, description="each variant vs its randomized controls, per score (Holm over the table)"
+    )
+    flagged_scores: dict[str, str] = Field(
+        default_factory=dict,
+        description="score -> why it is flagged: it did not separate a variant from its random-model/random-sae control",
+    )
     scorer_agreement: ScorerAgreement | None = Field(
         None,
         description="Spearman rank correlation of every pair of scores' means across all the variants above; "

@@ -28,9 +28,17 @@ from harness.artifacts import FEATURE_PLOTS, PER_FEATURE_TABLE, PLOTS, RATED_SAM
 from harness.errors import HarnessError
 from harness.score_names import FADE_SCORES
 from harness.secrets import redact, redact_text
-from harness.track.compare import AGGREGATE, SITE_PARAMS, feature_scores, rank_variants, variants_table
+from harness.track.compare import (
+    AGGREGATE,
+    SITE_PARAMS,
+    build_comparison,
+    feature_scores,
+    rank_variants,
+    variants_table,
+)
+from harness.track.controls import ControlTest
 from harness.track.paired import ALPHA, MIN_FEATURES
-from leaderboard._document import SETTINGS, Rank, ScoreSummary, VariantEntry, VariantSettings
+from leaderboard._document import AGGREGATE_SUMMARY, SETTINGS, Rank, ScoreSummary, VariantEntry, VariantSettings
 
 PARAM_PREFIX = "param:"
 REQUIRED_COLUMNS = {
@@ -54,6 +62,9 @@ class RankedVariants:
     weights: dict[str, float]
     params: dict[str, dict[str, str]]
     metrics: dict[str, dict[str, float]]
+    controls: list[ControlTest] = field(default_factory=list)
+    flags: dict[str, str] = field(default_factory=dict)  # score -> why it cannot tell trained from random
+    labels: dict[str, dict[int, str]] = field(default_factory=dict)  # run id -> feature -> FeatureLabel value
 
 
 @dataclass(frozen=True)
@@ -135,16 +146,12 @@ def read_ranked_variants(
             f"the runs in {where} log no score means ({', '.join(f'{name}_mean' for name in FADE_SCORES)}); "
             "were they evaluated?"
         )
-    # The default aggregate is FADE's four scores; the other scorers are columns and ranking criteria.
-    weights = dict(weights) if weights else {name: 1.0 for name in scores if name in FADE_SCORES}
     if rank_by != AGGREGATE and rank_by not in scores:
         rank_variants(table, by=rank_by)  # raises the clear "cannot rank by" error before any artifact is read
     features = feature_scores(list(table["run_id"]), tracking_uri)
-    paired = {"features": features, "alpha": alpha, "min_features": min_features}
-    rankings = {
-        criterion: rank_variants(table, by=criterion, weights=weights if criterion == AGGREGATE else None, **paired)
-        for criterion in dict.fromkeys((AGGREGATE, *scores, rank_by))
-    }
+    # The one comparison `harness compare` and the comparison run show (harness.track.compare).
+    comparison = build_comparison(table, features, weights=weights, alpha=alpha, min_features=min_features)
+    rankings = {criterion: comparison.rankings[criterion] for criterion in dict.fromkeys((AGGREGATE, *scores, rank_by))}
     ranks = {
         criterion: {
             run_id: Rank(rank=rank, tied=tied, vs_above=vs_above)
@@ -154,7 +161,11 @@ def read_ranked_variants(
         }
         for criterion, ranked in rankings.items()
     }
-    aggregate = dict(zip(rankings[AGGREGATE]["run_id"], rankings[AGGREGATE][f"{AGGREGATE}_mean"]))
+    aggregates = {
+        row["run_id"]: ScoreSummary(**{part: finite(row.get(f"{AGGREGATE}_{part}")) for part in AGGREGATE_SUMMARY})
+        for row in rankings[AGGREGATE].to_dict("records")
+    }
+    label_counts = comparison.label_counts()
     entries, params, metrics = [], {}, {}
     for row in rankings[rank_by].to_dict("records"):
         run_id = row["run_id"]
@@ -166,16 +177,25 @@ def read_ranked_variants(
                 if key.startswith(PARAM_PREFIX) and isinstance(value, str)
             }
         )
-        metrics[run_id] = {key: number for key in table.columns if (number := finite(row.get(key))) is not None}
-        entries.append(_entry(row, ranks, scores, finite(aggregate[run_id]), params[run_id], metrics[run_id]))
-    return RankedVariants(entries, scores, weights, params, metrics)
+        metrics[run_id] = {
+            key: number
+            for key in table.columns
+            if not key.startswith(f"{AGGREGATE}_") and (number := finite(row.get(key))) is not None
+        }
+        entry = _entry(row, ranks, scores, aggregates[run_id], params[run_id], metrics[run_id])
+        entries.append(entry.model_copy(update={"labels": label_counts.get(run_id, {})}))
+    labels = {run_id: {int(feature): str(label) for feature, label in series.items()}
+              for run_id, series in comparison.labels.items()}  # fmt: skip
+    return RankedVariants(
+        entries, scores, comparison.weights, params, metrics, comparison.controls, comparison.flags, labels
+    )
 
 
 def _entry(
     row: Mapping[str, Any],
     ranks: Mapping[str, Mapping[str, Rank]],
     scores: Sequence[str],
-    aggregate: float | None,
+    aggregate: ScoreSummary,
     params: Mapping[str, str],
     metrics: Mapping[str, float],
 ) -> VariantEntry:
@@ -201,7 +221,8 @@ def _entry(
             )
             for name in scores
         },
-        aggregate=aggregate,
+        aggregate=aggregate.mean,
+        aggregate_summary=aggregate,
         cost_usd=metrics.get("cost_usd"),
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,

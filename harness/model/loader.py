@@ -123,12 +123,28 @@ def _load_cached(config: SubjectModelConfig) -> LoadedModel:
         )
     except (OSError, ValueError) as error:
         raise ModelLoadError(_load_failure_message(config, error)) from error
+    if config.weights == "random":
+        model = _reinitialised(model, config)
     if config.device_map is None:
         model.to(device)
     model.eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(model=model, tokenizer=tokenizer, name=_identity(config), device=str(model.device))
+
+
+def _reinitialised(model, config: SubjectModelConfig):
+    """The `random-model` control: the same architecture (config) with every weight drawn afresh by transformers'
+    own initialisation for it (`from_config`: linear and embedding weights normal(0, initializer_range), biases
+    0, norm weights 1, tied embeddings kept tied), seeded, in the trained model's dtype. docs/controls.md."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dtype = next(model.parameters()).dtype
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.random_seed)
+        random_model = AutoModelForCausalLM.from_config(model.config, dtype=dtype)
+    return random_model
 
 
 def dequantised_cache_root() -> Path:
@@ -175,7 +191,8 @@ def _identity(config: SubjectModelConfig) -> str:
         parts.append(config.gguf_file)
     if config.revision:
         parts.append(f"@{config.revision}")
-    return ":".join(parts) + f"[{config.dtype}]"
+    weights = f"[random weights, seed {config.random_seed}]" if config.weights == "random" else ""
+    return ":".join(parts) + f"[{config.dtype}]" + weights
 
 
 def _load_failure_message(config: SubjectModelConfig, error: Exception) -> str:

@@ -22,14 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from harness.artifacts import STUDY_PLOTS
 from harness.config import HarnessConfig, result_fingerprint
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError, EvaluationError, HarnessError
+from harness.evaluate.aggregate import aggregate_value, default_weights
 from harness.search.sampling import make_sampler
 from harness.search.space import apply_params, suggest_params, validate_space
 from harness.stages import SharedStages
 from harness.track.agreement import log_scorer_agreement
-from harness.track.compare import variants_table, weighted_aggregate
+from harness.track.compare import feature_scores, variants_table
 from harness.track.runs import failed_status, failure_reason, log_metrics, log_params, record_failure
 from harness.track.store import ensure_experiment, resolve_tracking_uri, store_lock
 from harness.track.variant import VariantOutcome
@@ -53,9 +56,17 @@ class SearchOutcome:
     parent_run_id: str
 
 
-def objective_value(metrics: dict[str, float | None], weights: dict[str, float]) -> float:
-    """The trial's quality: the weighted aggregate of its score means (as rankings compute it)."""
-    return weighted_aggregate({name: metrics.get(f"{name}_mean") for name in weights}, weights)
+def objective_value(per_feature: pd.DataFrame, weights: dict[str, float] | None) -> float:
+    """The trial's quality: the aggregate of its per-feature scores (harness.evaluate.aggregate), the number a
+    ranking of its run shows. Default weights as the ranking's; no feature kept is an error (the trial fails)."""
+    weights = weights or default_weights([per_feature])
+    value = aggregate_value(per_feature, weights)
+    if value is None:
+        raise EvaluationError(
+            f"the trial's aggregate ({', '.join(weights)}) is undefined: every feature was left out (a weighted "
+            "score undefined for a reason that is not the description's; see the run's per-feature table)"
+        )
+    return value
 
 
 def trial_key(trial_config: HarnessConfig, study_name: str, number: int) -> str:
@@ -190,9 +201,11 @@ def run_search(
         trial_config = apply_params(config, params)
         key = trial_key(trial_config, study_name, trial.number)
 
-        def report(metrics: dict[str, float | None], step: int) -> None:
-            if len(directions) == 1:
-                trial.report(objective_value(metrics, search.objective.weights), step)
+        def report(per_feature: pd.DataFrame, step: int) -> None:
+            weights = search.objective.weights or default_weights([per_feature])
+            running = aggregate_value(per_feature, weights)
+            if len(directions) == 1 and running is not None:
+                trial.report(running, step)
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned after feature chunk {step}")
 
@@ -212,7 +225,11 @@ def run_search(
         except optuna.TrialPruned:
             MlflowClient().set_tag(trial.user_attrs[RUN_ID_ATTR], "harness.pruned", "true")
             raise
-        quality = objective_value(outcome.metrics, search.objective.weights)
+        per_feature = outcome.per_feature
+        if per_feature is None:  # a finished run found again: its table is in the store
+            per_feature = feature_scores([outcome.run_id], tracking_uri)[outcome.run_id]
+        quality = objective_value(per_feature if per_feature is not None else pd.DataFrame({"feature": []}),
+                                  search.objective.weights)  # fmt: skip
         log_metrics({"objective": quality, "trial_number": trial.number}, run_id=outcome.run_id)
         if search.objective.minimise:
             cost = outcome.metrics.get("cost_usd" if search.objective.minimise == "cost_usd" else "tokens") or 0.0

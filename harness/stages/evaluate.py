@@ -7,8 +7,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from harness.stages.metrics import score_metrics
-
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -19,8 +17,9 @@ if TYPE_CHECKING:
     from harness.llm.tracing import CallTracer
     from harness.stages.shared import SharedStages
 
-# Called after each chunk of features with the running metrics and the chunk number; may raise to stop.
-ChunkCallback = Callable[[dict[str, float | None], int], None]
+# Called after each chunk of features with the per-feature FADE scores so far and the chunk number; may raise
+# to stop.
+ChunkCallback = Callable[["pd.DataFrame", int], None]
 
 
 def _chunks(features: list[int], size: int | None) -> list[list[int]]:
@@ -41,7 +40,7 @@ def evaluate_in_chunks(
 ):
     """FADE on the described features, `chunk_size` at a time (all at once by default).
 
-    After each chunk `on_chunk` gets the running score metrics (the search stage prunes with it).
+    After each chunk `on_chunk` gets the per-feature scores so far (the search stage prunes on their aggregate).
     Returns the last EvaluationResult (covering every feature), with the clarity floor's cost summed over
     the chunks (each computes the floor of its own features). What the LLM calls spent is in `ledger`.
     """
@@ -61,5 +60,5 @@ def evaluate_in_chunks(
         )
         floor_cost.update(result.floor_cost)
         if on_chunk is not None:
-            on_chunk(score_metrics(result.scores, config.tracking.bootstrap_samples, config.seed), step)
+            on_chunk(result.scores, step)
     return replace(result, floor_cost=dict(floor_cost))

@@ -1,64 +1,101 @@
-"""Ranked comparison of tracked pipeline variants (`harness compare`, and the leaderboard's table).
+"""Ranked comparison of tracked pipeline variants: one `Comparison` read by the end of `harness run`,
+`harness compare`, the comparison run in MLflow and the leaderboard.
 
-Each variant run logs, per score, `<score>_mean`, `<score>_ci_low`, `<score>_ci_high` and
-`<score>_defined` (share of features where the score is defined). Ranking is by one score's mean or by a
-weighted aggregate of means. With the runs' per-feature scores, each variant is compared with the one ranked
-just above it by a paired test over the features both define (`harness.track.paired`): a variant that is
-not significantly different after Holm's correction ties with it and shares its rank. Without per-feature
-scores there is no test, and no tie.
+Each variant run logs, per score, `<score>_mean`, `<score>_ci_low`, `<score>_ci_high` and `<score>_defined`
+(share of features where the score is defined), and its per-feature table. Ranking is by one score's mean
+(over the features that define it) or by the aggregate (harness.evaluate.aggregate: one value per feature
+under the undefined-score policy, averaged over the features every variant of the site keeps). Each variant
+is compared with the one ranked just above it by a paired test over the same per-feature values
+(`harness.track.paired`): a variant not significantly different after Holm's correction ties with it and
+shares its rank. Variants on different feature sites (another model, weights, module or SAE) are never
+paired. Without per-feature tables there is no aggregate, no test and no tie. The controls table
+(harness.track.controls) and the feature labels (harness.evaluate.labels) come with it.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from harness.artifacts import PAIRED_COMPARISONS_TABLE, PER_FEATURE_TABLE
+from harness.artifacts import CONTROLS_TABLE, FEATURE_LABELS_TABLE, PAIRED_COMPARISONS_TABLE, PER_FEATURE_TABLE
 from harness.errors import ConfigError
+from harness.evaluate.aggregate import (
+    AGGREGATE,
+    check_weights,
+    common_features,
+    default_weights,
+    feature_aggregate,
+    summarise_aggregate,
+)
+from harness.evaluate.labels import GATE_THRESHOLD, INTERPRETABLE_INTRUDER, FeatureLabel, feature_labels, label_counts
 from harness.score_names import FADE_SCORES
+from harness.track.controls import ControlTest, control_tests, flagged_scores, format_controls
 from harness.track.paired import ALPHA, MIN_FEATURES, PairedComparison, compare_variants, criterion_values
 
-AGGREGATE = "aggregate"
 RANKED_ROLES = ("variant", "trial")  # not the parent runs of comparisons and studies
 # Params that say where a feature lives: the same feature index of two variants is the same feature only
-# when these agree.
-SITE_PARAMS = ("model.name", "site.kind", "site.module", "site.hook", "site.sae.path")
-
-
-def weighted_aggregate(means: Mapping[str, float | None], weights: Mapping[str, float]) -> float:
-    """Weighted mean of score means; an undefined mean counts as 0 (a variant that scores nothing is bad).
-
-    The one definition of "aggregate", shared by rankings and the search objective.
-    """
-    total = sum(weights.values())
-    if total <= 0:
-        raise ConfigError("aggregate weights must sum to a positive number")
-    return sum(weight * _defined_or_zero(means.get(name)) for name, weight in weights.items()) / total
-
-
-def _defined_or_zero(value: float | None) -> float:
-    return 0.0 if value is None or pd.isna(value) else float(value)
-
-
-def aggregate_score(table: pd.DataFrame, weights: Mapping[str, float]) -> pd.Series:
-    """The weighted aggregate of every row (variant) of a table with `<score>_mean` columns."""
-    unknown = sorted(set(weights) - set(score_names(table)) - set(FADE_SCORES))
-    if unknown:
-        raise ConfigError(f"unknown score(s) in weights: {', '.join(unknown)}; known: {', '.join(FADE_SCORES)}")
-    rows = table.to_dict("records")
-    values = [weighted_aggregate({name: row.get(f"{name}_mean") for name in weights}, weights) for row in rows]
-    return pd.Series(values, index=table.index, dtype=float)
+# when these agree (the random-model and random-sae controls have features of their own).
+SITE_PARAMS = (
+    "model.name",
+    "model.weights",
+    "model.random_seed",
+    "site.kind",
+    "site.module",
+    "site.hook",
+    "site.sae.path",
+    "site.sae.weights",
+    "site.sae.random_seed",
+)
+AGGREGATE_PARTS = ("mean", "ci_low", "ci_high", "features", "defined")
 
 
 def score_names(table: pd.DataFrame) -> list[str]:
     """Scores with a `<score>_mean` column: FADE's four first (in their order), then the others by name."""
     found = {column.removesuffix("_mean") for column in table.columns if column.endswith("_mean")} - {AGGREGATE}
     return [name for name in FADE_SCORES if name in found] + sorted(found - set(FADE_SCORES))
+
+
+def aggregate_weights(
+    table: pd.DataFrame, weights: Mapping[str, float] | None, features: Mapping[str, pd.DataFrame | None]
+) -> dict[str, float]:
+    """The aggregate's weights: as given (checked), else `default_weights` of the runs' per-feature tables."""
+    if not weights:
+        return default_weights(features.get(str(run_id)) for run_id in table.get("run_id", []))
+    unknown = sorted(set(weights) - set(score_names(table)) - set(FADE_SCORES))
+    if unknown:
+        known = ", ".join(dict.fromkeys([*FADE_SCORES, *score_names(table)]))
+        raise ConfigError(f"unknown score(s) in weights: {', '.join(unknown)}; known: {known}")
+    check_weights(weights)
+    return dict(weights)
+
+
+def comparison_aggregates(
+    table: pd.DataFrame, features: Mapping[str, pd.DataFrame | None], weights: Mapping[str, float]
+) -> dict[str, pd.Series | None]:
+    """Run id -> its feature aggregates on the features every run of its feature site keeps (None without a
+    per-feature table, or when a weighted score is missing from it): the numbers the ranking averages and
+    the paired tests pair. harness.evaluate.aggregate defines them."""
+    run_ids = [str(run_id) for run_id in table["run_id"]]
+    sites = feature_sites(table) or {}
+    own: dict[str, pd.Series | None] = {}
+    for run_id in run_ids:
+        frame = features.get(run_id)
+        missing = frame is None or any(name not in frame.columns for name, weight in weights.items() if weight)
+        own[run_id] = None if missing else feature_aggregate(frame, weights)
+    result: dict[str, pd.Series | None] = dict.fromkeys(run_ids)
+    for site in dict.fromkeys(sites.get(run_id, "") for run_id in run_ids):
+        group = {
+            run_id: series for run_id, series in own.items() if sites.get(run_id, "") == site and series is not None
+        }
+        common = common_features(group)
+        for run_id, series in group.items():
+            result[run_id] = series.reindex(common)
+    return result
 
 
 def rank_variants(
@@ -75,25 +112,44 @@ def rank_variants(
     Args:
         table: one row per variant with `run_id` and `<score>_mean` columns (`param:<key>` columns, when
             present, tell the feature sites apart).
-        by: a score name, or "aggregate" for the weighted mean of `weights` (default: equal weights over
-            the four FADE scores present).
-        weights: score name -> weight for the aggregate.
-        features: run id -> its per-feature table (`feature` and score columns; `feature_scores` reads
-            them). Without it (or for a run missing from it) there is no paired test and no tie.
+        by: a score name (ranked by its mean over the features that define it), or "aggregate"
+            (harness.evaluate.aggregate: per feature under the undefined-score policy, averaged over the
+            features every variant of the site keeps).
+        weights: score name -> weight for the aggregate (default: `default_weights`).
+        features: run id -> its per-feature table (`feature`, score and `<score>_reason` columns;
+            `feature_scores` reads them). The aggregate needs it; without it there is no paired test and
+            no tie.
         alpha, min_features: the paired test's level (after Holm) and the fewest paired features it needs.
 
     Adds `rank`, `tied` and, per row after the first, `vs_above`: the PairedComparison with the row above
-    (None for the first row).
+    (None for the first row). Ranked by the aggregate, also `aggregate_<part>` for AGGREGATE_PARTS.
     """
     ranked = table.copy()
+    features = features or {}
+    run_ids = [str(run_id) for run_id in ranked["run_id"]] if "run_id" in ranked else [str(i) for i in ranked.index]
     if by == AGGREGATE:
-        weights = weights or default_weights(ranked)
-        ranked[f"{AGGREGATE}_mean"] = aggregate_score(ranked, weights)
+        weights = aggregate_weights(ranked, weights, features)
+        values = comparison_aggregates(ranked.assign(run_id=run_ids), features, weights)
+        for part in AGGREGATE_PARTS:
+            ranked[f"{AGGREGATE}_{part}"] = np.nan
+        for position, run_id in enumerate(run_ids):
+            series = values[run_id]
+            if series is not None:
+                total = len(features[run_id].drop_duplicates("feature"))  # type: ignore[union-attr]
+                for part, value in summarise_aggregate(series, total).items():
+                    ranked.loc[ranked.index[position], f"{AGGREGATE}_{part}"] = value
     elif f"{by}_mean" not in ranked.columns:
         raise ConfigError(f"cannot rank by {by!r}: known scores are {', '.join(score_names(table)) or 'none'}")
+    else:
+        values = {run_id: criterion_values(features.get(run_id), by) for run_id in run_ids}
     key = f"{by}_mean"
-    ranked = ranked.sort_values(key, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
-    comparisons = paired_tests(ranked, by, weights or {}, features or {}, alpha=alpha, min_features=min_features)
+    order = ranked[key].astype(float).to_numpy()
+    positions = sorted(range(len(ranked)), key=lambda i: (np.isnan(order[i]), -np.nan_to_num(order[i])))
+    ranked = ranked.iloc[positions].reset_index(drop=True)
+    named = [(str(variant), run_ids[i]) for variant, i in zip(ranked["variant"], positions)]
+    comparisons = compare_variants(
+        by, named, values, sites=feature_sites(ranked), alpha=alpha, min_features=min_features
+    )
     ranks, tied = [], []
     for position in range(len(ranked)):
         # An undefined mean ranks last and never ties (there is nothing to compare).
@@ -106,16 +162,22 @@ def rank_variants(
     return ranked
 
 
-def default_weights(table: pd.DataFrame) -> dict[str, float]:
-    """The aggregate's weights when none are given: equal over the FADE scores the table has (all four if none)."""
-    present = [name for name in FADE_SCORES if f"{name}_mean" in table.columns]
-    return {name: 1.0 for name in present or FADE_SCORES}
+def ranking_values(
+    table: pd.DataFrame,
+    by: str,
+    features: Mapping[str, pd.DataFrame | None],
+    weights: Mapping[str, float] | None = None,
+) -> dict[str, pd.Series | None]:
+    """Run id -> the per-feature values a ranking by `by` compares (as `rank_variants` reads them)."""
+    if by == AGGREGATE:
+        return comparison_aggregates(table, features, aggregate_weights(table, weights, features))
+    return {str(run_id): criterion_values(features.get(str(run_id)), by) for run_id in table["run_id"]}
 
 
 def paired_tests(
     ranked: pd.DataFrame,
     by: str,
-    weights: Mapping[str, float],
+    weights: Mapping[str, float] | None,
     features: Mapping[str, pd.DataFrame | None],
     *,
     pairs: str = "adjacent",
@@ -123,12 +185,11 @@ def paired_tests(
     min_features: int = MIN_FEATURES,
 ) -> list[PairedComparison]:
     """The paired comparison of each row (after the first) of a ranked table with the row above it, or of
-    every pair of rows (`pairs="all"`); see `compare_variants`."""
+    every pair of rows (`pairs="all"`); see `compare_variants`. The values are the ranking's own."""
     if len(ranked) < 2:
         return []
-    run_ids = [str(run_id) for run_id in ranked["run_id"]] if "run_id" in ranked else [str(i) for i in ranked.index]
-    named = list(zip(map(str, ranked["variant"]), run_ids))
-    values = {run_id: criterion_values(features.get(run_id), by, weights) for run_id in run_ids}
+    named = list(zip(map(str, ranked["variant"]), map(str, ranked["run_id"])))
+    values = ranking_values(ranked, by, features, weights)
     return compare_variants(
         by, named, values, pairs=pairs, sites=feature_sites(ranked), alpha=alpha, min_features=min_features
     )
@@ -146,7 +207,8 @@ def feature_sites(table: pd.DataFrame) -> dict[str, str] | None:
 
 
 def feature_scores(run_ids: Sequence[str], tracking_uri: str) -> dict[str, pd.DataFrame | None]:
-    """Run id -> its `tables/per_feature.json` (feature and score columns, NaN where undefined), or None.
+    """Run id -> its `tables/per_feature.json` (feature, score and `<score>_reason` columns, NaN where a
+    score is undefined), or None.
 
     A store that keeps artifacts on this disk is read in place; another's file is downloaded.
     """
@@ -181,10 +243,13 @@ def _score_frame(path: Path) -> pd.DataFrame | None:
         return None
     if "feature" not in frame.columns:
         return None
-    keep = ["feature", *(column for column in frame.columns if column != "feature" and _is_score(column))]
-    frame = frame[keep].copy()
-    for column in keep[1:]:
+    scores = [column for column in frame.columns if column != "feature" and _is_score(column)]
+    reasons = [f"{column}_reason" for column in scores if f"{column}_reason" in frame.columns]
+    frame = frame[["feature", *scores, *reasons]].copy()
+    for column in scores:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    for column in reasons:  # why a score is undefined: the aggregate reads it (harness.score_names.Undefined)
+        frame[column] = frame[column].map(lambda reason: reason if isinstance(reason, str) else None)
     return frame
 
 
@@ -225,6 +290,7 @@ def variants_table(
                 "run_id": run.info.run_id,
                 "experiment": next(n for n, i in zip(experiment_names, experiment_ids) if i == run.info.experiment_id),
                 **{f"param:{key}": value for key, value in run.data.params.items()},
+                **{f"tag:{key}": value for key, value in run.data.tags.items() if key.startswith("harness.")},
                 **run.data.metrics,
             }
         )
@@ -257,25 +323,27 @@ def failed_runs_note(count: int) -> str:
     return f"{count} failed {runs} left out (MLflow status FAILED or KILLED; the tag harness.error says why)"
 
 
-def format_ranking(ranked: pd.DataFrame, by: str) -> str:
-    """A terminal table: rank, variant, each FADE score as mean [low, high], other scorers' means, cost,
-    features, and the paired comparison with the row above (mean difference, Holm-adjusted p)."""
+def format_ranking(ranked: pd.DataFrame, by: str, flags: Mapping[str, str] | None = None) -> str:
+    """A terminal table: rank, variant, the aggregate and each FADE score as mean [low, high] with the share of
+    features behind it, other scorers' means, cost, features, and the paired comparison with the row above
+    (mean difference, Holm-adjusted p). Scores in `flags` (harness.track.controls.flagged_scores) are marked."""
+    flags = flags or {}
     lines = []
     fade = [name for name in FADE_SCORES if f"{name}_mean" in ranked]
     others = [name for name in score_names(ranked) if name not in FADE_SCORES]
-    header = ["rank", "variant", *fade, *others, "cost_usd", "features", "vs above"]
+
+    def title(name: str) -> str:
+        return f"{name}(!)" if name in flags else name
+
+    header = ["rank", "variant", *map(title, fade), *map(title, others), "cost_usd", "features", "vs above"]
     if by == AGGREGATE:
-        header.insert(2, AGGREGATE)
+        header.insert(2, title(AGGREGATE))
     rows, untested = [], {}
     for _, row in ranked.iterrows():
         cells = [f"{row['rank']}{'=' if row['tied'] else ''}", str(row["variant"])]
         if by == AGGREGATE:
-            cells.append(_number(row.get(f"{AGGREGATE}_mean")))
-        for name in fade:
-            cells.append(
-                f"{_number(row.get(f'{name}_mean'))} [{_number(row.get(f'{name}_ci_low'))}, "
-                f"{_number(row.get(f'{name}_ci_high'))}]"
-            )
+            cells.append(_summary(row, AGGREGATE))
+        cells += [_summary(row, name) for name in fade]
         cells += [_number(row.get(f"{name}_mean")) for name in others]
         cells += [_number(row.get("cost_usd"), digits=4), _number(row.get("features"), digits=0)]
         cells.append(_vs_above(row.get("vs_above"), untested))
@@ -284,13 +352,31 @@ def format_ranking(ranked: pd.DataFrame, by: str) -> str:
     for cells in [header, *rows]:
         lines.append("  ".join(str(cell).ljust(width) for cell, width in zip(cells, widths)).rstrip())
     note = "; other scorers: means (intervals in MLflow and on the leaderboard)" if others else ""
+    over = (
+        "the aggregate: per feature, a description's fault counts 0, a feature's leaves it out for every variant "
+        "(docs/leaderboard.md); mean [95% interval] share of features; "
+        if by == AGGREGATE
+        else ""
+    )
     lines.append(
-        f"(ranked by {by}; '=' marks a tie: not significantly different from the variant above by a paired "
-        f"Wilcoxon signed-rank test over the features both define, Holm-adjusted p >= alpha; vs above: mean "
-        f"paired difference, n paired features, adjusted p{note})"
+        f"(ranked by {by}; {over}scores: mean over the features that define them [95% interval] share defined; "
+        f"'=' marks a tie: not significantly different from the variant above by a paired Wilcoxon signed-rank "
+        f"test over the same features, Holm-adjusted p >= alpha; vs above: mean paired difference, n paired "
+        f"features, adjusted p{note})"
     )
     lines += [f"  no test [{mark}]: {reason}" for reason, mark in untested.items()]
+    lines += [f"  (!) {name}: {why}" for name, why in flags.items()]
     return "\n".join(lines)
+
+
+def _summary(row: pd.Series, name: str) -> str:
+    """'0.412 [0.350, 0.470] 94%': mean, interval and share of features (defined, or kept by the aggregate)."""
+    share = row.get(f"{name}_defined")
+    coverage = "" if share is None or pd.isna(share) else f" {float(share):.0%}"
+    return (
+        f"{_number(row.get(f'{name}_mean'))} [{_number(row.get(f'{name}_ci_low'))}, "
+        f"{_number(row.get(f'{name}_ci_high'))}]{coverage}"
+    )
 
 
 def _vs_above(comparison: PairedComparison | None, untested: dict[str, str]) -> str:
@@ -312,50 +398,139 @@ def _number(value: object, digits: int = 3) -> str:
     return f"{float(value):.{digits}f}"
 
 
-def site_params(config: Any) -> dict[str, str]:
-    """The `param:<key>` cells of SITE_PARAMS for a config (as `variants_table` reads them from a run)."""
-    data = config.model_dump(mode="json")
-    cells = {}
-    for key in SITE_PARAMS:
-        node: Any = data
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        if node is not None:
-            cells[f"param:{key}"] = str(node)
-    return cells
+@dataclass
+class Comparison:
+    """Everything a comparison of tracked variants shows, computed once by `build_comparison`: the end of
+    `harness run`, `harness compare`, the comparison run in MLflow and the leaderboard all read it."""
+
+    table: pd.DataFrame  # one row per run (variants_table)
+    features: dict[str, pd.DataFrame | None]  # run id -> its per-feature table
+    weights: dict[str, float]  # the aggregate's
+    rankings: dict[str, pd.DataFrame]  # criterion ('aggregate', then each score) -> rank_variants
+    controls: list[ControlTest]  # each variant vs its controls (harness.track.controls)
+    flags: dict[str, str]  # score -> why it cannot be trusted to tell a trained model from a random one
+    labels: dict[str, pd.Series]  # run id -> FeatureLabel per feature (harness.evaluate.labels)
+    alpha: float
+    min_features: int
+
+    def ranked(self, by: str) -> pd.DataFrame:
+        if by not in self.rankings:
+            raise ConfigError(f"cannot rank by {by!r}: known scores are {', '.join(score_names(self.table)) or 'none'}")
+        return self.rankings[by]
+
+    def paired(self) -> list[PairedComparison]:
+        """Each variant vs the one ranked just above it under every criterion; a criterion is one Holm family."""
+        return [item for ranked in self.rankings.values() for item in ranked["vs_above"] if isinstance(item, PairedComparison)]  # fmt: skip
+
+    def label_counts(self) -> dict[str, dict[str, int]]:
+        """Run id -> how many of its features carry each label."""
+        return {run_id: label_counts(labels) for run_id, labels in self.labels.items()}
 
 
-def paired_comparisons(
+def build_comparison(
     table: pd.DataFrame,
     features: Mapping[str, pd.DataFrame | None],
     *,
     weights: Mapping[str, float] | None = None,
     alpha: float = ALPHA,
     min_features: int = MIN_FEATURES,
-) -> list[PairedComparison]:
-    """Each variant vs the one ranked just above it, under every criterion ('aggregate', then each score);
-    each criterion's comparisons are one Holm family (as the ranking under it shows them)."""
-    comparisons: list[PairedComparison] = []
-    for criterion in (AGGREGATE, *score_names(table)):
-        ranked = rank_variants(table, by=criterion, weights=weights if criterion == AGGREGATE else None,
-                               features=features, alpha=alpha, min_features=min_features)  # fmt: skip
-        comparisons += [item for item in ranked["vs_above"] if isinstance(item, PairedComparison)]
-    return comparisons
+) -> Comparison:
+    """Rank the runs of `table` under the aggregate and every score, test each against its controls and
+    label each feature (pure: the per-feature tables are given)."""
+    features = {str(run_id): features.get(str(run_id)) for run_id in table["run_id"]}
+    weights = aggregate_weights(table, weights, features)
+    criteria = (AGGREGATE, *score_names(table))
+    rankings = {
+        criterion: rank_variants(table, by=criterion, weights=weights if criterion == AGGREGATE else None,
+                                 features=features, alpha=alpha, min_features=min_features)
+        for criterion in criteria
+    }  # fmt: skip
+    values = {criterion: ranking_values(table, criterion, features, weights) for criterion in criteria}
+    controls = control_tests(
+        table, values, description_free=_description_free(criteria), alpha=alpha, min_features=min_features
+    )
+    thresholds = table.set_index("run_id").get("param:fade.gini_threshold", pd.Series(dtype=object))
+    labels = {
+        run_id: feature_labels(frame, gate_threshold=_float(thresholds.get(run_id), GATE_THRESHOLD))
+        for run_id, frame in features.items()
+        if frame is not None
+    }
+    return Comparison(
+        table, features, weights, rankings, controls, flagged_scores(controls), labels, alpha, min_features
+    )
 
 
-def log_paired_comparisons(
-    table: pd.DataFrame,
-    features: Mapping[str, pd.DataFrame | None],
+def load_comparison(
+    experiment_names: Sequence[str],
+    tracking_uri: str,
     *,
+    run_ids: Sequence[str] | None = None,
+    weights: Mapping[str, float] | None = None,
     alpha: float = ALPHA,
     min_features: int = MIN_FEATURES,
-) -> list[PairedComparison]:
-    """Write `paired_comparisons` to the active MLflow run as `tables/paired_comparisons.json`."""
+) -> Comparison:
+    """`build_comparison` of the finished variant runs of the experiments (only `run_ids`, when given)."""
+    table = variants_table(experiment_names, tracking_uri, run_ids=run_ids)
+    features = feature_scores(list(table["run_id"]), tracking_uri) if not table.empty else {}
+    return build_comparison(table, features, weights=weights, alpha=alpha, min_features=min_features)
+
+
+def _float(value: object, default: float) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
+
+
+def _description_free(criteria: Sequence[str]) -> list[str]:
+    """The criteria that are scorers reading no description (the shuffled control cannot move them)."""
+    from harness.evaluate.scorers import SCORERS
+
+    return [name for name in criteria if name in SCORERS.names() and not SCORERS.get(name).needs_description]
+
+
+def format_comparison(comparison: Comparison, by: str) -> str:
+    """The ranking under `by`, then the controls table and the per-feature labels per variant, as text."""
+    parts = [format_ranking(comparison.ranked(by), by, comparison.flags)]
+    if comparison.controls:
+        parts.append("Controls: does each score tell a variant from its randomized controls?\n" + format_controls(
+            comparison.controls, comparison.alpha))  # fmt: skip
+    if comparison.labels:
+        parts.append(format_labels(comparison))
+    return "\n\n".join(parts)
+
+
+def format_labels(comparison: Comparison) -> str:
+    """Per variant: how many features are well described, badly described, not interpretable, undetermined."""
+    names = dict(zip(map(str, comparison.table["run_id"]), map(str, comparison.table["variant"])))
+    header = ["variant", *(label.value for label in FeatureLabel)]
+    rows = [[names[run_id], *map(str, counts.values())] for run_id, counts in comparison.label_counts().items()]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip() for cells in [header, *rows]]
+    lines.append(
+        f"(why is a feature's score low? well described: Clarity and Responsiveness pass FADE's gate; otherwise "
+        f"the description-free intruder score >= {INTERPRETABLE_INTRUDER:g} says the feature is interpretable by "
+        f"this rater; docs/leaderboard.md)"
+    )
+    return "Features by why their scores are what they are:\n" + "\n".join(lines)
+
+
+def log_comparison(comparison: Comparison) -> None:
+    """Write the comparison to the active MLflow run: the paired comparisons, the controls table, the feature
+    labels and the per-variant label counts (docs/tracking.md)."""
     import mlflow
 
     from harness.track.paired import comparisons_table
 
-    comparisons = paired_comparisons(table, features, alpha=alpha, min_features=min_features)
-    if comparisons:
-        mlflow.log_dict(comparisons_table(comparisons), PAIRED_COMPARISONS_TABLE)
-    return comparisons
+    paired = comparison.paired()
+    if paired:
+        mlflow.log_dict(comparisons_table(paired), PAIRED_COMPARISONS_TABLE)
+    if comparison.controls:
+        columns = list(ControlTest.model_fields)
+        rows = [[getattr(item, column) for column in columns] for item in comparison.controls]
+        mlflow.log_dict({"columns": columns, "data": rows}, CONTROLS_TABLE)
+    if comparison.labels:
+        names = dict(zip(map(str, comparison.table["run_id"]), map(str, comparison.table["variant"])))
+        rows = [[names[run_id], run_id, int(feature), label] for run_id, labels in comparison.labels.items()
+                for feature, label in labels.items()]  # fmt: skip
+        mlflow.log_dict({"columns": ["variant", "run_id", "feature", "label"], "data": rows}, FEATURE_LABELS_TABLE)

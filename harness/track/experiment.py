@@ -18,7 +18,7 @@ from harness.config import HarnessConfig, expand_variants, result_fingerprint
 from harness.stages import Lead, SharedStages, follow_variants
 from harness.track.agreement import log_scorer_agreement
 from harness.track.checks import check_variants
-from harness.track.compare import feature_scores, log_paired_comparisons, site_params
+from harness.track.compare import load_comparison, log_comparison
 from harness.track.runs import log_metrics, log_params, variant_run
 from harness.track.store import ensure_experiment, resolve_tracking_uri
 from harness.track.variant import VariantOutcome, track_variant
@@ -97,25 +97,18 @@ def _lead_variants(
         if parent_run is not None and not parent_run.skipped:
             log_metrics({"variants_finished": float(len(outcomes))})
             log_scorer_agreement(pd.DataFrame([outcome.metrics for outcome in outcomes]))
-            _log_paired(config, variants, outcomes, tracking_uri)
+            _log_comparison(config, outcomes, tracking_uri)
     return outcomes
 
 
-def _log_paired(config: HarnessConfig, variants: list, outcomes: list[VariantOutcome], tracking_uri: str) -> None:
-    """Each variant vs the one ranked above it, by a paired test, to the comparison run (docs/tracking.md)."""
-    rows = [
-        {
-            "variant": outcome.name,
-            "run_id": outcome.run_id,
-            **site_params(variant),
-            **{key: value for key, value in outcome.metrics.items() if value is not None},
-        }
-        for (_, variant), outcome in zip(variants, outcomes)
-    ]
-    log_paired_comparisons(
-        pd.DataFrame(rows), feature_scores([outcome.run_id for outcome in outcomes], tracking_uri),
+def _log_comparison(config: HarnessConfig, outcomes: list[VariantOutcome], tracking_uri: str) -> None:
+    """The comparison of the variants (paired tests, controls, feature labels) to the comparison run, read from
+    the store as `harness compare` reads it (docs/tracking.md)."""
+    comparison = load_comparison(
+        [config.tracking.experiment], tracking_uri, run_ids=[outcome.run_id for outcome in outcomes],
         alpha=config.tracking.paired_alpha, min_features=config.tracking.paired_min_features,
     )  # fmt: skip
+    log_comparison(comparison)
 
 
 def _comparison_key(variant_keys: list[str]) -> str:

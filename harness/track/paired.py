@@ -202,26 +202,13 @@ def _compare(criterion, variant, reference, values, sites, min_features) -> Pair
     )
 
 
-def criterion_values(
-    per_feature: pd.DataFrame | None, criterion: str, weights: Mapping[str, float]
-) -> pd.Series | None:
-    """A run's per-feature values of a score, or of the weighted aggregate (index = feature).
-
-    The aggregate of a feature is the weighted mean of the weighted scores, defined where all of them are
-    (paired, like any score, over the features where both variants define it). None without a table, or
-    when the table lacks a column the criterion needs.
-    """
-    if per_feature is None or "feature" not in per_feature.columns:
+def criterion_values(per_feature: pd.DataFrame | None, criterion: str) -> pd.Series | None:
+    """A run's per-feature values of one score (index = feature; NaN where undefined), or None without a
+    table or that column. The aggregate's values come from harness.evaluate.aggregate instead."""
+    if per_feature is None or "feature" not in per_feature.columns or criterion not in per_feature.columns:
         return None
-    names = [name for name, weight in weights.items() if weight] if criterion == "aggregate" else [criterion]
-    if not names or any(name not in per_feature.columns for name in names):
-        return None
-    frame = per_feature.set_index("feature")[names].apply(pd.to_numeric, errors="coerce").astype(float)
-    if criterion != "aggregate":
-        return frame[criterion]
-    total = sum(weights[name] for name in names)
-    combined = sum(frame[name] * weights[name] for name in names) / total
-    return combined.where(frame.notna().all(axis=1))
+    frame = per_feature.drop_duplicates("feature").set_index("feature")
+    return pd.to_numeric(frame[criterion], errors="coerce").astype(float)
 
 
 def comparisons_table(comparisons: Sequence[PairedComparison]) -> dict[str, list]:

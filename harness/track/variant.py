@@ -22,7 +22,8 @@ import pandas as pd
 
 import harness
 from harness import artifacts
-from harness.config import HarnessConfig, dump_config
+from harness.config import HarnessConfig, control_counterpart, dump_config, result_fingerprint
+from harness.evaluate.aggregate import aggregate_metrics, default_weights
 from harness.score_names import FADE_SCORES
 from harness.stages import (
     ChunkCallback,
@@ -41,6 +42,7 @@ from harness.stages import (
     variant_workdir,
 )
 from harness.track.checks import check_variant
+from harness.track.controls import CONTROL_OF_TAG, CONTROL_TAG
 from harness.track.runs import log_dataset, log_metrics, log_params, variant_run
 
 if TYPE_CHECKING:
@@ -96,6 +98,15 @@ def variant_params(config: HarnessConfig) -> dict[str, Any]:
     params["package_version"] = harness.__version__
     params["git_commit"] = git_commit()
     return params
+
+
+def control_tags(config: HarnessConfig) -> dict[str, str]:
+    """A control's kind and the variant key of the variant it controls for (the controls table pairs them)."""
+    counterpart = control_counterpart(config)
+    if counterpart is None:
+        return {}
+    kind, controlled = counterpart
+    return {CONTROL_TAG: kind, CONTROL_OF_TAG: result_fingerprint(controlled)}
 
 
 def log_config_artifact(config: HarnessConfig) -> None:
@@ -205,6 +216,7 @@ def track_variant(
             return VariantOutcome(name, tracked.run_id, skipped=True, metrics=dict(metrics))
         timer = StageTimer()
         log_params(variant_params(config))
+        mlflow.set_tags(control_tags(config))
         log_config_artifact(config)
         workdir = variant_workdir(config, key)
         ledger = run_ledger(workdir, tracked.run_id)
@@ -245,6 +257,12 @@ def track_variant(
         metrics = (
             score_metrics(
                 per_feature, config.tracking.bootstrap_samples, config.seed, (*FADE_SCORES, *config.scorers.enabled)
+            )
+            | aggregate_metrics(
+                per_feature,
+                default_weights([per_feature]),
+                num_resamples=config.tracking.bootstrap_samples,
+                seed=config.seed,
             )
             | floor_metrics(per_feature, config)
             | floor_cost

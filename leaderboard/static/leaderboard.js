@@ -224,15 +224,19 @@
         key: "variant", label: "Variant", kind: "text", first: "asc", value: (r) => r.variant, className: "name",
         cell: (r) => el("a", { href: r.page, text: r.variant }), search: (r) => r.variant + " " + r.experiment,
       },
-      { key: "aggregate", label: "Aggregate", kind: "number", first: "desc", value: (r) => r.aggregate, cell: (r) => number(r.aggregate) },
+      {
+        key: "aggregate", label: "Aggregate", kind: "number", first: "desc", value: (r) => r.aggregate, cell: (r) => scoreCell(r.aggregate_summary),
+        title: "The aggregate: per feature, a description's fault counts 0, a feature's leaves it out for every variant; mean over the features all keep (bar: 95% CI; % of features kept)",
+      },
       {
         key: "vs_above", label: "vs above", kind: "number", first: "asc", className: "vs-col", cell: vsAboveCell,
         value: (r) => (r.ranks[criterion].vs_above ? r.ranks[criterion].vs_above.p_adjusted : null),
         title: "Paired test vs the variant ranked just above (this ranking): mean difference and Holm-adjusted p",
       },
       ...doc.scores.map((score) => ({
-        key: score, label: capitalised(score), kind: "number", first: "desc", value: (r) => r.scores[score].mean, cell: (r) => scoreCell(r.scores[score]),
-        title: "Sort by mean " + score + " (bar: 95% CI on 0\u20131)",
+        key: score, label: capitalised(score) + (doc.flagged_scores[score] ? " (!)" : ""), kind: "number", first: "desc",
+        value: (r) => r.scores[score].mean, cell: (r) => scoreCell(r.scores[score]),
+        title: doc.flagged_scores[score] ? "Flagged: " + doc.flagged_scores[score] : "Sort by mean " + score + " (bar: 95% CI on 0\u20131)",
       })),
       { key: "cost_usd", label: "Cost", kind: "number", first: "asc", value: (r) => r.cost_usd, cell: (r) => money(r.cost_usd) },
       { key: "tokens", label: "Tokens", kind: "number", first: "asc", value: (r) => r.tokens, cell: (r) => el("span", { title: r.tokens === null ? null : r.tokens.toLocaleString(), text: compact(r.tokens) }) },
@@ -280,6 +284,48 @@
       table.sortBy(table.columnIndex("rank"), "asc");
     });
     table.sortBy(table.columnIndex("rank"), "asc");
+    controlsTable(doc);
+    labelsTable(doc);
+  }
+
+  // Each variant vs its randomized controls, per score: can the score tell them apart?
+  function controlsTable(doc) {
+    const target = document.getElementById("controls");
+    if (!doc.controls.length) {
+      target.replaceWith(el("p", { class: "note", text: "No control ran: add a random-model (model.weights: random), random-sae or shuffled variant to see whether each score can tell a variant from its control." }));
+      return;
+    }
+    const pText = (p) => (p === null ? DASH : p < 0.001 ? "<0.001" : p.toFixed(3));
+    const columns = [
+      { key: "criterion", label: "Score", kind: "text", first: "asc", value: (r) => r.criterion, cell: (r) => r.criterion + (doc.flagged_scores[r.criterion] ? " (!)" : "") },
+      { key: "control", label: "Control", kind: "text", first: "asc", value: (r) => r.control, cell: (r) => r.control + " (" + r.test + ")" },
+      { key: "variant", label: "Variant", kind: "text", first: "asc", value: (r) => r.variant, cell: (r) => r.variant || DASH },
+      { key: "variant_mean", label: "Variant mean", kind: "number", first: "desc", value: (r) => r.variant_mean, cell: (r) => number(r.variant_mean) },
+      { key: "control_mean", label: "Control mean", kind: "number", first: "desc", value: (r) => r.control_mean, cell: (r) => number(r.control_mean) },
+      { key: "effect", label: "Effect r", kind: "number", first: "desc", value: (r) => r.effect, cell: (r) => r.effect === null ? DASH : (r.effect >= 0 ? "+" : "") + r.effect.toFixed(2), title: "rank-biserial correlation: > 0 when the variant scores higher" },
+      { key: "n", label: "Features", kind: "text", first: "asc", value: (r) => r.variant_features + "/" + r.control_features, cell: (r) => r.variant_features + "/" + r.control_features },
+      { key: "p_adjusted", label: "p (Holm)", kind: "number", first: "asc", value: (r) => r.p_adjusted, cell: (r) => pText(r.p_adjusted) },
+      {
+        key: "verdict", label: "Verdict", kind: "text", first: "asc", value: (r) => r.verdict,
+        cell: (r) => el("span", { class: r.verdict === "separates" ? "verdict separates" : "verdict no", title: r.note || "", text: r.verdict + (r.note ? " \u2014 " + r.note : "") }),
+      },
+    ];
+    dataTable(target, columns, doc.controls, { rowKey: (r) => r.criterion + ":" + r.control_run_id }).sortBy(0, "asc");
+  }
+
+  // Per variant: how many features are well described, badly described, not interpretable, undetermined.
+  function labelsTable(doc) {
+    const target = document.getElementById("labels");
+    const names = doc.variants.length ? Object.keys(doc.variants[0].labels) : [];
+    if (!names.length) {
+      target.replaceWith(el("p", { class: "note", text: "No per-feature scores to label." }));
+      return;
+    }
+    const columns = [
+      { key: "variant", label: "Variant", kind: "text", first: "asc", value: (r) => r.variant, cell: (r) => el("a", { href: r.page, text: r.variant }) },
+      ...names.map((name) => ({ key: name, label: capitalised(name), kind: "number", first: "desc", value: (r) => r.labels[name] ?? null, cell: (r) => String(r.labels[name] ?? 0) })),
+    ];
+    dataTable(target, columns, doc.variants, { rowKey: (r) => r.run_id }).sortBy(0, "asc");
   }
 
   // ---- variant: its features -------------------------------------------------------------------------
@@ -292,6 +338,7 @@
         search: (r) => r.description || "",
       },
       ...featureScoreColumns(data.scores),
+      { key: "label", label: "Why", kind: "text", first: "asc", value: (r) => r.label, cell: (r) => r.label === null ? DASH : r.label, search: (r) => r.label || "" },
     ];
     const table = dataTable(document.getElementById("features"), columns, data.features, {
       rowKey: (r) => String(r.feature), count: document.getElementById("row-count"), noun: "features",
@@ -337,6 +384,7 @@
     description.replaceChildren(data.description === null ? el("span", { class: "undefined", text: "no description" }) : data.description);
     document.getElementById("explainer").textContent = (data.explainer ? "Explainer: " + data.explainer + " \u00B7 " : "") + "variant " + shared.variant.name;
     document.getElementById("traces").replaceChildren(...tracesLine(shared.traces, data.feature));
+    document.getElementById("label").textContent = data.label ? "Why its scores are what they are: " + data.label : "";
 
     const position = shared.pages.findIndex(([feature]) => feature === data.feature);
     const link = (index, label, rel) => {

@@ -85,14 +85,14 @@ def feature_rows(variant: SyntheticVariant, features: Sequence[int], rng: np.ran
             row.update(
                 responsiveness=None,
                 purity=None,
-                responsiveness_reason="no rated-2 samples",
-                purity_reason="no rated-2 samples",
+                responsiveness_reason="no_rated_2_samples",
+                purity_reason="no_rated_2_samples",
             )
         if row["clarity"] >= 0.5 and (row["responsiveness"] or 0) >= 0.5:
             row["faithfulness"] = float(np.clip(variant.quality - 0.3 + rng.normal(0, 0.1), 0, 1))
             row["faithfulness_factor"] = float(rng.choice([-50.0, -10.0, 10.0, 50.0]))
         else:
-            row["faithfulness_reason"] = "not computed: clarity or responsiveness below the 0.5 threshold"
+            row["faithfulness_reason"] = "below_gini_threshold"
         rows.append(row)
     return rows
 

@@ -14,19 +14,37 @@ from scipy.stats import wilcoxon
 FADE = ("clarity", "responsiveness", "purity", "faithfulness")
 
 
+# Written out here, not read from harness.score_names: the reasons that are the description's fault count 0.
+COUNTS_ZERO = {"no_description", "no_positive_samples", "no_synthetic_samples", "no_rated_2_samples",
+               "no_rated_0_samples", "baseline_all_rated_2", "below_gini_threshold",
+               "clarity_or_responsiveness_undefined"}  # fmt: skip
+
+
 def per_feature_values(uri: str, run_id: str, criterion: str) -> dict[int, float]:
-    """feature -> value of a score (or of the equal-weight aggregate of the FADE scores the table has,
-    defined where all of them are)."""
+    """feature -> value of a score where defined, or of the equal-weight aggregate of the FADE scores the table
+    has (an undefined score counts 0 when its reason is the description's fault; otherwise the feature is out)."""
     path = Path(MlflowClient(uri).download_artifacts(run_id, "tables/per_feature.json"))
     content = json.loads(path.read_text())
     rows = [dict(zip(content["columns"], row)) for row in content["data"]]
     names = [name for name in FADE if name in content["columns"]] if criterion == "aggregate" else [criterion]
     values = {}
     for row in rows:
-        parts = [row[name] for name in names]
+        parts = [
+            row[name]
+            if row[name] is not None
+            else (0.0 if row.get(f"{name}_reason") in COUNTS_ZERO and criterion == "aggregate" else None)
+            for name in names
+        ]
         if all(part is not None for part in parts):
             values[int(row["feature"])] = float(np.mean(parts))
     return values
+
+
+def aggregate_values(uri: str, run_ids: Sequence[str]) -> list[dict[int, float]]:
+    """Each run's feature aggregates on the features every run keeps (one comparison, one feature set)."""
+    values = [per_feature_values(uri, run_id, "aggregate") for run_id in run_ids]
+    common = set.intersection(*(set(found) for found in values)) if values else set()
+    return [{feature: found[feature] for feature in sorted(common)} for found in values]
 
 
 def holm_reference(p_values: Sequence[float | None]) -> list[float | None]:
@@ -43,7 +61,11 @@ def expected_ties(
     uri: str, run_ids_best_first: Sequence[str], criterion: str, alpha=0.05, min_features=10
 ) -> list[bool]:
     """Whether each run (after the first) ties with the one above, by the paired Wilcoxon and Holm."""
-    values = [per_feature_values(uri, run_id, criterion) for run_id in run_ids_best_first]
+    values = (
+        aggregate_values(uri, run_ids_best_first)
+        if criterion == "aggregate"
+        else [per_feature_values(uri, run_id, criterion) for run_id in run_ids_best_first]
+    )
     raw = []
     for above, below in zip(values, values[1:]):
         common = sorted(set(above) & set(below))

@@ -180,7 +180,7 @@ def test_drill_down_links_lead_to_the_variant_the_feature_and_back(demo_site, pa
     record = _per_feature(demo_site.store, best.run_id)[3]
     assert page.evaluate("document.getElementById('description').textContent") == record["description"]
     cards = page.evaluate("[...document.querySelectorAll('#scores .card')].map(card => card.innerText)")
-    assert any("undefined" in card and "no rated-2 samples" in card for card in cards)  # feature 3 has no rated-2
+    assert any("undefined" in card and "no_rated_2_samples" in card for card in cards)  # feature 3 has no rated-2
     assert page.evaluate("document.querySelectorAll('#top-examples .example').length") == 5
 
     page.click('a[rel="next"]')  # the next feature is on the same page: only the #fragment changes

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from leaderboard_runs import DEMO_VARIANTS, FEATURES
 from mlflow import MlflowClient
-from paired_reference import expected_ties, per_feature_values
+from paired_reference import aggregate_values, expected_ties, per_feature_values
 
 from harness.errors import ConfigError
 from harness.score_names import FADE_SCORES
@@ -32,30 +32,32 @@ def test_entries_carry_the_runs_numbers_best_aggregate_first(store):
     assert ranked.scores == list(FADE_SCORES)
     assert ranked.weights == {name: 1.0 for name in FADE_SCORES}
     assert {entry.variant for entry in ranked.entries} == {variant.name for variant in DEMO_VARIANTS}
+    run_ids = [entry.run_id for entry in ranked.entries]
+    # The aggregate, written out independently: per feature, undefined-by-the-description's-fault counts 0.
+    aggregates = dict(zip(run_ids, aggregate_values(store.uri, run_ids)))
     expected_aggregate = {}
     for entry in ranked.entries:
         rows = _per_feature(store.uri, entry.run_id)
-        means = {}
         for score in FADE_SCORES:
             defined = [row[score] for row in rows if row[score] is not None]
-            means[score] = float(np.mean(defined)) if defined else None
-            assert entry.scores[score].mean == pytest.approx(means[score])
+            assert entry.scores[score].mean == pytest.approx(float(np.mean(defined)) if defined else None)
             assert entry.scores[score].defined == pytest.approx(len(defined) / len(rows))
-        # An undefined mean counts as 0 in the aggregate (harness.track.compare.weighted_aggregate).
-        expected_aggregate[entry.run_id] = float(np.mean([value or 0.0 for value in means.values()]))
+        expected_aggregate[entry.run_id] = float(np.mean(list(aggregates[entry.run_id].values())))
         assert entry.aggregate == pytest.approx(expected_aggregate[entry.run_id])
+        assert entry.aggregate_summary.defined == pytest.approx(len(aggregates[entry.run_id]) / len(rows))
+        assert entry.aggregate_summary.ci_low <= entry.aggregate <= entry.aggregate_summary.ci_high
         assert entry.features == len(FEATURES)
         assert entry.tokens == entry.prompt_tokens + entry.completion_tokens == 960 * 40 * len(FEATURES)
         assert entry.page == f"variants/{entry.run_id}/index.html"
-    order = [entry.run_id for entry in ranked.entries]
-    assert order == sorted(order, key=lambda run_id: -expected_aggregate[run_id])
-    # Ties under the aggregate come from the paired test vs the row above, like any criterion's.
-    tied = expected_ties(store.uri, order, "aggregate")
+    assert run_ids == sorted(run_ids, key=lambda run_id: -expected_aggregate[run_id])
+    # Ties under the aggregate come from the paired test vs the row above, on the same per-feature values.
+    tied = expected_ties(store.uri, run_ids, "aggregate")
     assert [entry.tied for entry in ranked.entries] == [False, *tied]
     ranks = [1]
     for position, tie in enumerate(tied, start=2):
         ranks.append(ranks[-1] if tie else position)
     assert [entry.rank for entry in ranked.entries] == ranks
+    assert all(entry.ranks["aggregate"].vs_above.tested for entry in ranked.entries[1:])
 
 
 def test_settings_come_from_the_logged_config(store):
@@ -98,7 +100,9 @@ def test_ranks_by_a_score_tie_when_the_paired_test_finds_no_difference(store):
 def test_weights_change_the_aggregate(store):
     weights = {"clarity": 3.0, "purity": 1.0}
     for entry in read_ranked_variants(["demo"], store.uri, weights=weights).entries:
-        expected = (3 * entry.scores["clarity"].mean + entry.scores["purity"].mean) / 4
+        rows = _per_feature(store.uri, entry.run_id)
+        # purity undefined for the description's fault (no sample rated 2) counts 0
+        expected = np.mean([(3 * row["clarity"] + (row["purity"] or 0.0)) / 4 for row in rows])
         assert entry.aggregate == pytest.approx(expected)
 
 
@@ -184,7 +188,7 @@ def test_per_feature_records_group_examples_and_ratings(store, tmp_path):
     tokens, activations = (EXAMPLE_FIELDS.index(name) for name in ("tokens", "activations"))
     assert all(len(example[tokens]) == len(example[activations]) == 12 for example in artifacts.top_examples[5])
     record = artifacts.features[3]  # feature 3: no rated-2 samples in the synthetic runs
-    assert record["scores"]["responsiveness"] == {"value": None, "reason": "no rated-2 samples"}
+    assert record["scores"]["responsiveness"] == {"value": None, "reason": "no_rated_2_samples"}
     assert [plot.path for plot in artifacts.plots] == ["radar.png", "score_distributions.png"]
     assert sorted(artifacts.feature_plots) == [0, 1]
     assert artifacts.plots[1].width == 400 and artifacts.plots[1].height == 250  # 4 x 2.5 in at 100 dpi

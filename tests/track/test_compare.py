@@ -60,13 +60,28 @@ def test_rank_by_one_score_with_ties_and_undefined_last():
     assert list(untested["rank"]) == [1, 2, 3, 4] and not untested["tied"].any()
 
 
-def test_rank_by_weighted_aggregate():
-    ranked = rank_variants(_table(), by="aggregate", weights={"clarity": 1, "purity": 3})
+def _per_feature(**scores):
+    """A per-feature table: each score a list of values (None = undefined), `<score>_reason` lists optional."""
+    n = len(next(iter(scores.values())))
+    return pd.DataFrame({"feature": range(n), **scores})
+
+
+def test_rank_by_weighted_aggregate_is_the_mean_of_the_feature_aggregates():
+    table = pd.DataFrame([{"variant": name, "run_id": name, "clarity_mean": 0.5, "purity_mean": 0.5} for name in "abc"])
+    features = {
+        "a": _per_feature(clarity=[0.5] * 12, purity=[0.9] * 12),
+        "b": _per_feature(clarity=[0.8] * 12, purity=[0.1] * 12),
+        "c": _per_feature(clarity=[0.52] * 12, purity=[0.5] * 12),
+    }
+    ranked = rank_variants(table, by="aggregate", weights={"clarity": 1, "purity": 3}, features=features)
     expected = {"a": (0.5 + 2.7) / 4, "b": (0.8 + 0.3) / 4, "c": (0.52 + 1.5) / 4}
-    assert list(ranked["variant"][:3]) == ["a", "c", "b"]
+    assert list(ranked["variant"]) == ["a", "c", "b"]
     for name, value in expected.items():
         assert math.isclose(ranked.set_index("variant").loc[name, "aggregate_mean"], value)
+    assert list(ranked["aggregate_defined"]) == [1.0, 1.0, 1.0] and list(ranked["aggregate_features"]) == [12] * 3
     assert "a" in format_ranking(ranked, "aggregate").splitlines()[1]
+    # Without per-feature tables there is no aggregate at all (it is defined per feature).
+    assert rank_variants(table, by="aggregate")["aggregate_mean"].isna().all()
 
 
 def test_unknown_score_is_a_clear_error():
@@ -76,32 +91,16 @@ def test_unknown_score_is_a_clear_error():
         rank_variants(_table(), by="aggregate", weights={"novelty": 1})
 
 
-def test_undefined_means_count_as_zero_in_the_aggregate_and_equal_values_tie():
-    from harness.track.compare import weighted_aggregate
-
-    assert weighted_aggregate({"clarity": 0.8, "faithfulness": None}, {"clarity": 1, "faithfulness": 1}) == 0.4
-    table = pd.DataFrame(
-        [
-            {"variant": "x", "clarity_mean": 0.6, "faithfulness_mean": None},
-            {"variant": "y", "clarity_mean": 0.6, "faithfulness_mean": None},
-            {"variant": "z", "clarity_mean": 0.2, "faithfulness_mean": 0.2},
-        ]
-    )
-    ranked = rank_variants(table, by="aggregate")
-    assert list(ranked["variant"]) == ["x", "y", "z"]
-    assert list(ranked["aggregate_mean"]) == [0.3, 0.3, 0.2]
-    assert list(ranked["rank"]) == [1, 2, 3]  # equal values, but no per-feature scores: no test, no tie
-    # Identical per-feature scores: the paired test finds no difference, so equal values tie.
-    table["run_id"] = table["variant"]
-    same = pd.DataFrame({"feature": range(12), "clarity": np.linspace(0.3, 0.9, 12), "faithfulness": None})
+def test_equal_per_feature_values_tie_and_every_comparison_of_the_aggregate_is_tested():
+    table = pd.DataFrame([{"variant": name, "run_id": name, "clarity_mean": 0.6} for name in "xyz"])
+    same = pd.DataFrame({"feature": range(12), "clarity": np.linspace(0.3, 0.9, 12)})
     features = {"x": same, "y": same.copy(), "z": same.assign(clarity=0.2)}
     by_clarity = rank_variants(table, by="clarity", features=features)
     assert list(by_clarity["rank"]) == [1, 1, 3]
     assert by_clarity["vs_above"][1].p_value == 1.0 and by_clarity["vs_above"][1].mean_difference == 0.0
-    # The aggregate of a feature needs every weighted score: faithfulness is defined for none, so no test.
-    by_aggregate = rank_variants(table, by="aggregate", features=features)
-    assert list(by_aggregate["rank"]) == [1, 2, 3]
-    assert "only 0 paired features define aggregate" in by_aggregate["vs_above"][1].reason
+    by_aggregate = rank_variants(table, by="aggregate", weights={"clarity": 1}, features=features)
+    assert list(by_aggregate["rank"]) == [1, 1, 3]
+    assert all(item.tested for item in by_aggregate["vs_above"][1:])
 
 
 def test_the_terminal_table_shows_fade_with_intervals_then_the_other_scorers_means():

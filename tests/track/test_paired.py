@@ -16,7 +16,7 @@ from scipy.stats import wilcoxon
 from harness.artifacts import PAIRED_COMPARISONS_TABLE
 from harness.evaluate.scores import summarise
 from harness.stages import score_metrics
-from harness.track.compare import feature_scores, log_paired_comparisons, rank_variants
+from harness.track.compare import build_comparison, feature_scores, log_comparison, rank_variants
 from harness.track.paired import (
     ALPHA,
     PairedComparison,
@@ -217,7 +217,9 @@ def logged(tmp_path_factory):
                 mlflow.log_table(per_feature.astype(object).where(per_feature.notna(), None), "tables/per_feature.json")
             rows.append({"variant": name, "run_id": run.run_id, **metrics})
         features = feature_scores([row["run_id"] for row in rows], uri)
-        comparisons = log_paired_comparisons(pd.DataFrame(rows), features)
+        comparison = build_comparison(pd.DataFrame(rows), features, weights={"clarity": 1, "purity": 1})
+        log_comparison(comparison)
+        comparisons = comparison.paired()
     yield {"uri": uri, "parent": parent.run_id, "features": features, "comparisons": comparisons}
     mlflow.set_tracking_uri(None)
 
