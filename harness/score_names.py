@@ -84,6 +84,6 @@ UNDEFINED_POLICY: dict[Reason, Undefined] = {
 def undefined_policy(reason: str | None) -> Undefined:
     """What an undefined score with this stored reason means in the aggregate; unknown reasons leave it out."""
     try:
-        return UNDEFINED_POLICY[Reason(reason)]
+        return UNDEFINED_POLICY[Reason(reason or "")]
     except (ValueError, KeyError):
         return Undefined.LEAVES_FEATURE_OUT

@@ -20,6 +20,7 @@ from harness.config import load_config
 from harness.llm.loopback import LoopbackServer
 from harness.search.study import FAIL_REASON_ATTR, HOST_ATTR, PID_ATTR, fail_dead_trials, make_storage, run_search
 from harness.track.agreement import rank_correlations
+from harness.track.compare import load_comparison
 
 KEY_ENV = "HARNESS_TEST_SEARCH_KEY"
 
@@ -73,6 +74,14 @@ def test_search_finds_the_setting_that_yields_true_descriptions(tmp_path, server
     assert run.data.tags["harness.best_trial"] == "true" and run.data.tags["harness.role"] == "trial"
     assert run.data.tags["mlflow.parentRunId"] == outcome.parent_run_id
     assert run.data.metrics["objective"] == pytest.approx(best["values"][0])
+    # The objective is the aggregate the rankings show: every finished trial's equals its run's in a ranking.
+    comparison = load_comparison(["search"], mlflow.get_tracking_uri())
+    ranked = comparison.ranked("aggregate").set_index("run_id")
+    finished = ranked[ranked["tag:harness.role"] == "trial"]
+    assert len(finished) == outcome.trials_finished
+    for run_id, row in finished.iterrows():
+        objective = MlflowClient(mlflow.get_tracking_uri()).get_run(run_id).data.metrics["objective"]
+        assert row["aggregate_mean"] == pytest.approx(objective)
     parent = MlflowClient(mlflow.get_tracking_uri()).list_artifacts(outcome.parent_run_id, "plots/study")
     assert "plots/study/optimization_history.png" in {item.path for item in parent}
     # the agreement between scorers across the completed trials, as the trial runs read back give it

@@ -16,7 +16,7 @@ from scipy.stats import wilcoxon
 from harness.artifacts import PAIRED_COMPARISONS_TABLE
 from harness.evaluate.scores import summarise
 from harness.stages import score_metrics
-from harness.track.compare import build_comparison, feature_scores, log_comparison, rank_variants
+from harness.track.compare import build_comparison, feature_scores, load_comparison, log_comparison, rank_variants
 from harness.track.paired import (
     ALPHA,
     PairedComparison,
@@ -26,7 +26,7 @@ from harness.track.paired import (
     paired_values,
     signed_rank_test,
 )
-from harness.track.runs import log_metrics, variant_run
+from harness.track.runs import log_metrics, log_params, variant_run
 from harness.track.store import default_tracking_uri, ensure_experiment
 
 FEATURES = 40
@@ -253,3 +253,33 @@ def test_harness_compare_shows_the_paired_column_and_every_pair(logged, capsys):
     assert [row[-1] for row in pairs].count("different") == 2 and [row[-1] for row in pairs].count("tied") == 1
     assert all(row[2] == str(FEATURES) for row in pairs)
     assert "over the 3 pairs" in lines[start + 5]
+
+
+def test_variants_on_different_sites_are_never_paired_in_any_output(tmp_path, capsys):
+    """A trained model and its random-model control describe other features: harness compare (as the end of
+    `harness run` prints it: the same load_comparison), the comparison run's table and the leaderboard all say
+    so, and none pairs feature 3 of one with feature 3 of the other."""
+    from harness.cli import main
+    from leaderboard._read import read_ranked_variants
+
+    uri = default_tracking_uri(tmp_path / "mlruns")
+    experiment_id = ensure_experiment("sites", uri)
+    rng = np.random.default_rng(8)
+    with variant_run(experiment_id, "comparison-sites", "config", role="comparison") as parent:
+        for name, weights in (("trained", "trained"), ("random-model", "random")):
+            per_feature = pd.DataFrame({"feature": range(FEATURES), "clarity": rng.uniform(0, 1, FEATURES)})
+            with variant_run(experiment_id, f"key-{name}", name, parent_run_id=parent.run_id):
+                log_params({"model.name": "smollm2-135m", "model.weights": weights})
+                log_metrics(score_metrics(per_feature, 100, 0, ("clarity",)))
+                mlflow.log_table(per_feature, "tables/per_feature.json")
+        comparison = load_comparison(["sites"], uri)
+        log_comparison(comparison)
+    reason = "different feature sites"
+    assert all(reason in item.reason for item in comparison.paired())
+    logged = json.loads(Path(MlflowClient(uri).download_artifacts(parent.run_id, PAIRED_COMPARISONS_TABLE)).read_text())
+    assert logged["data"] and all(reason in dict(zip(logged["columns"], row))["reason"] for row in logged["data"])
+    assert main(["compare", "sites", "--tracking-uri", uri]) == 0
+    assert reason in capsys.readouterr().out
+    entries = read_ranked_variants(["sites"], uri).entries
+    assert all(reason in entry.ranks[criterion].vs_above.reason for entry in entries[1:] for criterion in entry.ranks)
+    mlflow.set_tracking_uri(None)
