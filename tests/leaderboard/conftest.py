@@ -14,7 +14,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from leaderboard_browser import Chromium, find_chromium  # noqa: E402
-from leaderboard_runs import DEMO_VARIANTS, FEATURES, HOSTILE_VARIANTS, histogram_png, log_variant  # noqa: E402
+from leaderboard_runs import (  # noqa: E402
+    DEMO_VARIANTS,
+    FEATURES,
+    HOSTILE_VARIANTS,
+    SyntheticVariant,
+    histogram_png,
+    log_variant,
+)
+from mlflow import MlflowClient  # noqa: E402
 
 from harness.track.store import default_tracking_uri, ensure_experiment  # noqa: E402
 from leaderboard import build_site  # noqa: E402
@@ -59,6 +67,19 @@ def store(tmp_path_factory) -> Store:
                 plot_png=png,
                 log_figure=_radar_figure if seed == 0 else None,
             )
+    # A trained variant and its random-model control (tags as `harness run` sets them: docs/controls.md).
+    experiment_id = ensure_experiment("controls", uri)
+    trained = log_variant(experiment_id, SyntheticVariant("top-tokens", quality=0.75), FEATURES, seed=11)
+    control = log_variant(
+        experiment_id,
+        SyntheticVariant("random-model", {"model.weights": "random"}, quality=0.2),
+        FEATURES,
+        seed=12,
+    )
+    client = MlflowClient(uri)
+    client.set_tag(control, "harness.control", "random-model")
+    client.set_tag(control, "harness.control_of", client.get_run(trained).data.tags["harness.variant_key"])
+    run_ids |= {"controls:top-tokens": trained, "controls:random-model": control}
     yield Store(uri, run_ids)
     mlflow.set_tracking_uri(None)
 
@@ -71,6 +92,11 @@ def _build(store: Store, folder: Path, experiments: tuple[str, ...]) -> Site:
 @pytest.fixture(scope="session")
 def demo_site(store, tmp_path_factory) -> Site:
     return _build(store, tmp_path_factory.mktemp("demo") / "site", ("demo",))
+
+
+@pytest.fixture(scope="session")
+def controls_site(store, tmp_path_factory) -> Site:
+    return _build(store, tmp_path_factory.mktemp("controls") / "site", ("controls",))
 
 
 @pytest.fixture(scope="session")

@@ -305,3 +305,36 @@ def test_screenshots_of_the_demo_leaderboard(demo_site, page, tmp_path):
         assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
         shutil.copyfile(shot, keep / name)
     assert page.errors() == []
+
+
+def test_the_controls_table_and_the_feature_labels_are_shown(controls_site, page):
+    document = _document(controls_site)
+    assert {item.control for item in document.controls} == {"random-model"}
+    page.goto(controls_site.index.as_uri())
+    rows = page.evaluate(
+        "[...document.querySelectorAll('#controls tbody tr')].map(tr => [...tr.cells].map(td => td.textContent))"
+    )
+    assert len(rows) == len(document.controls) > 0
+    shown = {(row[0].removesuffix(" (!)"), row[-1].split(" \u2014 ")[0]) for row in rows}
+    assert shown == {(item.criterion, item.verdict) for item in document.controls}
+    assert all(row[1] == "random-model (mann-whitney)" for row in rows)
+    separated = {item.criterion for item in document.controls if item.verdict == "separates"}
+    assert "aggregate" in separated and "clarity" in separated  # quality 0.75 vs 0.2 on 24 features
+    headers = page.evaluate("[...document.querySelectorAll('#variants thead th')].map(th => th.textContent)")
+    for score in document.scores:  # a flagged score is marked in the ranked table's header
+        assert any(
+            header.startswith(score.capitalize() + (" (!)" if score in document.flagged_scores else ""))
+            for header in headers
+        )
+    # per variant, how many features carry each label; they add up to its features
+    labels = page.evaluate(
+        "[...document.querySelectorAll('#labels tbody tr')].map(tr => [...tr.cells].slice(1).map(td => Number(td.textContent)))"
+    )
+    assert len(labels) == 2 and all(sum(counts) == len(FEATURES) for counts in labels)
+    best = document.variants[0]
+    assert sum(best.labels.values()) == len(FEATURES)
+    page.goto(_feature_url(controls_site, best.run_id, 0))
+    page.wait_for("document.getElementById('label').textContent.length > 0")
+    label = page.evaluate("document.getElementById('label').textContent")
+    assert label.startswith("Why its scores are what they are: ") and label.split(": ", 1)[1] in best.labels
+    assert page.errors() == []
