@@ -8,6 +8,7 @@ the config and the leaderboard import this module.
 from enum import StrEnum
 
 FADE_SCORES = ("clarity", "responsiveness", "purity", "faithfulness")  # in the order shown
+CLARITY_ABOVE_FLOOR = "clarity_above_floor"  # Clarity minus its floor (docs/clarity-floor.md), shown as a score
 
 
 class Reason(StrEnum):

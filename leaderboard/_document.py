@@ -120,7 +120,7 @@ class LeaderboardDocument(_Strict):
     variants: list[VariantEntry]
     paired_test: PairedTest = Field(default_factory=PairedTest, description="how ties are decided")
     controls: list[ControlTest] = Field(
-        default_factory=list, description="each variant vs its randomized controls, per score (Holm over the table)"
+        default_factory=list, description="each variant vs its randomized controls, per score (Holm over each score's tests)"
     )
     flagged_scores: dict[str, str] = Field(
         default_factory=dict,

@@ -26,7 +26,7 @@ import pandas as pd
 
 from harness.artifacts import FEATURE_PLOTS, PER_FEATURE_TABLE, PLOTS, RATED_SAMPLES_TABLE, TABLES, TOP_EXAMPLES_TABLE
 from harness.errors import HarnessError
-from harness.score_names import FADE_SCORES
+from harness.score_names import CLARITY_ABOVE_FLOOR, FADE_SCORES
 from harness.secrets import redact, redact_text
 from harness.track.compare import (
     AGGREGATE,
@@ -364,7 +364,7 @@ def _other_scores() -> list[str]:
     Clarity above its floor (present when fade.clarity_floor was on)."""
     from harness.evaluate.scorers import SCORERS
 
-    return [*SCORERS.names(), "clarity_above_floor"]
+    return [*SCORERS.names(), CLARITY_ABOVE_FLOOR]
 
 
 def _feature_records(table: _Table) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from harness.score_names import FADE_SCORES
+from harness.score_names import CLARITY_ABOVE_FLOOR, FADE_SCORES
 
 if TYPE_CHECKING:
     from harness.config import HarnessConfig
@@ -37,7 +37,7 @@ def floor_metrics(per_feature: pd.DataFrame, config: HarnessConfig) -> dict[str,
     share of the features with a verdict whose Clarity beats their floor (docs/clarity-floor.md)."""
     if not config.fade.clarity_floor.enabled:
         return {}
-    metrics = score_metrics(per_feature, config.tracking.bootstrap_samples, config.seed, ("clarity_above_floor",))
+    metrics = score_metrics(per_feature, config.tracking.bootstrap_samples, config.seed, (CLARITY_ABOVE_FLOOR,))
     metrics.pop("features")
     verdicts = per_feature["clarity_beats_floor"].dropna().astype(bool)
     metrics["clarity_beats_floor_share"] = float(verdicts.mean()) if len(verdicts) else None

@@ -33,7 +33,7 @@ from harness.evaluate.aggregate import (
     summarise_aggregate,
 )
 from harness.evaluate.labels import GATE_THRESHOLD, INTERPRETABLE_INTRUDER, FeatureLabel, feature_labels, label_counts
-from harness.score_names import FADE_SCORES
+from harness.score_names import CLARITY_ABOVE_FLOOR, FADE_SCORES
 from harness.track.controls import ControlTest, control_tests, flagged_scores, format_controls
 from harness.track.paired import ALPHA, MIN_FEATURES, PairedComparison, compare_variants, criterion_values
 
@@ -256,7 +256,7 @@ def _score_frame(path: Path) -> pd.DataFrame | None:
 def _is_score(column: str) -> bool:
     from harness.evaluate.scorers import SCORERS
 
-    return column in FADE_SCORES or column in SCORERS.names()
+    return column in FADE_SCORES or column == CLARITY_ABOVE_FLOOR or column in SCORERS.names()
 
 
 def variants_table(

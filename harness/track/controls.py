@@ -12,7 +12,8 @@ explainer given to other features). Each control run carries the variant key of 
   harness.track.paired, effect = its matched-pairs rank-biserial correlation. Description-free scores
   (intruder) are not tested against it: no description, nothing to shuffle.
 
-All the table's p-values are Holm-adjusted together. Verdict: "separates" when the adjusted p < alpha and the
+Each score's tests (against each of its controls) are one Holm family: the verdict answers, per score, "does
+it separate?", so each score's flag controls its own family-wise error. Verdict: "separates" when the adjusted p < alpha and the
 variant scores higher; otherwise "does not separate" (a control scoring significantly higher is said so in
 `note`). A score that does not separate the variant from a random-model or random-sae control is flagged
 (`flagged_scores`) wherever scores are shown: it cannot tell a model that learnt something from one that
@@ -57,7 +58,7 @@ class ControlTest(BaseModel):
     control_mean: float | None = None
     effect: float | None = Field(None, ge=-1, le=1, description="rank-biserial correlation, > 0: variant higher")
     p_value: float | None = Field(None, ge=0, le=1)
-    p_adjusted: float | None = Field(None, ge=0, le=1, description="Holm over every test of the table")
+    p_adjusted: float | None = Field(None, ge=0, le=1, description="Holm over the tests of this criterion")
     verdict: str = Field(description="'separates', 'does not separate' or 'no test'")
     note: str | None = Field(None, description="why there is no test, or that the control scored higher")
 
@@ -120,7 +121,11 @@ def control_tests(
                 continue
             base |= {"variant": names[variant_run], "run_id": variant_run}
             raw.append(_test(base, by_run.get(variant_run), by_run.get(control_run), kind in RANDOMIZED, min_features))
-    adjusted = holm([item.p_value for item in raw])
+    adjusted: list[float | None] = [None] * len(raw)
+    for criterion in dict.fromkeys(item.criterion for item in raw):  # one Holm family per score: its controls
+        family = [index for index, item in enumerate(raw) if item.criterion == criterion]
+        for index, p_value in zip(family, holm([raw[index].p_value for index in family])):
+            adjusted[index] = p_value
     return [_verdict(item, p, alpha) for item, p in zip(raw, adjusted)]
 
 
@@ -189,7 +194,7 @@ def format_controls(tests: Sequence[ControlTest], alpha: float = ALPHA) -> str:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip() for cells in [header, *rows]]
     lines.append(
         f"(each score of a variant vs its controls: random-model/random-sae by Mann-Whitney U over the features "
-        f"(other features: unpaired), shuffled by the paired Wilcoxon test; Holm over the table, alpha {alpha:g}; "
+        f"(other features: unpaired), shuffled by the paired Wilcoxon test; Holm over each score's tests, alpha {alpha:g}; "
         f"effect r = rank-biserial correlation, > 0 when the variant scores higher; n = features variant/control)"
     )
     return "\n".join(lines)
