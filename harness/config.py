@@ -834,6 +834,13 @@ class SearchConfig(StrictModel):
     chunk_size: int = Field(5, ge=1, description="features evaluated between two pruning checks")
     objective: SearchObjective = Field(default_factory=SearchObjective)
     space: dict[str, SearchParam] = Field(default_factory=dict, description="dotted config key -> its range")
+    heartbeat_s: int = Field(
+        30,
+        ge=1,
+        le=3600,
+        description="on an RDB storage: each trial's heartbeat; a trial silent for 4 heartbeats (its worker died) is "
+        "failed by the next worker",
+    )
 
 
 class HarnessConfig(StrictModel):

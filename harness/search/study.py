@@ -4,8 +4,9 @@ Storage: by default an Optuna journal file under the store folder (safe for seve
 machine; Optuna advises against sqlite for parallel work); any RDB URL for many machines. Several
 `harness search` processes with the same study name and storage share one study.
 
-A trial that was killed midway (its process is gone) is marked failed when the next worker starts: on
-one machine by its recorded process id, on an RDB storage by Optuna's heartbeat. Its finished LLM calls
+A trial that was killed midway (its process is gone) is marked failed, with its MLflow run: on a journal file
+(one machine) by the next worker, from its recorded process id; on an RDB storage (many machines) by Optuna's
+heartbeats (`search.heartbeat_s`), when any worker next starts a trial. Its finished LLM calls
 are reused by later trials through the LLM cache.
 """
 
@@ -15,6 +16,7 @@ import hashlib
 import logging
 import os
 import socket
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +32,7 @@ from harness.errors import ConfigError, EvaluationError, HarnessError
 from harness.evaluate.aggregate import aggregate_value, default_weights
 from harness.search.sampling import make_sampler
 from harness.search.space import apply_params, suggest_params, validate_space
+from harness.secrets import redact_text
 from harness.stages import SharedStages
 from harness.track.agreement import log_scorer_agreement
 from harness.track.compare import feature_scores, variants_table
@@ -42,6 +45,7 @@ HOST_ATTR = "host"
 PID_ATTR = "pid"
 FAIL_REASON_ATTR = "fail_reason"
 HEARTBEAT_INTERVAL_S = 30
+SCHEMA_ATTEMPTS = 5
 
 
 @dataclass
@@ -81,16 +85,37 @@ def storage_location(config: HarnessConfig) -> str:
     return str(Path(config.tracking.store_dir).resolve() / "optuna-journal.log")
 
 
-def make_storage(location: str):
+def make_storage(location: str, heartbeat_s: int = HEARTBEAT_INTERVAL_S):
     import optuna
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend
 
     if "://" in location:
+        from sqlalchemy.exc import IntegrityError, ProgrammingError
+
         try:
-            return RDBStorage(location, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=4 * HEARTBEAT_INTERVAL_S)
-        except (optuna.exceptions.StorageInternalError, ValueError, ImportError) as error:
-            raise ConfigError(f"cannot open the search storage {location}: {error}") from error
+            for attempt in range(SCHEMA_ATTEMPTS):
+                try:
+                    return RDBStorage(
+                        location, heartbeat_interval=heartbeat_s, grace_period=4 * heartbeat_s, **_stale_callback()
+                    )
+                except (IntegrityError, ProgrammingError):
+                    # Workers started together on a fresh database race to create Optuna's tables; the loser
+                    # finds them made a moment later.
+                    if attempt == SCHEMA_ATTEMPTS - 1:
+                        raise
+                    time.sleep(0.5 * (attempt + 1))
+        except (
+            optuna.exceptions.StorageInternalError,
+            ValueError,
+            ImportError,
+            IntegrityError,
+            ProgrammingError,
+        ) as error:
+            raise ConfigError(
+                f"cannot open the search storage {redact_text(location)}: {redact_text(str(error))}; check "
+                "search.storage (for PostgreSQL: pip install 'feature-harness[postgres]', server reachable)"
+            ) from error
     Path(location).parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(location))
 
@@ -103,10 +128,34 @@ def _pruner(config: HarnessConfig):
     return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
 
 
+def _stale_callback() -> dict[str, Any]:
+    """The RDB storage's argument for `_silent_trial_failed` (renamed in Optuna 4.9)."""
+    import inspect
+
+    from optuna.storages import RDBStorage
+
+    name = "heartbeat_stale_trial_callback"
+    return {name if name in inspect.signature(RDBStorage).parameters else "failed_trial_callback": _silent_trial_failed}
+
+
+def _silent_trial_failed(study, trial) -> None:
+    """Optuna (RDB storage) failed a trial whose heartbeat stopped: its worker died. Its MLflow run says so (the
+    trial itself is finished by then and takes no more attributes)."""
+    if RUN_ID_ATTR in trial.user_attrs:
+        reason = f"the worker of trial {trial.number} stopped sending heartbeats (its process died or lost the storage)"
+        _fail_run(trial.user_attrs[RUN_ID_ATTR], reason)
+
+
+def _fail_run(run_id: str, reason: str) -> None:
+    from mlflow import MlflowClient
+
+    record_failure(run_id, reason)
+    MlflowClient().set_terminated(run_id, status="FAILED")
+
+
 def fail_dead_trials(study) -> list[int]:
     """Trials left RUNNING by a process of this machine that no longer exists: mark them (and their runs) failed."""
     import optuna
-    from mlflow import MlflowClient
 
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
@@ -117,8 +166,7 @@ def fail_dead_trials(study) -> list[int]:
         study._storage.set_trial_user_attr(trial._trial_id, FAIL_REASON_ATTR, reason)
         study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
         if RUN_ID_ATTR in attrs:
-            record_failure(attrs[RUN_ID_ATTR], reason)
-            MlflowClient().set_terminated(attrs[RUN_ID_ATTR], status="FAILED")
+            _fail_run(attrs[RUN_ID_ATTR], reason)
         failed.append(trial.number)
     return failed
 
@@ -177,7 +225,7 @@ def run_search(
     directions = ["maximize"] + (["minimize"] if search.objective.minimise else [])
     study = optuna.create_study(
         study_name=study_name,
-        storage=make_storage(location),
+        storage=make_storage(location, search.heartbeat_s),
         load_if_exists=True,
         directions=directions,
         sampler=make_sampler(config, location),
@@ -186,7 +234,8 @@ def run_search(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(["quality"] + ([search.objective.minimise] if search.objective.minimise else []))
-    fail_dead_trials(study)
+    if "://" not in location:  # on an RDB storage Optuna's heartbeats fail them, from any machine
+        fail_dead_trials(study)
     parent_run_id = _study_parent_run(experiment_id, study_name, location, tracking_uri)
     shared = SharedStages(progress=progress)
 

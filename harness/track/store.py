@@ -79,6 +79,7 @@ def ensure_experiment(name: str, tracking_uri: str) -> str:
     """
     import mlflow
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     mlflow.set_tracking_uri(tracking_uri)
     with store_lock(tracking_uri):
@@ -93,9 +94,16 @@ def ensure_experiment(name: str, tracking_uri: str) -> str:
                 return experiment.experiment_id
             db_path = _local_sqlite_path(tracking_uri)
             artifact_location = (db_path.parent / "artifacts" / _safe_name(name)).as_uri() if db_path else None
-            return client.create_experiment(
-                name, artifact_location=artifact_location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
-            )
+            try:
+                return client.create_experiment(
+                    name, artifact_location=artifact_location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+                )
+            except MlflowException as error:
+                # Another machine created it since we looked (the lock only spans this machine): use it.
+                created = client.get_experiment_by_name(name) if error.error_code == "RESOURCE_ALREADY_EXISTS" else None
+                if created is None:
+                    raise
+                return created.experiment_id
         except Exception as error:  # MLflow raises many types for an unreachable or broken store
             raise TrackingError(
                 f"cannot open experiment {name!r} in the tracking store {tracking_uri}: {error}. "
