@@ -2,6 +2,8 @@
 activation cache, identities. Known answers on constructed inputs, then on the real subject model and corpus."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -252,3 +254,24 @@ def test_shared_stages_calibrate_the_random_sae_on_the_configs_corpus(distinct_c
 
 def replace_corpus(config: HarnessConfig, **corpus) -> HarnessConfig:
     return config.model_copy(update={"corpus": config.corpus.model_copy(update=corpus)})
+
+
+@pytest.mark.slow
+def test_the_activations_command_runs_the_random_sae_after_its_calibration_pass(sae_folders, tmp_path):
+    config = {
+        "corpus": {"num_samples": 8, "max_chars": 80},
+        "site": {
+            "kind": "sae",
+            "module": "model.layers.3",
+            "sae": {"path": str(sae_folders["topk"]), "weights": "random"},
+        },
+        "activations": {"batch_size": 4, "max_length": 16, "cache_dir": str(tmp_path / "cache")},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps(config), encoding="utf-8")  # JSON is YAML
+    result = subprocess.run([sys.executable, "-m", "harness", "activations", str(path), "--features", "2"],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert "calibration pass model.layers.3" in result.stderr
+    assert "feature" in result.stdout.lower()
