@@ -166,7 +166,7 @@ class SAEConfig(StrictModel):
     k: int | None = Field(None, ge=1, description="number of active latents for TopK SAEs")
     weights: Literal["trained", "random"] = Field(
         "trained",
-        description="'random': the randomized control (docs/controls.md): an SAE of the same shapes with seeded "
+        description="'random': the randomized control (docs/random-sae.md): an SAE of the same shapes with seeded "
         "random directions, each latent firing on as many corpus positions as the trained one (one extra pass)",
         json_schema_extra=OMITTED_AT_DEFAULT,
     )
@@ -220,7 +220,7 @@ class SiteConfig(StrictModel):
 
     @property
     def reads_corpus(self) -> bool:
-        """Whether building the site reads the run's corpus: a random SAE is calibrated on it (docs/controls.md),
+        """Whether building the site reads the run's corpus: a random SAE is calibrated on it (docs/random-sae.md),
         so the site then depends on the corpus and on the activation pass's position rules too."""
         return self.sae is not None and self.sae.weights == "random"
 

@@ -1,7 +1,7 @@
 """Feature sites: where features live (a module's channels, or SAE latents on a module) — read and steer.
 
 Kinds are registered by name in SITES ('neuron', 'sae'; declared in harness.registry). An 'sae' site with
-`weights: random` is the randomized control, calibrated on the run's corpus (docs/controls.md).
+`weights: random` is the randomized control, calibrated on the run's corpus (docs/random-sae.md).
 """
 
 from harness.sites._base import CalibrationCorpus, FeatureSite, FeatureSpec, input_device, resolve_module, torch_model

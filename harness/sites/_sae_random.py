@@ -1,4 +1,4 @@
-"""The random-SAE control (docs/controls.md): an SAE of a trained one's shapes whose latents read seeded random
+"""The random-SAE control (docs/random-sae.md): an SAE of a trained one's shapes whose latents read seeded random
 directions yet fire on as many corpus positions as the trained latents do, so that a description scores well
 on it only through what autointerp metrics reward regardless of training (Heap et al., ICLR 2026).
 
@@ -53,8 +53,8 @@ def random_sae(
             "is padding or skipped; give corpus samples, or skip fewer (activations.skip_first_positions, "
             "activations.skip_special_tokens)"
         )
-    inputs = inputs.to(trained.W_enc.device, torch.float32)
-    directions = _directions(trained.d_in, trained.d_sae, seed).to(trained.W_enc.device)
+    trained, inputs = trained.to(inputs.device), inputs.float()  # calibrated where the model ran (a GPU, if any)
+    directions = _directions(trained.d_in, trained.d_sae, seed).to(inputs.device)
     W_enc = directions * trained.W_enc.norm(dim=0)
     W_dec = directions.T * trained.W_dec.norm(dim=1, keepdim=True)
     content_hash = identity_hash(
