@@ -59,6 +59,7 @@ class SharedStages:
     def site(self, config: HarnessConfig):
         """The feature site; a random SAE (site.sae.weights: random) is calibrated on the corpus, read once more."""
         from harness.activations import calibration_corpus
+        from harness.config import ACTIVATION_VALUE_SETTINGS, identity_payload
         from harness.sites import build_site
 
         def build():
@@ -69,8 +70,10 @@ class SharedStages:
             return build_site(config.site, loaded, corpus)
 
         key = config.site.fingerprint() + config.model.fingerprint()
-        if config.site.reads_corpus:
-            key += config.corpus.fingerprint() + config.activations.fingerprint()
+        if config.site.reads_corpus:  # the positions it reads: the activation pass's
+            key += config.corpus.fingerprint() + identity_hash(
+                identity_payload(config.activations, only=ACTIVATION_VALUE_SETTINGS)
+            )
         return self._once("site", key, build)
 
     def activations(self, config: HarnessConfig):

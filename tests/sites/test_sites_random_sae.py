@@ -249,6 +249,8 @@ def test_shared_stages_calibrate_the_random_sae_on_the_configs_corpus(distinct_c
     shared = SharedStages(progress=False)
     site = shared.site(random)
     assert shared.site(random) is site  # once per process
+    more_examples = random.model_copy(update={"activations": activations.model_copy(update={"top_k": 7})})
+    assert shared.site(more_examples) is site  # the same positions read: the same calibration
     direct = build_site(
         random.site, shared.model(random), calibration_corpus(shared.model(random), shared.corpus(random), activations)
     )
