@@ -58,16 +58,10 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def cmd_activations(args: argparse.Namespace) -> int:
-    from harness.activations import extract_activations, top_examples_report
-    from harness.corpus import load_corpus
-    from harness.model import load_subject_model
-    from harness.sites import build_site
+    from harness.activations import top_examples_report
+    from harness.stages import SharedStages
 
-    config = _config_from(args)
-    loaded = load_subject_model(config.model)
-    corpus = load_corpus(config.corpus, loaded.tokenizer)
-    site = build_site(config.site, loaded)
-    activation_set = extract_activations(loaded, site, corpus, config.activations)
+    activation_set = SharedStages().activations(_config_from(args))
     print(top_examples_report(activation_set, n_features=args.features, n_examples=args.examples))
     return 0
 

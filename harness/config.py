@@ -174,6 +174,18 @@ class SAEConfig(StrictModel):
         description="'auto' (what the SAE's files say) or a registered SAE activation ('relu', 'jumprelu', 'topk')",
     )
     k: int | None = Field(None, ge=1, description="number of active latents for TopK SAEs")
+    weights: Literal["trained", "random"] = Field(
+        "trained",
+        description="'random': the randomized control (docs/random-sae.md): an SAE of the same shapes with seeded "
+        "random directions, each latent firing on as many corpus positions as the trained one (one extra pass)",
+        json_schema_extra=OMITTED_AT_DEFAULT,
+    )
+    random_seed: int = Field(
+        0,
+        ge=0,
+        description="seed of the random SAE's directions (weights: random)",
+        json_schema_extra=OMITTED_AT_DEFAULT,
+    )
 
 
 class FeatureRange(StrictModel):
@@ -215,6 +227,12 @@ class SiteConfig(StrictModel):
         if self.kind == "neuron" and self.sae is not None:
             raise ValueError("site kind 'neuron' takes no 'sae:' section; use kind: sae")
         return self
+
+    @property
+    def reads_corpus(self) -> bool:
+        """Whether building the site reads the run's corpus: a random SAE is calibrated on it (docs/random-sae.md),
+        so the site then depends on the corpus and on the activation pass's position rules too."""
+        return self.sae is not None and self.sae.weights == "random"
 
 
 class ActivationConfig(StrictModel):

@@ -1,5 +1,6 @@
 """Activation engine: every selected feature of a site in one pass per batch, streamed top-k, disk cache."""
 
+from harness.activations._calibration import calibration_corpus
 from harness.activations._extract import extract_activations
 from harness.activations._forward import tokenize
 from harness.activations._pool import pool_examples
@@ -12,6 +13,7 @@ __all__ = [
     "ActivatingExample",
     "ActivationSet",
     "Processes",
+    "calibration_corpus",
     "activations_for_texts",
     "current_processes",
     "extract_activations",

@@ -8,6 +8,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,6 +19,15 @@ from harness.errors import SiteError
 from harness.registry import SITES
 
 FeatureSpec = Sequence[int] | np.ndarray | FeatureRange | str
+
+
+@dataclass(frozen=True)
+class CalibrationCorpus:
+    """The run's corpus as a site reads it, for sites calibrated on it (the random-SAE control)."""
+
+    inputs: Callable[[FeatureSite], torch.Tensor]  # (positions, width) float32: the site's tensor at every
+    # position the activation pass reads (harness.activations.calibration_corpus)
+    identity: str  # what determines those inputs besides the site (model, corpus, position rules), for cache keys
 
 
 class _StopForward(Exception):
@@ -71,8 +81,9 @@ class FeatureSite(ABC):
 
     @classmethod
     @abstractmethod
-    def from_config(cls, config: SiteConfig, loaded_model: Any) -> FeatureSite:
-        """The site `config` describes on the loaded subject model (a harness LoadedModel or a torch model)."""
+    def from_config(cls, config: SiteConfig, loaded_model: Any, corpus: CalibrationCorpus | None = None) -> FeatureSite:
+        """The site `config` describes on the loaded subject model (a harness LoadedModel or a torch model);
+        `corpus` is what sites calibrated on the run's corpus read (others ignore it)."""
 
     @property
     def kind(self) -> str:

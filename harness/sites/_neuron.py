@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from harness.config import SiteConfig
-from harness.sites._base import FeatureSite
+from harness.sites._base import CalibrationCorpus, FeatureSite
 
 
 class NeuronSite(FeatureSite):
@@ -17,7 +17,7 @@ class NeuronSite(FeatureSite):
     steering_uses_reference = False
 
     @classmethod
-    def from_config(cls, config: SiteConfig, loaded_model: Any) -> NeuronSite:
+    def from_config(cls, config: SiteConfig, loaded_model: Any, corpus: CalibrationCorpus | None = None) -> NeuronSite:
         return cls(loaded_model, config.module, config.hook, config.features)
 
     @property

@@ -8,8 +8,10 @@ import torch
 
 from harness.config import SiteConfig
 from harness.errors import SiteError
-from harness.sites._base import FeatureSite, FeatureSpec
+from harness.files import identity_hash
+from harness.sites._base import CalibrationCorpus, FeatureSite, FeatureSpec
 from harness.sites._sae_files import SparseAutoencoder, load_sae
+from harness.sites._sae_random import random_sae
 
 
 class SAESite(FeatureSite):
@@ -19,10 +21,21 @@ class SAESite(FeatureSite):
     steering_uses_reference = True
 
     @classmethod
-    def from_config(cls, config: SiteConfig, loaded_model: Any) -> SAESite:
+    def from_config(cls, config: SiteConfig, loaded_model: Any, corpus: CalibrationCorpus | None = None) -> SAESite:
         if config.sae is None:
             raise SiteError("site kind 'sae' needs an 'sae:' section with the SAE's path")
-        return cls(loaded_model, config.module, config.hook, load_sae(config.sae), config.features)
+        trained = cls(loaded_model, config.module, config.hook, load_sae(config.sae), config.features)
+        if config.sae.weights == "trained":
+            return trained
+        if corpus is None:
+            raise SiteError(
+                f"site.sae.weights: random (the SAE at {config.sae.path}) is calibrated on the run's corpus, but "
+                "the site was built without it; build it with build_site(config.site, model, "
+                "calibration_corpus(model, corpus, config.activations)) or through harness.stages.SharedStages"
+            )
+        calibration = identity_hash({"corpus": corpus.identity, "module": config.module, "hook": config.hook})
+        random = random_sae(trained.sae, corpus.inputs(trained), config.sae.random_seed, calibration)
+        return cls(loaded_model, config.module, config.hook, random, config.features)
 
     def __init__(
         self, model: Any, module_path: str, hook: str, sae: SparseAutoencoder, selection: FeatureSpec = "all"

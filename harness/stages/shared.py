@@ -57,10 +57,24 @@ class SharedStages:
         return self._once("corpus", key, lambda: load_corpus(config.corpus, self.model(config).tokenizer))
 
     def site(self, config: HarnessConfig):
+        """The feature site; a random SAE (site.sae.weights: random) is calibrated on the corpus, read once more."""
+        from harness.activations import calibration_corpus
+        from harness.config import ACTIVATION_VALUE_SETTINGS, identity_payload
         from harness.sites import build_site
 
+        def build():
+            loaded = self.model(config)
+            corpus = None
+            if config.site.reads_corpus:
+                corpus = calibration_corpus(loaded, self.corpus(config), config.activations, progress=self.progress)
+            return build_site(config.site, loaded, corpus)
+
         key = config.site.fingerprint() + config.model.fingerprint()
-        return self._once("site", key, lambda: build_site(config.site, self.model(config)))
+        if config.site.reads_corpus:  # the positions it reads: the activation pass's
+            key += config.corpus.fingerprint() + identity_hash(
+                identity_payload(config.activations, only=ACTIVATION_VALUE_SETTINGS)
+            )
+        return self._once("site", key, build)
 
     def activations(self, config: HarnessConfig):
         from harness.activations import extract_activations
