@@ -33,6 +33,7 @@ from harness.activations import (
     ActivationSet,
     Processes,
     activations_for_texts,
+    calibration_corpus,
     current_processes,
     extract_activations,
 )
@@ -173,7 +174,12 @@ def evaluate_descriptions(
     store = ResultStore(output_dir)
     loaded_model = load_subject_model(config.model)
     corpus = load_corpus(config.corpus, loaded_model.tokenizer)
-    site = build_site(config.site, loaded_model)
+    calibration = (  # a random SAE is calibrated on the corpus: the same SAE as the activation stage's
+        calibration_corpus(loaded_model, corpus, config.activations, progress=progress)
+        if config.site.reads_corpus
+        else None
+    )
+    site = build_site(config.site, loaded_model, calibration)
     features = np.fromiter(described, dtype=np.int64, count=len(described))
     site.resolve_features(features)
     base_key = _base_key(config, loaded_model, site, corpus)
