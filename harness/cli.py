@@ -16,7 +16,7 @@ import yaml
 from harness import __version__
 from harness.config import HarnessConfig, dump_config, load_config, parse_config, set_dotted
 from harness.errors import ConfigError, HarnessError, HarnessWarning
-from harness.score_names import FADE_SCORES
+from harness.score_names import FADE_SCORES, Reason
 from harness.secrets import redact_text
 from harness.track.paired import ALPHA, MIN_FEATURES
 
@@ -97,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.track.store import ensure_experiment, experiment_url, resolve_tracking_uri
 
     config = _config_from(args)
-    outcomes = run_experiment(config, force=args.force, progress=not args.quiet)
+    outcomes = run_experiment(config, force=args.force, progress=not args.quiet, keep_going=args.keep_going)
     if not outcomes:  # another process of an `accelerate launch`: the main one reports
         return 0
     # As the store holds them: an undefined metric is absent, not a column of None.
@@ -124,6 +124,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             if outcome.skipped
             else ("resumed and finished" if outcome.resumed else "finished")
         )
+        if outcome.llm_failed:
+            state += f" PARTIAL: LLM calls failed on features {outcome.llm_failed} (a re-run computes them)"
         print(f"  {outcome.name}: run {outcome.run_id} {state}")
     experiment_id = ensure_experiment(config.tracking.experiment, uri)
     serve = "" if uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {uri}, then open "
@@ -291,6 +293,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     with pd.option_context("display.max_colwidth", 60, "display.width", 200):
         print(table.to_string(index=False))
     print(f"\n{len(result.computed)} computed, {len(result.reused)} reused from {args.output}; {written}")
+    if result.failed:
+        print(
+            f"LLM calls failed on features {result.failed} (scores {Reason.LLM_FAILED}; the first error: "
+            f"{redact_text(str(result.results[result.failed[0]].llm_error))}); run the same command again to "
+            "compute only these",
+            file=sys.stderr,
+        )
+        return 0 if args.keep_going else 1
     return 0
 
 
@@ -362,6 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="re-run variants that already have a finished run")
     run.add_argument("--rank-by", default="aggregate", help="score to rank the summary by (default: aggregate)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--keep-going", action="store_true",
+        help="finish a variant whose LLM calls failed on some features, marked partial (a re-run computes them)",
+    )  # fmt: skip
 
     search = command("search", cmd_search, "search pipeline settings with Optuna; each trial is a tracked run")
     _add_config_arguments(search)
@@ -437,6 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     evaluate.add_argument("--output", "-o", required=True, help="folder for per-feature results (resumable)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
+    evaluate.add_argument(
+        "--keep-going", action="store_true", help="exit 0 when LLM calls failed on some features (scored llm_failed)"
+    )
     return parser
 
 

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,14 +43,21 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 @contextmanager
-def file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path, waiting: str | None = None) -> Iterator[None]:
     """Hold the lock file `path` (created when missing) exclusively: one process at a time, across processes.
 
     The lock is released when the holder exits the block or dies, so a killed process never leaves it stuck.
+    `waiting`: a warning given when another process holds the lock, before waiting for it.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | (fcntl.LOCK_NB if waiting else 0))
+        except BlockingIOError:
+            from harness.errors import HarnessWarning
+
+            warnings.warn(str(waiting), HarnessWarning, stacklevel=3)
+            fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
         finally:

@@ -39,3 +39,7 @@ class Reason(StrEnum):
     CONSTANT_ACTIVATIONS = "constant_activations"
     RATER_CANNOT_SIMULATE = "rater_predicts_no_token_activations"
     RATER_SEES_NO_HIGHLIGHTS = "rater_sees_no_highlights"
+
+    # Any score: LLM calls it needed failed for good (after retries), so it is no result about the data; a
+    # rerun computes it again (docs/reliability.md).
+    LLM_FAILED = "llm_failed"

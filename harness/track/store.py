@@ -9,12 +9,13 @@ file lock before any writer starts, since sqlite races on schema set-up.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.files import file_lock
+from harness.files import file_lock, identity_hash
 from harness.secrets import redact_text
 
 DEFAULT_STORE_DIR = "mlruns"
@@ -68,6 +69,15 @@ def store_lock(tracking_uri: str) -> Iterator[None]:
         return
     with file_lock(db_path.parent / ".mlflow-setup.lock"):
         yield
+
+
+def lock_folder(tracking_uri: str) -> Path:
+    """Where the lock files of a store's runs lie: beside a local sqlite store, else in the temporary folder
+    under a hash of the URI (for a tracking server, the processes of one machine take turns)."""
+    db_path = _local_sqlite_path(tracking_uri)
+    if db_path is not None:
+        return db_path.parent / ".run-locks"
+    return Path(tempfile.gettempdir()) / "feature-harness-run-locks" / identity_hash(tracking_uri)[:24]
 
 
 def ensure_experiment(name: str, tracking_uri: str) -> str:
