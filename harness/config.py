@@ -257,7 +257,18 @@ class LLMConfig(StrictModel):
         json_schema_extra=OPERATIONAL,
     )
     backoff_base_s: float = Field(0.5, ge=0, json_schema_extra=OPERATIONAL)
-    backoff_max_s: float = Field(30.0, ge=0, json_schema_extra=OPERATIONAL)
+    backoff_max_s: float = Field(
+        30.0,
+        ge=0,
+        description="longest wait before a retry, a server's Retry-After included (also at most timeout_s)",
+        json_schema_extra=OPERATIONAL,
+    )
+    max_answer_chars: int = Field(
+        100_000,
+        ge=1,
+        description="a longer answer is an error (retried like a server error, then failed), never a result",
+        json_schema_extra=OPERATIONAL,
+    )
     temperature: float = Field(0.0, ge=0)
     max_tokens: int = Field(1024, ge=1)
     cache: bool = Field(True, json_schema_extra=OPERATIONAL)
