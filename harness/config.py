@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -872,12 +873,38 @@ def parse_config(data: dict[str, Any] | None, source: str = "<dict>") -> Harness
         raise ConfigError(
             f"invalid config {source}: the top level must be a mapping of sections, got {type(data).__name__}"
         )
+    _check_values(data, source)
     try:
         config = HarnessConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(_format_validation_error(error, source)) from None
     check_names(config, source)
     return config
+
+
+MAX_CONFIG_VALUES = 100_000  # a config's values once YAML aliases are expanded; real ones hold a few hundred
+
+
+def _check_values(data: dict[str, Any], source: str) -> None:
+    """Refuse a config that expands to more than MAX_CONFIG_VALUES values (a few hundred bytes of nested YAML
+    aliases can stand for billions, which validation and `config show` would expand), and NaN anywhere (it
+    passes a number's bounds, e.g. in fade.percentiles); the walk stops at the limit, so it is quick."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    count = 0
+    while stack:
+        path, value = stack.pop()
+        count += 1
+        if count > MAX_CONFIG_VALUES:
+            raise ConfigError(
+                f"invalid config {source}: it holds more than {MAX_CONFIG_VALUES} values once its YAML aliases "
+                "(*name) are expanded; write the repeated parts out, or use variants"
+            )
+        if isinstance(value, float) and math.isnan(value):
+            raise ConfigError(f"invalid config {source}: {path or '(top level)'} is NaN; give a number")
+        if isinstance(value, dict):
+            stack += [(f"{path}.{key}" if path else str(key), item) for key, item in value.items()]
+        elif isinstance(value, (list, tuple)):
+            stack += [(f"{path}[{index}]", item) for index, item in enumerate(value)]
 
 
 def check_names(config: HarnessConfig, source: str = "<dict>") -> None:
