@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,7 +18,8 @@ import yaml
 
 from harness import __version__
 from harness.config import HarnessConfig, dump_config, load_config, parse_config, set_dotted
-from harness.errors import ConfigError, HarnessError, HarnessWarning
+from harness.errors import ConfigError, HarnessError, HarnessWarning, Terminated
+from harness.files import check_writable, csv_safe
 from harness.score_names import FADE_SCORES, Reason
 from harness.secrets import redact_text
 from harness.track.paired import ALPHA, MIN_FEATURES
@@ -224,6 +228,7 @@ def cmd_leaderboard_build(args: argparse.Namespace) -> int:
     from leaderboard import build_site
 
     uri = require_store(resolve_tracking_uri(args.tracking_uri, args.store_dir))
+    check_writable(Path(args.output).resolve().parent, "the leaderboard site (--output)")
     experiments = args.experiment or ["feature-harness"]
     run_ids = _study_trial_run_ids(uri, experiments, args.study) if args.study else None
     weights = dict(_parse_weight(item) for item in args.weight or []) or None
@@ -255,6 +260,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from harness.stages import SharedStages, describe_features
 
     config = _config_from(args)
+    _check_table_path(Path(args.output), "the descriptions table (--output)")  # before any LLM call
     descriptions, usage = describe_features(config, SharedStages(progress=not args.quiet))
     described = descriptions["description"].notna()
     _write_table(descriptions[described], Path(args.output))  # a failed feature is no row, not an empty one
@@ -276,6 +282,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from harness.evaluate.fade.pipeline import evaluate_descriptions
 
     config = _config_from(args)
+    check_writable(Path(args.output), "FADE's results (--output)")  # before any LLM call
     descriptions = read_descriptions(args.descriptions, format=args.format)
     result = evaluate_descriptions(config, descriptions, args.output, progress=not args.quiet)
     if not current_processes().is_main:
@@ -307,16 +314,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 OTHER_SCORES_FILE = "other_scores.csv"  # `harness evaluate`: the enabled scorers' per-feature table
 
 
+def _check_table_path(path: Path, what: str) -> None:
+    if path.suffix not in (".csv", ".json"):
+        raise ConfigError(f"cannot write {path}: use a .csv or .json file name")
+    check_writable(path.parent, what)
+
+
 def _write_table(table: pd.DataFrame, path: Path) -> None:
-    """CSV or JSON by suffix, written atomically."""
+    """CSV or JSON by suffix, written atomically; text cells that a spreadsheet would run as a formula
+    (=, +, -, @ first) defused in a CSV."""
     from harness.files import write_atomic
 
+    _check_table_path(path, str(path))
     if path.suffix == ".json":
         data = table.to_json(orient="records", indent=2).encode()
-    elif path.suffix == ".csv":
-        data = table.to_csv(index=False).encode()
     else:
-        raise ConfigError(f"cannot write {path}: use a .csv or .json file name")
+        data = table.map(csv_safe).to_csv(index=False).encode()
     write_atomic(path, data)
 
 
@@ -467,10 +480,30 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
     return _python_warning_format(message, category, filename, lineno, line)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _unexpected(error: Exception) -> str:
+    """One line for an error that is not ours: what, where when it names a file, and how to go on."""
+    if isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC):
+        where = f" {error.filename}" if error.filename else ""
+        return (
+            f"cannot write{where}: {error.strerror}; give a writable folder with free space "
+            "(finished work is kept, and a re-run resumes from there)"
+        )
+    return (
+        f"{type(error).__name__}: {' '.join(str(error).split())[:500]} (unexpected; --debug shows where, "
+        "and a re-run resumes from the finished work)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     warnings.formatwarning = _format_warning
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.handler(args)
     except HarnessError as error:
@@ -478,9 +511,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {redact_text(str(error))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; finished work is cached and a re-run resumes from there", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as error:
+        stopped = "terminated" if isinstance(error, Terminated) else "interrupted"
+        print(f"{stopped}; finished work is cached and a re-run resumes from there", file=sys.stderr)
+        return 143 if isinstance(error, Terminated) else 130
+    except Exception as error:  # not ours: still one line, without a traceback unless --debug
+        if args.debug:
+            raise
+        print(f"error: {redact_text(_unexpected(error))}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -167,9 +167,12 @@ class SAEConfig(StrictModel):
     k: int | None = Field(None, ge=1, description="number of active latents for TopK SAEs")
 
 
+MAX_FEATURE_INDEX = 2**63 - 1  # feature indices are int64 arrays from the site on
+
+
 class FeatureRange(StrictModel):
-    start: int = Field(0, ge=0)
-    stop: int = Field(ge=1)
+    start: int = Field(0, ge=0, le=MAX_FEATURE_INDEX)
+    stop: int = Field(ge=1, le=MAX_FEATURE_INDEX)
 
     @model_validator(mode="after")
     def _ordered(self) -> FeatureRange:
@@ -195,6 +198,8 @@ class SiteConfig(StrictModel):
                 raise ValueError("the feature list is empty; give feature indices, a {start, stop} range or 'all'")
             if min(value) < 0:
                 raise ValueError(f"feature indices must be >= 0, got {min(value)}")
+            if max(value) > MAX_FEATURE_INDEX:
+                raise ValueError(f"feature indices must be at most {MAX_FEATURE_INDEX} (int64), got {max(value)}")
             if len(set(value)) != len(value):
                 raise ValueError("feature indices must be unique")
         return value

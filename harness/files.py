@@ -27,6 +27,40 @@ def identity_hash(material: Any, *, ensure_ascii: bool = True) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def check_writable(folder: Path, what: str) -> None:
+    """Raise OutputError unless a file can be written in `folder` (created when missing): checked before the
+    work (LLM calls included) whose results would go there.
+
+    Args:
+        folder: the output folder.
+        what: what goes there and the setting or option naming it, for the message.
+    """
+    from harness.errors import OutputError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".write-check-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise OutputError(
+            f"cannot write {what} to {folder}: {error.strerror or error}; choose a writable folder (or free some space)"
+        ) from None
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """A CSV cell a spreadsheet would run as a formula (CSV injection) quoted with a leading '; others as given."""
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+
+def csv_unsafe(value: str) -> str:
+    """A CSV cell as it was before csv_safe quoted it (what the harness reads back from its own CSVs)."""
+    return value[1:] if value.startswith("'") and value[1:].startswith(_FORMULA_START) else value
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same folder and os.replace."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -55,6 +55,7 @@ _RESERVED_PARAMS = frozenset(
 )
 _RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 UNUSED_API_KEY = "no-key"  # sent to keyless OpenAI-compatible servers
+_UNPRICED_MODELS: set[str] = set()  # models whose missing price was told already
 
 
 def _quiet_litellm() -> None:
@@ -238,11 +239,13 @@ class LLMClient:
                 return {}
         except Exception:  # not in the price map: litellm raises a plain Exception
             pass
-        logger.warning(
-            "litellm's price map has no price for %r; its cost is counted as 0 USD. "
-            "Set llm.input_cost_per_token and llm.output_cost_per_token to count it.",
-            config.model,
-        )
+        if config.model not in _UNPRICED_MODELS:  # once per model and process, not once per client
+            _UNPRICED_MODELS.add(config.model)
+            logger.warning(
+                "litellm's price map has no price for %r; its cost is counted as 0 USD. "
+                "Set llm.input_cost_per_token and llm.output_cost_per_token to count it.",
+                config.model,
+            )
         return {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0}
 
     def _count(self, **counts: int | float) -> None:

@@ -11,16 +11,18 @@ from __future__ import annotations
 import hashlib
 from contextlib import nullcontext
 from functools import partial
+from pathlib import Path
 
 import pandas as pd
 
 from harness.config import HarnessConfig, expand_variants, result_fingerprint
+from harness.files import check_writable
 from harness.stages import Lead, SharedStages, follow_variants
 from harness.track.agreement import log_scorer_agreement
 from harness.track.checks import check_variants
 from harness.track.compare import feature_scores, log_paired_comparisons, site_params
 from harness.track.runs import MAX_ERROR_TAG_LENGTH, PARTIAL_TAG, log_metrics, log_params, variant_run
-from harness.track.store import ensure_experiment, resolve_tracking_uri
+from harness.track.store import check_store_writable, ensure_experiment, resolve_tracking_uri
 from harness.track.variant import VariantOutcome, track_variant
 
 
@@ -71,6 +73,9 @@ def _lead_variants(
     keep_going: bool,
 ) -> list[VariantOutcome]:
     tracking_uri = resolve_tracking_uri(config.tracking.uri, config.tracking.store_dir)
+    check_store_writable(tracking_uri)  # before any model load or LLM call
+    for cache_dir in {variant.activations.cache_dir for _, variant in variants}:
+        check_writable(Path(cache_dir), "caches and results (activations.cache_dir)")
     experiment_id = ensure_experiment(config.tracking.experiment, tracking_uri)
     shared = SharedStages(progress=progress)
     outcomes: list[VariantOutcome] = []

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harness.artifacts import ERROR_FILE
-from harness.errors import HarnessError
+from harness.errors import HarnessError, Terminated
 from harness.files import file_lock, identity_hash
 from harness.secrets import redact, redact_text
 from harness.track.store import lock_folder, store_lock
@@ -152,6 +152,8 @@ def _flush_traces() -> None:
 
 def failure_reason(error: BaseException) -> str:
     """Why a run failed, fit to store and show: our errors by their message, others with their type; redacted."""
+    if isinstance(error, Terminated):
+        return "terminated (SIGTERM)"
     if isinstance(error, KeyboardInterrupt):
         return "interrupted (Ctrl-C or SIGINT)"
     text = redact_text(str(error))
@@ -161,7 +163,7 @@ def failure_reason(error: BaseException) -> str:
 
 
 def failed_status(error: BaseException) -> str:
-    """The MLflow status of a run that `error` ended: KILLED when interrupted, else FAILED."""
+    """The MLflow status of a run that `error` ended: KILLED when interrupted (SIGINT, SIGTERM), else FAILED."""
     return "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
 
 

@@ -9,13 +9,14 @@ file lock before any writer starts, since sqlite races on schema set-up.
 from __future__ import annotations
 
 import os
+import sqlite3
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
-from harness.errors import HarnessError
-from harness.files import file_lock, identity_hash
+from harness.errors import HarnessError, OutputError
+from harness.files import check_writable, file_lock, identity_hash
 from harness.secrets import redact_text
 
 DEFAULT_STORE_DIR = "mlruns"
@@ -52,7 +53,23 @@ def require_store(tracking_uri: str) -> str:
         raise TrackingError(
             f"no tracking store at {db_path}; run `harness run` first, or point --store-dir or --tracking-uri at one"
         )
+    if db_path is not None:
+        _check_intact(db_path)
     return tracking_uri
+
+
+def _check_intact(db_path: Path) -> None:
+    """TrackingError when the sqlite store is damaged (truncated, overwritten), read-only and without changing it."""
+    try:
+        with closing(sqlite3.connect(f"{db_path.as_uri()}?mode=ro", uri=True)) as connection:
+            (verdict,) = connection.execute("PRAGMA quick_check(1)").fetchone()
+    except sqlite3.DatabaseError as error:
+        verdict = str(error)
+    if verdict != "ok":
+        raise TrackingError(
+            f"the tracking store {db_path} is damaged ({verdict}); restore it from a copy, or point --store-dir "
+            "or --tracking-uri at another store"
+        )
 
 
 def _local_sqlite_path(tracking_uri: str) -> Path | None:
@@ -69,6 +86,17 @@ def store_lock(tracking_uri: str) -> Iterator[None]:
         return
     with file_lock(db_path.parent / ".mlflow-setup.lock"):
         yield
+
+
+def check_store_writable(tracking_uri: str) -> None:
+    """OutputError unless a local sqlite store (its folder and database file) can be written; other stores
+    answer for themselves."""
+    db_path = _local_sqlite_path(tracking_uri)
+    if db_path is None:
+        return
+    check_writable(db_path.parent, "the tracking store (tracking.store_dir, --store-dir)")
+    if db_path.exists() and not os.access(db_path, os.W_OK):
+        raise OutputError(f"cannot write the tracking store {db_path}: it is read-only; make it writable")
 
 
 def lock_folder(tracking_uri: str) -> Path:

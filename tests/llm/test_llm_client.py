@@ -206,3 +206,11 @@ def test_per_loop_objects_are_dropped_with_their_loop():
     assert len(per_loop) == 1
     gc.collect()
     assert loops[0]() is None  # the first, closed loop is not kept alive
+
+
+def test_a_missing_price_is_told_once_per_model_not_once_per_client(make_config, caplog):
+    model = f"openai/unpriced-{time.time_ns()}"
+    for _ in range(3):
+        LLMClient(make_config(model=model), progress=False).close()
+    told = [record for record in caplog.records if "has no price" in record.getMessage()]
+    assert len(told) == 1 and model in told[0].getMessage()

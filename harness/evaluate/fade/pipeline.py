@@ -337,10 +337,10 @@ def _checked_descriptions(descriptions: pd.DataFrame) -> pd.DataFrame:
         )
     table = descriptions[["feature", "description"]].copy()
     features = pd.to_numeric(table["feature"], errors="coerce")
-    bad = table["feature"][features.isna() | (features < 0) | (features % 1 != 0)]
+    bad = table["feature"][features.isna() | (features < 0) | (features % 1 != 0) | (features >= 2**63)]
     if not bad.empty:
         raise EvaluationError(
-            f"descriptions table: feature values {bad.head(5).tolist()} are not non-negative integers"
+            f"descriptions table: feature values {bad.head(5).tolist()} are not non-negative integers (int64)"
         )
     table["feature"] = features.astype("int64")
     duplicated = table["feature"][table["feature"].duplicated()].unique()

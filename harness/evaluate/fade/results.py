@@ -27,7 +27,7 @@ from pydantic import Field
 from harness.errors import EvaluationError
 from harness.evaluate.fade.clarity_floor import ClarityFloor
 from harness.evaluate.scores import FeatureScores, _Record, summarise
-from harness.files import write_atomic
+from harness.files import csv_safe, write_atomic
 from harness.score_names import FADE_SCORES
 
 FEATURES_FOLDER = "features"
@@ -146,7 +146,8 @@ class ResultStore:
                 "features_judged": len(judged),
                 "features_beating_floor": sum(judged),
             }
-        write_atomic(self.root / SCORES_FILE, table.to_csv(index=False).encode("utf-8"))
+        # Descriptions are untrusted text: one opening with = or @ is no formula in a spreadsheet.
+        write_atomic(self.root / SCORES_FILE, table.map(csv_safe).to_csv(index=False).encode("utf-8"))
         write_atomic(self.root / SUMMARY_FILE, json.dumps(summary, indent=2).encode("utf-8"))
         return table, summary
 
