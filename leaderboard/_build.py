@@ -125,7 +125,8 @@ def build_site(
         min_features=min_features,
     )  # fmt: skip
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.building-", dir=output_dir.parent))
+    _remove_abandoned_builds(output_dir)
+    building = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.building-{os.getpid()}-", dir=output_dir.parent))
     try:
         with _cyclic_gc_paused():
             _SiteWriter(
@@ -162,6 +163,25 @@ def _check_replaceable(output_dir: Path) -> None:
             f"{output_dir} exists and is not a leaderboard site built by harness (no {SITE_MARKER} file); "
             "choose a new or empty folder for --output, or delete it yourself"
         )
+
+
+def _remove_abandoned_builds(output_dir: Path) -> None:
+    """The half-written sites of earlier builds of `output_dir` whose process is gone (killed): each building
+    folder is named after its builder's process id."""
+    for folder in output_dir.parent.glob(f".{output_dir.name}.building-*"):
+        pid = folder.name.removeprefix(f".{output_dir.name}.building-").split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _swap_in(building: Path, output_dir: Path) -> None:

@@ -142,7 +142,9 @@ def ensure_experiment(name: str, tracking_uri: str) -> str:
 
 
 def _safe_name(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "experiment"
+    """An experiment name as one folder name: never the folder itself or its parent ('.', '..')."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+    return safe if safe.strip(".") else "experiment"
 
 
 def ui_url(tracking_uri: str) -> str:

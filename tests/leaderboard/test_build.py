@@ -228,6 +228,22 @@ def test_output_folder_is_replaced_only_when_it_is_a_site_and_only_after_success
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "site"]
 
 
+def test_the_half_written_site_of_a_killed_build_is_removed_by_the_next(store, tmp_path):
+    """A SIGKILLed build leaves its building folder; the next build of the same output removes it (#30), and
+    leaves a running build's alone."""
+    import os
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its process id names no process now
+    abandoned = tmp_path / f".site.building-{gone.pid}-abcd1234"
+    running = tmp_path / f".site.building-{os.getpid()}-efgh5678"
+    for folder in (abandoned, running):
+        (folder / "static").mkdir(parents=True)
+    build_site(["demo"], store.uri, tmp_path / "site", progress=False)
+    assert not abandoned.exists() and running.exists()
+
+
 def test_a_site_can_be_copied_anywhere(demo_site, tmp_path):
     """Relative links only: a moved copy has every link resolving inside itself."""
     copy = tmp_path / "elsewhere" / "board"
