@@ -105,3 +105,21 @@ def test_csv_tables_defuse_formulas_and_read_back_as_written(tmp_path):
     raw = pd.read_csv(path)
     assert raw["description"].tolist() == ["'=HYPERLINK(1)", "'@SUM(A1)", "plain -1"]
     assert read_descriptions(path)["description"].tolist() == table["description"].tolist()
+
+
+@pytest.mark.parametrize("delay_s", [0.3, 0.6, 1.2])
+def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, delay_s):
+    """Ctrl-C in the first second of `harness compare`, while it imports its libraries (issue #30)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness", "compare", "demo", "--store-dir", str(tmp_path / "none")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(delay_s)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert "Traceback" not in err and process.returncode in (2, 130), err
