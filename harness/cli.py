@@ -289,10 +289,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0  # under `accelerate launch` the main process scores the rest and reports for all
     table = result.scores[["feature", *FADE_SCORES, "description"]]
     written = f"scores in {Path(args.output) / 'scores.csv'}"
+    failed = result.failed
     if config.scorers.enabled:
-        from harness.stages import SharedStages, score_with_other_scorers
+        from harness.stages import SharedStages, llm_failed_features, score_with_other_scorers
 
         other = score_with_other_scorers(config, descriptions, SharedStages(progress=not args.quiet))
+        failed = sorted({*failed, *llm_failed_features(other)})
         _write_table(other, Path(args.output) / OTHER_SCORES_FILE)
         table = table.merge(other[["feature", *config.scorers.enabled]], on="feature", how="left")
         table = table[[*table.columns.drop("description"), "description"]]
@@ -300,11 +302,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     with pd.option_context("display.max_colwidth", 60, "display.width", 200):
         print(table.to_string(index=False))
     print(f"\n{len(result.computed)} computed, {len(result.reused)} reused from {args.output}; {written}")
-    if result.failed:
+    if failed:
+        first = f"; FADE's first error: {redact_text(str(result.results[result.failed[0]].llm_error))}"
         print(
-            f"LLM calls failed on features {result.failed} (scores {Reason.LLM_FAILED}; the first error: "
-            f"{redact_text(str(result.results[result.failed[0]].llm_error))}); run the same command again to "
-            "compute only these",
+            f"LLM calls failed on features {failed} (their scores say {Reason.LLM_FAILED}"
+            f"{first if result.failed else ''}); run the same command again to compute only these",
             file=sys.stderr,
         )
         return 0 if args.keep_going else 1
