@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 REDACTED = "[redacted]"
@@ -39,12 +40,15 @@ def key_values() -> list[str]:
     """The values of the environment variables a key may be sent from: those named by llm.api_key_env and
     every secret-named one (OPENAI_API_KEY, ANTHROPIC_API_KEY, AZURE_API_KEY, HF_TOKEN, ... whatever
     provider litellm falls back to); longest first, so a key holding another is removed whole."""
-    values = {
-        value
-        for name, value in os.environ.items()
-        if len(value) >= MIN_KEY_LENGTH and (name in _KEY_VARIABLES or is_secret_name(name))
-    }
+    names = _key_names(tuple(os.environ), frozenset(_KEY_VARIABLES))
+    values = {value for name in names if len(value := os.environ.get(name, "")) >= MIN_KEY_LENGTH}
     return sorted(values, key=len, reverse=True)
+
+
+@lru_cache(maxsize=16)
+def _key_names(names: tuple[str, ...], watched: frozenset[str]) -> tuple[str, ...]:
+    """The variables of key_values among `names` (judged once per set of names: every text passes here)."""
+    return tuple(name for name in names if name in watched or is_secret_name(name))
 
 
 def is_secret_name(name: str) -> bool:
