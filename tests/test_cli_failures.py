@@ -123,3 +123,17 @@ def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, delay_s):
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert "Traceback" not in err and process.returncode in (2, 130), err
+
+
+def test_a_full_disk_is_one_line_naming_the_file(capsys, monkeypatch):
+    import errno
+
+    import harness.cli
+
+    def full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "/data/out/scores.csv")
+
+    monkeypatch.setattr(harness.cli, "cmd_config_show", full)
+    assert main(["config", "show"]) == 2
+    line = _one_line(capsys.readouterr())
+    assert line.startswith("error: cannot write /data/out/scores.csv: No space left on device; give a writable")
