@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,8 +18,9 @@ import yaml
 
 from harness import __version__
 from harness.config import HarnessConfig, dump_config, load_config, parse_config, set_dotted
-from harness.errors import ConfigError, HarnessError, HarnessWarning
-from harness.score_names import FADE_SCORES
+from harness.errors import ConfigError, HarnessError, HarnessWarning, Terminated
+from harness.files import check_writable, csv_safe
+from harness.score_names import FADE_SCORES, Reason
 from harness.secrets import redact_text
 from harness.track.paired import ALPHA, MIN_FEATURES
 
@@ -91,7 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.track.store import ensure_experiment, experiment_url, resolve_tracking_uri
 
     config = _config_from(args)
-    outcomes = run_experiment(config, force=args.force, progress=not args.quiet)
+    outcomes = run_experiment(config, force=args.force, progress=not args.quiet, keep_going=args.keep_going)
     if not outcomes:  # another process of an `accelerate launch`: the main one reports
         return 0
     uri = resolve_tracking_uri(config.tracking.uri, config.tracking.store_dir)
@@ -110,6 +114,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             if outcome.skipped
             else ("resumed and finished" if outcome.resumed else "finished")
         )
+        if outcome.llm_failed:
+            state += f" PARTIAL: LLM calls failed on features {outcome.llm_failed} (a re-run computes them)"
         print(f"  {outcome.name}: run {outcome.run_id} {state}")
     experiment_id = ensure_experiment(config.tracking.experiment, uri)
     serve = "" if uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {uri}, then open "
@@ -203,6 +209,7 @@ def cmd_leaderboard_build(args: argparse.Namespace) -> int:
     from leaderboard import build_site
 
     uri = require_store(resolve_tracking_uri(args.tracking_uri, args.store_dir))
+    check_writable(Path(args.output).resolve().parent, "the leaderboard site (--output)")
     experiments = args.experiment or ["feature-harness"]
     run_ids = _study_trial_run_ids(uri, experiments, args.study) if args.study else None
     weights = dict(_parse_weight(item) for item in args.weight or []) or None
@@ -234,6 +241,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from harness.stages import SharedStages, describe_features
 
     config = _config_from(args)
+    _check_table_path(Path(args.output), "the descriptions table (--output)")  # before any LLM call
     descriptions, usage = describe_features(config, SharedStages(progress=not args.quiet))
     described = descriptions["description"].notna()
     _write_table(descriptions[described], Path(args.output))  # a failed feature is no row, not an empty one
@@ -255,16 +263,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from harness.evaluate.fade.pipeline import evaluate_descriptions
 
     config = _config_from(args)
+    check_writable(Path(args.output), "FADE's results (--output)")  # before any LLM call
     descriptions = read_descriptions(args.descriptions, format=args.format)
     result = evaluate_descriptions(config, descriptions, args.output, progress=not args.quiet)
     if not current_processes().is_main:
         return 0  # under `accelerate launch` the main process scores the rest and reports for all
     table = result.scores[["feature", *FADE_SCORES, "description"]]
     written = f"scores in {Path(args.output) / 'scores.csv'}"
+    failed = result.failed
     if config.scorers.enabled:
-        from harness.stages import SharedStages, score_with_other_scorers
+        from harness.stages import SharedStages, llm_failed_features, score_with_other_scorers
 
         other = score_with_other_scorers(config, descriptions, SharedStages(progress=not args.quiet))
+        failed = sorted({*failed, *llm_failed_features(other)})
         _write_table(other, Path(args.output) / OTHER_SCORES_FILE)
         table = table.merge(other[["feature", *config.scorers.enabled]], on="feature", how="left")
         table = table[[*table.columns.drop("description"), "description"]]
@@ -272,22 +283,36 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     with pd.option_context("display.max_colwidth", 60, "display.width", 200):
         print(table.to_string(index=False))
     print(f"\n{len(result.computed)} computed, {len(result.reused)} reused from {args.output}; {written}")
+    if failed:
+        first = f"; FADE's first error: {redact_text(str(result.results[result.failed[0]].llm_error))}"
+        print(
+            f"LLM calls failed on features {failed} (their scores say {Reason.LLM_FAILED}"
+            f"{first if result.failed else ''}); run the same command again to compute only these",
+            file=sys.stderr,
+        )
+        return 0 if args.keep_going else 1
     return 0
 
 
 OTHER_SCORES_FILE = "other_scores.csv"  # `harness evaluate`: the enabled scorers' per-feature table
 
 
+def _check_table_path(path: Path, what: str) -> None:
+    if path.suffix not in (".csv", ".json"):
+        raise ConfigError(f"cannot write {path}: use a .csv or .json file name")
+    check_writable(path.parent, what)
+
+
 def _write_table(table: pd.DataFrame, path: Path) -> None:
-    """CSV or JSON by suffix, written atomically."""
+    """CSV or JSON by suffix, written atomically; text cells that a spreadsheet would run as a formula
+    (=, +, -, @ first) defused in a CSV."""
     from harness.files import write_atomic
 
+    _check_table_path(path, str(path))
     if path.suffix == ".json":
         data = table.to_json(orient="records", indent=2).encode()
-    elif path.suffix == ".csv":
-        data = table.to_csv(index=False).encode()
     else:
-        raise ConfigError(f"cannot write {path}: use a .csv or .json file name")
+        data = table.map(csv_safe).to_csv(index=False).encode()
     write_atomic(path, data)
 
 
@@ -343,6 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="re-run variants that already have a finished run")
     run.add_argument("--rank-by", default="aggregate", help="score to rank the summary by (default: aggregate)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--keep-going", action="store_true",
+        help="finish a variant whose LLM calls failed on some features, marked partial (a re-run computes them)",
+    )  # fmt: skip
 
     search = command("search", cmd_search, "search pipeline settings with Optuna; each trial is a tracked run")
     _add_config_arguments(search)
@@ -418,6 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     evaluate.add_argument("--output", "-o", required=True, help="folder for per-feature results (resumable)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
+    evaluate.add_argument(
+        "--keep-going", action="store_true", help="exit 0 when LLM calls failed on some features (scored llm_failed)"
+    )
     return parser
 
 
@@ -431,10 +463,30 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
     return _python_warning_format(message, category, filename, lineno, line)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _unexpected(error: Exception) -> str:
+    """One line for an error that is not ours: what, where when it names a file, and how to go on."""
+    if isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC):
+        where = f" {error.filename}" if error.filename else ""
+        return (
+            f"cannot write{where}: {error.strerror}; give a writable folder with free space "
+            "(finished work is kept, and a re-run resumes from there)"
+        )
+    return (
+        f"{type(error).__name__}: {' '.join(str(error).split())[:500]} (unexpected; --debug shows where, "
+        "and a re-run resumes from the finished work)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     warnings.formatwarning = _format_warning
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.handler(args)
     except HarnessError as error:
@@ -442,9 +494,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {redact_text(str(error))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; finished work is cached and a re-run resumes from there", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as error:
+        stopped = "terminated" if isinstance(error, Terminated) else "interrupted"
+        print(f"{stopped}; finished work is cached and a re-run resumes from there", file=sys.stderr)
+        return 143 if isinstance(error, Terminated) else 130
+    except Exception as error:  # not ours: still one line, without a traceback unless --debug
+        if args.debug:
+            raise
+        print(f"error: {redact_text(_unexpected(error))}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -188,9 +189,12 @@ class SAEConfig(StrictModel):
     )
 
 
+MAX_FEATURE_INDEX = 2**63 - 1  # feature indices are int64 arrays from the site on
+
+
 class FeatureRange(StrictModel):
-    start: int = Field(0, ge=0)
-    stop: int = Field(ge=1)
+    start: int = Field(0, ge=0, le=MAX_FEATURE_INDEX)
+    stop: int = Field(ge=1, le=MAX_FEATURE_INDEX)
 
     @model_validator(mode="after")
     def _ordered(self) -> FeatureRange:
@@ -216,6 +220,8 @@ class SiteConfig(StrictModel):
                 raise ValueError("the feature list is empty; give feature indices, a {start, stop} range or 'all'")
             if min(value) < 0:
                 raise ValueError(f"feature indices must be >= 0, got {min(value)}")
+            if max(value) > MAX_FEATURE_INDEX:
+                raise ValueError(f"feature indices must be at most {MAX_FEATURE_INDEX} (int64), got {max(value)}")
             if len(set(value)) != len(value):
                 raise ValueError("feature indices must be unique")
         return value
@@ -285,7 +291,18 @@ class LLMConfig(StrictModel):
         json_schema_extra=OPERATIONAL,
     )
     backoff_base_s: float = Field(0.5, ge=0, json_schema_extra=OPERATIONAL)
-    backoff_max_s: float = Field(30.0, ge=0, json_schema_extra=OPERATIONAL)
+    backoff_max_s: float = Field(
+        30.0,
+        ge=0,
+        description="longest wait before a retry, a server's Retry-After included (also at most timeout_s)",
+        json_schema_extra=OPERATIONAL,
+    )
+    max_answer_chars: int = Field(
+        100_000,
+        ge=1,
+        description="a longer answer is an error (retried like a server error, then failed), never a result",
+        json_schema_extra=OPERATIONAL,
+    )
     temperature: float = Field(0.0, ge=0)
     max_tokens: int = Field(1024, ge=1)
     cache: bool = Field(True, json_schema_extra=OPERATIONAL)
@@ -900,12 +917,38 @@ def parse_config(data: dict[str, Any] | None, source: str = "<dict>") -> Harness
         raise ConfigError(
             f"invalid config {source}: the top level must be a mapping of sections, got {type(data).__name__}"
         )
+    _check_values(data, source)
     try:
         config = HarnessConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(_format_validation_error(error, source)) from None
     check_names(config, source)
     return config
+
+
+MAX_CONFIG_VALUES = 100_000  # a config's values once YAML aliases are expanded; real ones hold a few hundred
+
+
+def _check_values(data: dict[str, Any], source: str) -> None:
+    """Refuse a config that expands to more than MAX_CONFIG_VALUES values (a few hundred bytes of nested YAML
+    aliases can stand for billions, which validation and `config show` would expand), and NaN anywhere (it
+    passes a number's bounds, e.g. in fade.percentiles); the walk stops at the limit, so it is quick."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    count = 0
+    while stack:
+        path, value = stack.pop()
+        count += 1
+        if count > MAX_CONFIG_VALUES:
+            raise ConfigError(
+                f"invalid config {source}: it holds more than {MAX_CONFIG_VALUES} values once its YAML aliases "
+                "(*name) are expanded; write the repeated parts out, or use variants"
+            )
+        if isinstance(value, float) and math.isnan(value):
+            raise ConfigError(f"invalid config {source}: {path or '(top level)'} is NaN; give a number")
+        if isinstance(value, dict):
+            stack += [(f"{path}.{key}" if path else str(key), item) for key, item in value.items()]
+        elif isinstance(value, (list, tuple)):
+            stack += [(f"{path}[{index}]", item) for index, item in enumerate(value)]
 
 
 def check_names(config: HarnessConfig, source: str = "<dict>") -> None:

@@ -34,8 +34,17 @@ class LLMError(HarnessError):
     """An LLM call failed for good (retries exhausted, auth, bad model string)."""
 
 
+class OutputError(HarnessError):
+    """An output folder (results, tables, the store, caches) cannot be written."""
+
+
 class EvaluationError(HarnessError):
     """An evaluation input is invalid (e.g. a descriptions table with unknown features)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is (the CLI's handler), so a run ends KILLED with its reason like
+    Ctrl-C instead of staying RUNNING."""
 
 
 class HarnessWarning(UserWarning):

@@ -41,6 +41,10 @@ class Reason(StrEnum):
     RATER_CANNOT_SIMULATE = "rater_predicts_no_token_activations"
     RATER_SEES_NO_HIGHLIGHTS = "rater_sees_no_highlights"
 
+    # Any score: LLM calls it needed failed for good (after retries), so it is no result about the data; a
+    # rerun computes it again (docs/reliability.md).
+    LLM_FAILED = "llm_failed"
+
 
 class Undefined(StrEnum):
     """What an undefined score means in the aggregate (harness.evaluate.aggregate): whose fault it is."""
@@ -79,6 +83,7 @@ UNDEFINED_POLICY: dict[Reason, Undefined] = {
     Reason.CONSTANT_ACTIVATIONS: Undefined.LEAVES_FEATURE_OUT,
     Reason.RATER_CANNOT_SIMULATE: Undefined.LEAVES_FEATURE_OUT,  # the setup cannot measure it
     Reason.RATER_SEES_NO_HIGHLIGHTS: Undefined.LEAVES_FEATURE_OUT,
+    Reason.LLM_FAILED: Undefined.LEAVES_FEATURE_OUT,  # no result at all: the feature is compared on nothing
 }
 
 

@@ -31,6 +31,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 from tqdm.auto import tqdm
 
+from harness.files import csv_safe
 from harness.secrets import redact_text
 from harness.track.agreement import rank_correlations
 from harness.track.compare import AGGREGATE
@@ -58,7 +59,6 @@ RADAR_VARIANTS = 8
 # files cost more to create and delete than to parse a few hundred kB more.
 FEATURE_PAGE_BYTES = 400_000
 FEATURE_PAGE_COUNT = 50
-_CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def page_groups(sizes: Sequence[int], max_bytes: int, max_count: int) -> list[range]:
@@ -125,7 +125,8 @@ def build_site(
         min_features=min_features,
     )  # fmt: skip
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.building-", dir=output_dir.parent))
+    _remove_abandoned_builds(output_dir)
+    building = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.building-{os.getpid()}-", dir=output_dir.parent))
     try:
         with _cyclic_gc_paused():
             _SiteWriter(
@@ -164,6 +165,25 @@ def _check_replaceable(output_dir: Path) -> None:
         )
 
 
+def _remove_abandoned_builds(output_dir: Path) -> None:
+    """The half-written sites of earlier builds of `output_dir` whose process is gone (killed): each building
+    folder is named after its builder's process id."""
+    for folder in output_dir.parent.glob(f".{output_dir.name}.building-*"):
+        pid = folder.name.removeprefix(f".{output_dir.name}.building-").split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def _swap_in(building: Path, output_dir: Path) -> None:
     if not output_dir.exists():
         os.replace(building, output_dir)
@@ -199,11 +219,6 @@ def _write_file(path: Path, text: str) -> None:
 def _site_folder(site: str) -> str:
     """Folder of the cross-variant feature pages of one feature site (see `site_key`)."""
     return f"features/{hashlib.sha1(site.encode()).hexdigest()[:12]}"
-
-
-def _csv_safe(value: Any) -> Any:
-    """Quote text a spreadsheet would run as a formula (CSV injection)."""
-    return "'" + value if isinstance(value, str) and value.startswith(_CSV_FORMULA_START) else value
 
 
 class _SiteWriter:
@@ -421,7 +436,7 @@ class _SiteWriter:
         (self.root / "leaderboard.schema.json").write_text(
             json.dumps(LeaderboardDocument.model_json_schema(), indent=1), encoding="utf-8"
         )
-        table_frame(entries, scores, self.rank_by).map(_csv_safe).to_csv(self.root / "leaderboard.csv", index=False)
+        table_frame(entries, scores, self.rank_by).map(csv_safe).to_csv(self.root / "leaderboard.csv", index=False)
         self._render(
             "index",
             "index.html",

@@ -19,7 +19,8 @@ AGGREGATE_POLICY = (
     "Per feature, the weighted mean of the weighted scores; an undefined score counts 0 when the description is at "
     "fault (FADE's gate, no sample rated 2, no description) and leaves the feature out for every variant of its "
     "site otherwise (a dead feature, too few examples, a score turned off). A variant's aggregate is the mean over "
-    "the features all variants of its site keep, with a bootstrap 95% interval over them and the share kept."
+    "its features less those any variant of its site left out, with a bootstrap 95% interval over them and the "
+    "share kept."
 )
 
 # Settings shown as columns, each read from the first dotted param key present in the run (the config tree
@@ -94,6 +95,9 @@ class VariantEntry(_Strict):
         default_factory=ScoreSummary,
         description="the aggregate's mean, bootstrap 95% interval over features and share of features kept",
     )
+    partial: bool = Field(
+        False, description="finished with --keep-going while some LLM calls failed (tag harness.partial)"
+    )
     labels: dict[str, int] = Field(
         default_factory=dict, description="features per label: why their scores are what they are (FeatureLabel)"
     )
@@ -120,7 +124,8 @@ class LeaderboardDocument(_Strict):
     variants: list[VariantEntry]
     paired_test: PairedTest = Field(default_factory=PairedTest, description="how ties are decided")
     controls: list[ControlTest] = Field(
-        default_factory=list, description="each variant vs its randomized controls, per score (Holm over each score's tests)"
+        default_factory=list,
+        description="each variant vs its randomized controls, per score (Holm over each score's tests)",
     )
     flagged_scores: dict[str, str] = Field(
         default_factory=dict,

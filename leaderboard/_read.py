@@ -33,6 +33,7 @@ from harness.track.compare import (
     SITE_PARAMS,
     build_comparison,
     feature_scores,
+    is_partial,
     rank_variants,
     variants_table,
 )
@@ -183,7 +184,7 @@ def read_ranked_variants(
             if not key.startswith(f"{AGGREGATE}_") and (number := finite(row.get(key))) is not None
         }
         entry = _entry(row, ranks, scores, aggregates[run_id], params[run_id], metrics[run_id])
-        entries.append(entry.model_copy(update={"labels": label_counts.get(run_id, {})}))
+        entries.append(entry.model_copy(update={"labels": label_counts.get(run_id, {}), "partial": is_partial(row)}))
     labels = {run_id: {int(feature): str(label) for feature, label in series.items()}
               for run_id, series in comparison.labels.items()}  # fmt: skip
     return RankedVariants(

@@ -133,3 +133,36 @@ def test_structured_output_changes_results_and_is_checked():
         assert result_fingerprint(parse_config(overrides)) != result_fingerprint(base)  # other answers
     with pytest.raises(ConfigError, match="structured_output"):
         parse_config({"fade": {"rater": {"structured_output": "always"}}})
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path, capsys):
+    """400 bytes of nested aliases stand for 10^9 values; `config show` used to expand them for hours (#30)."""
+    import time
+
+    from harness.cli import main
+
+    lines = ["explain:", "  llm:", "    extra_params:", '      a0: &a0 ["xxxxxxxxxx","xxxxxxxxxx","xxxxxxxxxx"]']
+    lines += [f"      a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    assert len(path.read_bytes()) < 800
+    started = time.perf_counter()
+    assert main(["config", "show", str(path)]) == 2
+    assert time.perf_counter() - started < 2.0
+    captured = capsys.readouterr()
+    assert "more than 100000 values once its YAML aliases" in captured.err and str(path) in captured.err
+    assert captured.out == ""
+
+
+def test_an_alias_that_repeats_a_small_block_is_fine(tmp_path):
+    path = tmp_path / "anchors.yaml"
+    path.write_text("explain:\n  llm: &llm {model: openai/x, temperature: 0.5}\nfade:\n  rater: *llm\n")
+    assert load_config(path).fade.rater.temperature == 0.5
+
+
+@pytest.mark.parametrize("key", ["fade.percentiles", "fade.faithfulness.modification_factors"])
+def test_nan_inside_a_list_setting_is_refused(key):
+    from harness.config import set_dotted
+
+    with pytest.raises(ConfigError, match=rf"{key}\[1\] is NaN"):
+        parse_config(set_dotted({}, key, [0, float("nan"), 50]))

@@ -6,8 +6,8 @@ reason (`harness.score_names.UNDEFINED_POLICY`): the description's fault (FADE's
 rated 2, no description) counts 0; anything else (a dead feature, too few examples, a score turned off, a
 rater that cannot do it) leaves the feature out. A variant's aggregate is the mean over the features it keeps,
 with a bootstrap interval over those features and the share of features kept beside it. In a comparison
-the features are the same for every variant: a feature any of them leaves out is left out for all
-(`common_features`), so no variant wins on features the others could not be scored on.
+a feature any variant leaves out is left out for all (`excluded_features`), so no variant wins on features
+the others could not be scored on.
 
 Pure: tables in, numbers out (docs/leaderboard.md has a worked example).
 """
@@ -74,17 +74,21 @@ def feature_aggregate(per_feature: pd.DataFrame, weights: Mapping[str, float]) -
     return combined.sum(axis=1, min_count=len(names)).where(combined.notna().all(axis=1)).rename(AGGREGATE)
 
 
-def common_features(aggregates: Mapping[str, pd.Series]) -> pd.Index:
-    """The features every variant keeps (finite aggregate), sorted; variants that keep none do not count
-    (their aggregate is undefined, and one broken variant does not empty the comparison)."""
-    kept = [series.index[np.isfinite(series.to_numpy(dtype=float))] for series in aggregates.values()]
-    kept = [index for index in kept if len(index)]
-    if not kept:
-        return pd.Index([])
-    common = kept[0]
-    for index in kept[1:]:
-        common = common.intersection(index)
-    return common.sort_values()
+def excluded_features(aggregates: Mapping[str, pd.Series]) -> pd.Index:
+    """The features some variant evaluated and left out (NaN aggregate): left out for every variant, sorted.
+
+    A feature a variant did not evaluate at all excludes nothing (its paired tests pair what both have); a
+    variant that keeps no feature does not count (its aggregate is undefined, and one broken variant does not
+    empty the comparison)."""
+    left_out = [
+        series.index[~np.isfinite(series.to_numpy(dtype=float))]
+        for series in aggregates.values()
+        if np.isfinite(series.to_numpy(dtype=float)).any()
+    ]
+    excluded = pd.Index([])
+    for index in left_out:
+        excluded = excluded.union(index)
+    return excluded.sort_values()
 
 
 def summarise_aggregate(
@@ -109,7 +113,7 @@ def aggregate_metrics(
     per_feature: pd.DataFrame, weights: Mapping[str, float], *, num_resamples: int = 1000, seed: int = 0
 ) -> dict[str, float | None]:
     """A run's own aggregate as metrics (`aggregate_mean`, `_ci_low`, `_ci_high`, `_features`, `_defined`):
-    over the features it keeps. In a comparison with other variants the features are the ones all keep."""
+    over the features it keeps. In a comparison, those another variant left out are left out too."""
     values = feature_aggregate(per_feature, weights)
     summary = summarise_aggregate(values, len(values), num_resamples=num_resamples, seed=seed)
     return {f"{AGGREGATE}_{part}": value for part, value in summary.items()}

@@ -30,6 +30,8 @@ from harness.explain._table import (
     Description,
     descriptions_from_table,
     descriptions_table,
+    is_llm_failure,
+    llm_failure,
     truncate_for_display,
     validate_descriptions,
 )
@@ -58,6 +60,8 @@ __all__ = [
     "derangement",
     "descriptions_from_table",
     "descriptions_table",
+    "is_llm_failure",
+    "llm_failure",
     "generate_descriptions",
     "highlight_tokens",
     "import_descriptions",

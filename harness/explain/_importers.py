@@ -23,6 +23,7 @@ from harness.explain._importing import (
     json_records,
     object_column,
 )
+from harness.files import csv_unsafe
 from harness.score_names import FADE_SCORES
 
 _SCORE = object_column(is_unit_score, "a score in [0, 1]", nullable=True)
@@ -188,7 +189,8 @@ class CsvImporter(Importer):
                 if None in record or any(value is None for value in record.values()):
                     problems.append(RowProblem(start, None, f"expected {len(header)} fields as in the header"))
                 else:
-                    rows.append(RawRow(start, {"feature": record["feature"], "description": record["description"]}))
+                    description = csv_unsafe(record["description"])  # as `harness explain -o` had it
+                    rows.append(RawRow(start, {"feature": record["feature"], "description": description}))
         except csv.Error as error:
             raise EvaluationError(f"{where}: CSV error at line {reader.line_num}: {error}") from None
         return rows

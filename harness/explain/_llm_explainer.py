@@ -19,10 +19,10 @@ from harness.explain._display import DISPLAY_INSTRUCTIONS, render_example
 from harness.explain._explainer import Explainer, llm_settings
 from harness.explain._records import FeatureRecord
 from harness.explain._selection import select_examples
-from harness.explain._table import Description
+from harness.explain._table import Description, llm_failure
 from harness.explain._templates import PromptTemplate, load_template
 from harness.files import identity_hash
-from harness.llm.schemas import DESCRIPTION_KEY, AnswerFormat, description_format
+from harness.llm.schemas import DESCRIPTION_KEY, DESCRIPTION_MAX_LENGTH, AnswerFormat, description_format
 
 if TYPE_CHECKING:
     from harness.llm.client import LLMClient
@@ -107,7 +107,9 @@ def _json_string_content(text: str) -> str:
 def parse_description(answer: str) -> str:
     """The description in an LLM answer: the string of a JSON answer {"description": ...} (the schema's
     shape, even cut off), then the line after the last '[DESCRIPTION]:'/'[EXPLANATION]:' marker, else the
-    whole answer; whitespace collapsed, markdown emphasis and a wrapping pair of quotes removed."""
+    whole answer; whitespace collapsed, markdown emphasis and a wrapping pair of quotes removed; cut to
+    DESCRIPTION_MAX_LENGTH characters, as the schema's maxLength would stop a constrained backend (a
+    backend that ignores it does not make a 10 MB description)."""
     json_answer = _JSON_DESCRIPTION.match(answer)
     if json_answer:
         answer = _json_string_content(json_answer.group(1))
@@ -118,7 +120,7 @@ def parse_description(answer: str) -> str:
     text = " ".join(answer.split()).strip("*` ")
     while len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1].strip()
-    return text
+    return text[:DESCRIPTION_MAX_LENGTH].rstrip()
 
 
 DESCRIPTION_ANSWER = AnswerFormat(
@@ -213,13 +215,14 @@ class LLMExplainer(Explainer):
 
     def _describe(self, prompt: ExplainerPrompt, answers: list[Any]) -> Description:
         completions = [answer for answer in answers if not isinstance(answer, Exception)]
+        failure = next((answer for answer in answers if isinstance(answer, Exception)), None)
         chosen = choose_description([parse_description(c.text) for c in completions], self.config.prompt.choose)
-        if chosen is not None:
+        if failure is not None:  # a choice among the candidates that did come is not the variant's description
+            chosen, error = None, llm_failure(failure)
+        elif chosen is not None:
             error = None
-        elif completions:
-            error = f"no usable description in the LLM's answer: {completions[0].text[:200]!r}"
         else:
-            error = str(answers[0])
+            error = f"no usable description in the LLM's answer: {completions[0].text[:200]!r}"
         return Description(
             feature=prompt.feature,
             description=chosen,

@@ -10,6 +10,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from harness.errors import EvaluationError
+from harness.score_names import Reason
 
 DISPLAY_MAX_CHARS = 200
 
@@ -26,6 +27,17 @@ class Description:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     error: str | None = None
+
+
+def llm_failure(error: object) -> str:
+    """The `error` of a feature left without a description because its explainer calls failed for good (not
+    because of its data): Reason.LLM_FAILED, then the error."""
+    return f"{Reason.LLM_FAILED}: {error}"
+
+
+def is_llm_failure(error: object) -> bool:
+    """Whether a descriptions table's `error` says the explainer's LLM calls failed (see llm_failure)."""
+    return isinstance(error, str) and error.startswith(f"{Reason.LLM_FAILED}: ")
 
 
 def _is_id_list(value: object) -> bool:

@@ -11,6 +11,8 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,15 +169,28 @@ class ResponseCache:
         )
 
     def get(self, key: str) -> CachedResponse | None:
-        with self._lock:
+        with self._lock, self._damage():
             row = self._connection.execute(
                 "SELECT model, text, prompt_tokens, completion_tokens, cost_usd, logprobs FROM responses WHERE key = ?",
                 (key,),
             ).fetchone()
         return CachedResponse(*row[:5], _logprobs_of(row[5])) if row else None
 
+    @contextmanager
+    def _damage(self) -> Iterator[None]:
+        """A page found damaged after the file opened (a disk fault, a copy cut short) as one clear error."""
+        try:
+            yield
+        except sqlite3.DatabaseError as error:
+            if _is_busy(error):
+                raise self._unusable(error) from None
+            raise CacheError(
+                f"the LLM response cache {self.path} is damaged ({error}); delete the file (answers will be "
+                "asked again) or set llm.cache_path to another file"
+            ) from None
+
     def put(self, key: str, response: CachedResponse) -> None:
-        with self._lock:
+        with self._lock, self._damage():
             self._connection.execute(
                 "INSERT OR REPLACE INTO responses "
                 "(key, model, text, prompt_tokens, completion_tokens, cost_usd, created, logprobs) "

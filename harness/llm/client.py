@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import copy
+import dataclasses
 import email.utils
 import logging
 import os
@@ -41,7 +42,7 @@ from harness.llm.per_loop import PerLoop
 from harness.llm.schemas import AnswerFormat
 from harness.llm.tracing import CallSpan, CallTracer
 from harness.llm.types import Completion, Usage
-from harness.secrets import redact_text
+from harness.secrets import redact_text, scrub_keys, watch_key_variable
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ _RESERVED_PARAMS = frozenset(
 )
 _RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 UNUSED_API_KEY = "no-key"  # sent to keyless OpenAI-compatible servers
+_UNPRICED_MODELS: set[str] = set()  # models whose missing price was told already
 
 
 def _quiet_litellm() -> None:
@@ -87,8 +89,13 @@ def _retry_after_s(error: BaseException) -> float | None:
         return None
 
 
+class UnusableAnswer(Exception):
+    """The backend answered, but with nothing a caller can use (no choices, or longer than
+    llm.max_answer_chars): retried like a server error, then failed; never a result."""
+
+
 def _is_retryable(error: BaseException) -> bool:
-    if isinstance(error, (asyncio.TimeoutError, litellm.Timeout, litellm.APIConnectionError)):
+    if isinstance(error, (asyncio.TimeoutError, litellm.Timeout, litellm.APIConnectionError, UnusableAnswer)):
         return True
     status = getattr(error, "status_code", None)
     return isinstance(status, int) and (status in _RETRYABLE_STATUS or status >= 500)
@@ -119,6 +126,8 @@ def _hint(error: BaseException, config: LLMConfig, request_params: dict[str, Any
                 "; this request asked for a JSON-schema answer, which some backends refuse (llm.structured_output: off)"
             )
         return hint
+    if isinstance(error, UnusableAnswer):
+        return "check the backend and llm.max_tokens (or raise llm.max_answer_chars)"
     if _is_retryable(error):
         return "check that the backend is up, or raise llm.max_retries / llm.timeout_s"
     return "see the cause above"
@@ -141,6 +150,7 @@ class LLMClient:
 
     def __init__(self, config: LLMConfig, cache_dir: str | Path = DEFAULT_CACHE_DIR, *, progress: bool = True) -> None:
         _quiet_litellm()
+        watch_key_variable(config.api_key_env)
         self.config = config
         self.progress = progress
         if config.model.startswith(f"{LOCAL_PROVIDER}/"):
@@ -229,11 +239,13 @@ class LLMClient:
                 return {}
         except Exception:  # not in the price map: litellm raises a plain Exception
             pass
-        logger.warning(
-            "litellm's price map has no price for %r; its cost is counted as 0 USD. "
-            "Set llm.input_cost_per_token and llm.output_cost_per_token to count it.",
-            config.model,
-        )
+        if config.model not in _UNPRICED_MODELS:  # once per model and process, not once per client
+            _UNPRICED_MODELS.add(config.model)
+            logger.warning(
+                "litellm's price map has no price for %r; its cost is counted as 0 USD. "
+                "Set llm.input_cost_per_token and llm.output_cost_per_token to count it.",
+                config.model,
+            )
         return {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0}
 
     def _count(self, **counts: int | float) -> None:
@@ -323,6 +335,8 @@ class LLMClient:
         span = self._start_span(messages, request_params, answer_format, trace_context)
         if self.cache is not None:
             hit = self.cache.get(key)
+            if hit is not None:  # written before answers were scrubbed of keys, maybe
+                hit = dataclasses.replace(hit, text=scrub_keys(hit.text))
             if hit is not None and (validate is None or validate(hit.text)):
                 self._count(cache_hits=1)
                 parsed = self._count_answer(answer_format, hit.text)
@@ -399,6 +413,16 @@ class LLMClient:
             try:
                 async with self._semaphores.get():
                     response = await self._send(call)
+                text, prompt_tokens, completion_tokens, cost = self._read(response)
+                spent["prompt_tokens"] += prompt_tokens
+                spent["completion_tokens"] += completion_tokens
+                spent["cost_usd"] += cost
+                self._count(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=cost)
+                if len(text) > config.max_answer_chars:
+                    raise UnusableAnswer(
+                        f"the answer has {len(text)} characters, more than llm.max_answer_chars = "
+                        f"{config.max_answer_chars}"
+                    )
             except Exception as error:
                 if not _is_retryable(error) or transport_retries >= config.max_retries:
                     raise self._final_error(error, attempts, secrets, request_params) from None
@@ -414,12 +438,8 @@ class LLMClient:
                 )
                 await asyncio.sleep(delay)
                 continue
-            text, prompt_tokens, completion_tokens, cost = self._read(response)
+            text = scrub_keys(text)  # a backend may reflect the key it was sent: never stored or published
             logprobs = token_logprobs(response)
-            spent["prompt_tokens"] += prompt_tokens
-            spent["completion_tokens"] += completion_tokens
-            spent["cost_usd"] += cost
-            self._count(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=cost)
             valid = validate is None or validate(text)
             if not valid:
                 self._count(invalid_answers=1)
@@ -438,7 +458,10 @@ class LLMClient:
         return await asyncio.wait_for(litellm.acompletion(**call), timeout=self.config.timeout_s * 1.5 + 1.0)
 
     def _read(self, response: Any) -> tuple[str, int, int, float]:
-        text = response.choices[0].message.content or ""
+        choices = getattr(response, "choices", None)
+        if not choices:
+            raise UnusableAnswer("the answer has no choices (`choices: []`)")
+        text = choices[0].message.content or ""
         usage = getattr(response, "usage", None)
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
@@ -452,18 +475,22 @@ class LLMClient:
         return text, prompt_tokens, completion_tokens, cost
 
     def _delay(self, retry_number: int, retry_after_s: float | None) -> float:
-        """Exponential backoff with jitter, or the server's Retry-After (plus a little jitter)."""
+        """Exponential backoff with jitter, or the server's Retry-After (plus a little jitter); never more than
+        llm.backoff_max_s nor llm.timeout_s (a `Retry-After: 3600` does not hold a run for hours)."""
+        longest = min(self.config.backoff_max_s, self.config.timeout_s)
         if retry_after_s is not None:
-            return retry_after_s + self._random.uniform(0, min(self.config.backoff_base_s, retry_after_s * 0.1 + 0.01))
-        ceiling = min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** (retry_number - 1))
+            jitter = self._random.uniform(0, min(self.config.backoff_base_s, retry_after_s * 0.1 + 0.01))
+            return min(retry_after_s + jitter, longest)
+        ceiling = min(longest, self.config.backoff_base_s * 2 ** (retry_number - 1))
         return self._random.uniform(ceiling / 2, ceiling)
 
     @staticmethod
     def _redact(text: str, secrets: Sequence[str]) -> str:
+        """The key sent, and every key the process could have sent (litellm's fallback variables), removed."""
         for secret in secrets:
             if secret:
                 text = text.replace(secret, "[redacted]")
-        return text
+        return redact_text(text)
 
     def _final_error(
         self, error: BaseException, attempts: int, secrets: Sequence[str], request_params: dict[str, Any]

@@ -55,7 +55,8 @@ TRANSPORT_FAULTS = ("rate_limit", "server_error", "hang", "disconnect")
 ANSWER_FAULTS = ("malformed", "truncated", "wrong_ids")
 RECOVERABLE_FAULTS = ("latency", *TRANSPORT_FAULTS, *ANSWER_FAULTS)
 # auth_error answers 401 and echoes the Authorization header, as some real servers do: a redaction test.
-FAULT_KINDS = (*RECOVERABLE_FAULTS, "auth_error")
+# no_choices answers 200 with `choices: []`; oversized answers 200 with an answer of `oversized_chars`.
+FAULT_KINDS = (*RECOVERABLE_FAULTS, "auth_error", "no_choices", "oversized")
 DEFAULT_RESPONDER = "fade"  # the responder a server answers with unless given one (harness.registry.RESPONDERS)
 
 MALFORMED_ANSWER = '{"results": oops, [unclosed'
@@ -76,6 +77,7 @@ class FaultPlan:
         slow_s: extra delay of a 'latency' fault.
         retry_after_s: the Retry-After (seconds, may be fractional) sent with a 'rate_limit' fault.
         hang_s: how long a 'hang' holds the request before answering; set it past the client's timeout.
+        oversized_chars: the length of an 'oversized' answer.
     """
 
     rate: float = 0.0
@@ -86,6 +88,7 @@ class FaultPlan:
     slow_s: float = 0.5
     retry_after_s: float = 0.05
     hang_s: float = 30.0
+    oversized_chars: int = 10_000_000
 
     def __post_init__(self) -> None:
         unknown = sorted({kind for kind in (*self.kinds, *self.sequence) if kind is not None} - set(FAULT_KINDS))
@@ -249,7 +252,7 @@ class _Handler(BaseHTTPRequestHandler):
         plan = state.faults
         if plan.latency_s:
             state.stopping.wait(plan.latency_s)
-        if fault in (*TRANSPORT_FAULTS, "latency", "auth_error"):
+        if fault in (*TRANSPORT_FAULTS, "latency", "auth_error", "no_choices", "oversized"):
             state.record(fault)
         if fault == "auth_error":
             self._send_error(401, f"Incorrect API key provided: {authorization}")
@@ -272,7 +275,12 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as error:  # a broken responder answers 500 with its error, not a dropped connection
             self._send_error(500, f"the responder failed: {type(error).__name__}: {error}")
             return
-        self._send_json(200, self._completion(request, messages, answer))
+        if fault == "oversized":
+            answer = "x" * plan.oversized_chars
+        completion = self._completion(request, messages, answer)
+        if fault == "no_choices":
+            completion["choices"] = []
+        self._send_json(200, completion)
 
     def _answer(
         self, messages: list[dict[str, Any]], fault: str | None, schema: dict[str, Any] | None

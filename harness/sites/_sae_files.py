@@ -247,6 +247,12 @@ def _build(
             "expected W_enc [d_in, d_sae], b_enc [d_sae], W_dec [d_sae, d_in], b_dec [d_in], threshold [d_sae]"
         )
     weights = {name: torch.from_numpy(np.asarray(array, dtype=np.float32)) for name, array in arrays.items()}
+    broken = [name for name in required if not torch.isfinite(weights[name]).all()]
+    if broken:  # else every activation is NaN, and the subject model gets the blame later
+        raise SiteError(
+            f"SAE at {path}: the weights {broken} hold NaN or infinite values (a damaged or diverged SAE); "
+            "use another SAE file"
+        )
     return SparseAutoencoder(
         W_enc=weights["W_enc"],
         b_enc=weights["b_enc"],

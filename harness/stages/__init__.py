@@ -11,7 +11,7 @@ from harness.stages.follow import Lead, follow_variants, run_ledger, variant_wor
 from harness.stages.metrics import floor_metrics, score_metrics
 from harness.stages.score import score_with_other_scorers
 from harness.stages.shared import SharedStages, StageTimer
-from harness.stages.tables import per_feature_table, rated_samples_table, top_examples_table
+from harness.stages.tables import llm_failed_features, per_feature_table, rated_samples_table, top_examples_table
 
 __all__ = [
     "ChunkCallback",
@@ -22,6 +22,7 @@ __all__ = [
     "evaluate_in_chunks",
     "floor_metrics",
     "follow_variants",
+    "llm_failed_features",
     "per_feature_table",
     "rated_samples_table",
     "run_ledger",

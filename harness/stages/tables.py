@@ -14,7 +14,11 @@ if TYPE_CHECKING:
 
 
 def per_feature_table(scores: pd.DataFrame, descriptions: pd.DataFrame) -> pd.DataFrame:
-    """Scores with each description's provenance (explainer, hashes, tokens, cost, error)."""
+    """Scores with each description's provenance (explainer, hashes, tokens, cost, error); a feature whose
+    explainer calls failed has its FADE scores' reasons say so (Reason.LLM_FAILED)."""
+    from harness.explain import is_llm_failure
+    from harness.score_names import FADE_SCORES, Reason
+
     provenance = descriptions[
         [
             "feature",
@@ -29,7 +33,18 @@ def per_feature_table(scores: pd.DataFrame, descriptions: pd.DataFrame) -> pd.Da
         ]
     ]
     table = provenance.merge(scores.drop(columns=["description"]), on="feature", how="left")
+    failed = table["error"].map(is_llm_failure).astype(bool)
+    for score in FADE_SCORES:
+        table[f"{score}_reason"] = table[f"{score}_reason"].astype(object).mask(failed, str(Reason.LLM_FAILED))
     return table.rename(columns={"cost_usd": "explain_cost_usd", "error": "explain_error"})
+
+
+def llm_failed_features(per_feature: pd.DataFrame) -> list[int]:
+    """The features of a per-feature table with a score left undefined because LLM calls failed."""
+    from harness.score_names import Reason
+
+    reasons = per_feature[[column for column in per_feature.columns if str(column).endswith("_reason")]]
+    return per_feature.loc[(reasons == str(Reason.LLM_FAILED)).any(axis=1), "feature"].astype(int).tolist()
 
 
 def _feature_tables(fade_dir: Path, name: str) -> pd.DataFrame:

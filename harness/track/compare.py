@@ -4,7 +4,7 @@
 Each variant run logs, per score, `<score>_mean`, `<score>_ci_low`, `<score>_ci_high` and `<score>_defined`
 (share of features where the score is defined), and its per-feature table. Ranking is by one score's mean
 (over the features that define it) or by the aggregate (harness.evaluate.aggregate: one value per feature
-under the undefined-score policy, averaged over the features every variant of the site keeps). Each variant
+under the undefined-score policy, averaged over the features no variant of the site left out). Each variant
 is compared with the one ranked just above it by a paired test over the same per-feature values
 (`harness.track.paired`): a variant not significantly different after Holm's correction ties with it and
 shares its rank. Variants on different feature sites (another model, weights, module or SAE) are never
@@ -18,6 +18,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,8 +28,8 @@ from harness.errors import ConfigError
 from harness.evaluate.aggregate import (
     AGGREGATE,
     check_weights,
-    common_features,
     default_weights,
+    excluded_features,
     feature_aggregate,
     summarise_aggregate,
 )
@@ -36,6 +37,7 @@ from harness.evaluate.labels import GATE_THRESHOLD, INTERPRETABLE_INTRUDER, Feat
 from harness.score_names import CLARITY_ABOVE_FLOOR, FADE_SCORES
 from harness.track.controls import ControlTest, control_tests, flagged_scores, format_controls
 from harness.track.paired import ALPHA, MIN_FEATURES, PairedComparison, compare_variants, criterion_values
+from harness.track.runs import PARTIAL_TAG
 
 RANKED_ROLES = ("variant", "trial")  # not the parent runs of comparisons and studies
 # Params that say where a feature lives: the same feature index of two variants is the same feature only
@@ -77,9 +79,9 @@ def aggregate_weights(
 def comparison_aggregates(
     table: pd.DataFrame, features: Mapping[str, pd.DataFrame | None], weights: Mapping[str, float]
 ) -> dict[str, pd.Series | None]:
-    """Run id -> its feature aggregates on the features every run of its feature site keeps (None without a
-    per-feature table, or when a weighted score is missing from it): the numbers the ranking averages and
-    the paired tests pair. harness.evaluate.aggregate defines them."""
+    """Run id -> its feature aggregates, less the features any run of its feature site left out (None without
+    a per-feature table, or when a weighted score is missing from it): the numbers the ranking averages and the
+    paired tests pair. harness.evaluate.aggregate defines them."""
     run_ids = [str(run_id) for run_id in table["run_id"]]
     sites = feature_sites(table) or {}
     own: dict[str, pd.Series | None] = {}
@@ -92,9 +94,9 @@ def comparison_aggregates(
         group = {
             run_id: series for run_id, series in own.items() if sites.get(run_id, "") == site and series is not None
         }
-        common = common_features(group)
+        excluded = excluded_features(group)
         for run_id, series in group.items():
-            result[run_id] = series.reindex(common)
+            result[run_id] = series.drop(excluded, errors="ignore")
     return result
 
 
@@ -114,7 +116,7 @@ def rank_variants(
             present, tell the feature sites apart).
         by: a score name (ranked by its mean over the features that define it), or "aggregate"
             (harness.evaluate.aggregate: per feature under the undefined-score policy, averaged over the
-            features every variant of the site keeps).
+            features less those any variant of the site left out).
         weights: score name -> weight for the aggregate (default: `default_weights`).
         features: run id -> its per-feature table (`feature`, score and `<score>_reason` columns;
             `feature_scores` reads them). The aggregate needs it; without it there is no paired test and
@@ -338,9 +340,12 @@ def format_ranking(ranked: pd.DataFrame, by: str, flags: Mapping[str, str] | Non
     header = ["rank", "variant", *map(title, fade), *map(title, others), "cost_usd", "features", "vs above"]
     if by == AGGREGATE:
         header.insert(2, title(AGGREGATE))
-    rows, untested = [], {}
+    rows, untested, partial = [], {}, False
     for _, row in ranked.iterrows():
-        cells = [f"{row['rank']}{'=' if row['tied'] else ''}", str(row["variant"])]
+        name = str(row["variant"])
+        if is_partial(row):
+            name, partial = f"{name} (partial)", True
+        cells = [f"{row['rank']}{'=' if row['tied'] else ''}", name]
         if by == AGGREGATE:
             cells.append(_summary(row, AGGREGATE))
         cells += [_summary(row, name) for name in fade]
@@ -366,7 +371,19 @@ def format_ranking(ranked: pd.DataFrame, by: str, flags: Mapping[str, str] | Non
     )
     lines += [f"  no test [{mark}]: {reason}" for reason, mark in untested.items()]
     lines += [f"  (!) {name}: {why}" for name, why in flags.items()]
+    if partial:
+        lines.append(
+            "  (partial): finished with --keep-going although some features' LLM calls failed (metric "
+            "features_llm_failed; those scores are llm_failed and leave the feature out of the aggregate); "
+            "`harness run` again completes it"
+        )
     return "\n".join(lines)
+
+
+def is_partial(row: Mapping[str, Any]) -> bool:
+    """A run finished with --keep-going while some of its LLM calls had failed (tag harness.partial)."""
+    value = row.get(f"tag:{PARTIAL_TAG}")
+    return isinstance(value, str) and bool(value)
 
 
 def _summary(row: pd.Series, name: str) -> str:

@@ -11,16 +11,18 @@ from __future__ import annotations
 import hashlib
 from contextlib import nullcontext
 from functools import partial
+from pathlib import Path
 
 import pandas as pd
 
 from harness.config import HarnessConfig, expand_variants, result_fingerprint
+from harness.files import check_writable
 from harness.stages import Lead, SharedStages, follow_variants
 from harness.track.agreement import log_scorer_agreement
 from harness.track.checks import check_variants
 from harness.track.compare import load_comparison, log_comparison
-from harness.track.runs import log_metrics, log_params, variant_run
-from harness.track.store import ensure_experiment, resolve_tracking_uri
+from harness.track.runs import MAX_ERROR_TAG_LENGTH, PARTIAL_TAG, log_metrics, log_params, variant_run
+from harness.track.store import check_store_writable, ensure_experiment, resolve_tracking_uri
 from harness.track.variant import VariantOutcome, track_variant
 
 
@@ -29,6 +31,7 @@ def run_experiment(
     *,
     force: bool = False,
     progress: bool = True,
+    keep_going: bool = False,
 ) -> list[VariantOutcome]:
     """Run (or resume, or skip) every variant of `config`, each as one MLflow run.
 
@@ -39,6 +42,8 @@ def run_experiment(
         config: the validated config (its `variants` section declares the variants).
         force: re-run variants that already have a finished run.
         progress: show progress bars.
+        keep_going: a variant some of whose features' LLM calls failed finishes marked partial instead of
+            failing (track_variant); the next run resumes it.
 
     Under `accelerate launch` the main process does all of that and returns the outcomes; the others compute
     their share of each variant's activation pass and FADE features and return [] (harness.stages.follow).
@@ -52,16 +57,25 @@ def run_experiment(
     variants = expand_variants(config)
     lead = Lead(processes, len(variants))
     try:
-        return _lead_variants(config, variants, lead, force=force, progress=progress)
+        return _lead_variants(config, variants, lead, force=force, progress=progress, keep_going=keep_going)
     except BaseException as error:
         lead.fail(error)
         raise
 
 
 def _lead_variants(
-    config: HarnessConfig, variants: list[tuple[str, HarnessConfig]], lead: Lead, *, force: bool, progress: bool
+    config: HarnessConfig,
+    variants: list[tuple[str, HarnessConfig]],
+    lead: Lead,
+    *,
+    force: bool,
+    progress: bool,
+    keep_going: bool,
 ) -> list[VariantOutcome]:
     tracking_uri = resolve_tracking_uri(config.tracking.uri, config.tracking.store_dir)
+    check_store_writable(tracking_uri)  # before any model load or LLM call
+    for cache_dir in {variant.activations.cache_dir for _, variant in variants}:
+        check_writable(Path(cache_dir), "caches and results (activations.cache_dir)")
     experiment_id = ensure_experiment(config.tracking.experiment, tracking_uri)
     shared = SharedStages(progress=progress)
     outcomes: list[VariantOutcome] = []
@@ -92,12 +106,19 @@ def _lead_variants(
                     shared=shared,
                     force=force,
                     lead=lead,
+                    keep_going=keep_going,
                 )
             )
         if parent_run is not None and not parent_run.skipped:
             log_metrics({"variants_finished": float(len(outcomes))})
             log_scorer_agreement(pd.DataFrame([outcome.metrics for outcome in outcomes]))
             _log_comparison(config, outcomes, tracking_uri)
+            unfinished = [outcome.name for outcome in outcomes if outcome.llm_failed]
+            if unfinished:  # compared on partial results: the next run resumes it too
+                import mlflow
+
+                note = f"variants finished partial: {', '.join(unfinished)}"
+                mlflow.set_tag(PARTIAL_TAG, note[:MAX_ERROR_TAG_LENGTH])
     return outcomes
 
 

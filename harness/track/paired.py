@@ -3,7 +3,7 @@
 Every variant is scored on the same features, so two variants are compared **feature by feature**: the
 per-feature differences of a score (variant minus the one it is compared with), over the features where
 both define it (a NaN or undefined score leaves that feature out of that pair only; the aggregate's values
-come already on the features every variant keeps, harness.evaluate.aggregate). The test is the
+come already without the features any variant left out, harness.evaluate.aggregate). The test is the
 **Wilcoxon signed-rank test** (two-sided; zero differences ranked then dropped, Pratt's method; the exact
 null distribution of the signed ranks, ties included, up to 50 non-zero differences, the normal
 approximation with tie correction beyond).

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harness.artifacts import ERROR_FILE
-from harness.errors import HarnessError
+from harness.errors import HarnessError, Terminated
+from harness.files import file_lock, identity_hash
 from harness.secrets import redact, redact_text
-from harness.track.store import store_lock
+from harness.track.store import lock_folder, store_lock
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 VARIANT_KEY_TAG = "harness.variant_key"
 ROLE_TAG = "harness.role"
 ERROR_TAG = "harness.error"  # why a run failed (its first MAX_ERROR_TAG_LENGTH characters)
+# On a run finished with --keep-going although some features' LLM calls failed: which, and why. Such a run is
+# not done: the next run of its key resumes it and computes those features again.
+PARTIAL_TAG = "harness.partial"
 MAX_PARAM_LENGTH = 6000
 MAX_ERROR_TAG_LENGTH = 500
 
@@ -38,16 +42,21 @@ class TrackedRun:
     skipped: bool
 
 
+def is_complete(run) -> bool:
+    """Whether a run is done: FINISHED, and not partial (PARTIAL_TAG)."""
+    return run.info.status == "FINISHED" and PARTIAL_TAG not in run.data.tags
+
+
 def find_variant_run(experiment_id: str, variant_key: str, parent_run_id: str | None = None):
-    """The best existing run of a variant: the newest finished one, else the newest unfinished one."""
+    """The best existing run of a variant: the newest complete one, else the newest other one."""
     from mlflow import MlflowClient
 
     query = f"tags.`{VARIANT_KEY_TAG}` = '{variant_key}'"
     if parent_run_id:
         query += f" and tags.`mlflow.parentRunId` = '{parent_run_id}'"
     runs = MlflowClient().search_runs([experiment_id], filter_string=query, order_by=["attributes.start_time DESC"])
-    finished = [run for run in runs if run.info.status == "FINISHED"]
-    return (finished or runs or [None])[0]
+    complete = [run for run in runs if is_complete(run)]
+    return (complete or runs or [None])[0]
 
 
 @contextmanager
@@ -61,10 +70,15 @@ def variant_run(
     force: bool = False,
     check: Callable[[], None] | None = None,
 ) -> Iterator[TrackedRun]:
-    """Open the variant's run (new, resumed, or skipped when already finished) as the active MLflow run.
+    """Open the variant's run (new, resumed, or skipped when already complete) as the active MLflow run.
 
-    On a normal exit the run is marked FINISHED; on an exception FAILED (KILLED for Ctrl-C) with the reason
-    (record_failure), and the next call with the same key resumes it.
+    On a normal exit the run is marked FINISHED; on an exception FAILED (KILLED for Ctrl-C or SIGTERM) with
+    the reason (record_failure), and the next call with the same key resumes it. A run finished partial
+    (PARTIAL_TAG) is resumed too.
+
+    One run per key, whatever runs at once: the look-up, the creation and the whole run happen under the
+    key's run lock (variant_lock), so a second process with the same variant waits for the first and then
+    finds its run finished (skipped) or unfinished (resumed), and never opens a second run.
 
     Args:
         experiment_id: where the run lives.
@@ -77,13 +91,24 @@ def variant_run(
     """
     import mlflow
 
-    existing = find_variant_run(experiment_id, variant_key, parent_run_id)
-    if existing is not None and existing.info.status == "FINISHED" and not force:
-        yield TrackedRun(existing.info.run_id, resumed=False, skipped=True)
-        return
-    if check is not None:
-        check()
-    resume_id = existing.info.run_id if existing is not None and existing.info.status != "FINISHED" else None
+    with variant_lock(mlflow.get_tracking_uri(), experiment_id, variant_key, run_name):
+        existing = find_variant_run(experiment_id, variant_key, parent_run_id)
+        if existing is not None and is_complete(existing) and not force:
+            yield TrackedRun(existing.info.run_id, resumed=False, skipped=True)
+            return
+        if check is not None:
+            check()
+        resume_id = existing.info.run_id if existing is not None and not is_complete(existing) else None
+        with _opened_run(experiment_id, variant_key, run_name, role, parent_run_id, resume_id) as tracked:
+            yield tracked
+
+
+@contextmanager
+def _opened_run(
+    experiment_id: str, variant_key: str, run_name: str, role: str, parent_run_id: str | None, resume_id: str | None
+) -> Iterator[TrackedRun]:
+    import mlflow
+
     tags = {VARIANT_KEY_TAG: variant_key, ROLE_TAG: role}
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
@@ -94,8 +119,9 @@ def variant_run(
         tags=None if resume_id else tags,
         nested=mlflow.active_run() is not None,
     )
-    if ERROR_TAG in run.data.tags:
-        mlflow.delete_tag(ERROR_TAG)  # a resumed run's earlier failure is history, not its state
+    for stale in (ERROR_TAG, PARTIAL_TAG):  # a resumed run's earlier failure is history, not its state
+        if stale in run.data.tags:
+            mlflow.delete_tag(stale)
     status = "FINISHED"
     try:
         yield TrackedRun(run.info.run_id, resumed=resume_id is not None, skipped=False)
@@ -109,6 +135,14 @@ def variant_run(
         mlflow.end_run(status=status)
 
 
+@contextmanager
+def variant_lock(tracking_uri: str, experiment_id: str, variant_key: str, run_name: str) -> Iterator[None]:
+    """Hold the run lock of one variant key of one store (an flock: a killed holder releases it)."""
+    path = lock_folder(tracking_uri) / f"{identity_hash([experiment_id, variant_key])[:24]}.lock"
+    with file_lock(path, waiting=f"{run_name!r} is being run by another process; waiting for it to end ({path})"):
+        yield
+
+
 def _flush_traces() -> None:
     with suppress(Exception):  # best effort: a trace never fails a run
         import mlflow
@@ -118,6 +152,8 @@ def _flush_traces() -> None:
 
 def failure_reason(error: BaseException) -> str:
     """Why a run failed, fit to store and show: our errors by their message, others with their type; redacted."""
+    if isinstance(error, Terminated):
+        return "terminated (SIGTERM)"
     if isinstance(error, KeyboardInterrupt):
         return "interrupted (Ctrl-C or SIGINT)"
     text = redact_text(str(error))
@@ -127,7 +163,7 @@ def failure_reason(error: BaseException) -> str:
 
 
 def failed_status(error: BaseException) -> str:
-    """The MLflow status of a run that `error` ended: KILLED when interrupted, else FAILED."""
+    """The MLflow status of a run that `error` ended: KILLED when interrupted (SIGINT, SIGTERM), else FAILED."""
     return "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
 
 

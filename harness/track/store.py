@@ -9,12 +9,14 @@ file lock before any writer starts, since sqlite races on schema set-up.
 from __future__ import annotations
 
 import os
+import sqlite3
+import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
-from harness.errors import HarnessError
-from harness.files import file_lock
+from harness.errors import HarnessError, OutputError
+from harness.files import check_writable, file_lock, identity_hash
 from harness.secrets import redact_text
 
 DEFAULT_STORE_DIR = "mlruns"
@@ -51,7 +53,23 @@ def require_store(tracking_uri: str) -> str:
         raise TrackingError(
             f"no tracking store at {db_path}; run `harness run` first, or point --store-dir or --tracking-uri at one"
         )
+    if db_path is not None:
+        _check_intact(db_path)
     return tracking_uri
+
+
+def _check_intact(db_path: Path) -> None:
+    """TrackingError when the sqlite store is damaged (truncated, overwritten), read-only and without changing it."""
+    try:
+        with closing(sqlite3.connect(f"{db_path.as_uri()}?mode=ro", uri=True)) as connection:
+            (verdict,) = connection.execute("PRAGMA quick_check(1)").fetchone()
+    except sqlite3.DatabaseError as error:
+        verdict = str(error)
+    if verdict != "ok":
+        raise TrackingError(
+            f"the tracking store {db_path} is damaged ({verdict}); restore it from a copy, or point --store-dir "
+            "or --tracking-uri at another store"
+        )
 
 
 def _local_sqlite_path(tracking_uri: str) -> Path | None:
@@ -68,6 +86,26 @@ def store_lock(tracking_uri: str) -> Iterator[None]:
         return
     with file_lock(db_path.parent / ".mlflow-setup.lock"):
         yield
+
+
+def check_store_writable(tracking_uri: str) -> None:
+    """OutputError unless a local sqlite store (its folder and database file) can be written; other stores
+    answer for themselves."""
+    db_path = _local_sqlite_path(tracking_uri)
+    if db_path is None:
+        return
+    check_writable(db_path.parent, "the tracking store (tracking.store_dir, --store-dir)")
+    if db_path.exists() and not os.access(db_path, os.W_OK):
+        raise OutputError(f"cannot write the tracking store {db_path}: it is read-only; make it writable")
+
+
+def lock_folder(tracking_uri: str) -> Path:
+    """Where the lock files of a store's runs lie: beside a local sqlite store, else in the temporary folder
+    under a hash of the URI (for a tracking server, the processes of one machine take turns)."""
+    db_path = _local_sqlite_path(tracking_uri)
+    if db_path is not None:
+        return db_path.parent / ".run-locks"
+    return Path(tempfile.gettempdir()) / "feature-harness-run-locks" / identity_hash(tracking_uri)[:24]
 
 
 def ensure_experiment(name: str, tracking_uri: str) -> str:
@@ -112,7 +150,9 @@ def ensure_experiment(name: str, tracking_uri: str) -> str:
 
 
 def _safe_name(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "experiment"
+    """An experiment name as one folder name: never the folder itself or its parent ('.', '..')."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+    return safe if safe.strip(".") else "experiment"
 
 
 def ui_url(tracking_uri: str) -> str:

@@ -23,8 +23,10 @@ import pandas as pd
 import harness
 from harness import artifacts
 from harness.config import HarnessConfig, control_counterpart, dump_config, result_fingerprint
+from harness.errors import LLMError
 from harness.evaluate.aggregate import aggregate_metrics, default_weights
-from harness.score_names import FADE_SCORES
+from harness.score_names import FADE_SCORES, Reason
+from harness.secrets import redact_text
 from harness.stages import (
     ChunkCallback,
     Lead,
@@ -33,6 +35,7 @@ from harness.stages import (
     describe_features,
     evaluate_in_chunks,
     floor_metrics,
+    llm_failed_features,
     per_feature_table,
     rated_samples_table,
     run_ledger,
@@ -43,7 +46,14 @@ from harness.stages import (
 )
 from harness.track.checks import check_variant
 from harness.track.controls import CONTROL_OF_TAG, CONTROL_TAG
-from harness.track.runs import log_dataset, log_metrics, log_params, variant_run
+from harness.track.runs import (
+    MAX_ERROR_TAG_LENGTH,
+    PARTIAL_TAG,
+    log_dataset,
+    log_metrics,
+    log_params,
+    variant_run,
+)
 
 if TYPE_CHECKING:
     from harness.llm.tracing import CallTracer
@@ -59,6 +69,7 @@ class VariantOutcome:
     resumed: bool = False
     metrics: dict[str, float | None] = field(default_factory=dict)
     per_feature: pd.DataFrame | None = None
+    llm_failed: list[int] = field(default_factory=list)  # features whose LLM calls failed (a --keep-going run)
 
 
 def git_commit() -> str | None:
@@ -164,6 +175,25 @@ def log_score_plots(per_feature: pd.DataFrame, metrics: dict[str, float | None],
     plt.close(figure)
 
 
+def _failed_note(failed: list[int], per_feature: pd.DataFrame) -> str:
+    """How many features failed and the first error, for the run's error or partial tag."""
+    from harness.explain import is_llm_failure
+
+    errors = [
+        error
+        for column in ("llm_error", "explain_error")
+        if column in per_feature
+        for error in per_feature.loc[per_feature["feature"].isin(failed), column].dropna().astype(str)
+        if column == "llm_error" or is_llm_failure(error)
+    ]
+    first = f"; the first: {redact_text(errors[0])}" if errors else ""
+    return (
+        f"LLM calls failed for good on {len(failed)} of {len(per_feature)} features "
+        f"({', '.join(map(str, failed[:10]))}{' ...' if len(failed) > 10 else ''}): their scores say "
+        f"{Reason.LLM_FAILED}{first}"
+    )
+
+
 def _stage(tracer: CallTracer | None, name: str) -> CallTracer | None:
     return tracer.for_stage(name) if tracer is not None else None
 
@@ -182,6 +212,7 @@ def track_variant(
     on_chunk: ChunkCallback | None = None,
     on_run: Callable[[str], None] | None = None,
     lead: Lead | None = None,
+    keep_going: bool = False,
 ) -> VariantOutcome:
     """Run one variant into its MLflow run (new, resumed, or skipped when already finished).
 
@@ -196,6 +227,12 @@ def track_variant(
         chunk_size, on_chunk: evaluate features in chunks and report running metrics (search pruning).
         on_run: called with the run id as soon as the run is open (the search stores it on the trial).
         lead: under `accelerate launch`, tells the other processes what to compute (harness.stages.follow).
+        keep_going: when LLM calls of some features failed for good, finish the run anyway, marked partial
+            (PARTIAL_TAG, metric `features_llm_failed`; the next run of the key resumes it), instead of
+            failing it. Either way those features' scores say Reason.LLM_FAILED and the tables are logged.
+
+    Raises:
+        LLMError: LLM calls of some features failed for good (and not `keep_going`).
     """
     import mlflow
     from mlflow import MlflowClient
@@ -251,6 +288,7 @@ def track_variant(
                     config, descriptions, shared, ledger.stage("scorers"), _stage(tracer, "scorers")
                 )
             per_feature = per_feature.merge(scored, on="feature", how="left")
+        failed = llm_failed_features(per_feature)
         # What every process of this run spent, a killed one's included (its ledger survives; its memory not).
         spent = ledger.by_stage()
         total_usage = sum(spent.values(), Usage()).as_dict()
@@ -274,6 +312,7 @@ def track_variant(
             }
             | {"tokens": total_usage.get("prompt_tokens", 0) + total_usage.get("completion_tokens", 0)}
             | timer.as_metrics()
+            | {"features_llm_failed": float(len(failed))}
         )
         log_metrics(metrics)
         _log_table(per_feature, artifacts.PER_FEATURE_TABLE)
@@ -285,6 +324,20 @@ def track_variant(
             folder = workdir / "fade" / "features" / str(feature)
             for plot in sorted(folder.glob("*.png")):
                 mlflow.log_artifact(str(plot), f"{artifacts.FEATURE_PLOTS}/{feature}")
+        if failed:
+            note = _failed_note(failed, per_feature)
+            if not keep_going:
+                raise LLMError(
+                    f"{note}. The other features are kept: run the same command again to compute only these "
+                    "(the answers that came are cached), or pass --keep-going to finish the run marked partial"
+                )
+            mlflow.set_tag(PARTIAL_TAG, note[:MAX_ERROR_TAG_LENGTH])
         return VariantOutcome(
-            name, tracked.run_id, skipped=False, resumed=tracked.resumed, metrics=metrics, per_feature=per_feature
+            name,
+            tracked.run_id,
+            skipped=False,
+            resumed=tracked.resumed,
+            metrics=metrics,
+            per_feature=per_feature,
+            llm_failed=failed,
         )

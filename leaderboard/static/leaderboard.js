@@ -222,11 +222,14 @@
       { key: "rank", label: "#", kind: "number", first: "asc", className: "rank-col", value: (r) => r.ranks[criterion].rank, cell: rankCell, title: "Rank (ties share a rank)" },
       {
         key: "variant", label: "Variant", kind: "text", first: "asc", value: (r) => r.variant, className: "name",
-        cell: (r) => el("a", { href: r.page, text: r.variant }), search: (r) => r.variant + " " + r.experiment,
+        cell: (r) => r.partial
+          ? el("span", {}, [el("a", { href: r.page, text: r.variant }), el("span", { class: "small partial", title: "finished with --keep-going while some LLM calls failed: those features are left out", text: " (partial)" })])
+          : el("a", { href: r.page, text: r.variant }),
+        search: (r) => r.variant + " " + r.experiment,
       },
       {
         key: "aggregate", label: "Aggregate", kind: "number", first: "desc", value: (r) => r.aggregate, cell: (r) => scoreCell(r.aggregate_summary),
-        title: "The aggregate: per feature, a description's fault counts 0, a feature's leaves it out for every variant; mean over the features all keep (bar: 95% CI; % of features kept)",
+        title: "The aggregate: per feature, a description's fault counts 0, a feature's leaves it out for every variant; mean over its features less those any variant left out (bar: 95% CI; % of features kept)",
       },
       {
         key: "vs_above", label: "vs above", kind: "number", first: "asc", className: "vs-col", cell: vsAboveCell,

@@ -6,8 +6,8 @@ import pytest
 
 from harness.evaluate.aggregate import (
     aggregate_value,
-    common_features,
     default_weights,
+    excluded_features,
     feature_aggregate,
     summarise_aggregate,
 )
@@ -116,6 +116,8 @@ def test_default_weights_leave_out_a_score_turned_off_everywhere():
     assert default_weights([]) == FADE
 
 
-def test_a_variant_that_keeps_no_feature_does_not_empty_the_comparison():
-    kept = pd.Series([0.1, 0.2, 0.3], index=[0, 1, 2])
-    assert common_features({"a": kept, "b": kept.drop(1), "none": pd.Series([np.nan] * 3)}).tolist() == [0, 2]
+def test_what_a_variant_left_out_is_left_out_for_all_but_what_it_did_not_evaluate_is_not():
+    kept = pd.Series([0.1, 0.2, 0.3, 0.4], index=[0, 1, 2, 3])
+    left_out = pd.Series([0.1, np.nan, 0.3], index=[0, 1, 2])  # evaluated feature 1 and left it out; not 3
+    nothing = pd.Series([np.nan] * 4)  # keeps no feature: its aggregate is undefined, it excludes nothing
+    assert excluded_features({"a": kept, "b": left_out, "none": nothing}).tolist() == [1]

@@ -43,6 +43,18 @@ def test_a_saved_result_is_found_again_only_under_its_key(tmp_path):
     assert not list(store.folder(3).glob(".*"))  # no temporary files left behind
 
 
+def test_a_result_whose_llm_calls_failed_is_written_but_never_reused(tmp_path):
+    """Its scores are no result (issue #30): the next run computes the feature again; results stored before
+    Reason.LLM_FAILED existed, with data-like reasons and llm_failures > 0, are not reused either."""
+    store = ResultStore(tmp_path)
+    failed = result().model_copy(update={"llm_failures": 2, "llm_error": "LLMError: HTTP 500"})
+    store.save(failed, {}, {})
+    assert json.loads((store.folder(3) / RESULT_FILE).read_text())["llm_error"] == "LLMError: HTTP 500"
+    assert store.load(3, "k1") is None
+    table, summary = store.write_run([failed, result(feature=4)], {})
+    assert table["llm_failures"].tolist() == [2, 0] and summary["llm_failed_features"] == [3]
+
+
 def test_saving_again_replaces_the_files_of_the_older_result(tmp_path):
     store = ResultStore(tmp_path)
     store.save(

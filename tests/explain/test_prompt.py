@@ -116,3 +116,9 @@ def test_choose_description_rules():
     assert choose_description(["", ""], "first") is None
     with pytest.raises(ValueError, match="unknown choice rule"):
         choose_description(["a"], "longest")
+
+
+def test_a_description_is_cut_to_the_documented_200_characters_on_the_way_in():
+    """A backend that ignores the schema's maxLength does not make a 10 MB description (issue #30)."""
+    assert parse_description("word " * 2_000_000) == ("word " * 40)[:200].rstrip()
+    assert len(parse_description('{"description": "' + "y" * 5000 + '"}')) == 200

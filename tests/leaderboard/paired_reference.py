@@ -41,10 +41,17 @@ def per_feature_values(uri: str, run_id: str, criterion: str) -> dict[int, float
 
 
 def aggregate_values(uri: str, run_ids: Sequence[str]) -> list[dict[int, float]]:
-    """Each run's feature aggregates on the features every run keeps (one comparison, one feature set)."""
+    """Each run's feature aggregates less every feature some run evaluated and left out (one comparison)."""
     values = [per_feature_values(uri, run_id, "aggregate") for run_id in run_ids]
-    common = set.intersection(*(set(found) for found in values)) if values else set()
-    return [{feature: found[feature] for feature in sorted(common)} for found in values]
+    evaluated = [_features(uri, run_id) for run_id in run_ids]
+    excluded = set().union(*(rows - set(found) for rows, found in zip(evaluated, values) if found))
+    return [{feature: value for feature, value in sorted(found.items()) if feature not in excluded} for found in values]
+
+
+def _features(uri: str, run_id: str) -> set[int]:
+    path = Path(MlflowClient(uri).download_artifacts(run_id, "tables/per_feature.json"))
+    content = json.loads(path.read_text())
+    return {int(row[content["columns"].index("feature")]) for row in content["data"]}
 
 
 def holm_reference(p_values: Sequence[float | None]) -> list[float | None]:

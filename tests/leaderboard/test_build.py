@@ -163,9 +163,20 @@ def test_rank_by_a_score_with_weights_and_a_subset_of_runs(store, tmp_path):
     assert sorted(entry.run_id for entry in document.variants) == sorted(chosen)
     purity = [entry.scores["purity"].mean for entry in document.variants]
     assert purity == sorted(purity, reverse=True)
-    for entry in document.variants:
-        assert entry.aggregate == pytest.approx((entry.scores["clarity"].mean + entry.scores["purity"].mean) / 2)
+    for entry in document.variants:  # per feature; purity undefined with no_rated_2_samples counts 0
+        rows = _per_feature_rows(store, entry.run_id)
+        expected = sum((row["clarity"] + (row["purity"] or 0.0)) / 2 for row in rows) / len(rows)
+        assert entry.aggregate == pytest.approx(expected)
     assert len(list((tmp_path / "site" / "variants").iterdir())) == 3
+
+
+def _per_feature_rows(store, run_id: str) -> list[dict]:
+    from mlflow import MlflowClient
+
+    content = json.loads(
+        Path(MlflowClient(store.uri).download_artifacts(run_id, "tables/per_feature.json")).read_text()
+    )
+    return [dict(zip(content["columns"], row)) for row in content["data"]]
 
 
 def _scatter_titles(index: Path) -> list[str]:
@@ -226,6 +237,22 @@ def test_output_folder_is_replaced_only_when_it_is_a_site_and_only_after_success
         build_site(["demo"], store.uri, site, title="third", progress=False)
     assert {path: path.read_bytes() for path in site.rglob("*") if path.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "site"]
+
+
+def test_the_half_written_site_of_a_killed_build_is_removed_by_the_next(store, tmp_path):
+    """A SIGKILLed build leaves its building folder; the next build of the same output removes it (#30), and
+    leaves a running build's alone."""
+    import os
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its process id names no process now
+    abandoned = tmp_path / f".site.building-{gone.pid}-abcd1234"
+    running = tmp_path / f".site.building-{os.getpid()}-efgh5678"
+    for folder in (abandoned, running):
+        (folder / "static").mkdir(parents=True)
+    build_site(["demo"], store.uri, tmp_path / "site", progress=False)
+    assert not abandoned.exists() and running.exists()
 
 
 def test_a_site_can_be_copied_anywhere(demo_site, tmp_path):

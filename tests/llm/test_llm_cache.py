@@ -97,6 +97,22 @@ def test_an_unreadable_cache_file_is_a_clear_error(tmp_path):
         ResponseCache(path)
 
 
+def test_damaged_pages_of_an_open_cache_are_one_clear_error_through_the_client(server, make_config, tmp_path):
+    """Pages overwritten after the file opens fine (issue #30): a CacheError naming the file, not a chain of
+    sqlite and event-loop tracebacks."""
+    config = make_config()
+    rating_run(LLMClient(config, progress=False), 40)
+    path = Path(config.cache_path)
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(path.read_bytes())
+    page = 4096
+    data[2 * page :] = b"\xff" * (len(data) - 2 * page)  # every page after the schema's
+    path.write_bytes(bytes(data))
+    with pytest.raises(CacheError, match=rf"{path.name} (is damaged|cannot be opened).*delete the file"):
+        LLMClient(config, progress=False).complete_many([rating_messages([1, 2])])
+
+
 def hold_write_lock(path: Path) -> sqlite3.Connection:
     """What a second run meets while the first is creating the same fresh cache file: a write lock on it."""
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)

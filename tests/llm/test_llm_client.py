@@ -24,11 +24,38 @@ def ask(client: LLMClient, text: str = "hello", **params) -> Completion:
 
 def test_retry_after_is_honoured(server, make_config):
     server.faults = FaultPlan(sequence=("rate_limit",), retry_after_s=1.0)
-    client = LLMClient(make_config(backoff_base_s=0.001, backoff_max_s=0.002, cache=False), progress=False)
+    client = LLMClient(make_config(backoff_base_s=0.001, backoff_max_s=5.0, cache=False), progress=False)
     started = time.perf_counter()
     completion = ask(client)
     assert time.perf_counter() - started >= 1.0
     assert completion.attempts == 2 and client.usage.retries == 1 and server.requests == 2
+
+
+@pytest.mark.parametrize("bound", ["backoff_max_s", "timeout_s"])
+def test_retry_after_is_capped_by_backoff_max_and_the_timeout(server, make_config, bound):
+    """`Retry-After: 3600` with 6 retries must not hold a call for 6 hours (issue #30)."""
+    server.faults = FaultPlan(rate=1.0, kinds=("rate_limit",), retry_after_s=3600)
+    limits = {"backoff_max_s": 0.2, "timeout_s": 30.0} if bound == "backoff_max_s" else {"backoff_max_s": 60.0}
+    limits |= {"timeout_s": 0.2} if bound == "timeout_s" else {}
+    client = LLMClient(make_config(max_retries=3, cache=False, **limits), progress=False)
+    started = time.perf_counter()
+    with pytest.raises(LLMError, match=r"HTTP 429.*gave up after 4 attempts"):
+        ask(client)
+    assert time.perf_counter() - started < 3 * 0.2 + 2.0
+    assert server.requests == 4
+
+
+@pytest.mark.parametrize("fault", ["no_choices", "oversized"])
+def test_an_unusable_answer_is_retried_then_failed_never_a_result(server, make_config, fault):
+    """`choices: []` and an answer beyond llm.max_answer_chars are errors: asked again, and when the backend
+    keeps answering so, the call fails (no IndexError, no 10 MB description)."""
+    server.faults = FaultPlan(sequence=(fault,), oversized_chars=5000)
+    client = LLMClient(make_config(max_answer_chars=1000, cache=False), progress=False)
+    completion = ask(client)
+    assert completion.attempts == 2 and len(completion.text) < 1000 and server.injected == {fault: 1}
+    server.faults = FaultPlan(rate=1.0, kinds=(fault,), oversized_chars=5000)
+    with pytest.raises(LLMError, match=r"UnusableAnswer.*gave up after 3 attempts.*max_answer_chars"):
+        ask(LLMClient(make_config(max_answer_chars=1000, max_retries=2, cache=False), progress=False))
 
 
 def test_exhausted_retries_name_backend_model_and_cause(server, make_config):
@@ -179,3 +206,11 @@ def test_per_loop_objects_are_dropped_with_their_loop():
     assert len(per_loop) == 1
     gc.collect()
     assert loops[0]() is None  # the first, closed loop is not kept alive
+
+
+def test_a_missing_price_is_told_once_per_model_not_once_per_client(make_config, caplog):
+    model = f"openai/unpriced-{time.time_ns()}"
+    for _ in range(3):
+        LLMClient(make_config(model=model), progress=False).close()
+    told = [record for record in caplog.records if "has no price" in record.getMessage()]
+    assert len(told) == 1 and model in told[0].getMessage()

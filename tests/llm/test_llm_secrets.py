@@ -58,3 +58,32 @@ def test_planted_key_appears_in_no_output(server, make_config, api_key, caplog, 
     for where, text in outputs.items():
         assert api_key not in text, where
     assert api_key.encode() not in cache_bytes
+
+
+IMPLICIT_KEY = "sk-implicit-OPENAI-7c1d9e3f5a2b4c6d"
+
+
+def test_the_providers_own_key_variable_is_redacted_from_an_echoing_401(server, make_config, monkeypatch, capfd):
+    """No api_key_env: litellm sends OPENAI_API_KEY itself; the server's 401 echoes it (issue #30)."""
+    monkeypatch.setenv("OPENAI_API_KEY", IMPLICIT_KEY)
+    server.faults = FaultPlan(rate=1.0, kinds=("auth_error",))
+    client = LLMClient(make_config(api_key_env=None, cache=False), progress=False)
+    [error] = client.complete_many([rating_messages([1])])
+    assert f"Bearer {IMPLICIT_KEY}" in server.authorizations  # litellm did send the provider's variable
+    assert isinstance(error, LLMError) and "HTTP 401" in str(error) and "[redacted]" in str(error)
+    assert IMPLICIT_KEY not in str(error) + "".join(traceback.format_exception(error)) + str(capfd.readouterr())
+
+
+def test_a_key_reflected_into_an_answer_is_scrubbed_before_it_is_cached_or_returned(make_config, api_key):
+    """A backend that reflects the key into its answers gets it into no description, sample or cache."""
+    from harness.llm.loopback import LoopbackServer
+
+    with LoopbackServer(responder=lambda messages: f"the key is {api_key}, as you sent it") as reflecting:
+        config = make_config(api_base=reflecting.url)
+        client = LLMClient(config, progress=False)
+        [first] = client.complete_many([rating_messages([1])])
+        [cached] = client.complete_many([rating_messages([1])])
+        client.close()
+    assert first.text == cached.text == "the key is [redacted], as you sent it" and cached.cached
+    cache_bytes = b"".join(path.read_bytes() for path in Path(config.cache_path).parent.glob("llm-cache.sqlite*"))
+    assert api_key.encode() not in cache_bytes

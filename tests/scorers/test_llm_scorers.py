@@ -196,6 +196,27 @@ def test_every_call_failing_raises_an_llm_error(planted_records, make_client):
             score("detection", planted_records, true_descriptions(FEATURES), client)
 
 
+@pytest.mark.parametrize("name", LLM_SCORERS)
+def test_a_feature_whose_calls_failed_is_llm_failed_never_a_data_reason(name, planted_records, make_client):
+    """The backend fails (HTTP 500, no retries) on the first call about feature 2's description: feature 2
+    says llm_failed, whatever its answers that did come would have given; the others are scored as ever
+    (issue #30)."""
+    rater, description, failed = KeywordRater(), true_descriptions([2])[2], []
+
+    def failing_once(messages):
+        if any(description in str(message.get("content")) for message in messages) and not failed:
+            failed.append(True)
+            raise RuntimeError("backend down")
+        return rater(messages)
+
+    with LoopbackServer(failing_once) as server:
+        client = make_client(api_base=server.url, max_retries=0)
+        table = score(name, planted_records, true_descriptions(FEATURES), client).set_index("feature")
+    assert table.loc[2, f"{name}_reason"] == Reason.LLM_FAILED and math.isnan(table.loc[2, name])
+    others = table.drop(2)
+    assert others[f"{name}_reason"].isna().all() and others[name].notna().all()
+
+
 def test_run_scorers_merges_enabled_scorers_on_feature(planted_records, make_client):
     config = ScorersConfig(enabled=["simulation", "detection"])
     descriptions = true_descriptions([2, 0])

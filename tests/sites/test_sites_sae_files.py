@@ -123,6 +123,14 @@ def test_inconsistent_shapes_are_a_clear_error(tmp_path, write_saelens, random_s
         load_sae(SAEConfig(path=str(write_saelens(tmp_path / "sae", weights, activation_fn="relu"))))
 
 
+def test_nan_weights_are_a_clear_error_at_load(tmp_path, write_saelens, random_sae_weights):
+    """Not an SAE whose every activation is NaN, blamed on the subject model later (issue #30)."""
+    weights = random_sae_weights(D_IN, D_SAE)
+    weights["W_enc"][3, 5] = np.nan
+    with pytest.raises(SiteError, match=r"the weights \['W_enc'\] hold NaN or infinite values"):
+        load_sae(SAEConfig(path=str(write_saelens(tmp_path / "sae", weights, activation_fn="relu"))))
+
+
 def test_config_dimensions_must_match_weights(tmp_path, write_saelens, random_sae_weights):
     folder = write_saelens(tmp_path / "sae", random_sae_weights(D_IN, D_SAE), activation_fn="relu")
     cfg = json.loads((folder / "cfg.json").read_text())

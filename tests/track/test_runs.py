@@ -1,5 +1,7 @@
 """Variant runs against a real MLflow sqlite store in a temp folder, read back with MlflowClient."""
 
+from pathlib import Path
+
 import mlflow
 import pytest
 from mlflow import MlflowClient
@@ -23,6 +25,14 @@ def test_store_is_sqlite_with_artifacts_beside_it(tmp_path, experiment_id):
     assert location == (tmp_path / "mlruns" / "artifacts" / "tests").as_uri()
     assert ensure_experiment("tests", default_tracking_uri(tmp_path / "mlruns")) == experiment_id
     assert not (tmp_path / "mlflow.db").exists(), "MLflow's cwd default store must not be created"
+
+
+@pytest.mark.parametrize("name", ["..", ".", "../../etc"])
+def test_an_experiments_artifacts_stay_inside_the_stores_artifacts_folder(tmp_path, experiment_id, name):
+    experiment = ensure_experiment(name, default_tracking_uri(tmp_path / "mlruns"))
+    location = MlflowClient().get_experiment(experiment).artifact_location
+    folder = Path(location.removeprefix("file://")).resolve()
+    assert folder.parent == (tmp_path / "mlruns" / "artifacts").resolve()
 
 
 def test_finished_variant_is_skipped_and_forced_rerun_is_new(experiment_id):

@@ -33,7 +33,9 @@ class FeatureCalls:
     """The shared backend seen by one feature; counts what this feature asked.
 
     `requests` counts every LLM call FADE makes (answered from the cache or not), so it compares with the
-    reference's call count; `failures` are calls that ended in LLMError after the client's retries.
+    reference's call count; `failures` are calls that ended in LLMError after the client's retries,
+    `failed_purposes` the scores that asked them and `first_error` the first one's message: a score whose
+    calls failed is no result (Reason.LLM_FAILED), whatever the answers that did come say.
     `feature` and `purpose` (the score asking: clarity, responsiveness, faithfulness) go with each call to
     its trace (harness.llm.tracing); `for_purpose` gives a view that counts into this one.
     """
@@ -43,6 +45,8 @@ class FeatureCalls:
     purpose: str | None = None
     requests: int = 0
     failures: int = 0
+    failed_purposes: set[str | None] = field(default_factory=set)
+    first_error: str | None = None
     _counts: FeatureCalls | None = field(default=None, repr=False)
 
     def for_purpose(self, purpose: str) -> FeatureCalls:
@@ -79,8 +83,10 @@ class FeatureCalls:
         context = {"feature": self.feature, "purpose": self.purpose}
         try:
             completion = await client.acomplete(messages, trace_context=context, **params)
-        except LLMError:
+        except LLMError as error:
             counts.failures += 1
+            counts.failed_purposes.add(self.purpose)
+            counts.first_error = counts.first_error or str(error)
             # Deviation from the FADE reference: it turns every failed call into a missing answer; a
             # backend that has never answered is a configuration error here, and stops the run.
             if not self.backend.answered:

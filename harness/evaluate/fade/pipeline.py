@@ -39,7 +39,7 @@ from harness.activations import (
 )
 from harness.config import ACTIVATION_VALUE_SETTINGS, HarnessConfig, identity_payload
 from harness.corpus import corpus_fingerprint, load_corpus
-from harness.errors import EvaluationError
+from harness.errors import EvaluationError, LLMError
 from harness.evaluate.fade import plots
 from harness.evaluate.fade.calls import FeatureCalls, RaterBackend
 from harness.evaluate.fade.clarity import ClarityOutcome, generate_synthetic_texts, score_clarity
@@ -58,6 +58,7 @@ from harness.llm.tracing import CallTracer
 from harness.model import LoadedModel, load_subject_model
 from harness.raters import build_rater
 from harness.score_names import Reason
+from harness.secrets import redact_text
 from harness.sites import FeatureSite, build_site
 
 T = TypeVar("T")
@@ -68,7 +69,9 @@ class EvaluationResult:
     """The FADE results of every described feature of one evaluation.
 
     `computed` were evaluated by this call, `reused` read from an earlier (interrupted) run in the same
-    output folder; `skipped` are features whose row had no description, with the reason.
+    output folder; `skipped` are features whose row had no description, with the reason; `failed` are the
+    features some of whose LLM calls failed for good (their scores say Reason.LLM_FAILED; the next call
+    computes them again).
     """
 
     output_dir: Path
@@ -81,6 +84,10 @@ class EvaluationResult:
     llm_usage: Usage = field(default_factory=Usage)
     # What this call's clarity floor took (`requests`, `seconds`); empty when it was off or had nothing to do.
     floor_cost: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[int]:
+        return [feature for feature, result in self.results.items() if result.failed]
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,8 @@ def evaluate_descriptions(
     Features whose result is already in `output_dir` (same description and settings) are not
     computed again; the results are the same as an uninterrupted run's. Undefined scores (no rated-2
     samples, no synthetic samples, faithfulness not computed, ...) are null with a reason; the run goes on.
+    A score whose LLM calls failed for good is null with Reason.LLM_FAILED, never a data reason; such a
+    feature is listed in `failed` and is not reused by the next call (it is computed again).
 
     Args:
         config: the whole config; uses model, corpus, site, activations and fade.
@@ -279,6 +288,12 @@ def _unrelated_activations(
         return await gather_or_cancel(*(generate_synthetic_texts(calls, concept, config.fade) for concept in concepts))
 
     samples = [texts for texts, _ in asyncio.run(write_all())]
+    if calls.failures:  # the floor of every feature would rest on the samples that did come
+        raise LLMError(
+            f"{calls.failures} LLM calls writing the clarity floor's samples failed (the first: "
+            f"{calls.first_error}); the answers that came are cached: run the same command again when the "
+            "backend is back, or turn fade.clarity_floor off"
+        )
     texts = [text for concept_texts in samples for text in concept_texts]
     values = (
         activations_for_texts(loaded_model, site, texts, features, config.activations)
@@ -328,10 +343,10 @@ def _checked_descriptions(descriptions: pd.DataFrame) -> pd.DataFrame:
         )
     table = descriptions[["feature", "description"]].copy()
     features = pd.to_numeric(table["feature"], errors="coerce")
-    bad = table["feature"][features.isna() | (features < 0) | (features % 1 != 0)]
+    bad = table["feature"][features.isna() | (features < 0) | (features % 1 != 0) | (features >= 2**63)]
     if not bad.empty:
         raise EvaluationError(
-            f"descriptions table: feature values {bad.head(5).tolist()} are not non-negative integers"
+            f"descriptions table: feature values {bad.head(5).tolist()} are not non-negative integers (int64)"
         )
     table["feature"] = features.astype("int64")
     duplicated = table["feature"][table["feature"].duplicated()].unique()
@@ -418,8 +433,12 @@ async def _evaluate_feature(run: _Run, feature: int, description: str, key: str)
     responsiveness = score_responsiveness(natural, rated)
     reference = run.activations.max_abs(feature) if run.site.steering_uses_reference else None
     gate = faithfulness_gate(clarity.score, responsiveness.gini, fade.gini_threshold)
-    if not fade.faithfulness.enabled or gate is not None:
-        faithfulness: FaithfulnessOutcome | Score = Score.undefined(gate or Reason.FAITHFULNESS_DISABLED)
+    if calls.failures and (fade.faithfulness.enabled or gate is not None):
+        # A gate judged on scores whose calls failed says nothing: faithfulness is failed, not "below the gate".
+        faithfulness: FaithfulnessOutcome | Score = Score.undefined(Reason.LLM_FAILED)
+        reference = None
+    elif not fade.faithfulness.enabled or gate is not None:
+        faithfulness = Score.undefined(gate or Reason.FAITHFULNESS_DISABLED)
         reference = None
     else:
         faithfulness = await score_faithfulness(
@@ -433,10 +452,37 @@ async def _evaluate_feature(run: _Run, feature: int, description: str, key: str)
         )
     floor = None
     if run.unrelated is not None:
-        floor = clarity_floor(clarity.score, natural, run.unrelated[feature], fade.clarity_floor.beats_at_z)
+        own = Score.undefined(Reason.LLM_FAILED) if "clarity" in calls.failed_purposes else clarity.score
+        floor = clarity_floor(own, natural, run.unrelated[feature], fade.clarity_floor.beats_at_z)
     return _FeatureOutcome(
         feature, description, key, calls, clarity, rated, responsiveness, faithfulness, reference, floor
     )
+
+
+# Which scores each purpose's calls feed (FeatureCalls.for_purpose).
+_SCORES_OF_PURPOSE = {
+    "clarity": ("clarity",),
+    "responsiveness": ("responsiveness", "purity"),
+    "faithfulness": ("faithfulness",),
+}
+MAX_ERROR_LENGTH = 500  # of FeatureResult.llm_error
+
+
+def _without_failed(scores: FeatureScores, failed_purposes: set[str | None]) -> FeatureScores:
+    """The scores with each one whose LLM calls failed made undefined (Reason.LLM_FAILED): what the answers
+    that did come say is no result about the feature (deviation from the FADE reference, which counts a
+    failed call as an unparsable answer)."""
+    failed = {name for purpose in failed_purposes for name in _SCORES_OF_PURPOSE.get(purpose or "", ())}
+    if not failed:
+        return scores
+    update: dict[str, Any] = {name: Score.undefined(Reason.LLM_FAILED) for name in failed}
+    if "faithfulness" in failed:
+        update["faithfulness_factor"] = None
+    return scores.model_copy(update=update)
+
+
+def _error_text(error: str | None) -> str | None:
+    return None if error is None else redact_text(error)[:MAX_ERROR_LENGTH]
 
 
 def _nullable_ratings(ratings: np.ndarray) -> pd.array:
@@ -470,13 +516,16 @@ def _store_outcome(store: ResultStore, outcome: _FeatureOutcome, run: _Run) -> F
     steered = faithfulness if isinstance(faithfulness, FaithfulnessOutcome) else None
     if steered is not None:
         counts["faithfulness_prompts"] = int(np.unique(steered.continuations.positions).size)
-    scores = FeatureScores(
-        clarity=clarity.score,
-        responsiveness=outcome.responsiveness.gini,
-        purity=outcome.responsiveness.average_precision,
-        faithfulness=steered.result.score if steered is not None else faithfulness,
-        faithfulness_factor=steered.result.factor if steered is not None else None,
-        counts=counts,
+    scores = _without_failed(
+        FeatureScores(
+            clarity=clarity.score,
+            responsiveness=outcome.responsiveness.gini,
+            purity=outcome.responsiveness.average_precision,
+            faithfulness=steered.result.score if steered is not None else faithfulness,
+            faithfulness_factor=steered.result.factor if steered is not None else None,
+            counts=counts,
+        ),
+        outcome.calls.failed_purposes,
     )
     figures = {
         "clarity": plots.clarity_plot(clarity.synthetic_activations, natural, scores),
@@ -513,6 +562,7 @@ def _store_outcome(store: ResultStore, outcome: _FeatureOutcome, run: _Run) -> F
         steering_reference=outcome.steering_reference,
         llm_requests=outcome.calls.requests,
         llm_failures=outcome.calls.failures,
+        llm_error=_error_text(outcome.calls.first_error),
         **steering,
     )
     return store.save(result, tables, figures)

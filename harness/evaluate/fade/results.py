@@ -9,7 +9,9 @@ Layout under the output folder:
 
 Every file is written to a temporary name and moved into place, so a killed run leaves either the old
 file or the new one. A result is reused only when its key (description, settings, model, site, corpus)
-matches the run's; otherwise the feature is computed again and its files replaced.
+matches the run's and none of its LLM calls failed; otherwise the feature is computed again and its files
+replaced. A failed feature's result is written (its scores say `llm_failed`, `llm_error` says why) so
+the run's tables show it, but it never stands for the feature's result.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pydantic import Field
 from harness.errors import EvaluationError
 from harness.evaluate.fade.clarity_floor import ClarityFloor
 from harness.evaluate.scores import FeatureScores, _Record, summarise
-from harness.files import write_atomic
+from harness.files import csv_safe, write_atomic
 from harness.score_names import FADE_SCORES
 
 FEATURES_FOLDER = "features"
@@ -48,6 +50,8 @@ class FeatureResult(_Record):
     `p2_by_factor` and `factor_counts` are keyed by `factor_label`; `steering_reference` is the SAE
     steering scale (the latent's max |activation| on the corpus), None for neuron sites or when
     faithfulness was not computed; `files` are the tables and plots, relative to the feature's folder.
+    `llm_failures` counts the LLM calls that failed for good and `llm_error` is the first one's message: such
+    a result is a failure (`failed`), its scores that needed those calls undefined with Reason.LLM_FAILED.
     """
 
     feature: Annotated[int, Field(ge=0)]
@@ -59,9 +63,15 @@ class FeatureResult(_Record):
     steering_reference: float | None = None
     llm_requests: Annotated[int, Field(ge=0)] = 0
     llm_failures: Annotated[int, Field(ge=0)] = 0
+    llm_error: str | None = None
     generate_calls: Annotated[int, Field(ge=0)] = 0
     clarity_floor: ClarityFloor | None = None  # None unless fade.clarity_floor.enabled
     files: list[str] = Field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        """Whether LLM calls of this feature failed: its result stands for nothing and is computed again."""
+        return self.llm_failures > 0
 
 
 class ResultStore:
@@ -78,7 +88,7 @@ class ResultStore:
         return self.root / FEATURES_FOLDER / str(feature)
 
     def load(self, feature: int, key: str) -> FeatureResult | None:
-        """The stored result of `feature` if it was computed with `key`, else None."""
+        """The stored result of `feature` if it was computed with `key` and no LLM call of it failed, else None."""
         path = self.folder(feature) / RESULT_FILE
         if not path.is_file():
             return None
@@ -88,7 +98,7 @@ class ResultStore:
             raise EvaluationError(
                 f"stored FADE result {path} is unreadable ({error}); delete it to compute feature {feature} again"
             ) from None
-        return result if result.key == key else None
+        return result if result.key == key and not result.failed else None
 
     def save(
         self, result: FeatureResult, tables: Mapping[str, pd.DataFrame], plots: Mapping[str, bytes]
@@ -125,6 +135,7 @@ class ResultStore:
             "features": len(results),
             "skipped": {str(feature): reason for feature, reason in skipped.items()},
             "llm_requests": sum(result.llm_requests for result in results),
+            "llm_failed_features": [result.feature for result in results if result.failed],
             "scores": {name: summarise(getattr(result.scores, name) for result in results) for name in FADE_SCORES},
         }
         floors = [result.clarity_floor for result in results if result.clarity_floor is not None]
@@ -135,7 +146,8 @@ class ResultStore:
                 "features_judged": len(judged),
                 "features_beating_floor": sum(judged),
             }
-        write_atomic(self.root / SCORES_FILE, table.to_csv(index=False).encode("utf-8"))
+        # Descriptions are untrusted text: one opening with = or @ is no formula in a spreadsheet.
+        write_atomic(self.root / SCORES_FILE, table.map(csv_safe).to_csv(index=False).encode("utf-8"))
         write_atomic(self.root / SUMMARY_FILE, json.dumps(summary, indent=2).encode("utf-8"))
         return table, summary
 
@@ -151,6 +163,8 @@ def scores_table(results: Iterable[FeatureResult]) -> pd.DataFrame:
         for name in FADE_SCORES:
             row[f"{name}_reason"] = getattr(result.scores, name).reason
         row["llm_requests"] = result.llm_requests
+        row["llm_failures"] = result.llm_failures
+        row["llm_error"] = result.llm_error
         floor = result.clarity_floor
         for column, value in zip(
             FLOOR_COLUMNS, (floor.mean, floor.above, floor.z, floor.beats) if floor else (None,) * 4
@@ -159,4 +173,5 @@ def scores_table(results: Iterable[FeatureResult]) -> pd.DataFrame:
         rows.append(row)
     reasons = [f"{name}_reason" for name in FADE_SCORES]
     columns = ["feature", "description", *FADE_SCORES, "faithfulness_factor", *reasons, "llm_requests", *FLOOR_COLUMNS]
+    columns += ["llm_failures", "llm_error"]
     return pd.DataFrame(rows, columns=columns)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from harness.raters import Rater
 
 Messages = list[dict[str, str]]
+# The features whose rater calls failed for good while a scorer evaluates (Scorer.score sets it; ask_rater adds).
+_FAILED_FEATURES: ContextVar[set[int] | None] = ContextVar("failed_features", default=None)
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,15 @@ class Scorer(ABC):
         if prepared:
             if self.needs_llm and client is None:
                 raise ConfigError(f"the {self.name!r} scorer needs an LLM client; make one from fade.rater")
-            rows.update(self.evaluate(prepared, client, settings, progress=progress))
+            failed: set[int] = set()
+            token = _FAILED_FEATURES.set(failed)
+            try:
+                rows.update(self.evaluate(prepared, client, settings, progress=progress))
+            finally:
+                _FAILED_FEATURES.reset(token)
+            # What the answers that did come say is no result: the score failed (a rerun asks again).
+            for feature in failed & rows.keys():
+                rows[feature] = FeatureScore(feature, Score.undefined(Reason.LLM_FAILED), rows[feature].extras)
         return self.frame([rows[feature] for feature in order])
 
     def settings(self, config: ScorersConfig) -> ScorerExamplesConfig:
@@ -198,6 +209,9 @@ def ask_rater(
     failures = [result for result in results if isinstance(result, LLMError)]
     if len(failures) == len(results):
         raise LLMError(f"{desc}: none of the {len(results)} rater calls succeeded; the first failure: {failures[0]}")
+    failed = _FAILED_FEATURES.get()
+    if failed is not None and features is not None:
+        failed.update(int(feature) for feature, result in zip(features, results) if isinstance(result, LLMError))
     return [None if isinstance(result, LLMError) else result for result in results]
 
 
