@@ -598,6 +598,22 @@ class IntruderConfig(StrictModel):
         return self.num_trials
 
 
+class DelphiConventionConfig(StrictModel):
+    """The delphi convention's counts, at eai-delphi 0.1.3's defaults (delphi/config.py:11-52, delphi/__main__.py's
+    `num_examples_per_scorer_prompt`); change one only to match a delphi run that changed it (docs/scorers/detection.md)."""
+
+    example_ctx_len: int = Field(32, ge=2, le=1024, description="tokens per window (ConstructorConfig.example_ctx_len)")
+    min_examples: int = Field(
+        200, ge=1, description="features with fewer active windows are not scored (ConstructorConfig.min_examples)"
+    )
+    n_examples_test: int = Field(50, ge=1, description="activating test windows (SamplerConfig.n_examples_test)")
+    n_quantiles: int = Field(10, ge=1, description="equal rank slices they are drawn from (SamplerConfig.n_quantiles)")
+    n_non_activating: int = Field(50, ge=0, description="random inactive windows (ConstructorConfig.n_non_activating)")
+    n_examples_shown: int = Field(
+        5, ge=1, le=50, description="examples per rater call (num_examples_per_scorer_prompt)"
+    )
+
+
 class ScorersConfig(StrictModel):
     """Scorers other autointerp projects use, run next to FADE on the same descriptions (all off by default).
 
@@ -614,6 +630,17 @@ class ScorersConfig(StrictModel):
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     intruder: IntruderConfig = Field(default_factory=IntruderConfig, json_schema_extra=OMITTED_WHILE_DISABLED)
+    convention: Literal["harness", "delphi"] = Field(
+        "harness",
+        description="how detection and fuzzing choose, show and count examples: 'harness' (ours) or 'delphi' "
+        "(as eai-delphi 0.1.3 does by default; docs/scorers/detection.md, fuzzing.md)",
+        json_schema_extra=OMITTED_AT_DEFAULT,
+    )
+    delphi: DelphiConventionConfig = Field(
+        default_factory=DelphiConventionConfig,
+        description="the delphi convention's counts (read only with convention: delphi)",
+        json_schema_extra=OMITTED_AT_DEFAULT,
+    )
 
     @field_validator("enabled")
     @classmethod

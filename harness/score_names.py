@@ -39,3 +39,4 @@ class Reason(StrEnum):
     CONSTANT_ACTIVATIONS = "constant_activations"
     RATER_CANNOT_SIMULATE = "rater_predicts_no_token_activations"
     RATER_SEES_NO_HIGHLIGHTS = "rater_sees_no_highlights"
+    RATER_READS_NO_PROMPT = "rater_reads_no_prompt"  # the delphi convention needs a rater that reads its prompts

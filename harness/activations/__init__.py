@@ -6,14 +6,17 @@ from harness.activations._pool import pool_examples
 from harness.activations._processes import Processes, current_processes
 from harness.activations._report import top_examples_report
 from harness.activations._texts import activations_for_texts
-from harness.activations.types import ActivatingExample, ActivationSet
+from harness.activations._windows import delphi_windows
+from harness.activations.types import ActivatingExample, ActivationSet, WindowSample
 
 __all__ = [
     "ActivatingExample",
     "ActivationSet",
     "Processes",
     "activations_for_texts",
+    "WindowSample",
     "current_processes",
+    "delphi_windows",
     "extract_activations",
     "pool_examples",
     "tokenize",

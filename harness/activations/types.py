@@ -49,3 +49,20 @@ class ActivationSet:
     def max_abs(self, feature: int) -> float:
         """Largest |activation| of a feature on the corpus (FADE's SAE steering scale)."""
         return float(np.max(np.abs(self.column(feature)))) if self.sample_ids.size else 0.0
+
+
+@dataclass(frozen=True)
+class WindowSample:
+    """One feature's examples as eai-delphi 0.1.3 draws them for its detection and fuzzing test set.
+
+    The corpus is cut into windows of a fixed number of tokens; `test` holds windows drawn from equal rank
+    slices of every window where the feature is active (nonzero), `test_slices` each one's slice (0 = the
+    highest-ranked, delphi's `quantile`), and `not_active` random windows where it is zero everywhere (their
+    activations are zeros, as delphi writes them). `test` is empty when fewer than the minimum are active.
+    """
+
+    num_windows: int
+    num_active: int
+    test: tuple[ActivatingExample, ...] = ()
+    test_slices: tuple[int, ...] = ()
+    not_active: tuple[ActivatingExample, ...] = ()

@@ -92,6 +92,26 @@ class SharedStages:
             ),  # fmt: skip
         )
 
+    def delphi_windows(self, config: HarnessConfig):
+        """delphi's test windows of every feature (scorers.convention: delphi): two more passes over the corpus,
+        so done once for every variant that shares the activations and the convention's counts."""
+        from harness.activations import delphi_windows
+
+        key = self._activations_key(config) + config.scorers.delphi.fingerprint()
+        return self._once(
+            "delphi_windows",
+            key,
+            lambda: delphi_windows(
+                self.model(config),
+                self.site(config),
+                self.corpus(config),
+                self.activations(config),
+                config.activations,
+                config.scorers.delphi,
+                progress=self.progress,
+            ),
+        )
+
     @staticmethod
     def _activations_key(config: HarnessConfig) -> str:
         return "".join(part.fingerprint() for part in (config.model, config.corpus, config.site, config.activations))

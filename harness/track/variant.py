@@ -33,6 +33,7 @@ from harness.stages import (
     evaluate_in_chunks,
     floor_metrics,
     per_feature_table,
+    pooled_metrics,
     rated_samples_table,
     run_ledger,
     score_metrics,
@@ -246,6 +247,7 @@ def track_variant(
             score_metrics(
                 per_feature, config.tracking.bootstrap_samples, config.seed, (*FADE_SCORES, *config.scorers.enabled)
             )
+            | pooled_metrics(per_feature, tuple(config.scorers.enabled))
             | floor_metrics(per_feature, config)
             | floor_cost
             | usage_metrics(total_usage)

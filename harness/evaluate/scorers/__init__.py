@@ -23,6 +23,7 @@ from harness.evaluate.scorers._base import (
     least_active_needed,
     run_scorers,
 )
+from harness.evaluate.scorers._delphi import COUNT_COLUMNS, DelphiScorer, pooled_balanced_accuracy
 from harness.evaluate.scorers._examples import LabelledExample, scoring_examples
 from harness.evaluate.scorers._metrics import (
     BinaryScores,
@@ -32,8 +33,10 @@ from harness.evaluate.scorers._metrics import (
 )
 
 __all__ = [
+    "COUNT_COLUMNS",
     "SCORERS",
     "BinaryScores",
+    "DelphiScorer",
     "FeatureScore",
     "LabelledExample",
     "RaterValues",
@@ -44,6 +47,7 @@ __all__ = [
     "described_records",
     "expected_values",
     "least_active_needed",
+    "pooled_balanced_accuracy",
     "rater_answer",
     "rater_values",
     "read_values",
