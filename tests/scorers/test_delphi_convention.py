@@ -238,3 +238,30 @@ def test_the_convention_changes_the_result_fingerprint_only_when_set():
     explicit = HarnessConfig.model_validate({"scorers": {"enabled": ["detection"], "convention": "harness"}})
     delphi = HarnessConfig.model_validate({"scorers": {"enabled": ["detection"], "convention": "delphi"}})
     assert result_fingerprint(base) == result_fingerprint(explicit) != result_fingerprint(delphi)
+
+
+@pytest.mark.slow
+def test_on_a_demo_feature_the_test_set_covers_every_rank_slice(tmp_path):
+    """configs/demo.yaml's site (SmolLM2 MLP neurons) on its corpus: every feature's 50 test windows come 5 from
+    each of the 10 rank slices, and each slice's windows rank below the previous slice's."""
+    from harness.activations import delphi_windows, extract_activations
+    from harness.config import load_config
+    from harness.corpus import load_corpus
+    from harness.model import load_subject_model
+    from harness.sites import build_site
+
+    config = load_config("configs/demo.yaml", {"activations.cache_dir": str(tmp_path / "cache")})
+    loaded = load_subject_model(config.model)
+    corpus = load_corpus(config.corpus, loaded.tokenizer)
+    site = build_site(config.site, loaded)
+    activation_set = extract_activations(loaded, site, corpus, config.activations, progress=False)
+    samples = delphi_windows(
+        loaded, site, corpus, activation_set, config.activations, config.scorers.delphi, progress=False
+    )
+    for feature, windows in samples.items():
+        assert windows.num_active >= config.scorers.delphi.min_examples, feature
+        assert list(windows.test_slices) == [part for part in range(10) for _ in range(5)]
+        peaks = [float(example.activations[example.activations != 0].max()) for example in windows.test]
+        for part in range(9):
+            assert min(peaks[5 * part : 5 * part + 5]) >= max(peaks[5 * part + 5 : 5 * part + 10])
+        assert all(len(example.tokens) <= config.scorers.delphi.example_ctx_len for example in windows.test)
