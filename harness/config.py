@@ -614,6 +614,32 @@ class DelphiConventionConfig(StrictModel):
     )
 
 
+class SAEBenchConfig(StrictModel):
+    """SAEBench's autointerp score (sae-bench 0.6.0), at its defaults (sae_bench/evals/autointerp/eval_config.py);
+    change one only to match a SAEBench run that changed it (docs/scorers/saebench.md)."""
+
+    buffer: int = Field(10, ge=1, le=100, description="tokens either side of an example's centre token")
+    no_overlap: bool = Field(True, description="top examples never within `buffer` of each other in one sample")
+    act_threshold_frac: float = Field(
+        0.01, gt=0, le=1, description="a scoring example is active above this share of the top examples' max"
+    )
+    n_top_ex_for_scoring: int = Field(2, ge=0, description="top examples the judge sees")
+    n_iw_sampled_ex_for_scoring: int = Field(2, ge=0, description="activation-weighted examples the judge sees")
+    n_random_ex_for_scoring: int = Field(10, ge=0, description="random examples the judge sees (labelled inactive)")
+    n_top_ex_for_generation: int = Field(10, ge=1, description="top examples drawn for the explainer")
+    n_iw_sampled_ex_for_generation: int = Field(5, ge=0, description="activation-weighted ones drawn for the explainer")
+    random_seed: int = Field(42, description="SAEBench's seed of every draw")
+
+    @property
+    def n_ex_for_scoring(self) -> int:
+        return self.n_top_ex_for_scoring + self.n_iw_sampled_ex_for_scoring + self.n_random_ex_for_scoring
+
+    @property
+    def num_non_activating(self) -> int:
+        """Least-active pool samples it needs (least_active_needed reads it): none, it draws its own."""
+        return 0
+
+
 class ScorersConfig(StrictModel):
     """Scorers other autointerp projects use, run next to FADE on the same descriptions (all off by default).
 
@@ -623,13 +649,15 @@ class ScorersConfig(StrictModel):
 
     enabled: list[str] = Field(
         default_factory=list,
-        description="registered scorers to run: 'detection', 'fuzzing', 'simulation', 'embedding', 'intruder'",
+        description="registered scorers to run: 'detection', 'fuzzing', 'simulation', 'embedding', 'intruder', "
+        "'saebench'",
     )
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     fuzzing: FuzzingConfig = Field(default_factory=FuzzingConfig)
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     intruder: IntruderConfig = Field(default_factory=IntruderConfig, json_schema_extra=OMITTED_WHILE_DISABLED)
+    saebench: SAEBenchConfig = Field(default_factory=SAEBenchConfig, json_schema_extra=OMITTED_WHILE_DISABLED)
     convention: Literal["harness", "delphi"] = Field(
         "harness",
         description="how detection and fuzzing choose, show and count examples: 'harness' (ours) or 'delphi' "

@@ -66,3 +66,17 @@ class WindowSample:
     test: tuple[ActivatingExample, ...] = ()
     test_slices: tuple[int, ...] = ()
     not_active: tuple[ActivatingExample, ...] = ()
+
+
+@dataclass(frozen=True)
+class SAEBenchSample:
+    """One feature's examples as sae-bench 0.6.0's autointerp draws them (sae_bench/evals/autointerp/main.py:394-513).
+
+    Every example is a window of 2 x buffer + 1 tokens around one token. `generation`: the explainer's
+    examples (top ones and activation-weighted ones), by descending largest value; `scoring`: the judge's
+    examples in the shuffled order it sees them, with `active` (any value above the feature's threshold).
+    """
+
+    generation: tuple[ActivatingExample, ...]
+    scoring: tuple[ActivatingExample, ...]
+    active: tuple[bool, ...]

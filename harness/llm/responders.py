@@ -27,6 +27,8 @@ _EXAMPLE_LINE = re.compile(r"^Example (\d+): (.*)$", re.MULTILINE)
 _TOKEN_LINE = re.compile(r"^(\d+)\t(.*)$", re.MULTILINE)
 DELPHI_PREFIX = "Latent explanation: "  # the user prompt of the delphi convention (delphi's GENERATION_PROMPT)
 _DELPHI_EXAMPLE = re.compile(r"(?:^|\n)Example \d+: ")
+SAEBENCH_PREFIX = "Here is the explanation: this neuron fires on "  # the saebench scorer's user prompt
+_SAEBENCH_EXAMPLE = re.compile(r"^(\d+)\. (.*)$", re.MULTILINE)
 
 
 def concept_keywords(concept: str) -> list[str]:
@@ -73,7 +75,7 @@ class FadeResponder:
     as a JSON dict. Generation (GENERATION_MARKER): ten sentences containing the keywords, as a list.
     Scorers (user prompt opens with "Description: "): see `judge`; the intruder scorer (INTRUDER_MARKER):
     see `intruder`; the delphi convention's detection and fuzzing (last user message opens with
-    DELPHI_PREFIX): see `delphi`.
+    DELPHI_PREFIX): see `delphi`; the saebench scorer (SAEBENCH_PREFIX): see `saebench`.
     Explainer (highlighted `<<tok>>` tokens): `the token "tok"` for the most frequent highlighted token.
     """
 
@@ -88,6 +90,8 @@ class FadeResponder:
         last = _system_and_user(messages[-1:])[1]
         if last.startswith(DELPHI_PREFIX):
             return self.delphi(system, last)
+        if last.startswith(SAEBENCH_PREFIX):
+            return self.saebench(last)
         judged = self.judge(system, user)
         if judged is not None:
             return json.dumps(judged)
@@ -148,6 +152,15 @@ class FadeResponder:
         else:
             answers = [int(contains_keyword(text, keywords)) for text in examples]
         return json.dumps(answers)
+
+    @staticmethod
+    def saebench(user: str) -> str:
+        """The saebench scorer's answer: the numbers of the examples containing a keyword, comma-separated, or
+        "None"."""
+        explanation, _, body = user.partition("\n")
+        keywords = concept_keywords(explanation.removeprefix(SAEBENCH_PREFIX).rstrip("."))
+        listed = [number for number, text in _SAEBENCH_EXAMPLE.findall(body) if contains_keyword(text, keywords)]
+        return ", ".join(listed) or "None"
 
     @staticmethod
     def intruder(user: str) -> str:

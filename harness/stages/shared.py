@@ -112,6 +112,26 @@ class SharedStages:
             ),
         )
 
+    def saebench_examples(self, config: HarnessConfig):
+        """SAEBench's examples of every feature (the saebench scorer): one more pass over the corpus, holding
+        every feature's per-token activations; done once for every variant that shares them."""
+        from harness.activations import saebench_examples
+
+        key = self._activations_key(config) + config.scorers.saebench.fingerprint()
+        return self._once(
+            "saebench",
+            key,
+            lambda: saebench_examples(
+                self.model(config),
+                self.site(config),
+                self.corpus(config),
+                self.activations(config),
+                config.activations,
+                config.scorers.saebench,
+                progress=self.progress,
+            ),
+        )
+
     @staticmethod
     def _activations_key(config: HarnessConfig) -> str:
         return "".join(part.fingerprint() for part in (config.model, config.corpus, config.site, config.activations))

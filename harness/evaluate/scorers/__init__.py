@@ -1,4 +1,4 @@
-"""Scorers other autointerp projects use, next to FADE: detection, fuzzing, simulation, embedding, intruder.
+"""Scorers other autointerp projects use, next to FADE: detection, fuzzing, simulation, embedding, intruder, saebench.
 
 Each is registered by name in SCORERS and scores the same descriptions from the same activation records
 (top examples and the activation pool); the LLM scorers ask the FADE rater through the LLM layer (one
