@@ -682,10 +682,11 @@ class ScorersConfig(StrictModel):
 class ExampleSelectionConfig(StrictModel):
     """Which activating examples an explainer is shown, and how much of each."""
 
-    strategy: Literal["top", "stratified", "random"] = Field(
+    strategy: Literal["top", "stratified", "random", "saebench"] = Field(
         "top",
         description="'top': the highest-activating samples; 'stratified': evenly from activation quantile bins "
-        "of the active samples; 'random': at random among the active samples",
+        "of the active samples; 'random': at random among the active samples; 'saebench': SAEBench's explainer "
+        "examples (10 top + 5 activation-weighted 21-token windows, docs/scorers/saebench.md; num_examples unused)",
     )
     num_examples: int = Field(10, ge=1, le=200, description="activating examples shown per feature")
     num_quantiles: int = Field(4, ge=1, le=50, description="quantile bins of the 'stratified' strategy")

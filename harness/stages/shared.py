@@ -113,11 +113,15 @@ class SharedStages:
         )
 
     def saebench_examples(self, config: HarnessConfig):
-        """SAEBench's examples of every feature (the saebench scorer): one more pass over the corpus, holding
-        every feature's per-token activations; done once for every variant that shares them."""
+        """SAEBench's examples of every feature (the saebench scorer, the 'saebench' explainer selection): one more
+        pass over the corpus, holding every feature's per-token activations; done once for every variant that
+        shares them."""
         from harness.activations import saebench_examples
+        from harness.config import SAEBenchConfig
 
-        key = self._activations_key(config) + config.scorers.saebench.fingerprint()
+        # SAEBench's defaults unless the saebench scorer is on (its settings are part of the identity only then)
+        settings = config.scorers.saebench if "saebench" in config.scorers.enabled else SAEBenchConfig()
+        key = self._activations_key(config) + settings.fingerprint()
         return self._once(
             "saebench",
             key,
@@ -127,7 +131,7 @@ class SharedStages:
                 self.corpus(config),
                 self.activations(config),
                 config.activations,
-                config.scorers.saebench,
+                settings,
                 progress=self.progress,
             ),
         )

@@ -126,3 +126,15 @@ def test_a_true_description_scores_one_and_one_that_fits_only_the_inactive_examp
     assert table["saebench_reason"].tolist()[1] == "too_few_activating_examples"  # SAEBench skipped it
     wrong = run_scorers(records[:1], {0: 'the word "cat"'}, config, client)
     assert wrong["saebench"].tolist() == [0.0]  # lists the 10 inactive ones, misses the 4 active ones
+
+
+def test_the_saebench_selection_preset_shows_saebenchs_explainer_examples():
+    from harness.config import ExampleSelectionConfig
+    from harness.explain import select_examples
+
+    generation = tuple(window(["The", " dog", " ran"], 3.0 - i / 10, i) for i in range(15))
+    sample = SAEBenchSample(generation=generation, scoring=(), active=())
+    record = FeatureRecord(0, top_examples=(window(["Top", " dog"], 9.0, 99),), saebench=sample)
+    settings = ExampleSelectionConfig(strategy="saebench")
+    assert select_examples(record, settings).examples == generation  # not the record's top example
+    assert select_examples(FeatureRecord(1, top_examples=record.top_examples), settings).examples == ()
