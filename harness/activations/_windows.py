@@ -152,7 +152,8 @@ def _cut_windows(
     chosen: dict[int, tuple[list[tuple[int, int]], list[int], int]],
     num_windows: int,
 ) -> dict[int, WindowSample]:
-    """The chosen windows with tokens (and, for the test windows, the feature's values): the second pass."""
+    """The chosen windows with tokens (and, for the test windows, the feature's values): the second pass, through
+    the model for the samples holding a test window, through the tokenizer alone for the others."""
     features = torch.from_numpy(activation_set.feature_ids).to(input_device(loaded_model))
     requests: dict[int, list[tuple[int, int, bool, int]]] = {}  # row -> (feature column, slot, is test, start)
     for f, (test, quiet, _) in chosen.items():
@@ -160,11 +161,20 @@ def _cut_windows(
             row = int(np.searchsorted(offsets, window_id, side="right")) - 1
             requests.setdefault(row, []).append((f, slot, slot < len(test), (window_id - int(offsets[row])) * window))
     cut: dict[int, list[ActivatingExample | None]] = {f: [None] * (len(t) + len(q)) for f, (t, q, _) in chosen.items()}
-    rows = sorted(requests)
-    for start in range(0, len(rows), activations.batch_size):
-        batch_rows = rows[start : start + activations.batch_size]
+    # rows holding a test window go through the model; rows holding only inactive windows need their tokens only
+    measured = sorted(row for row, wanted in requests.items() if any(is_test for _, _, is_test, _ in wanted))
+    unmeasured = sorted(set(requests) - set(measured))
+    batches = [
+        (measured[i : i + activations.batch_size], True) for i in range(0, len(measured), activations.batch_size)
+    ]
+    batches += [
+        (unmeasured[i : i + activations.batch_size], False) for i in range(0, len(unmeasured), activations.batch_size)
+    ]
+    for batch_rows, forward in batches:
         batch_texts = [texts[row] for row in batch_rows]
-        token_acts = forward_batch(loaded_model, site, batch_texts, features, activations).token_acts
+        token_acts = (
+            forward_batch(loaded_model, site, batch_texts, features, activations).token_acts if forward else None
+        )
         for i, (row, (tokens, ignored)) in enumerate(
             zip(batch_rows, display_tokens(loaded_model.tokenizer, batch_texts, activations))
         ):
@@ -172,7 +182,7 @@ def _cut_windows(
                 end = min(begin + window, len(tokens))
                 values = (
                     token_acts[i, begin:end, f].float().cpu().numpy()
-                    if is_test
+                    if is_test and token_acts is not None
                     else np.zeros(end - begin, dtype=np.float32)  # delphi writes zeros (constructors.py:680)
                 )
                 peak = int(np.argmax(values)) if values.size else 0
