@@ -265,3 +265,17 @@ def test_on_a_demo_feature_the_test_set_covers_every_rank_slice(tmp_path):
         for part in range(9):
             assert min(peaks[5 * part : 5 * part + 5]) >= max(peaks[5 * part + 5 : 5 * part + 10])
         assert all(len(example.tokens) <= config.scorers.delphi.example_ctx_len for example in windows.test)
+
+
+def test_delphis_test_set_reaches_below_our_activating_threshold():
+    """A feature whose 200 active windows decay from 10 to 0.1: delphi's rank slices draw 37 of its 50 test
+    windows below 0.3 x the max; our convention never labels such an example activating (activating_above 0.3)."""
+    from harness.config import DetectionConfig
+    from harness.evaluate.scorers import scoring_examples
+
+    values = 10.0 * (0.01 ** (np.arange(200) / 199))  # descending, by rank
+    below = [rank for rank, _ in slice_ranks(200, 50, 10) if values[rank] < 0.3 * values[0]]
+    assert len(below) == 37  # ranks 53 and below: from slice 2 (ranks 40-59) on
+    examples = tuple(window(["w", " dog"], [0.0, float(value)], i) for i, value in enumerate(values))
+    ours = scoring_examples(FeatureRecord(0, top_examples=examples[:20], pool=examples[20:]), DetectionConfig())
+    assert all(float(item.example.activations.max()) >= 0.3 * values[0] for item in ours if item.activating)
