@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
-from harness.config import LLMScorerConfig, ScorerExamplesConfig, ScorersConfig
+from harness.config import LLMScorerConfig, ScorersConfig
 from harness.errors import ConfigError, EvaluationError, LLMError
 from harness.evaluate.scores import Score
 from harness.explain import FeatureRecord
@@ -112,7 +112,7 @@ class Scorer(ABC):
             rows.update(self.evaluate(prepared, client, settings, progress=progress))
         return self.frame([rows[feature] for feature in order])
 
-    def settings(self, config: ScorersConfig) -> ScorerExamplesConfig:
+    def settings(self, config: ScorersConfig) -> Any:
         """The scorer's own section of the scorers config (named like the scorer)."""
         return getattr(config, self.name)
 

@@ -53,7 +53,7 @@ class DelphiSample:
     activating: bool
 
 
-def highlighted(tokens: Sequence[str], marked: Sequence[bool]) -> str:
+def highlighted(tokens: Sequence[str], marked: Sequence[bool] | np.ndarray) -> str:
     """The tokens joined, each run of marked tokens wrapped in << >> with its whitespace inside (sample.py:583-599).
 
     Tokens are written as they are (line breaks included): delphi joins its decoded tokens (sample.py:518).
