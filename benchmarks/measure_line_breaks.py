@@ -6,11 +6,12 @@ a line break and 5 non-activating texts with as many line breaks and no keyword,
 "<keyword>"'. The same items go through our detection scorer's prompt, batches and metrics twice: written
 as our convention writes them (line breaks as the two characters `\\n`) and as written (raw line breaks).
 
-    python benchmarks/measure_line_breaks.py
+    python benchmarks/measure_line_breaks.py [--model local/smollm2-135m] [--api-base URL]
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 import tempfile
@@ -53,12 +54,17 @@ def items(rendering: str, keyword: str) -> list[JudgedItem]:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="local/smollm2-135m", help="the judge (a litellm model string)")
+    parser.add_argument("--api-base", default=None, help="its server, for an OpenAI-compatible one")
+    args = parser.parse_args()
     config = ScorersConfig(enabled=["detection"])
     settings = config.detection.model_copy(update={"logprobs": "on"})
     scorer = DetectionScorer()
     with tempfile.TemporaryDirectory() as folder:
         client = LLMClient(
-            LLMConfig(model="local/smollm2-135m", cache_path=f"{folder}/cache.sqlite", max_tokens=64), progress=False
+            LLMConfig(model=args.model, api_base=args.api_base, cache_path=f"{folder}/cache.sqlite", max_tokens=64),
+            progress=False,
         )
         print("| rendering | balanced accuracy (mean over features) | AUROC from P(1) (mean) | unanswered |")
         print("| --- | --- | --- | --- |")
