@@ -643,6 +643,48 @@ class IntruderConfig(StrictModel):
         return self.num_trials
 
 
+class DelphiConventionConfig(StrictModel):
+    """The delphi convention's counts, at eai-delphi 0.1.3's defaults (delphi/config.py:11-52, delphi/__main__.py's
+    `num_examples_per_scorer_prompt`); change one only to match a delphi run that changed it (docs/scorers/detection.md)."""
+
+    example_ctx_len: int = Field(32, ge=2, le=1024, description="tokens per window (ConstructorConfig.example_ctx_len)")
+    min_examples: int = Field(
+        200, ge=1, description="features with fewer active windows are not scored (ConstructorConfig.min_examples)"
+    )
+    n_examples_test: int = Field(50, ge=1, description="activating test windows (SamplerConfig.n_examples_test)")
+    n_quantiles: int = Field(10, ge=1, description="equal rank slices they are drawn from (SamplerConfig.n_quantiles)")
+    n_non_activating: int = Field(50, ge=0, description="random inactive windows (ConstructorConfig.n_non_activating)")
+    n_examples_shown: int = Field(
+        5, ge=1, le=50, description="examples per rater call (num_examples_per_scorer_prompt)"
+    )
+
+
+class SAEBenchConfig(StrictModel):
+    """SAEBench's autointerp score (sae-bench 0.6.0), at its defaults (sae_bench/evals/autointerp/eval_config.py);
+    change one only to match a SAEBench run that changed it (docs/scorers/saebench.md)."""
+
+    buffer: int = Field(10, ge=1, le=100, description="tokens either side of an example's centre token")
+    no_overlap: bool = Field(True, description="top examples never within `buffer` of each other in one sample")
+    act_threshold_frac: float = Field(
+        0.01, gt=0, le=1, description="a scoring example is active above this share of the top examples' max"
+    )
+    n_top_ex_for_scoring: int = Field(2, ge=0, description="top examples the judge sees")
+    n_iw_sampled_ex_for_scoring: int = Field(2, ge=0, description="activation-weighted examples the judge sees")
+    n_random_ex_for_scoring: int = Field(10, ge=0, description="random examples the judge sees (labelled inactive)")
+    n_top_ex_for_generation: int = Field(10, ge=1, description="top examples drawn for the explainer")
+    n_iw_sampled_ex_for_generation: int = Field(5, ge=0, description="activation-weighted ones drawn for the explainer")
+    random_seed: int = Field(42, description="SAEBench's seed of every draw")
+
+    @property
+    def n_ex_for_scoring(self) -> int:
+        return self.n_top_ex_for_scoring + self.n_iw_sampled_ex_for_scoring + self.n_random_ex_for_scoring
+
+    @property
+    def num_non_activating(self) -> int:
+        """Least-active pool samples it needs (least_active_needed reads it): none, it draws its own."""
+        return 0
+
+
 class ScorersConfig(StrictModel):
     """Scorers other autointerp projects use, run next to FADE on the same descriptions (all off by default).
 
@@ -652,13 +694,26 @@ class ScorersConfig(StrictModel):
 
     enabled: list[str] = Field(
         default_factory=list,
-        description="registered scorers to run: 'detection', 'fuzzing', 'simulation', 'embedding', 'intruder'",
+        description="registered scorers to run: 'detection', 'fuzzing', 'simulation', 'embedding', 'intruder', "
+        "'saebench'",
     )
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     fuzzing: FuzzingConfig = Field(default_factory=FuzzingConfig)
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     intruder: IntruderConfig = Field(default_factory=IntruderConfig, json_schema_extra=OMITTED_WHILE_DISABLED)
+    saebench: SAEBenchConfig = Field(default_factory=SAEBenchConfig, json_schema_extra=OMITTED_WHILE_DISABLED)
+    convention: Literal["harness", "delphi"] = Field(
+        "harness",
+        description="how detection and fuzzing choose, show and count examples: 'harness' (ours) or 'delphi' "
+        "(as eai-delphi 0.1.3 does by default; docs/scorers/detection.md, fuzzing.md)",
+        json_schema_extra=OMITTED_AT_DEFAULT,
+    )
+    delphi: DelphiConventionConfig = Field(
+        default_factory=DelphiConventionConfig,
+        description="the delphi convention's counts (read only with convention: delphi)",
+        json_schema_extra=OMITTED_AT_DEFAULT,
+    )
 
     @field_validator("enabled")
     @classmethod
@@ -672,10 +727,11 @@ class ScorersConfig(StrictModel):
 class ExampleSelectionConfig(StrictModel):
     """Which activating examples an explainer is shown, and how much of each."""
 
-    strategy: Literal["top", "stratified", "random"] = Field(
+    strategy: Literal["top", "stratified", "random", "saebench"] = Field(
         "top",
         description="'top': the highest-activating samples; 'stratified': evenly from activation quantile bins "
-        "of the active samples; 'random': at random among the active samples",
+        "of the active samples; 'random': at random among the active samples; 'saebench': SAEBench's explainer "
+        "examples (10 top + 5 activation-weighted 21-token windows, docs/scorers/saebench.md; num_examples unused)",
     )
     num_examples: int = Field(10, ge=1, le=200, description="activating examples shown per feature")
     num_quantiles: int = Field(4, ge=1, le=50, description="quantile bins of the 'stratified' strategy")

@@ -152,6 +152,7 @@ SCORERS: Registry[type[Scorer]] = Registry(
         "simulation": "harness.evaluate.scorers._simulation:SimulationScorer",
         "embedding": "harness.evaluate.scorers._embedding:EmbeddingScorer",
         "intruder": "harness.evaluate.scorers._intruder:IntruderScorer",
+        "saebench": "harness.evaluate.scorers._saebench:SAEBenchScorer",
     },
 )
 EMBEDDING_RATER = "embedding"

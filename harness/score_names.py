@@ -40,6 +40,7 @@ class Reason(StrEnum):
     CONSTANT_ACTIVATIONS = "constant_activations"
     RATER_CANNOT_SIMULATE = "rater_predicts_no_token_activations"
     RATER_SEES_NO_HIGHLIGHTS = "rater_sees_no_highlights"
+    RATER_READS_NO_PROMPT = "rater_reads_no_prompt"  # the delphi convention needs a rater that reads its prompts
 
     # Any score: LLM calls it needed failed for good (after retries), so it is no result about the data; a
     # rerun computes it again (docs/reliability.md).
@@ -83,6 +84,7 @@ UNDEFINED_POLICY: dict[Reason, Undefined] = {
     Reason.CONSTANT_ACTIVATIONS: Undefined.LEAVES_FEATURE_OUT,
     Reason.RATER_CANNOT_SIMULATE: Undefined.LEAVES_FEATURE_OUT,  # the setup cannot measure it
     Reason.RATER_SEES_NO_HIGHLIGHTS: Undefined.LEAVES_FEATURE_OUT,
+    Reason.RATER_READS_NO_PROMPT: Undefined.LEAVES_FEATURE_OUT,
     Reason.LLM_FAILED: Undefined.LEAVES_FEATURE_OUT,  # no result at all: the feature is compared on nothing
 }
 

@@ -49,3 +49,34 @@ class ActivationSet:
     def max_abs(self, feature: int) -> float:
         """Largest |activation| of a feature on the corpus (FADE's SAE steering scale)."""
         return float(np.max(np.abs(self.column(feature)))) if self.sample_ids.size else 0.0
+
+
+@dataclass(frozen=True)
+class WindowSample:
+    """One feature's examples as eai-delphi 0.1.3 draws them for its detection and fuzzing test set.
+
+    The corpus is cut into windows of a fixed number of tokens; `test` holds windows drawn from equal rank
+    slices of every window where the feature is active (nonzero), `test_slices` each one's slice (0 = the
+    highest-ranked, delphi's `quantile`), and `not_active` random windows where it is zero everywhere (their
+    activations are zeros, as delphi writes them). `test` is empty when fewer than the minimum are active.
+    """
+
+    num_windows: int
+    num_active: int
+    test: tuple[ActivatingExample, ...] = ()
+    test_slices: tuple[int, ...] = ()
+    not_active: tuple[ActivatingExample, ...] = ()
+
+
+@dataclass(frozen=True)
+class SAEBenchSample:
+    """One feature's examples as sae-bench 0.6.0's autointerp draws them (sae_bench/evals/autointerp/main.py:394-513).
+
+    Every example is a window of 2 x buffer + 1 tokens around one token. `generation`: the explainer's
+    examples (top ones and activation-weighted ones), by descending largest value; `scoring`: the judge's
+    examples in the shuffled order it sees them, with `active` (any value above the feature's threshold).
+    """
+
+    generation: tuple[ActivatingExample, ...]
+    scoring: tuple[ActivatingExample, ...]
+    active: tuple[bool, ...]

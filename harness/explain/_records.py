@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from harness.activations.types import ActivatingExample, ActivationSet
+from harness.activations.types import ActivatingExample, ActivationSet, SAEBenchSample, WindowSample
 
 
 @dataclass(frozen=True)
@@ -15,11 +15,15 @@ class FeatureRecord:
     `top_examples` are the highest-activating samples, descending (what the activation engine keeps).
     `pool` holds other samples of the same corpus with per-token activations, drawn across the activation
     range down to zero; the stratified and random selections and the contrast examples draw from it.
+    `windows` holds delphi's test set of the feature (scorers.convention: delphi), `saebench` SAEBench's
+    examples (the saebench scorer), when drawn.
     """
 
     feature: int
     top_examples: tuple[ActivatingExample, ...]
     pool: tuple[ActivatingExample, ...] = field(default=())
+    windows: WindowSample | None = None
+    saebench: SAEBenchSample | None = None
 
     def candidates(self) -> list[ActivatingExample]:
         """Top examples and pool, one entry per sample, by descending per-sample activation."""
@@ -40,6 +44,8 @@ class FeatureRecord:
 def build_feature_records(
     activation_set: ActivationSet,
     pools: Mapping[int, Sequence[ActivatingExample]] | None = None,
+    windows: Mapping[int, WindowSample] | None = None,
+    saebench: Mapping[int, SAEBenchSample] | None = None,
 ) -> list[FeatureRecord]:
     """One FeatureRecord per extracted feature, in `activation_set.feature_ids` order.
 
@@ -47,13 +53,19 @@ def build_feature_records(
         activation_set: the activation engine's output; its `top_examples` become the records' top examples.
         pools: feature -> other examples with per-token activations (e.g. drawn per activation quantile);
             features missing here get an empty pool, which the 'top' strategy does not need.
+        windows: feature -> delphi's test windows (harness.activations.delphi_windows), for the delphi convention.
+        saebench: feature -> SAEBench's examples (harness.activations.saebench_examples), for the saebench scorer.
     """
     pools = pools or {}
+    windows = windows or {}
+    saebench = saebench or {}
     return [
         FeatureRecord(
             feature=int(feature),
             top_examples=tuple(activation_set.top_examples.get(int(feature), ())),
             pool=tuple(pools.get(int(feature), ())),
+            windows=windows.get(int(feature)),
+            saebench=saebench.get(int(feature)),
         )
         for feature in activation_set.feature_ids
     ]

@@ -88,12 +88,15 @@ def select_examples(record: FeatureRecord, settings: ExampleSelectionConfig) -> 
     """The examples of `record` an explainer is shown under `settings`.
 
     Activating examples (per-sample activation > 0) are chosen by the strategy and shown in descending
-    order. Contrast examples are the remaining samples whose largest token activation is lowest.
+    order; the 'saebench' strategy shows the record's SAEBench generation examples (none without them). Contrast examples are the remaining samples whose largest token activation is lowest.
     """
     candidates = record.candidates()
     active = [example for example in candidates if example.max_activation > 0]
     rng = np.random.default_rng([settings.seed, record.feature])
-    chosen = [active[i] for i in STRATEGIES[settings.strategy](active, settings.num_examples, settings, rng)]
+    if settings.strategy == "saebench":  # SAEBench's own draw, made with its scoring examples (record.saebench)
+        chosen = list(record.saebench.generation) if record.saebench is not None else []
+    else:
+        chosen = [active[i] for i in STRATEGIES[settings.strategy](active, settings.num_examples, settings, rng)]
     shown = {example.sample_id for example in chosen}
     rest = [example for example in candidates if example.sample_id not in shown]
     rest.sort(key=lambda example: float(example.activations.max()) if example.activations.size else 0.0)

@@ -25,6 +25,10 @@ _SEQUENCE_SPLIT = re.compile(r"(?:^|\n)Sequence ID (\d+): ")
 _DESCRIPTION_PREFIX = "Description: "
 _EXAMPLE_LINE = re.compile(r"^Example (\d+): (.*)$", re.MULTILINE)
 _TOKEN_LINE = re.compile(r"^(\d+)\t(.*)$", re.MULTILINE)
+DELPHI_PREFIX = "Latent explanation: "  # the user prompt of the delphi convention (delphi's GENERATION_PROMPT)
+_DELPHI_EXAMPLE = re.compile(r"(?:^|\n)Example \d+: ")
+SAEBENCH_PREFIX = "Here is the explanation: this neuron fires on "  # the saebench scorer's user prompt
+_SAEBENCH_EXAMPLE = re.compile(r"^(\d+)\. (.*)$", re.MULTILINE)
 
 
 def concept_keywords(concept: str) -> list[str]:
@@ -70,7 +74,8 @@ class FadeResponder:
     Rating (system prompt has RATING_MARKER): 2 for a sequence containing a concept keyword, else 0,
     as a JSON dict. Generation (GENERATION_MARKER): ten sentences containing the keywords, as a list.
     Scorers (user prompt opens with "Description: "): see `judge`; the intruder scorer (INTRUDER_MARKER):
-    see `intruder`.
+    see `intruder`; the delphi convention's detection and fuzzing (last user message opens with
+    DELPHI_PREFIX): see `delphi`; the saebench scorer (SAEBENCH_PREFIX): see `saebench`.
     Explainer (highlighted `<<tok>>` tokens): `the token "tok"` for the most frequent highlighted token.
     """
 
@@ -82,6 +87,11 @@ class FadeResponder:
             return self.generate(user)
         if INTRUDER_MARKER in system:
             return self.intruder(user)
+        last = _system_and_user(messages[-1:])[1]
+        if last.startswith(DELPHI_PREFIX):
+            return self.delphi(system, last)
+        if last.startswith(SAEBENCH_PREFIX):
+            return self.saebench(last)
         judged = self.judge(system, user)
         if judged is not None:
             return json.dumps(judged)
@@ -126,6 +136,31 @@ class FadeResponder:
                 for number, text in examples
             }
         return {number: int(contains_keyword(text, keywords)) for number, text in examples}
+
+    @staticmethod
+    def delphi(system: str, user: str) -> str:
+        """The delphi convention's answer, a Python list in example order: detection 1 for an example containing
+        a keyword, fuzzing (system prompt about << and >>) 1 when a marked span holds one. Examples are read
+        as written, line breaks included, up to the next "Example N: "."""
+        explanation, _, body = user.partition("\n")
+        keywords = concept_keywords(explanation.removeprefix(DELPHI_PREFIX))
+        examples = _DELPHI_EXAMPLE.split(body.partition("Text examples:")[2].strip("\n"))[1:]
+        if "<< and >>" in system:
+            answers = [
+                int(any(contains_keyword(span, keywords) for span in _HIGHLIGHT.findall(text))) for text in examples
+            ]
+        else:
+            answers = [int(contains_keyword(text, keywords)) for text in examples]
+        return json.dumps(answers)
+
+    @staticmethod
+    def saebench(user: str) -> str:
+        """The saebench scorer's answer: the numbers of the examples containing a keyword, comma-separated, or
+        "None"."""
+        explanation, _, body = user.partition("\n")
+        keywords = concept_keywords(explanation.removeprefix(SAEBENCH_PREFIX).rstrip("."))
+        listed = [number for number, text in _SAEBENCH_EXAMPLE.findall(body) if contains_keyword(text, keywords)]
+        return ", ".join(listed) or "None"
 
     @staticmethod
     def intruder(user: str) -> str:

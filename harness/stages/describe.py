@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 def _needs_pool(config: HarnessConfig) -> bool:
     selection = config.explain.selection
     return config.explain.explainer in {"llm", "top-tokens"} and (
-        selection.strategy != "top" or selection.contrast_examples > 0
+        selection.strategy not in {"top", "saebench"} or selection.contrast_examples > 0
     )
 
 
@@ -33,7 +33,8 @@ def describe_features(
     if _needs_pool(config):
         selection = config.explain.selection
         pools = shared.pools(config, num_quantiles=selection.num_quantiles, seed=selection.seed)
-    records = build_feature_records(activation_set, pools)
+    saebench = shared.saebench_examples(config) if config.explain.selection.strategy == "saebench" else None
+    records = build_feature_records(activation_set, pools, saebench=saebench)
     if not make_explainer(config.explain).needs_llm:
         return generate_descriptions(records, config.explain), {}
     client = LLMClient(config.explain.llm, config.activations.cache_dir, progress=shared.progress)

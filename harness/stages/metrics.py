@@ -32,6 +32,20 @@ def score_metrics(
     return metrics
 
 
+def pooled_metrics(per_feature: pd.DataFrame, scorers: tuple[str, ...]) -> dict[str, float | None]:
+    """`<scorer>_pooled`: delphi's headline balanced accuracy, every answered example of every feature pooled, for
+    each scorer whose table has the delphi convention's counts (beside `<scorer>_mean`, our per-feature mean)."""
+    from harness.evaluate.scorers import COUNT_COLUMNS, pooled_balanced_accuracy
+
+    metrics: dict[str, float | None] = {}
+    for scorer in scorers:
+        columns = {f"{scorer}_{name}": name for name in COUNT_COLUMNS}
+        if set(columns) <= set(per_feature.columns):
+            rows = per_feature[list(columns)].rename(columns=columns).dropna().to_dict("records")
+            metrics[f"{scorer}_pooled"] = pooled_balanced_accuracy(rows)
+    return metrics
+
+
 def floor_metrics(per_feature: pd.DataFrame, config: HarnessConfig) -> dict[str, float | None]:
     """With the clarity floor on: `clarity_above_floor_*` as for a score, and `clarity_beats_floor_share`, the
     share of the features with a verdict whose Clarity beats their floor (docs/clarity-floor.md)."""

@@ -23,7 +23,9 @@ def score_with_other_scorers(
     """The enabled extra scorers (detection, fuzzing, simulation, embedding, intruder) on the variant's descriptions.
 
     Their examples come from a pool of their own (with as many least-active samples as they need), so the
-    explainer's contrast examples stay as they were. Returns their per-feature table; an LLM rater appends
+    explainer's contrast examples stay as they were; under `scorers.convention: delphi` detection and fuzzing
+    read delphi's test windows instead (SharedStages.delphi_windows); the saebench scorer reads SAEBench's
+    examples (SharedStages.saebench_examples). Returns their per-feature table; an LLM rater appends
     what it spends to `ledger` and records each call as a trace through `tracer`.
     """
     from harness.evaluate.scorers import SCORERS, least_active_needed, run_scorers
@@ -33,7 +35,13 @@ def score_with_other_scorers(
 
     activation_set = shared.activations(config)
     pools = shared.pools(config, num_low=max(10, least_active_needed(config.scorers)), seed=config.seed)
-    records = build_feature_records(activation_set, pools)
+    delphi_scored = config.scorers.convention == "delphi" and {"detection", "fuzzing"} & set(config.scorers.enabled)
+    records = build_feature_records(
+        activation_set,
+        pools,
+        shared.delphi_windows(config) if delphi_scored else None,
+        shared.saebench_examples(config) if "saebench" in config.scorers.enabled else None,
+    )
     texts = dict(zip(descriptions["feature"].astype(int), descriptions["description"]))
     needs_llm = any(SCORERS.get(name)().needs_llm for name in config.scorers.enabled)
     corpus_texts = shared.corpus(config)["text"].tolist()

@@ -106,6 +106,50 @@ class SharedStages:
             ),  # fmt: skip
         )
 
+    def delphi_windows(self, config: HarnessConfig):
+        """delphi's test windows of every feature (scorers.convention: delphi): two more passes over the corpus,
+        so done once for every variant that shares the activations and the convention's counts."""
+        from harness.activations import delphi_windows
+
+        key = self._activations_key(config) + config.scorers.delphi.fingerprint()
+        return self._once(
+            "delphi_windows",
+            key,
+            lambda: delphi_windows(
+                self.model(config),
+                self.site(config),
+                self.corpus(config),
+                self.activations(config),
+                config.activations,
+                config.scorers.delphi,
+                progress=self.progress,
+            ),
+        )
+
+    def saebench_examples(self, config: HarnessConfig):
+        """SAEBench's examples of every feature (the saebench scorer, the 'saebench' explainer selection): one more
+        pass over the corpus, holding every feature's per-token activations; done once for every variant that
+        shares them."""
+        from harness.activations import saebench_examples
+        from harness.config import SAEBenchConfig
+
+        # SAEBench's defaults unless the saebench scorer is on (its settings are part of the identity only then)
+        settings = config.scorers.saebench if "saebench" in config.scorers.enabled else SAEBenchConfig()
+        key = self._activations_key(config) + settings.fingerprint()
+        return self._once(
+            "saebench",
+            key,
+            lambda: saebench_examples(
+                self.model(config),
+                self.site(config),
+                self.corpus(config),
+                self.activations(config),
+                config.activations,
+                settings,
+                progress=self.progress,
+            ),
+        )
+
     @staticmethod
     def _activations_key(config: HarnessConfig) -> str:
         return "".join(part.fingerprint() for part in (config.model, config.corpus, config.site, config.activations))

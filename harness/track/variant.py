@@ -37,6 +37,7 @@ from harness.stages import (
     floor_metrics,
     llm_failed_features,
     per_feature_table,
+    pooled_metrics,
     rated_samples_table,
     run_ledger,
     score_metrics,
@@ -302,6 +303,7 @@ def track_variant(
                 num_resamples=config.tracking.bootstrap_samples,
                 seed=config.seed,
             )
+            | pooled_metrics(per_feature, tuple(config.scorers.enabled))
             | floor_metrics(per_feature, config)
             | floor_cost
             | usage_metrics(total_usage)

@@ -120,3 +120,13 @@ def test_detection_tells_true_descriptions_from_shuffled_and_fuzzing_and_simulat
     ):
         assert true[name].isna().all() and (true[f"{name}_reason"] == reason).all()
         assert SCORERS.get(name)().needs_llm
+
+
+def test_the_delphi_convention_and_saebench_say_the_embedding_rater_reads_no_prompt():
+    records = [planted_record(feature) for feature in range(2)]
+    corpus = [example.text for record in records for example in (*record.top_examples, *record.pool)]
+    rater = build_rater(embedding_fade(), "unused", corpus, progress=False)
+    config = ScorersConfig(enabled=["detection", "fuzzing", "saebench"], convention="delphi")
+    table = run_scorers(records, true_descriptions([0, 1]), config, rater, progress=False)
+    for name in ("detection", "fuzzing", "saebench"):
+        assert table[name].isna().all() and (table[f"{name}_reason"] == "rater_reads_no_prompt").all(), name

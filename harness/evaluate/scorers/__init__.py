@@ -1,4 +1,4 @@
-"""Scorers other autointerp projects use, next to FADE: detection, fuzzing, simulation, embedding, intruder.
+"""Scorers other autointerp projects use, next to FADE: detection, fuzzing, simulation, embedding, intruder, saebench.
 
 Each is registered by name in SCORERS and scores the same descriptions from the same activation records
 (top examples and the activation pool); the LLM scorers ask the FADE rater through the LLM layer (one
@@ -23,6 +23,7 @@ from harness.evaluate.scorers._base import (
     least_active_needed,
     run_scorers,
 )
+from harness.evaluate.scorers._delphi import COUNT_COLUMNS, DelphiScorer, pooled_balanced_accuracy
 from harness.evaluate.scorers._examples import LabelledExample, scoring_examples
 from harness.evaluate.scorers._metrics import (
     BinaryScores,
@@ -32,8 +33,10 @@ from harness.evaluate.scorers._metrics import (
 )
 
 __all__ = [
+    "COUNT_COLUMNS",
     "SCORERS",
     "BinaryScores",
+    "DelphiScorer",
     "FeatureScore",
     "LabelledExample",
     "RaterValues",
@@ -44,6 +47,7 @@ __all__ = [
     "described_records",
     "expected_values",
     "least_active_needed",
+    "pooled_balanced_accuracy",
     "rater_answer",
     "rater_values",
     "read_values",

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
-from harness.config import LLMScorerConfig, ScorerExamplesConfig, ScorersConfig
+from harness.config import LLMScorerConfig, ScorersConfig
 from harness.errors import ConfigError, EvaluationError, LLMError
 from harness.evaluate.scores import Score
 from harness.explain import FeatureRecord
@@ -123,7 +123,7 @@ class Scorer(ABC):
                 rows[feature] = FeatureScore(feature, Score.undefined(Reason.LLM_FAILED), rows[feature].extras)
         return self.frame([rows[feature] for feature in order])
 
-    def settings(self, config: ScorersConfig) -> ScorerExamplesConfig:
+    def settings(self, config: ScorersConfig) -> Any:
         """The scorer's own section of the scorers config (named like the scorer)."""
         return getattr(config, self.name)
 

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from harness.config import ScorerExamplesConfig
+from harness.config import ScorerExamplesConfig, ScorersConfig
 from harness.evaluate.scorers._answers import rater_answer, rater_values
 from harness.evaluate.scorers._base import FeatureScore, Scorer, ask_rater
+from harness.evaluate.scorers._delphi import DelphiScorer
 from harness.evaluate.scorers._examples import LabelledExample, examples_or_reason
 from harness.evaluate.scorers._metrics import binary_scores
 from harness.evaluate.scorers.prompts import system_prompt
@@ -26,6 +27,8 @@ from harness.llm import LLMClient
 from harness.score_names import Reason
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from harness.raters import Rater
 
 _YES_NO = (0, 1)
@@ -70,6 +73,20 @@ class JudgingScorer(Scorer):
         self, record: FeatureRecord, labelled: list[LabelledExample], settings: ScorerExamplesConfig
     ) -> list[JudgedItem]:
         """The examples of one feature as the rater sees them (some are activating)."""
+
+    def score(
+        self,
+        records: Sequence[FeatureRecord],
+        descriptions: Mapping[int, str | None],
+        client: Rater | None,
+        config: ScorersConfig,
+        *,
+        progress: bool = True,
+    ) -> pd.DataFrame:
+        """Our convention's table, or delphi's (`scorers.convention: delphi`, harness.evaluate.scorers._delphi)."""
+        if config.convention == "delphi":
+            return DelphiScorer(self.name).score(records, descriptions, client, config, progress=progress)
+        return super().score(records, descriptions, client, config, progress=progress)
 
     def prepare(
         self, record: FeatureRecord, description: str, settings: ScorerExamplesConfig
