@@ -426,6 +426,7 @@ class _SiteWriter:
             paired_test=self.paired_test,
             controls=self.ranked.controls,
             flagged_scores=self.ranked.flags,
+            score_conventions=self.ranked.conventions,
             scorer_agreement=rank_correlations(pd.DataFrame(list(self.ranked.metrics.values())), scores)
             if len(scores) > 1
             else None,

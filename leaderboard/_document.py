@@ -127,6 +127,10 @@ class LeaderboardDocument(_Strict):
         default_factory=list,
         description="each variant vs its randomized controls, per score (Holm over each score's tests)",
     )
+    score_conventions: dict[str, str] = Field(
+        default_factory=dict,
+        description="score -> the convention it was computed by (scorers.convention; saebench: SAEBench's), in words",
+    )
     flagged_scores: dict[str, str] = Field(
         default_factory=dict,
         description="score -> why it is flagged: it did not separate a variant from its random-model/random-sae control",

@@ -35,6 +35,7 @@ from harness.track.compare import (
     feature_scores,
     is_partial,
     rank_variants,
+    score_conventions,
     variants_table,
 )
 from harness.track.controls import ControlTest
@@ -66,6 +67,7 @@ class RankedVariants:
     controls: list[ControlTest] = field(default_factory=list)
     flags: dict[str, str] = field(default_factory=dict)  # score -> why it cannot tell trained from random
     labels: dict[str, dict[int, str]] = field(default_factory=dict)  # run id -> feature -> FeatureLabel value
+    conventions: dict[str, str] = field(default_factory=dict)  # score -> the convention it was computed by
 
 
 @dataclass(frozen=True)
@@ -188,8 +190,9 @@ def read_ranked_variants(
     labels = {run_id: {int(feature): str(label) for feature, label in series.items()}
               for run_id, series in comparison.labels.items()}  # fmt: skip
     return RankedVariants(
-        entries, scores, comparison.weights, params, metrics, comparison.controls, comparison.flags, labels
-    )
+        entries, scores, comparison.weights, params, metrics, comparison.controls, comparison.flags, labels,
+        score_conventions(table),
+    )  # fmt: skip
 
 
 def _entry(

@@ -54,6 +54,15 @@ SITE_PARAMS = (
     "site.sae.random_seed",
 )
 AGGREGATE_PARTS = ("mean", "ci_low", "ci_high", "features", "defined")
+# Scores computed by one of two conventions (scorers.convention: ours, or eai-delphi 0.1.3's): only runs of the
+# same convention are compared, and every table names the convention (docs/scorers/detection.md).
+CONVENTION_PARAM = "param:scorers.convention"
+CONVENTION_SCORES = ("detection", "fuzzing")
+CONVENTION_NAMES = {
+    "harness": "ours (docs/scorers)",
+    "delphi": "delphi's (eai-delphi 0.1.3; pooled headline <score>_pooled)",
+}
+FIXED_CONVENTIONS = {"saebench": "SAEBench's (sae-bench 0.6.0 autointerp)"}
 
 
 def score_names(table: pd.DataFrame) -> list[str]:
@@ -150,8 +159,9 @@ def rank_variants(
     ranked = ranked.iloc[positions].reset_index(drop=True)
     named = [(str(variant), run_ids[i]) for variant, i in zip(ranked["variant"], positions)]
     comparisons = compare_variants(
-        by, named, values, sites=feature_sites(ranked), alpha=alpha, min_features=min_features
-    )
+        by, named, values, sites=feature_sites(ranked), conventions=_conventions(ranked, by),
+        alpha=alpha, min_features=min_features,
+    )  # fmt: skip
     ranks, tied = [], []
     for position in range(len(ranked)):
         # An undefined mean ranks last and never ties (there is nothing to compare).
@@ -162,6 +172,41 @@ def rank_variants(
     ranked["tied"] = tied
     ranked["vs_above"] = [None, *comparisons][: len(ranked)]
     return ranked
+
+
+def _conventions(table: pd.DataFrame, by: str) -> dict[str, str] | None:
+    """Run id -> its scorers.convention, for a score computed by one of several conventions (else None)."""
+    if by not in CONVENTION_SCORES or "run_id" not in table.columns:
+        return None
+    column = table.get(CONVENTION_PARAM, pd.Series("harness", index=table.index))
+    return {str(run_id): _convention(value) for run_id, value in zip(table["run_id"], column)}
+
+
+def _convention(value: object) -> str:
+    return value if isinstance(value, str) and value else "harness"  # runs logged before the setting: ours
+
+
+def score_conventions(table: pd.DataFrame) -> dict[str, str]:
+    """Score -> the convention it was computed by, in words, for the scores that have one; a table mixing
+    conventions names which variants use which."""
+    found: dict[str, str] = {}
+    present = set(score_names(table))
+    for score in CONVENTION_SCORES:
+        if score not in present:
+            continue
+        column = table.get(CONVENTION_PARAM, pd.Series("harness", index=table.index))
+        used: dict[str, list[str]] = {}
+        for name, value in zip(table["variant"], column):
+            used.setdefault(_convention(value), []).append(str(name))
+        if len(used) == 1:
+            found[score] = CONVENTION_NAMES.get(next(iter(used)), next(iter(used)))
+        else:
+            found[score] = (
+                "; ".join(f"{CONVENTION_NAMES.get(key, key)} for {', '.join(names)}" for key, names in used.items())
+                + " (not compared across conventions)"
+            )
+    found |= {score: text for score, text in FIXED_CONVENTIONS.items() if score in present}
+    return found
 
 
 def ranking_values(
@@ -193,8 +238,9 @@ def paired_tests(
     named = list(zip(map(str, ranked["variant"]), map(str, ranked["run_id"])))
     values = ranking_values(ranked, by, features, weights)
     return compare_variants(
-        by, named, values, pairs=pairs, sites=feature_sites(ranked), alpha=alpha, min_features=min_features
-    )
+        by, named, values, pairs=pairs, sites=feature_sites(ranked), conventions=_conventions(ranked, by),
+        alpha=alpha, min_features=min_features,
+    )  # fmt: skip
 
 
 def feature_sites(table: pd.DataFrame) -> dict[str, str] | None:
@@ -371,6 +417,7 @@ def format_ranking(ranked: pd.DataFrame, by: str, flags: Mapping[str, str] | Non
     )
     lines += [f"  no test [{mark}]: {reason}" for reason, mark in untested.items()]
     lines += [f"  (!) {name}: {why}" for name, why in flags.items()]
+    lines += [f"  {name}: computed by {how}" for name, how in score_conventions(ranked).items()]
     if partial:
         lines.append(
             "  (partial): finished with --keep-going although some features' LLM calls failed (metric "

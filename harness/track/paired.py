@@ -174,6 +174,7 @@ def compare_variants(
     *,
     pairs: str = "adjacent",
     sites: Mapping[str, str] | None = None,
+    conventions: Mapping[str, str] | None = None,
     alpha: float = ALPHA,
     min_features: int = MIN_FEATURES,
 ) -> list[PairedComparison]:
@@ -187,17 +188,22 @@ def compare_variants(
         values: run id -> the run's per-feature values of the criterion (index = feature); None if unknown.
         pairs: "adjacent" or "all".
         sites: run id -> feature site; runs on different sites have no features in common (no test).
+        conventions: run id -> how the criterion was computed (scorers.convention); runs that differ: no test.
     """
     if pairs not in ("adjacent", "all"):
         raise ValueError(f"pairs must be 'adjacent' or 'all', got {pairs!r}")
     chosen = zip(ranked, ranked[1:]) if pairs == "adjacent" else combinations(ranked, 2)
-    return adjust([_compare(criterion, below, above, values, sites, min_features) for above, below in chosen], alpha)
+    return adjust(
+        [_compare(criterion, below, above, values, sites, conventions, min_features) for above, below in chosen], alpha
+    )
 
 
-def _compare(criterion, variant, reference, values, sites, min_features) -> PairedComparison:
+def _compare(criterion, variant, reference, values, sites, conventions, min_features) -> PairedComparison:
     reason = None
     if sites is not None and sites.get(variant[1]) != sites.get(reference[1]):
         reason = "different feature sites (model, site or SAE): no features in common"
+    elif conventions is not None and conventions.get(variant[1]) != conventions.get(reference[1]):
+        reason = "different scoring conventions (scorers.convention): not the same score"
     return _unadjusted(
         criterion, variant, reference, values.get(variant[1]), values.get(reference[1]), min_features, reason
     )

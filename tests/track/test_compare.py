@@ -135,3 +135,30 @@ def test_the_terminal_table_shows_the_paired_comparison_with_the_row_above():
     assert re.fullmatch(r"-0\.280 n=30 p<0\.001", cells[2][-1])
     assert re.fullmatch(r"-0\.020 n=30 p=0\.\d{3}", cells[3][-1])
     assert "Holm-adjusted" in lines[5]
+
+
+def test_scores_of_different_conventions_are_named_and_never_paired():
+    from harness.track.compare import score_conventions
+
+    table = pd.DataFrame(
+        [
+            {"variant": "ours", "run_id": "a", "detection_mean": 0.8, "param:scorers.convention": "harness"},
+            {"variant": "delphi's", "run_id": "b", "detection_mean": 0.6, "param:scorers.convention": "delphi"},
+            {"variant": "old run", "run_id": "c", "detection_mean": 0.5},  # logged before the setting: ours
+        ]
+    )
+    rng = np.random.default_rng(2)
+    features = {run: pd.DataFrame({"feature": range(20), "detection": rng.uniform(0, 1, 20)}) for run in "abc"}
+    ranked = rank_variants(table, by="detection", features=features)
+    assert all("different scoring conventions" in item.reason for item in ranked["vs_above"][1:])
+    from harness.track.compare import paired_tests
+
+    pairs = {
+        (item.variant, item.reference): item for item in paired_tests(ranked, "detection", None, features, pairs="all")
+    }
+    assert pairs[("old run", "ours")].tested  # the same convention: paired
+    named = score_conventions(table)["detection"]
+    assert "delphi's (eai-delphi 0.1.3" in named and "for delphi's" in named and "not compared across" in named
+    assert "detection: computed by" in format_ranking(ranked, "detection")
+    same = table.assign(**{"param:scorers.convention": "delphi"})
+    assert score_conventions(same) == {"detection": "delphi's (eai-delphi 0.1.3; pooled headline <score>_pooled)"}
