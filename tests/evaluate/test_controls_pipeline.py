@@ -7,20 +7,21 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from fade_pipeline_fixtures import KEY_ENV, PLANTED_WORD, fade_config, token_detector_sae
 from mlflow import MlflowClient
 
 from harness.artifacts import CONTROLS_TABLE
+from harness.cli import main
 from harness.config import parse_config, result_fingerprint
 from harness.llm.loopback import LoopbackServer
 from harness.model import load_subject_model
 from harness.track.compare import load_comparison
-from harness.track.experiment import run_experiment
 
 pytestmark = pytest.mark.slow
 
 
-def test_a_random_sae_control_runs_is_tagged_and_is_tested_against_its_trained_sae(tmp_path, monkeypatch):
+def test_a_random_sae_control_runs_is_tagged_and_is_tested_against_its_trained_sae(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(KEY_ENV, "dummy")
     monkeypatch.chdir(tmp_path)
     loaded = load_subject_model(parse_config({}).model)
@@ -34,15 +35,23 @@ def test_a_random_sae_control_runs_is_tagged_and_is_tested_against_its_trained_s
         base["tracking"] = {"experiment": "controls", "store_dir": str(tmp_path / "mlruns"), "bootstrap_samples": 100}
         base["variants"] = {"named": [{"name": "trained", "set": {}},
                                       {"name": "random-sae", "set": {"site.sae.weights": "random"}}]}  # fmt: skip
-        config = parse_config(base)
-        outcomes = {outcome.name: outcome for outcome in run_experiment(config, progress=False)}
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(base))
+        assert main(["run", str(path), "--quiet"]) == 0
+    printed = capsys.readouterr().out  # the end of `harness run`: the same comparison as harness compare
+    assert "different feature sites" in printed and "random-sae (mann-whitney)" in printed
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-    control = client.get_run(outcomes["random-sae"].run_id).data.tags
-    trained_key = client.get_run(outcomes["trained"].run_id).data.tags["harness.variant_key"]
+    runs = client.search_runs(
+        [client.get_experiment_by_name("controls").experiment_id], "tags.`harness.role` = 'variant'"
+    )
+    outcomes = {run.info.run_name: run for run in runs}
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    control = outcomes["random-sae"].data.tags
+    trained_key = outcomes["trained"].data.tags["harness.variant_key"]
     assert control["harness.control"] == "random-sae" and control["harness.control_of"] == trained_key
     assert trained_key == result_fingerprint(parse_config({**base, "variants": {}}))
     # The planted detectors' descriptions name their word; the random latents fire as often on other tokens.
-    assert outcomes["trained"].metrics["clarity_mean"] > outcomes["random-sae"].metrics["clarity_mean"]
+    assert outcomes["trained"].data.metrics["clarity_mean"] > outcomes["random-sae"].data.metrics["clarity_mean"]
     comparison = load_comparison(["controls"], f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     rows = [item for item in comparison.controls if item.criterion == "clarity"]
     assert [(item.control, item.variant, item.control_variant) for item in rows] == [
