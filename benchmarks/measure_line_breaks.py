@@ -19,9 +19,7 @@ import tempfile
 import numpy as np
 
 from harness.config import LLMConfig, ScorersConfig
-from harness.evaluate.scorers._detection import DetectionScorer
-from harness.evaluate.scorers._examples import visible_text
-from harness.evaluate.scorers._judging import JudgedItem
+from harness.evaluate.scorers import SCORERS, JudgedItem, visible_text
 from harness.llm import LLMClient
 
 KEYWORDS = ["dog", "river", "piano", "castle", "coffee", "winter", "doctor", "garden", "rocket", "violin"]
@@ -60,7 +58,7 @@ def main() -> int:
     args = parser.parse_args()
     config = ScorersConfig(enabled=["detection"])
     settings = config.detection.model_copy(update={"logprobs": "on"})
-    scorer = DetectionScorer()
+    scorer = SCORERS.get("detection")()
     with tempfile.TemporaryDirectory() as folder:
         client = LLMClient(
             LLMConfig(model=args.model, api_base=args.api_base, cache_path=f"{folder}/cache.sqlite", max_tokens=64),

@@ -184,19 +184,31 @@ def _process_alive(pid: int) -> bool:
 
 
 def _study_parent_run(experiment_id: str, study_name: str, storage: str, tracking_uri: str) -> str:
-    """The study's parent MLflow run, created once (under the store lock) and shared by every worker."""
+    """The study's parent MLflow run, created once and shared by every worker.
+
+    On a local store the store lock serialises the workers; on a tracking server shared by several machines two
+    may create one at the same moment: every worker then takes the oldest (start time, then run id) and the one
+    it created, if another, is deleted, so all trials nest under one run.
+    """
     from mlflow import MlflowClient
 
     key = "study-" + hashlib.sha256(f"{study_name}|{storage}".encode()).hexdigest()[:16]
     client = MlflowClient(tracking_uri)
-    with store_lock(tracking_uri):
+
+    def oldest() -> str | None:
         found = client.search_runs([experiment_id], filter_string=f"tags.`harness.variant_key` = '{key}'")
-        if found:
-            return found[0].info.run_id
-        run = client.create_run(
+        return min(found, key=lambda run: (run.info.start_time, run.info.run_id)).info.run_id if found else None
+
+    with store_lock(tracking_uri):
+        if (existing := oldest()) is not None:
+            return existing
+        created = client.create_run(
             experiment_id, run_name=f"study {study_name}", tags={"harness.variant_key": key, "harness.role": "study"}
-        )
-        return run.info.run_id
+        ).info.run_id
+        winner = oldest() or created
+        if winner != created:
+            client.delete_run(created)
+        return winner
 
 
 def run_search(

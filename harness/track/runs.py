@@ -8,6 +8,7 @@ run id, so an interrupted `harness run` leaves no duplicate or orphaned runs.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -31,6 +32,7 @@ ERROR_TAG = "harness.error"  # why a run failed (its first MAX_ERROR_TAG_LENGTH 
 PARTIAL_TAG = "harness.partial"
 MAX_PARAM_LENGTH = 6000
 MAX_ERROR_TAG_LENGTH = 500
+DATASET_ATTEMPTS = 3  # another machine may create the same dataset row at the same moment (log_dataset)
 
 
 @dataclass(frozen=True)
@@ -215,13 +217,23 @@ def log_dataset(frame: pd.DataFrame, name: str, context: str) -> None:
     """Log a table as an input dataset of the active run.
 
     The store keeps one dataset row per experiment and digest: two processes (search workers) logging the
-    same corpus at once would both try to create it, so they take turns under the store's lock.
+    same corpus at once would both try to create it, so they take turns under the store's lock; on a tracking
+    server shared by several machines the loser of that race is told the dataset exists, and links it again.
     """
     import mlflow
+    from mlflow.exceptions import MlflowException
 
+    dataset = mlflow.data.from_pandas(frame, name=name)
     with warnings.catch_warnings(), store_lock(mlflow.get_tracking_uri()):
         warnings.simplefilter("ignore", UserWarning)  # MLflow's hint about integer columns (sample_id)
-        mlflow.log_input(mlflow.data.from_pandas(frame, name=name), context=context)
+        for attempt in range(DATASET_ATTEMPTS):
+            try:
+                mlflow.log_input(dataset, context=context)
+                return
+            except MlflowException as error:
+                if "already exists" not in str(error) or attempt == DATASET_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
 
 def _param_text(value: Any) -> str:

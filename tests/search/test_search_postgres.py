@@ -78,6 +78,8 @@ def test_two_machines_share_one_study_and_one_tracking_server_on_postgresql(team
     assert len(runs) == 4 and sorted(run.data.metrics["trial_number"] for run in runs) == [0, 1, 2, 3]
     assert {trial.user_attrs[RUN_ID_ATTR] for trial in study.trials} == {run.info.run_id for run in runs}
     assert all(run.info.status == "FINISHED" for run in runs)
+    (study_run,) = client.search_runs([experiment.experiment_id], "tags.`harness.role` = 'study'")
+    assert {run.data.tags["mlflow.parentRunId"] for run in runs} == {study_run.info.run_id}  # one parent
     # each machine kept its own caches; the server holds the traces of the trials' LLM calls
     assert all((config.parent / "cache").is_dir() for config in configs)
     traces = client.search_traces(locations=[experiment.experiment_id], run_id=runs[0].info.run_id, max_results=5)

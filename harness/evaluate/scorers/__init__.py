@@ -24,7 +24,8 @@ from harness.evaluate.scorers._base import (
     run_scorers,
 )
 from harness.evaluate.scorers._delphi import COUNT_COLUMNS, DelphiScorer, pooled_balanced_accuracy
-from harness.evaluate.scorers._examples import LabelledExample, scoring_examples
+from harness.evaluate.scorers._examples import LabelledExample, scoring_examples, visible_text
+from harness.evaluate.scorers._judging import JudgedItem
 from harness.evaluate.scorers._metrics import (
     BinaryScores,
     binary_scores,
@@ -38,6 +39,7 @@ __all__ = [
     "BinaryScores",
     "DelphiScorer",
     "FeatureScore",
+    "JudgedItem",
     "LabelledExample",
     "RaterValues",
     "Scorer",
@@ -55,4 +57,5 @@ __all__ = [
     "scoring_examples",
     "similarity_auroc",
     "simulation_correlation",
+    "visible_text",
 ]
