@@ -38,6 +38,7 @@ from harness.score_names import CLARITY_ABOVE_FLOOR, FADE_SCORES
 from harness.track.controls import ControlTest, control_tests, flagged_scores, format_controls
 from harness.track.paired import ALPHA, MIN_FEATURES, PairedComparison, compare_variants, criterion_values
 from harness.track.runs import PARTIAL_TAG
+from harness.track.text import text_table
 
 RANKED_ROLES = ("variant", "trial")  # not the parent runs of comparisons and studies
 # Params that say where a feature lives: the same feature index of two variants is the same feature only
@@ -399,9 +400,7 @@ def format_ranking(ranked: pd.DataFrame, by: str, flags: Mapping[str, str] | Non
         cells += [_number(row.get("cost_usd"), digits=4), _number(row.get("features"), digits=0)]
         cells.append(_vs_above(row.get("vs_above"), untested))
         rows.append(cells)
-    widths = [max(len(str(item)) for item in column) for column in zip(header, *rows)]
-    for cells in [header, *rows]:
-        lines.append("  ".join(str(cell).ljust(width) for cell, width in zip(cells, widths)).rstrip())
+    lines += text_table(header, rows)
     note = "; other scorers: means (intervals in MLflow and on the leaderboard)" if others else ""
     over = (
         "the aggregate: per feature, a description's fault counts 0, a feature's leaves it out for every variant "
@@ -569,8 +568,7 @@ def format_labels(comparison: Comparison) -> str:
     names = dict(zip(map(str, comparison.table["run_id"]), map(str, comparison.table["variant"])))
     header = ["variant", *(label.value for label in FeatureLabel)]
     rows = [[names[run_id], *map(str, counts.values())] for run_id, counts in comparison.label_counts().items()]
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip() for cells in [header, *rows]]
+    lines = text_table(header, rows)
     lines.append(
         f"(why is a feature's score low? well described: Clarity and Responsiveness pass FADE's gate; otherwise "
         f"the description-free intruder score >= {INTERPRETABLE_INTRUDER:g} says the feature is interpretable by "

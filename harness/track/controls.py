@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.evaluate.aggregate import AGGREGATE
 from harness.track.paired import ALPHA, MIN_FEATURES, holm, paired_values, signed_rank_test
+from harness.track.text import text_table
 
 CONTROL_TAG = "harness.control"  # the control's kind, on a control run
 CONTROL_OF_TAG = "harness.control_of"  # the variant key of the variant it controls for
@@ -190,8 +191,7 @@ def format_controls(tests: Sequence[ControlTest], alpha: float = ALPHA) -> str:
         rows.append([item.criterion, f"{item.control} ({item.test})", item.variant, means,
                      f"{item.variant_features}/{item.control_features}",
                      "-" if item.effect is None else f"{item.effect:+.2f}", _p(item.p_adjusted), verdict])  # fmt: skip
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip() for cells in [header, *rows]]
+    lines = text_table(header, rows)
     lines.append(
         f"(each score of a variant vs its controls: random-model/random-sae by Mann-Whitney U over the features "
         f"(other features: unpaired), shuffled by the paired Wilcoxon test; Holm over each score's tests, alpha {alpha:g}; "

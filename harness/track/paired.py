@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.track.text import text_table
+
 ALPHA = 0.05
 MIN_FEATURES = 10  # below ~6 non-zero pairs the signed-rank test cannot reach p < 0.05 at all
 EXACT_UP_TO = 50  # non-zero pairs up to which the p-value is exact; the normal approximation beyond
@@ -242,8 +244,7 @@ def format_pairs(comparisons: Sequence[PairedComparison], alpha: float = ALPHA) 
             "-" if item.rank_biserial is None else f"{item.rank_biserial:+.2f}",
             format_p(item.p_value), format_p(item.p_adjusted), result,
         ])  # fmt: skip
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip() for cells in [header, *rows]]
+    lines = text_table(header, rows)
     lines.append(
         f"(every pair: {TEST} over the {len(comparisons)} pairs; 'tied' = adjusted p >= {alpha:g}; "
         "mean diff = variant minus vs, over the features both define; r = rank-biserial correlation)"
