@@ -36,7 +36,14 @@ from harness.secrets import redact_text
 from harness.stages import SharedStages
 from harness.track.agreement import log_scorer_agreement
 from harness.track.compare import feature_scores, variants_table
-from harness.track.runs import failed_status, failure_reason, log_metrics, log_params, record_failure
+from harness.track.runs import (
+    failed_status,
+    failure_reason,
+    log_metrics,
+    log_params,
+    record_failure,
+    tolerant_write,
+)
 from harness.track.store import ensure_experiment, resolve_tracking_uri, store_lock
 from harness.track.variant import VariantOutcome
 
@@ -362,7 +369,8 @@ def _tag_best_trials(study) -> list[dict[str, Any]]:
     for trial in completed:
         run_id = trial.user_attrs.get(RUN_ID_ATTR)
         if run_id:
-            client.set_tag(run_id, "harness.best_trial", str(trial.number in best_numbers).lower())
+            best = str(trial.number in best_numbers).lower()
+            tolerant_write(lambda: client.set_tag(run_id, "harness.best_trial", best))  # every worker tags them
     return [
         {
             "trial": trial.number,

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.artifacts import ERROR_FILE
 from harness.errors import HarnessError, Terminated
@@ -32,7 +32,8 @@ ERROR_TAG = "harness.error"  # why a run failed (its first MAX_ERROR_TAG_LENGTH 
 PARTIAL_TAG = "harness.partial"
 MAX_PARAM_LENGTH = 6000
 MAX_ERROR_TAG_LENGTH = 500
-DATASET_ATTEMPTS = 3  # another machine may create the same dataset row at the same moment (log_dataset)
+STORE_WRITE_ATTEMPTS = 3  # another machine may write the same row at the same moment (tolerant_write)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -221,19 +222,27 @@ def log_dataset(frame: pd.DataFrame, name: str, context: str) -> None:
     server shared by several machines the loser of that race is told the dataset exists, and links it again.
     """
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     dataset = mlflow.data.from_pandas(frame, name=name)
     with warnings.catch_warnings(), store_lock(mlflow.get_tracking_uri()):
         warnings.simplefilter("ignore", UserWarning)  # MLflow's hint about integer columns (sample_id)
-        for attempt in range(DATASET_ATTEMPTS):
-            try:
-                mlflow.log_input(dataset, context=context)
-                return
-            except MlflowException as error:
-                if "already exists" not in str(error) or attempt == DATASET_ATTEMPTS - 1:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
+        tolerant_write(lambda: mlflow.log_input(dataset, context=context))
+
+
+def tolerant_write(write: Callable[[], T]) -> T:
+    """A store write that another machine may make at the same moment (the same tag, or dataset row, on a shared
+    tracking server): the server inserts, so the loser is told the row already exists; written again, it is
+    updated or found."""
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(STORE_WRITE_ATTEMPTS):
+        try:
+            return write()
+        except MlflowException as error:
+            if "already exists" not in str(error) or attempt == STORE_WRITE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _param_text(value: Any) -> str:
