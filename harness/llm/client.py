@@ -540,6 +540,10 @@ class LLMClient:
         started = asyncio.Semaphore(self.config.concurrency)
 
         def release(feature: int) -> None:
+            # Once per hold: on cancellation the batch's cleanup below may release a call's feature before the
+            # call's own `finally` runs.
+            if held[feature] <= 0:
+                return
             held[feature] -= 1
             tracer.release(feature)
 
