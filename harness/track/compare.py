@@ -139,9 +139,10 @@ def rank_variants(
     ranked = table.copy()
     features = features or {}
     run_ids = [str(run_id) for run_id in ranked["run_id"]] if "run_id" in ranked else [str(i) for i in ranked.index]
+    if by != AGGREGATE and f"{by}_mean" not in ranked.columns:
+        raise ConfigError(f"cannot rank by {by!r}: known scores are {', '.join(score_names(table)) or 'none'}")
+    values = ranking_values(ranked.assign(run_id=run_ids), by, features, weights)
     if by == AGGREGATE:
-        weights = aggregate_weights(ranked, weights, features)
-        values = comparison_aggregates(ranked.assign(run_id=run_ids), features, weights)
         for part in AGGREGATE_PARTS:
             ranked[f"{AGGREGATE}_{part}"] = np.nan
         for position, run_id in enumerate(run_ids):
@@ -150,10 +151,6 @@ def rank_variants(
                 total = len(features[run_id].drop_duplicates("feature"))  # type: ignore[union-attr]
                 for part, value in summarise_aggregate(series, total).items():
                     ranked.loc[ranked.index[position], f"{AGGREGATE}_{part}"] = value
-    elif f"{by}_mean" not in ranked.columns:
-        raise ConfigError(f"cannot rank by {by!r}: known scores are {', '.join(score_names(table)) or 'none'}")
-    else:
-        values = {run_id: criterion_values(features.get(run_id), by) for run_id in run_ids}
     key = f"{by}_mean"
     order = ranked[key].astype(float).to_numpy()
     positions = sorted(range(len(ranked)), key=lambda i: (np.isnan(order[i]), -np.nan_to_num(order[i])))
