@@ -176,12 +176,13 @@ def _conventions(table: pd.DataFrame, by: str) -> dict[str, str] | None:
     """Run id -> its scorers.convention, for a score computed by one of several conventions (else None)."""
     if by not in CONVENTION_SCORES or "run_id" not in table.columns:
         return None
+    return dict(zip(map(str, table["run_id"]), _convention_of_each(table)))
+
+
+def _convention_of_each(table: pd.DataFrame) -> list[str]:
+    """Each row's scorers.convention (runs logged before the setting existed: ours)."""
     column = table.get(CONVENTION_PARAM, pd.Series("harness", index=table.index))
-    return {str(run_id): _convention(value) for run_id, value in zip(table["run_id"], column)}
-
-
-def _convention(value: object) -> str:
-    return value if isinstance(value, str) and value else "harness"  # runs logged before the setting: ours
+    return [value if isinstance(value, str) and value else "harness" for value in column]
 
 
 def score_conventions(table: pd.DataFrame) -> dict[str, str]:
@@ -192,10 +193,9 @@ def score_conventions(table: pd.DataFrame) -> dict[str, str]:
     for score in CONVENTION_SCORES:
         if score not in present:
             continue
-        column = table.get(CONVENTION_PARAM, pd.Series("harness", index=table.index))
         used: dict[str, list[str]] = {}
-        for name, value in zip(table["variant"], column):
-            used.setdefault(_convention(value), []).append(str(name))
+        for name, convention in zip(table["variant"], _convention_of_each(table)):
+            used.setdefault(convention, []).append(str(name))
         if len(used) == 1:
             found[score] = CONVENTION_NAMES.get(next(iter(used)), next(iter(used)))
         else:
