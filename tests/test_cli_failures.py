@@ -122,7 +122,10 @@ def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, delay_s):
     time.sleep(delay_s)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
-    assert "Traceback" not in err and process.returncode in (2, 130), err
+    # 130: our handler's status. -SIGINT: the process ended by the signal itself after the one line (seen on a
+    # loaded machine, and whenever it lands while the interpreter shuts down); a shell reads it as the same 130.
+    # 2: the signal came after the command's own one-line error.
+    assert "Traceback" not in err and process.returncode in (2, 130, -signal.SIGINT), err
 
 
 def test_a_full_disk_is_one_line_naming_the_file(capsys, monkeypatch):
