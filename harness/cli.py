@@ -259,35 +259,45 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from harness.activations import current_processes
+    from harness.config import result_fingerprint
     from harness.evaluate.descriptions_io import read_descriptions
-    from harness.evaluate.fade.pipeline import evaluate_descriptions
+    from harness.stages import Alone, SharedStages, run_variant
 
     config = _config_from(args)
     check_writable(Path(args.output), "FADE's results (--output)")  # before any LLM call
     descriptions = read_descriptions(args.descriptions, format=args.format)
-    result = evaluate_descriptions(config, descriptions, args.output, progress=not args.quiet)
-    if not current_processes().is_main:
-        return 0  # under `accelerate launch` the main process scores the rest and reports for all
-    table = result.scores[["feature", *FADE_SCORES, "description"]]
+    # Every process of an `accelerate launch` runs its share of FADE; the main one scores the rest and reports.
+    leads = current_processes().is_main
+    result = run_variant(
+        config,
+        result_fingerprint(config),
+        SharedStages(progress=not args.quiet),
+        team=Alone(leads=leads),
+        descriptions=descriptions,
+        workdir=Path(args.output),
+    )
+    if not leads:
+        return 0
+    assert result.per_feature is not None and result.llm_failed is not None
+    evaluation = result.evaluation
+    columns = ["feature", *FADE_SCORES, *config.scorers.enabled, "description"]
     written = f"scores in {Path(args.output) / 'scores.csv'}"
-    failed = result.failed
-    if config.scorers.enabled:
-        from harness.stages import SharedStages, llm_failed_features, score_with_other_scorers
-
-        other = score_with_other_scorers(config, descriptions, SharedStages(progress=not args.quiet))
-        failed = sorted({*failed, *llm_failed_features(other)})
-        _write_table(other, Path(args.output) / OTHER_SCORES_FILE)
-        table = table.merge(other[["feature", *config.scorers.enabled]], on="feature", how="left")
-        table = table[[*table.columns.drop("description"), "description"]]
+    if result.scored is not None:
+        _write_table(result.scored, Path(args.output) / OTHER_SCORES_FILE)
         written += f", other scorers' in {Path(args.output) / OTHER_SCORES_FILE}"
     with pd.option_context("display.max_colwidth", 60, "display.width", 200):
-        print(table.to_string(index=False))
-    print(f"\n{len(result.computed)} computed, {len(result.reused)} reused from {args.output}; {written}")
+        print(result.per_feature[columns].to_string(index=False))
+    print(f"\n{len(evaluation.computed)} computed, {len(evaluation.reused)} reused from {args.output}; {written}")
+    failed = sorted({*evaluation.failed, *result.llm_failed})
     if failed:
-        first = f"; FADE's first error: {redact_text(str(result.results[result.failed[0]].llm_error))}"
+        first = (
+            f"; FADE's first error: {redact_text(str(evaluation.results[evaluation.failed[0]].llm_error))}"
+            if evaluation.failed
+            else ""
+        )
         print(
-            f"LLM calls failed on features {failed} (their scores say {Reason.LLM_FAILED}"
-            f"{first if result.failed else ''}); run the same command again to compute only these",
+            f"LLM calls failed on features {failed} (their scores say {Reason.LLM_FAILED}{first}); run the same "
+            "command again to compute only these",
             file=sys.stderr,
         )
         return 0 if args.keep_going else 1

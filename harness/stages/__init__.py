@@ -1,19 +1,30 @@
 """Running a variant's stages: corpus -> activations -> explain -> evaluate (FADE) -> other scorers.
 
-The CLI, tracking (`harness.track`) and the search all run the stages through these functions; nothing
+`run_variant` (harness.stages.pipeline) holds their one order; the CLI, tracking (`harness.track`, an
+observer of it), the search and the followers of an `accelerate launch` all run a variant through it. Nothing
 here knows about MLflow. The modules stay light to import: each stage imports the model, the LLM layer or
 FADE when it runs.
 """
 
 from harness.stages.describe import describe_features
 from harness.stages.evaluate import ChunkCallback, evaluate_in_chunks
-from harness.stages.follow import Lead, follow_variants, run_ledger, variant_workdir
-from harness.stages.metrics import floor_metrics, pooled_metrics, score_metrics
+from harness.stages.follow import Lead, follow_variants
+from harness.stages.metrics import floor_metrics, pooled_metrics, score_metrics, usage_metrics, variant_metrics
+from harness.stages.pipeline import (
+    Alone,
+    Team,
+    VariantObserver,
+    VariantResult,
+    run_ledger,
+    run_variant,
+    variant_workdir,
+)
 from harness.stages.score import score_with_other_scorers
 from harness.stages.shared import SharedStages, StageTimer
 from harness.stages.tables import llm_failed_features, per_feature_table, rated_samples_table, top_examples_table
 
 __all__ = [
+    "Alone",
     "ChunkCallback",
     "Lead",
     "SharedStages",
@@ -30,5 +41,11 @@ __all__ = [
     "score_metrics",
     "score_with_other_scorers",
     "top_examples_table",
+    "Team",
+    "usage_metrics",
+    "VariantObserver",
+    "VariantResult",
+    "run_variant",
+    "variant_metrics",
     "variant_workdir",
 ]

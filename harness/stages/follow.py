@@ -10,32 +10,19 @@ process's own is sent where the followers wait, so none waits for a process that
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+from harness.stages.pipeline import run_ledger, run_variant, variant_workdir
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from harness.activations import Processes
     from harness.config import HarnessConfig
-    from harness.llm import UsageLedger
-
-
-def variant_workdir(config: HarnessConfig, key: str) -> Path:
-    """Where a variant's FADE results and usage ledgers live, named by its result fingerprint `key`."""
-    return Path(config.activations.cache_dir) / "runs" / key
-
-
-def run_ledger(workdir: Path, run_id: str) -> UsageLedger:
-    """The run's usage ledger: every process of the run appends to it (a killed one's counts survive)."""
-    from harness.llm import UsageLedger
-
-    return UsageLedger(workdir / f"usage-{run_id}.jsonl")
 
 
 @dataclass(frozen=True)
@@ -46,9 +33,11 @@ class _Failed:
 
 
 class Lead:
-    """The main process's side: `start` and `descriptions` tell the followers each variant's two decisions;
+    """The main process's side: `start` and `describe` tell the followers each variant's two decisions;
     `fail` tells them of a failure where they wait. With one process (`processes` None or of one) all of it
-    does nothing."""
+    does nothing. A team (harness.stages.pipeline.Team) for `run_variant`."""
+
+    leads = True
 
     def __init__(self, processes: Processes | None = None, variants: int = 1) -> None:
         self._processes = processes
@@ -63,10 +52,12 @@ class Lead:
         self._variants_left -= 1
         self._waiting = self._followers and (not skipped or self._variants_left > 0)
 
-    def descriptions(self, table: pd.DataFrame) -> None:
-        """The descriptions every process evaluates."""
+    def describe(self, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+        """The descriptions every process evaluates: computed here, sent to the followers."""
+        table = compute()
         self._send(table)
         self._waiting = self._followers and self._variants_left > 0
+        return table
 
     @contextmanager
     def together(self) -> Iterator[None]:
@@ -95,22 +86,32 @@ def _receive(processes: Processes) -> Any:
     return value
 
 
+class Follower:
+    """A follower's side of a variant (a Team for `run_variant`): the lead's descriptions, FADE on this
+    process's share of the features; no scorers, no metrics."""
+
+    leads = False
+
+    def __init__(self, processes: Processes) -> None:
+        self._processes = processes
+
+    def describe(self, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+        return _receive(self._processes)
+
+    def together(self) -> AbstractContextManager[None]:
+        return nullcontext()
+
+
 def follow_variants(config: HarnessConfig, processes: Processes) -> None:
-    """A follower's part of `harness run`: for each variant the main process runs, the activation pass and
-    FADE on this process's share of the features, with the main process's descriptions."""
+    """A follower's part of `harness run`: each variant the main process runs, through the one pipeline."""
     from harness.config import expand_variants, result_fingerprint
-    from harness.stages.evaluate import evaluate_in_chunks
     from harness.stages.shared import SharedStages
 
     shared = SharedStages(progress=False)
+    team = Follower(processes)
     for _, variant in expand_variants(config):
         skipped, run_id = _receive(processes)
         if skipped:
             continue
-        shared.corpus(variant)
-        shared.activations(variant)
-        descriptions = _receive(processes)
-        workdir = variant_workdir(variant, result_fingerprint(variant))
-        evaluate_in_chunks(
-            variant, descriptions, workdir / "fade", shared, ledger=run_ledger(workdir, run_id).stage("fade")
-        )
+        key = result_fingerprint(variant)
+        run_variant(variant, key, shared, run_ledger(variant_workdir(variant, key), run_id), team=team)

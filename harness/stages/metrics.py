@@ -10,6 +10,8 @@ from harness.score_names import CLARITY_ABOVE_FLOOR, FADE_SCORES
 
 if TYPE_CHECKING:
     from harness.config import HarnessConfig
+    from harness.llm import UsageLedger
+    from harness.stages.shared import StageTimer
 
 
 def score_metrics(
@@ -56,3 +58,59 @@ def floor_metrics(per_feature: pd.DataFrame, config: HarnessConfig) -> dict[str,
     verdicts = per_feature["clarity_beats_floor"].dropna().astype(bool)
     metrics["clarity_beats_floor_share"] = float(verdicts.mean()) if len(verdicts) else None
     return metrics
+
+
+def usage_metrics(usage: dict[str, float | int], prefix: str = "llm") -> dict[str, float]:
+    """LLM accounting as metrics: calls, cache hits, retries, failures, tokens, cost."""
+    names = {
+        "calls": f"{prefix}_calls",
+        "requests": f"{prefix}_requests",
+        "cache_hits": f"{prefix}_cache_hits",
+        "retries": f"{prefix}_retries",
+        "failures": f"{prefix}_failures",
+        "prompt_tokens": "prompt_tokens",
+        "completion_tokens": "completion_tokens",
+        "cost_usd": "cost_usd",
+    }
+    return {metric: float(usage.get(key, 0) or 0) for key, metric in names.items()}
+
+
+def variant_metrics(
+    per_feature: pd.DataFrame,
+    config: HarnessConfig,
+    ledger: UsageLedger | None,
+    timer: StageTimer,
+    *,
+    floor_cost: dict[str, float],
+    llm_failed: int,
+) -> dict[str, float | None]:
+    """Every run-level metric of a variant: scores, the aggregate, pooled and floor metrics, what its LLM calls
+    spent (from the run's ledger: every process's, a killed one's included), stage times."""
+    from harness.evaluate.aggregate import aggregate_metrics, default_weights
+    from harness.llm import Usage, parse_metrics
+
+    spent = ledger.by_stage() if ledger is not None else {}
+    total = sum(spent.values(), Usage()).as_dict()
+    floor = (
+        {"clarity_floor_requests": floor_cost["requests"], "time_clarity_floor_s": floor_cost["seconds"]}
+        if floor_cost
+        else {}
+    )
+    scorers = tuple(config.scorers.enabled)
+    samples, seed = config.tracking.bootstrap_samples, config.seed
+    return (
+        score_metrics(per_feature, samples, seed, (*FADE_SCORES, *scorers))
+        | aggregate_metrics(per_feature, default_weights([per_feature]), num_resamples=samples, seed=seed)
+        | pooled_metrics(per_feature, scorers)
+        | floor_metrics(per_feature, config)
+        | floor
+        | usage_metrics(total)
+        | parse_metrics(total)
+        | {
+            "explain_cost_usd": spent.get("explain", Usage()).cost_usd,
+            "rater_cost_usd": sum(spent.get(stage, Usage()).cost_usd for stage in ("fade", "scorers")),
+        }
+        | {"tokens": total.get("prompt_tokens", 0) + total.get("completion_tokens", 0)}
+        | timer.as_metrics()
+        | {"features_llm_failed": float(llm_failed)}
+    )

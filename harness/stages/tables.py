@@ -14,13 +14,14 @@ if TYPE_CHECKING:
 
 
 def per_feature_table(scores: pd.DataFrame, descriptions: pd.DataFrame) -> pd.DataFrame:
-    """Scores with each description's provenance (explainer, hashes, tokens, cost, error); a feature whose
+    """Scores with each description's provenance (explainer, hashes, tokens, cost, error: empty where the table
+    has none); a feature whose
     explainer calls failed has its FADE scores' reasons say so (Reason.LLM_FAILED)."""
     from harness.explain import is_llm_failure
     from harness.score_names import FADE_SCORES, Reason
 
-    provenance = descriptions[
-        [
+    provenance = descriptions.reindex(  # given descriptions (`harness evaluate`) may lack the provenance
+        columns=[
             "feature",
             "description",
             "explainer",
@@ -31,7 +32,7 @@ def per_feature_table(scores: pd.DataFrame, descriptions: pd.DataFrame) -> pd.Da
             "cost_usd",
             "error",
         ]
-    ]
+    )
     table = provenance.merge(scores.drop(columns=["description"]), on="feature", how="left")
     failed = table["error"].map(is_llm_failure).astype(bool)
     for score in FADE_SCORES:

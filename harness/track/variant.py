@@ -24,24 +24,16 @@ import harness
 from harness import artifacts
 from harness.config import HarnessConfig, control_counterpart, dump_config, result_fingerprint
 from harness.errors import LLMError
-from harness.evaluate.aggregate import aggregate_metrics, default_weights
 from harness.score_names import FADE_SCORES, Reason
 from harness.secrets import redact_text
 from harness.stages import (
     ChunkCallback,
     Lead,
     SharedStages,
-    StageTimer,
-    describe_features,
-    evaluate_in_chunks,
-    floor_metrics,
-    llm_failed_features,
-    per_feature_table,
-    pooled_metrics,
+    VariantObserver,
     rated_samples_table,
     run_ledger,
-    score_metrics,
-    score_with_other_scorers,
+    run_variant,
     top_examples_table,
     variant_workdir,
 )
@@ -86,21 +78,6 @@ def git_commit() -> str | None:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def usage_metrics(usage: dict[str, float | int], prefix: str = "llm") -> dict[str, float]:
-    """LLM accounting as metrics: calls, cache hits, retries, failures, tokens, cost."""
-    names = {
-        "calls": f"{prefix}_calls",
-        "requests": f"{prefix}_requests",
-        "cache_hits": f"{prefix}_cache_hits",
-        "retries": f"{prefix}_retries",
-        "failures": f"{prefix}_failures",
-        "prompt_tokens": "prompt_tokens",
-        "completion_tokens": "completion_tokens",
-        "cost_usd": "cost_usd",
-    }
-    return {metric: float(usage.get(key, 0) or 0) for key, metric in names.items()}
 
 
 def variant_params(config: HarnessConfig) -> dict[str, Any]:
@@ -195,8 +172,24 @@ def _failed_note(failed: list[int], per_feature: pd.DataFrame) -> str:
     )
 
 
-def _stage(tracer: CallTracer | None, name: str) -> CallTracer | None:
-    return tracer.for_stage(name) if tracer is not None else None
+class TrackingObserver(VariantObserver):
+    """Tracking as the pipeline's observer: every LLM call a trace of the run, the corpus as the run's dataset,
+    FADE's running scores to the search's pruning callback."""
+
+    def __init__(self, tracer: CallTracer | None, corpus_name: str, on_chunk: ChunkCallback | None = None) -> None:
+        self._tracer = tracer
+        self._corpus_name = corpus_name
+        self._on_chunk = on_chunk
+
+    def tracer(self, stage: str) -> CallTracer | None:
+        return self._tracer.for_stage(stage) if self._tracer is not None else None
+
+    def corpus_loaded(self, corpus: pd.DataFrame) -> None:
+        log_dataset(corpus, self._corpus_name, context="corpus")
+
+    def evaluated_chunk(self, scores: pd.DataFrame, step: int) -> None:
+        if self._on_chunk is not None:
+            self._on_chunk(scores, step)
 
 
 def track_variant(
@@ -215,7 +208,8 @@ def track_variant(
     lead: Lead | None = None,
     keep_going: bool = False,
 ) -> VariantOutcome:
-    """Run one variant into its MLflow run (new, resumed, or skipped when already finished).
+    """Run one variant (harness.stages.run_variant) into its MLflow run (new, resumed, or skipped when already
+    finished), and log what it produced.
 
     Args:
         name: the run name.
@@ -238,7 +232,6 @@ def track_variant(
     import mlflow
     from mlflow import MlflowClient
 
-    from harness.llm import Usage, parse_metrics
     from harness.llm.tracing import CallTracer
 
     lead = lead or Lead()
@@ -252,79 +245,31 @@ def track_variant(
         if tracked.skipped:
             metrics = MlflowClient().get_run(tracked.run_id).data.metrics
             return VariantOutcome(name, tracked.run_id, skipped=True, metrics=dict(metrics))
-        timer = StageTimer()
         log_params(variant_params(config))
         mlflow.set_tags(control_tags(config))
         log_config_artifact(config)
-        workdir = variant_workdir(config, key)
-        ledger = run_ledger(workdir, tracked.run_id)
         # Every LLM call also an MLflow trace of this run (variant_run writes them out before the run ends).
         tracer = CallTracer(tracked.run_id, experiment_id) if config.tracking.traces else None
-        with timer.stage("activations"):
-            corpus = shared.corpus(config)
-            shared.activations(config)
-        log_dataset(corpus, config.corpus.source, context="corpus")
-        with timer.stage("explain"):
-            descriptions, _ = describe_features(config, shared, ledger.stage("explain"), _stage(tracer, "explain"))
-        lead.descriptions(descriptions)
-        with timer.stage("evaluate"), lead.together():
-            result = evaluate_in_chunks(
-                config,
-                descriptions,
-                workdir / "fade",
-                shared,
-                chunk_size=chunk_size,
-                on_chunk=on_chunk,
-                ledger=ledger.stage("fade"),
-                tracer=_stage(tracer, "fade"),
-            )
-        per_feature = per_feature_table(result.scores, descriptions)
-        cost = result.floor_cost  # the clarity floor's share of the evaluate stage, when it ran
-        floor_cost = (
-            {"clarity_floor_requests": cost["requests"], "time_clarity_floor_s": cost["seconds"]} if cost else {}
+        result = run_variant(
+            config,
+            key,
+            shared,
+            run_ledger(variant_workdir(config, key), tracked.run_id),
+            observer=TrackingObserver(tracer, config.corpus.source, on_chunk),
+            team=lead,
+            chunk_size=chunk_size,
         )
-        if config.scorers.enabled:
-            with timer.stage("scorers"):
-                scored = score_with_other_scorers(
-                    config, descriptions, shared, ledger.stage("scorers"), _stage(tracer, "scorers")
-                )
-            per_feature = per_feature.merge(scored, on="feature", how="left")
-        failed = llm_failed_features(per_feature)
-        # What every process of this run spent, a killed one's included (its ledger survives; its memory not).
-        spent = ledger.by_stage()
-        total_usage = sum(spent.values(), Usage()).as_dict()
-        metrics = (
-            score_metrics(
-                per_feature, config.tracking.bootstrap_samples, config.seed, (*FADE_SCORES, *config.scorers.enabled)
-            )
-            | aggregate_metrics(
-                per_feature,
-                default_weights([per_feature]),
-                num_resamples=config.tracking.bootstrap_samples,
-                seed=config.seed,
-            )
-            | pooled_metrics(per_feature, tuple(config.scorers.enabled))
-            | floor_metrics(per_feature, config)
-            | floor_cost
-            | usage_metrics(total_usage)
-            | parse_metrics(total_usage)
-            | {
-                "explain_cost_usd": spent.get("explain", Usage()).cost_usd,
-                "rater_cost_usd": sum(spent.get(stage, Usage()).cost_usd for stage in ("fade", "scorers")),
-            }
-            | {"tokens": total_usage.get("prompt_tokens", 0) + total_usage.get("completion_tokens", 0)}
-            | timer.as_metrics()
-            | {"features_llm_failed": float(len(failed))}
-        )
+        assert result.per_feature is not None and result.metrics is not None and result.llm_failed is not None
+        per_feature, metrics, failed = result.per_feature, result.metrics, result.llm_failed
         log_metrics(metrics)
         _log_table(per_feature, artifacts.PER_FEATURE_TABLE)
-        _log_table(descriptions, artifacts.DESCRIPTIONS_TABLE)
+        _log_table(result.descriptions, artifacts.DESCRIPTIONS_TABLE)
         _log_table(top_examples_table(shared, config), artifacts.TOP_EXAMPLES_TABLE)
-        _log_table(rated_samples_table(workdir / "fade"), artifacts.RATED_SAMPLES_TABLE)
+        fade_dir = result.evaluation.output_dir
+        _log_table(rated_samples_table(fade_dir), artifacts.RATED_SAMPLES_TABLE)
         log_score_plots(per_feature, metrics, name)
         for feature in per_feature["feature"].head(config.tracking.plot_features).tolist():
-            folder = workdir / "fade" / "features" / str(feature)
-            for plot in sorted(folder.glob("*.png")):
+            for plot in sorted((fade_dir / "features" / str(feature)).glob("*.png")):
                 mlflow.log_artifact(str(plot), f"{artifacts.FEATURE_PLOTS}/{feature}")
         if failed:
             note = _failed_note(failed, per_feature)
