@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from launching import free_port
+from needs import missing
 
 USER = "harness"
 
@@ -35,10 +36,7 @@ def postgres_binaries() -> Path | None:
 def require_postgres() -> Path:
     binaries = postgres_binaries()
     if binaries is None:
-        message = "PostgreSQL's server is not installed: apt-get install postgresql (as .ci/run does)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("PostgreSQL's server is not installed: apt-get install postgresql (as .ci/run does)")
     return binaries
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from needs import missing
 
 from harness.evaluate.fade.metrics import VALID_RATINGS
 from harness.evaluate.fade.prompts import (
@@ -27,7 +28,7 @@ def reference_prompts() -> dict[str, str]:
     # Located without importing the package (its __init__ pulls in langchain and torch).
     spec = importlib.util.find_spec("fade")
     if spec is None or not spec.submodule_search_locations:
-        pytest.skip("the FADE reference (pip install fade-language==0.1.2) is not installed")
+        missing("the FADE reference (pip install fade-language==0.1.2) is not installed")
     config = Path(next(iter(spec.submodule_search_locations))) / "default_config.yaml"
     return yaml.safe_load(config.read_text(encoding="utf-8"))["prompts"]
 

@@ -10,15 +10,17 @@ import warnings
 
 import numpy as np
 import pytest
+from needs import import_or_missing
 
 REFERENCE_MISSING = (
     "the FADE reference is not importable; install it as tox.ini does "
     "(fade-language==0.1.2 with --no-deps, then the packages its imports need)"
 )
-# ImportError too, not only a missing module: a langchain release that breaks fade's imports also skips.
-torch = pytest.importorskip("torch", reason=REFERENCE_MISSING, exc_type=ImportError)
-fade_results = pytest.importorskip("fade.results", reason=REFERENCE_MISSING, exc_type=ImportError)
-fade_llm = pytest.importorskip("fade.llm", reason=REFERENCE_MISSING, exc_type=ImportError)
+# ImportError too, not only a missing module: a langchain release that breaks fade's imports is missing too
+# (a skip here, a failure in CI: tests/needs.py).
+torch = import_or_missing("torch", REFERENCE_MISSING)
+fade_results = import_or_missing("fade.results", REFERENCE_MISSING)
+fade_llm = import_or_missing("fade.llm", REFERENCE_MISSING)
 
 from harness.evaluate.fade.metrics import (  # noqa: E402
     clarity,

@@ -23,6 +23,7 @@ from leaderboard_runs import (  # noqa: E402
     log_variant,
 )
 from mlflow import MlflowClient  # noqa: E402
+from needs import missing  # noqa: E402
 
 from harness.track.store import default_tracking_uri, ensure_experiment  # noqa: E402
 from leaderboard import build_site  # noqa: E402
@@ -108,7 +109,7 @@ def hostile_site(store, tmp_path_factory) -> Site:
 def browser(tmp_path_factory):
     binary = find_chromium()
     if binary is None:
-        pytest.skip(
+        missing(
             "no Chromium binary found: install Debian's `chromium` (apt-get install chromium) "
             "or set HARNESS_CHROMIUM to a Chrome/Chromium executable"
         )
