@@ -63,6 +63,7 @@ def test_bad_override_is_a_clear_error():
     assert result.returncode == 2 and "--set expects KEY=VALUE" in result.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_scores_a_descriptions_file_with_fade_and_the_enabled_scorers(tmp_path):
     """`harness explain` then `harness evaluate` with the scripted loopback server as explainer and rater:
     FADE's table and the enabled scorers' table come out for every feature, printed side by side; run
