@@ -9,6 +9,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from configs import tiny_config, write_config
 from harness.cli import _write_table, main
 from harness.evaluate.descriptions_io import read_descriptions
 from harness.llm.loopback import LoopbackServer
@@ -20,19 +21,8 @@ def server():
         yield running
 
 
-def _config(folder, server_url, **sections):
-    llm = {"model": "openai/scripted", "api_base": server_url, "max_retries": 0}
-    config = {
-        "corpus": {"num_samples": 40, "max_chars": 160, "seed": 5},
-        "site": {"module": "model.layers.3.mlp.act_fn", "features": [5, 77]},
-        "activations": {"batch_size": 16, "max_length": 32, "cache_dir": str(folder / "cache")},
-        "explain": {"llm": llm},
-        "fade": {"rater": llm},
-        **sections,
-    }
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
+def _config(folder, server_url, **overrides):
+    return str(write_config(folder, tiny_config(folder, server_url, overrides)))
 
 
 def _one_line(captured) -> str:
@@ -44,7 +34,7 @@ def _one_line(captured) -> str:
 def test_an_unwritable_output_is_refused_before_any_llm_call(tmp_path, server, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    config = _config(tmp_path, server.url, tracking={"store_dir": str(blocker / "mlruns")})
+    config = _config(tmp_path, server.url, **{"tracking.store_dir": str(blocker / "mlruns")})
     commands = {
         "explain": ["explain", config, "-o", str(blocker / "descriptions.csv")],
         "evaluate": ["evaluate", config, "-d", str(tmp_path / "none.csv"), "-o", str(blocker / "out")],

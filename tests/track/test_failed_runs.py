@@ -9,9 +9,10 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from configs import tiny_config
 from harness.artifacts import ERROR_FILE
 from harness.cli import main
-from harness.config import parse_config, set_dotted
+from harness.config import parse_config
 from harness.errors import HarnessError
 from harness.llm.loopback import FaultPlan, LoopbackServer
 from harness.track.compare import count_failed_runs, variants_table
@@ -34,23 +35,9 @@ def _own_store():
 
 
 def _config(folder: Path, server_url: str, **overrides):
-    llm = {"model": "openai/scripted", "api_base": server_url, "max_retries": 0}
-    data = {
-        "corpus": {"num_samples": 60, "max_chars": 160, "seed": 5},
-        "site": {"module": "model.layers.3.mlp.act_fn", "features": [5, 77]},
-        "activations": {
-            "batch_size": 16,
-            "max_length": 32,
-            "skip_first_positions": 1,
-            "cache_dir": str(folder / "cache"),
-        },
-        "explain": {"llm": llm, "selection": {"num_examples": 4}},
-        "fade": {"rater": llm, "clarity_llm_calls": 2, "num_samples": 20, "faithfulness": {"enabled": False}},
-        "tracking": {"experiment": "probe", "store_dir": str(folder / "mlruns"), "bootstrap_samples": 100},
-    }
-    for dotted, value in overrides.items():
-        data = set_dotted(data, dotted.replace("__", "."), value)
-    return parse_config(data)
+    return parse_config(
+        tiny_config(folder, server_url, {key.replace("__", "."): value for key, value in overrides.items()})
+    )
 
 
 def _runs(folder: Path):

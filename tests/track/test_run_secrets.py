@@ -10,9 +10,9 @@ from pathlib import Path
 
 import mlflow
 import pytest
-import yaml
 from mlflow import MlflowClient
 
+from configs import tiny_config, write_config
 from harness.cli import main
 from harness.llm.loopback import FaultPlan, LoopbackServer
 from harness.llm.responders import FadeResponder
@@ -56,18 +56,18 @@ def _own_store():
 
 
 def _config(folder: Path, server_url: str, temperature: float) -> str:
-    llm = {"model": "openai/scripted", "api_base": server_url, "max_retries": 0, "temperature": temperature}
-    config = {
-        "corpus": {"num_samples": 60, "max_chars": 160, "seed": 5},
-        "site": {"module": "model.layers.3.mlp.act_fn", "features": [5, 77]},
-        "activations": {"batch_size": 16, "max_length": 32, "skip_first_positions": 1, "cache_dir": "cache"},
-        "explain": {"llm": llm, "selection": {"num_examples": 4}},
-        "fade": {"rater": llm, "clarity_llm_calls": 2, "num_samples": 20, "faithfulness": {"enabled": False}},
-        "tracking": {"experiment": "keys", "store_dir": "mlruns", "bootstrap_samples": 100},
-    }
-    path = folder / f"config-{temperature}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
+    """Relative store and cache: the test runs in `folder`."""
+    data = tiny_config(
+        folder,
+        server_url,
+        {
+            "llm.temperature": temperature,
+            "activations.cache_dir": "cache",
+            "tracking.experiment": "keys",
+            "tracking.store_dir": "mlruns",
+        },
+    )
+    return str(write_config(folder, data, f"config-{temperature}.yaml"))
 
 
 def test_the_implicit_key_reflected_and_echoed_is_in_no_output(tmp_path, monkeypatch, capfd):

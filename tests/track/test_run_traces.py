@@ -13,9 +13,9 @@ import shutil
 
 import mlflow
 import pytest
-import yaml
 from mlflow import MlflowClient
 
+from configs import tiny_config, write_config
 from harness.config import load_config
 from harness.llm.loopback import LoopbackServer
 from harness.llm.tracing import CACHE_HITS_TAG, CACHE_TAG, CALLS_TAG, FEATURE_TAG, KIND_TAG, PURPOSE_TAG, STAGE_TAG
@@ -30,36 +30,23 @@ FEATURES = [5, 77]
 
 
 def _config(folder, server_url: str, traces: bool = True, scorers: bool = True):
-    llm = {"model": "openai/scripted", "api_base": server_url, "api_key_env": KEY_ENV, "backoff_base_s": 0.01}
-    config = {
-        "name": "traces-test",
-        "corpus": {"num_samples": 80, "max_chars": 160, "seed": 3},
-        "site": {"module": "model.layers.3.mlp.act_fn", "features": FEATURES},
-        "activations": {
-            "batch_size": 16,
-            "max_length": 32,
-            "skip_first_positions": 1,
-            "cache_dir": str(folder / "cache"),
+    data = tiny_config(
+        folder,
+        server_url,
+        {
+            "name": "traces-test",
+            "llm": {"model": "openai/scripted", "api_base": server_url, "api_key_env": KEY_ENV, "backoff_base_s": 0.01},
+            "corpus.num_samples": 80,
+            "corpus.seed": 3,
+            "explain.selection.num_examples": 5,
+            "fade.faithfulness": {"num_samples": 3, "generation_length": 4, "modification_factors": [0, 10]},
+            "scorers": {"enabled": ["detection"] if scorers else [], "detection": {"num_examples": 6}},
+            "tracking.experiment": "traced",
+            "tracking.plot_features": 0,
+            "tracking.traces": traces,
         },
-        "explain": {"llm": llm, "selection": {"num_examples": 5}},
-        "fade": {
-            "rater": llm,
-            "clarity_llm_calls": 2,
-            "num_samples": 20,
-            "faithfulness": {"num_samples": 3, "generation_length": 4, "modification_factors": [0, 10]},
-        },
-        "scorers": {"enabled": ["detection"] if scorers else [], "detection": {"num_examples": 6}},
-        "tracking": {
-            "experiment": "traced",
-            "store_dir": str(folder / "mlruns"),
-            "bootstrap_samples": 100,
-            "plot_features": 0,
-            "traces": traces,
-        },
-    }
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return load_config(path)
+    )
+    return load_config(write_config(folder, data))
 
 
 @pytest.fixture(scope="module")

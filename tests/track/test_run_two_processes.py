@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-import yaml
 from launching import accelerate_launch, kill_midway, launch_environment
 from mlflow import MlflowClient
 
+from configs import tiny_config, write_config
 from harness.config import load_config
 from harness.llm.loopback import FaultPlan, LoopbackServer
 from harness.track.compare import feature_scores
@@ -32,23 +32,26 @@ FADE_COLUMNS = ["feature", "clarity", "responsiveness", "purity", "faithfulness"
 
 
 def _config(folder: Path, server_url: str) -> Path:
-    llm = {"model": "openai/scripted", "api_base": server_url, "api_key_env": KEY_ENV, "backoff_base_s": 0.01}
-    config = {
-        "name": "two-processes",
-        "corpus": {"num_samples": 60, "max_chars": 160, "seed": 3},
-        "site": {"module": "model.layers.3.mlp.act_fn", "features": FEATURES},
-        "activations": {"batch_size": 16, "max_length": 32, "skip_first_positions": 1, "cache_dir": str(folder / "cache")},
-        "explain": {"llm": llm, "selection": {"num_examples": 5}},
-        # gini_threshold 0: every feature is steered, so each process has steering and rating to do.
-        "fade": {"rater": llm, "clarity_llm_calls": 2, "num_samples": 24, "gini_threshold": 0.0,
-                 "faithfulness": {"num_samples": 3, "generation_length": 4, "modification_factors": [0, 10]}},
-        "scorers": {"enabled": ["detection"], "detection": {"num_examples": 6}},  # the main process's alone
-        "tracking": {"experiment": "split", "store_dir": str(folder / "mlruns"), "bootstrap_samples": 100, "plot_features": 0},
-        "variants": {"grid": {"explain.prompt.template": ["plain", "delphi"]}},
-    }  # fmt: skip
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    data = tiny_config(
+        folder,
+        server_url,
+        {
+            "name": "two-processes",
+            "llm": {"model": "openai/scripted", "api_base": server_url, "api_key_env": KEY_ENV, "backoff_base_s": 0.01},
+            "corpus.seed": 3,
+            "site.features": FEATURES,
+            "explain.selection.num_examples": 5,
+            # gini_threshold 0: every feature is steered, so each process has steering and rating to do.
+            "fade.num_samples": 24,
+            "fade.gini_threshold": 0.0,
+            "fade.faithfulness": {"num_samples": 3, "generation_length": 4, "modification_factors": [0, 10]},
+            "scorers": {"enabled": ["detection"], "detection": {"num_examples": 6}},  # the main process's alone
+            "tracking.experiment": "split",
+            "tracking.plot_features": 0,
+            "variants": {"grid": {"explain.prompt.template": ["plain", "delphi"]}},
+        },
+    )
+    return write_config(folder, data)
 
 
 def _per_feature(store: Path) -> dict[str, pd.DataFrame]:
