@@ -113,6 +113,21 @@ class FeatureSite(ABC):
     def steered(self, captured: torch.Tensor, feature: int, factor: float, reference: float | None) -> torch.Tensor:
         """A new module tensor in which `feature` is changed at every position (never in place)."""
 
+    @abstractmethod
+    def feature_vectors(self, features: Sequence[int]) -> torch.Tensor:
+        """(len(features), width) float32: the change of the site's tensor one unit of each feature makes."""
+
+    def output_directions(self, model: Any, features: Sequence[int]) -> torch.Tensor:
+        """(len(features), d_model) float32: the residual-stream direction each feature writes (harness.sites.
+        _output); a SiteError when the site has none."""
+        from harness.sites._output import no_output_direction, residual_write_map
+
+        write = residual_write_map(model, self.module_path, self.hook)
+        if write is None:
+            raise no_output_direction(self.module_path, self.hook)
+        selected = self.resolve_features(list(features))
+        return self.feature_vectors(selected.tolist()).float().cpu() @ write.T
+
     def steering_is_identity(self, factor: float, reference: float | None) -> bool:
         """Whether `steered` with these settings returns its input unchanged, bit for bit, for every feature
         (then one continuation per prompt serves every feature). False unless a site knows better."""

@@ -3,6 +3,7 @@ the gated MLP neuron of Llama-style models) is a feature."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -23,6 +24,9 @@ class NeuronSite(FeatureSite):
     @property
     def num_features(self) -> int:
         return self.width
+
+    def feature_vectors(self, features: Sequence[int]) -> torch.Tensor:
+        return torch.eye(self.width)[list(features)]
 
     def encode(self, captured: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         return captured.index_select(-1, features).float()

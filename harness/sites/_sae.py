@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -56,6 +57,9 @@ class SAESite(FeatureSite):
     @property
     def identity(self) -> str:
         return f"{super().identity}:{self.sae.identity}"
+
+    def feature_vectors(self, features: Sequence[int]) -> torch.Tensor:
+        return self.sae.W_dec[list(features)].detach().float().cpu()
 
     def encode(self, captured: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         return self._sae_on(captured.device).encode(captured.float(), features)
