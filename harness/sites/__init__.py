@@ -6,6 +6,7 @@ Kinds are registered by name in SITES ('neuron', 'sae'; declared in harness.regi
 
 from harness.sites._base import CalibrationCorpus, FeatureSite, FeatureSpec, input_device, resolve_module, torch_model
 from harness.sites._neuron import NeuronSite
+from harness.sites._output import final_norm, vocab_projection
 from harness.sites._registry import SITES, build_site
 from harness.sites._sae import SAESite
 from harness.sites._sae_files import SAE_ACTIVATIONS, SAEActivation, SparseAutoencoder, load_sae
@@ -23,10 +24,12 @@ __all__ = [
     "SAESite",
     "SparseAutoencoder",
     "build_site",
+    "final_norm",
     "firing_counts",
     "input_device",
     "load_sae",
     "random_sae",
     "resolve_module",
     "torch_model",
+    "vocab_projection",
 ]

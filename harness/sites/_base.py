@@ -241,6 +241,18 @@ class FeatureSite(ABC):
         with self.intercept(model, lambda tensor: self.steered(tensor, int(feature), float(factor), reference)):
             yield
 
+    @abstractmethod
+    def clamped(self, captured: torch.Tensor, feature: int, value: float) -> torch.Tensor:
+        """A new module tensor in which `feature` is `value` at every position (an SAE keeps its reconstruction
+        error); what output-centric explainers and scorers intervene with (never in place)."""
+
+    @contextmanager
+    def clamp(self, model: Any, feature: int, value: float) -> Iterator[None]:
+        """While active, every forward holds `feature` at `value` at every position."""
+        self.resolve_features([feature])
+        with self.intercept(model, lambda tensor: self.clamped(tensor, int(feature), float(value))):
+            yield
+
     def _probe_width(self, model: Any) -> int:
         probe = {"input_ids": torch.zeros((1, 1), dtype=torch.long, device=input_device(model))}
         return int(self.run_to_site(model, probe).shape[-1])

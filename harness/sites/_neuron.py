@@ -37,5 +37,10 @@ class NeuronSite(FeatureSite):
         changed[..., feature] *= factor
         return changed
 
+    def clamped(self, captured: torch.Tensor, feature: int, value: float) -> torch.Tensor:
+        changed = captured.clone()
+        changed[..., feature] = value
+        return changed
+
     def steering_is_identity(self, factor: float, reference: float | None) -> bool:
         return factor == 1.0  # x * 1.0 is x exactly

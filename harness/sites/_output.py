@@ -51,3 +51,30 @@ def no_output_direction(module_path: str, hook: str) -> SiteError:
         "(model.layers.N), an MLP's activation (model.layers.N.mlp.act_fn, output) or the input of its "
         "down_proj / attention's o_proj, or an SAE on one of these (docs/scorers/output-centric.md)"
     )
+
+
+def final_norm(model: Any) -> torch.nn.Module | None:
+    """The norm applied to the residual stream before the unembedding (Llama's `model.norm`, GPT-2's
+    `transformer.ln_f`, NeoX's `final_layer_norm`); None when the model has none we know."""
+    base = torch_model(model).base_model
+    for name in ("norm", "ln_f", "final_layer_norm", "final_layernorm"):
+        module = getattr(base, name, None)
+        if isinstance(module, torch.nn.Module):
+            return module
+    return None
+
+
+def vocab_projection(model: Any, directions: torch.Tensor) -> torch.Tensor:
+    """(n, vocab) float32 logits of each direction read as a final residual state: final norm, then the
+    unembedding (VocabProj, Gur-Arieh et al. 2025; Arad et al. 2025's projection)."""
+    network = torch_model(model)
+    unembedding = network.get_output_embeddings()
+    if unembedding is None:
+        raise SiteError(f"{type(network).__name__} has no output embeddings to project feature directions onto")
+    device = unembedding.weight.device
+    states = directions.to(device=device, dtype=unembedding.weight.dtype)
+    norm = final_norm(model)
+    with torch.inference_mode():
+        if norm is not None:
+            states = norm(states)
+        return unembedding(states).float().cpu()

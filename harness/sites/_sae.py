@@ -72,6 +72,9 @@ class SAESite(FeatureSite):
         change = (target - current) * sae.W_dec[feature]  # zero exactly where the latent keeps its value
         return captured + change.to(captured.dtype)
 
+    def clamped(self, captured: torch.Tensor, feature: int, value: float) -> torch.Tensor:
+        return self.steered(captured, feature, 1.0, value)
+
     def steering_is_identity(self, factor: float, reference: float | None) -> bool:
         return reference is None and factor == 1.0  # the change is then exactly zero
 

@@ -8,7 +8,7 @@ import torch
 
 from harness.config import SAEConfig
 from harness.errors import SiteError
-from harness.sites import NeuronSite, SAESite, load_sae
+from harness.sites import NeuronSite, SAESite, load_sae, vocab_projection
 
 LAYER = 3
 
@@ -57,3 +57,33 @@ def test_a_site_with_no_output_direction_is_a_clear_error(subject_model, module)
     site = NeuronSite(subject_model, module, "output")
     with pytest.raises(SiteError, match=r"has no defined output direction.*mlp\.act_fn"):
         site.output_directions(subject_model, [0])
+
+
+def test_the_vocab_projection_of_the_last_residual_state_is_the_models_logits(subject_model):
+    """Final norm, then the unembedding: what the model itself does to its last residual state."""
+    inputs = subject_model.tokenizer("def main():\n    return", return_tensors="pt")
+    last_layer = len(subject_model.model.model.layers) - 1
+    residual = NeuronSite(subject_model, f"model.layers.{last_layer}", "output").run_to_site(
+        subject_model, dict(inputs), early_exit=False
+    )[0]
+    with torch.inference_mode():
+        logits = subject_model.model(**inputs).logits[0].float()
+    assert torch.allclose(vocab_projection(subject_model, residual), logits, atol=1e-3, rtol=1e-4)
+
+
+def test_a_direction_built_to_promote_one_token_projects_it_first(subject_model):
+    unembedding = subject_model.model.get_output_embeddings().weight.detach().float()
+    token = subject_model.tokenizer.encode(" banana")[0]
+    direction = unembedding[token] - unembedding.mean(dim=0)  # a discriminator: raw rows share a direction
+    logits = vocab_projection(subject_model, direction[None])[0]
+    assert int(logits.argmax()) == token
+
+
+def test_a_clamped_neuron_holds_its_value_at_every_position(subject_model):
+    site = NeuronSite(subject_model, f"model.layers.{LAYER}.mlp.act_fn", "output")
+    inputs = dict(subject_model.tokenizer("clamp me here", return_tensors="pt"))
+    free = site.run_to_site(subject_model, inputs)
+    with site.clamp(subject_model.model, 5, 3.0):
+        held = site.run_to_site(subject_model, inputs)
+    assert (held[..., 5] == 3.0).all() and not (free[..., 5] == 3.0).any()
+    assert torch.equal(held[..., 6:], free[..., 6:])
