@@ -39,7 +39,7 @@ from harness.activations import (
 )
 from harness.config import ACTIVATION_VALUE_SETTINGS, HarnessConfig, identity_payload
 from harness.corpus import corpus_fingerprint, load_corpus
-from harness.errors import EvaluationError, LLMError
+from harness.errors import ConfigError, EvaluationError, LLMError
 from harness.evaluate.fade import plots
 from harness.evaluate.fade.calls import FeatureCalls, RaterBackend
 from harness.evaluate.fade.clarity import ClarityOutcome, generate_synthetic_texts, score_clarity
@@ -56,7 +56,7 @@ from harness.files import identity_hash
 from harness.llm import LLMClient, Usage, UsageLedger
 from harness.llm.tracing import CallTracer
 from harness.model import LoadedModel, load_subject_model
-from harness.raters import build_rater
+from harness.raters import Capability, build_rater
 from harness.score_names import Reason
 from harness.secrets import redact_text
 from harness.sites import FeatureSite, build_site
@@ -176,6 +176,7 @@ def evaluate_descriptions(
         EvaluationError: the table lacks the columns or has duplicate / invalid features.
         SiteError: a feature is out of range for the site.
         LLMError: the rater backend fails before answering any call (key, model or address wrong).
+        ConfigError: no fade.generator, and the rater answers no prompts (it cannot write Clarity's samples).
     """
     table = _checked_descriptions(descriptions)
     described = {int(row.feature): row.description for row in table.itertuples() if isinstance(row.description, str)}
@@ -215,16 +216,29 @@ def evaluate_descriptions(
             loaded_model, site, corpus, config.activations, features=extracted, progress=progress
         )
         progress = progress and processes.is_main
-        generator = LLMClient(config.fade.generation_llm, config.activations.cache_dir, progress=False)
-        rater = (
-            build_rater(config.fade, config.activations.cache_dir, corpus["text"].tolist(), progress=False)
-            if config.fade.generator is not None
-            else generator
+        rater = build_rater(
+            config.fade,
+            config.activations.cache_dir,
+            corpus["text"].tolist(),
+            progress=False,
+            ledger=usage_ledger,
+            tracer=call_tracer,
         )
-        for client in (generator, rater):
-            if isinstance(client, LLMClient):
-                client.ledger = usage_ledger
-                client.tracer = call_tracer
+        # Without fade.generator the rater writes the synthetic samples too (the config refuses the embedding
+        # rater there; another rater that answers no prompts is refused here).
+        own_generator = config.fade.generator is not None
+        if config.fade.generator is not None:
+            generator = LLMClient(config.fade.generator, config.activations.cache_dir, progress=False)
+        elif rater.supports(Capability.PROMPTS):
+            generator = rater.chat
+        else:
+            rater.close()
+            raise ConfigError(
+                f"fade.rater {rater.label!r} writes no text; set fade.generator to an LLM (e.g. "
+                "{model: local/smollm2-135m}) for Clarity's synthetic samples"
+            )
+        generator.ledger = usage_ledger
+        generator.tracer = call_tracer
         backend = RaterBackend(generator, rater)
         work = [(feature, described[feature], keys[feature]) for feature in mine]
         with (
@@ -255,9 +269,10 @@ def evaluate_descriptions(
                     raise
                 failure = error  # told to the other processes first, so none waits for this one forever
             finally:
-                usage = generator.usage + (rater.usage if rater is not generator else Usage())
-                for client in {id(generator): generator, id(rater): rater}.values():
-                    client.close()
+                usage = generator.usage + rater.usage if own_generator else rater.usage
+                if own_generator:
+                    generator.close()
+                rater.close()
     if processes.num_processes > 1 and pending:
         _gather_shares(processes, failure, store, keys, results)
     ordered = [results[feature] for feature in keys]
