@@ -22,7 +22,6 @@ import numpy as np
 
 from harness.config import EMBEDDING_RATER_PREFIX, FadeConfig, identity_payload
 from harness.errors import ConfigError
-from harness.llm.types import Usage
 from harness.model import encoder_folder, load_encoder
 from harness.raters._protocol import Capability, Rater
 
@@ -84,14 +83,6 @@ class EmbeddingRater(Rater):
     def check(fade: FadeConfig, cache_dir: str | Path) -> None:
         """The encoder is an embedded one or a local folder holding one (ConfigError otherwise)."""
         encoder_folder(fade.rater.model.removeprefix(EMBEDDING_RATER_PREFIX), "fade.rater.model")
-
-    @property
-    def usage(self) -> Usage:
-        """No LLM calls: an empty usage, so callers count every rater alike."""
-        return Usage()
-
-    def close(self) -> None:
-        """Nothing to release (the encoder stays loaded for the process)."""
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
         with self._lock:

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from harness.errors import EvaluationError
+from harness.llm.types import Usage
 
 if TYPE_CHECKING:
     from harness.config import FadeConfig
-    from harness.llm import LLMClient, Usage
+    from harness.llm import LLMClient
 
 
 class Capability(StrEnum):
@@ -32,8 +33,8 @@ class Rater(Protocol):
     """Who judges texts for FADE and the scorers (`fade.rater`).
 
     `capabilities` says what it can be asked (Capability); `label` names it where its numbers are shown (a
-    proxy for an LLM judge says so). `usage` is what its LLM calls spent (empty for a rater that makes
-    none); `close` ends a stage's use of it.
+    proxy for an LLM judge says so). `usage` is what its LLM calls spent; `close` ends a stage's use of it
+    (a registered rater is shared by the stages of a process: it keeps what it holds).
     """
 
     capabilities: ClassVar[frozenset[Capability]]
@@ -44,9 +45,12 @@ class Rater(Protocol):
         return capability in self.capabilities
 
     @property
-    def usage(self) -> Usage: ...
+    def usage(self) -> Usage:
+        """No LLM calls: an empty usage, so callers count every rater alike."""
+        return Usage()
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Nothing to release."""
 
     @property
     def chat(self) -> LLMClient:
@@ -69,7 +73,7 @@ class Rater(Protocol):
     def _cannot(self, capability: Capability) -> EvaluationError:
         return EvaluationError(
             f"fade.rater {self.label!r} cannot be asked {capability.value!r} (it supports "
-            f"{sorted(self.capabilities)}); ask rater.supports(...) first"
+            f"{sorted(capability.value for capability in self.capabilities)}); ask rater.supports(...) first"
         )
 
 
