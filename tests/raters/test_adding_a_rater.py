@@ -17,8 +17,9 @@ from scorer_records import TOPICS, planted_record, shuffled_descriptions, true_d
 from test_adding_a_scorer import _block  # noqa: E402  (the doc's code blocks, read one way)
 
 from harness.config import ScorersConfig, parse_config  # noqa: E402
-from harness.errors import EvaluationError  # noqa: E402
+from harness.errors import ConfigError, EvaluationError  # noqa: E402
 from harness.evaluate.fade.calls import FeatureCalls, RaterBackend  # noqa: E402
+from harness.evaluate.fade.pipeline import clarity_writer  # noqa: E402
 from harness.evaluate.fade.responsiveness import rate_natural_samples, score_responsiveness  # noqa: E402
 from harness.evaluate.scorers import run_scorers  # noqa: E402
 from harness.llm import LLMClient  # noqa: E402
@@ -85,6 +86,16 @@ def test_fade_rates_the_natural_samples_with_it_and_asks_no_llm(documented_rater
     half = rated("bake cakes")  # half the words: rated 1 where the bread is
     assert sorted(set(half.ratings.tolist())) == [0, 1]
     generator.close()
+
+
+def test_without_fade_generator_fade_says_the_rater_writes_no_text(documented_rater, tmp_path):
+    rater = build_rater(documented_rater, tmp_path, CORPUS, progress=False)
+    alone = documented_rater.model_copy(update={"generator": None})
+    with pytest.raises(ConfigError, match=r"fade.rater 'keywords/plain \(keyword proxy .*\)' writes no text"):
+        clarity_writer(alone, rater, tmp_path)
+    writer = clarity_writer(documented_rater, rater, tmp_path)
+    assert writer.config.model == "local/smollm2-135m"
+    writer.close()
 
 
 def test_detection_judges_with_it_and_the_scorers_it_cannot_serve_say_why(documented_rater, tmp_path):

@@ -37,7 +37,7 @@ from harness.activations import (
     current_processes,
     extract_activations,
 )
-from harness.config import ACTIVATION_VALUE_SETTINGS, HarnessConfig, identity_payload
+from harness.config import ACTIVATION_VALUE_SETTINGS, FadeConfig, HarnessConfig, identity_payload
 from harness.corpus import corpus_fingerprint, load_corpus
 from harness.errors import ConfigError, EvaluationError, LLMError
 from harness.evaluate.fade import plots
@@ -56,7 +56,7 @@ from harness.files import identity_hash
 from harness.llm import LLMClient, Usage, UsageLedger
 from harness.llm.tracing import CallTracer
 from harness.model import LoadedModel, load_subject_model
-from harness.raters import Capability, build_rater
+from harness.raters import Capability, Rater, build_rater
 from harness.score_names import Reason
 from harness.secrets import redact_text
 from harness.sites import FeatureSite, build_site
@@ -224,19 +224,8 @@ def evaluate_descriptions(
             ledger=usage_ledger,
             tracer=call_tracer,
         )
-        # Without fade.generator the rater writes the synthetic samples too (the config refuses the embedding
-        # rater there; another rater that answers no prompts is refused here).
-        own_generator = config.fade.generator is not None
-        if config.fade.generator is not None:
-            generator = LLMClient(config.fade.generator, config.activations.cache_dir, progress=False)
-        elif rater.supports(Capability.PROMPTS):
-            generator = rater.chat
-        else:
-            rater.close()
-            raise ConfigError(
-                f"fade.rater {rater.label!r} writes no text; set fade.generator to an LLM (e.g. "
-                "{model: local/smollm2-135m}) for Clarity's synthetic samples"
-            )
+        generator = clarity_writer(config.fade, rater, config.activations.cache_dir)
+        own_generator = config.fade.generator is not None  # else the rater's own client writes
         generator.ledger = usage_ledger
         generator.tracer = call_tracer
         backend = RaterBackend(generator, rater)
@@ -288,6 +277,23 @@ def evaluate_descriptions(
         llm_usage=usage,
         floor_cost=floor_cost,
     )
+
+
+def clarity_writer(fade: FadeConfig, rater: Rater, cache_dir: str | Path) -> LLMClient:
+    """The LLM that writes Clarity's synthetic samples: `fade.generator`, else the rater's own chat client.
+
+    Raises:
+        ConfigError: no fade.generator, and the rater answers no prompts (the config refuses the embedding
+            rater there; this refuses any other such rater).
+    """
+    if fade.generator is not None:
+        return LLMClient(fade.generator, cache_dir, progress=False)
+    if not rater.supports(Capability.PROMPTS):
+        raise ConfigError(
+            f"fade.rater {rater.label!r} writes no text; set fade.generator to an LLM (e.g. "
+            "{model: local/smollm2-135m}) for Clarity's synthetic samples"
+        )
+    return rater.chat
 
 
 def _unrelated_activations(
