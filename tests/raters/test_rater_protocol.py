@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.config import parse_config
+from harness.config import identity_payload, parse_config
 from harness.errors import ConfigError, EvaluationError, LLMError
 from harness.llm import LLMClient, UsageLedger
 from harness.raters import Capability, EmbeddingRater, LLMRater, as_rater, build_rater, check_rater, registered_kind
@@ -58,4 +58,9 @@ def test_the_embedding_raters_identity_is_its_encoder_and_section_not_the_rest_o
 
     assert identity() == identity(num_samples=50, seed=3)  # variants differing elsewhere share one rater
     assert identity() != identity(embedding_rater={"yes_quantile": 0.6})
-    assert identity()["model"] == "embedding/all-minilm-l6-v2"
+    fade = parse_config({"fade": EMBEDDING}).fade
+    held = identity_payload(fade)  # what the run identity holds of the rater
+    assert EmbeddingRater.identity(fade) == {
+        "model": held["rater"]["model"],
+        "embedding_rater": held["embedding_rater"],
+    }
