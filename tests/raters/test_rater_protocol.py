@@ -3,8 +3,12 @@ for an LLM and for the embedding rater, and what a registered rater's identity h
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
+import harness
 from harness.config import identity_payload, parse_config
 from harness.errors import ConfigError, EvaluationError, LLMError
 from harness.llm import LLMClient, UsageLedger
@@ -64,3 +68,19 @@ def test_the_embedding_raters_identity_is_its_encoder_and_section_not_the_rest_o
         "model": held["rater"]["model"],
         "embedding_rater": held["embedding_rater"],
     }
+
+
+def test_no_caller_outside_the_llm_and_rater_packages_asks_which_class_a_rater_is():
+    """Capabilities, not classes (docs/architecture.md, "A rater"): no isinstance on a concrete rater or client."""
+    root = Path(harness.__file__).parent
+    concrete = {"LLMClient", "LLMRater", "EmbeddingRater"}
+    found = []
+    for path in root.rglob("*.py"):
+        if path.relative_to(root).parts[0] in ("llm", "raters"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "isinstance" and len(node.args) == 2:
+                names = {getattr(part, "id", getattr(part, "attr", None)) for part in ast.walk(node.args[1])}
+                if names & concrete:
+                    found.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert found == []
