@@ -81,7 +81,7 @@ class EmbeddingRater(Rater):
 
     @staticmethod
     def check(fade: FadeConfig, cache_dir: str | Path) -> None:
-        """The encoder is an embedded one or a local folder holding one (ConfigError otherwise)."""
+        """The encoder is an embedded one that is installed, or a local folder holding one."""
         encoder_folder(fade.rater.model.removeprefix(EMBEDDING_RATER_PREFIX), "fade.rater.model")
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
