@@ -24,11 +24,10 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from harness.errors import ConfigError
 
 if TYPE_CHECKING:
-    from harness.config import FadeConfig
     from harness.evaluate.scorers import Scorer
     from harness.explain import Explainer, Importer
     from harness.llm.loopback import Responder
-    from harness.raters import EmbeddingRater
+    from harness.raters import RaterKind
     from harness.sites import FeatureSite, SAEActivation
 
 T = TypeVar("T")
@@ -156,7 +155,7 @@ SCORERS: Registry[type[Scorer]] = Registry(
     },
 )
 EMBEDDING_RATER = "embedding"
-RATERS: Registry[Callable[[FadeConfig, Sequence[str]], EmbeddingRater]] = Registry(
+RATERS: Registry[RaterKind] = Registry(
     # Named by the provider part of fade.rater.model (before the first '/'); a model string whose provider
     # is not registered names an LLM (litellm).
     "rater",

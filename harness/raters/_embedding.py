@@ -15,13 +15,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.config import EMBEDDING_RATER_PREFIX, FadeConfig
+from harness.config import EMBEDDING_RATER_PREFIX, FadeConfig, identity_payload
 from harness.errors import ConfigError
-from harness.llm.types import Usage
-from harness.model import load_encoder
+from harness.model import encoder_folder, load_encoder
+from harness.raters._protocol import Capability, Rater
 
 _MIN_BACKGROUND = 20
 
@@ -35,8 +37,8 @@ class Thresholds:
     yes: float
 
 
-class EmbeddingRater:
-    """Rates and judges texts for a description by embedding similarity (thread-safe).
+class EmbeddingRater(Rater):
+    """Rates and judges texts for a description by embedding similarity (thread-safe); reads no prompts.
 
     Args:
         fade: FADE settings: `rater.model` is `embedding/<encoder>` (an embedded encoder name or a local
@@ -48,8 +50,13 @@ class EmbeddingRater:
         ConfigError: the corpus is too small for a background, or the encoder is unknown.
     """
 
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.RATES, Capability.JUDGES, Capability.PICKS_ODD_ONE_OUT}
+    )
+
     def __init__(self, fade: FadeConfig, corpus_texts: Sequence[str]) -> None:
         self.name = fade.rater.model
+        self.label = fade.rater_label  # named as a proxy for an LLM judge
         self.settings = fade.embedding_rater
         if len(corpus_texts) < _MIN_BACKGROUND:
             raise ConfigError(
@@ -67,13 +74,15 @@ class EmbeddingRater:
         chosen = np.sort(rng.choice(len(corpus_texts), size=count, replace=False))
         self._background = self._embed([corpus_texts[index] for index in chosen.tolist()])
 
-    @property
-    def usage(self) -> Usage:
-        """No LLM calls: an empty usage, so callers count every rater alike."""
-        return Usage()
+    @staticmethod
+    def identity(fade: FadeConfig) -> dict[str, Any]:
+        """The encoder and the thresholds' settings."""
+        return {"model": fade.rater.model, "embedding_rater": identity_payload(fade.embedding_rater)}
 
-    def close(self) -> None:
-        """Nothing to release (the encoder stays loaded for the process)."""
+    @staticmethod
+    def check(fade: FadeConfig, cache_dir: str | Path) -> None:
+        """The encoder is an embedded one that is installed, or a local folder holding one."""
+        encoder_folder(fade.rater.model.removeprefix(EMBEDDING_RATER_PREFIX), "fade.rater.model")
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
         with self._lock:

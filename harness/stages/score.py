@@ -30,7 +30,6 @@ def score_with_other_scorers(
     """
     from harness.evaluate.scorers import SCORERS, least_active_needed, run_scorers
     from harness.explain import build_feature_records
-    from harness.llm import LLMClient
     from harness.raters import build_rater
 
     activation_set = shared.activations(config)
@@ -46,13 +45,17 @@ def score_with_other_scorers(
     needs_llm = any(SCORERS.get(name)().needs_llm for name in config.scorers.enabled)
     corpus_texts = shared.corpus(config)["text"].tolist()
     client = (
-        build_rater(config.fade, config.activations.cache_dir, corpus_texts, progress=shared.progress)
+        build_rater(
+            config.fade,
+            config.activations.cache_dir,
+            corpus_texts,
+            progress=shared.progress,
+            ledger=ledger,
+            tracer=tracer,
+        )
         if needs_llm
         else None
     )
-    if isinstance(client, LLMClient):
-        client.ledger = ledger
-        client.tracer = tracer
     try:
         return run_scorers(records, texts, config.scorers, client, progress=shared.progress)
     finally:

@@ -1,7 +1,8 @@
 """What can be checked of a variant before its MLflow run exists, so that a bad input leaves no failed run.
 
 The checks are the ones a run would otherwise fail on after it started: the prompt template, the scorer
-names, the LLM model strings and response caches, the corpus, the site's module path and its features.
+names, the LLM model strings and response caches, the rater's own checks (harness.raters.check_rater), the
+corpus, the site's module path and its features.
 The model, corpus and site they load are the run's own (SharedStages), so nothing is done twice.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from harness.config import EMBEDDING_RATER_PREFIX, HarnessConfig
+from harness.config import HarnessConfig
 from harness.stages import SharedStages
 
 
@@ -18,17 +19,16 @@ def check_variant(config: HarnessConfig, shared: SharedStages) -> None:
     from harness.evaluate.scorers import SCORERS
     from harness.explain import make_explainer
     from harness.llm import LLMClient
-    from harness.model import encoder_folder
+    from harness.raters import check_rater
 
     explainer = make_explainer(config.explain)  # loads the template and checks it fits the selection
     for name in config.scorers.enabled:
         SCORERS.get(name)
-    fade = config.fade
-    llms = [fade.generation_llm] + ([] if fade.embedding_judged else [fade.rater])
-    for llm in llms + ([config.explain.llm] if explainer.needs_llm else []):
-        LLMClient(llm, config.activations.cache_dir, progress=False).close()  # model string, cache readable
-    if fade.embedding_judged:
-        encoder_folder(fade.rater.model.removeprefix(EMBEDDING_RATER_PREFIX), "fade.rater.model")
+    cache_dir = config.activations.cache_dir
+    LLMClient(config.fade.generation_llm, cache_dir, progress=False).close()  # model string, cache readable
+    check_rater(config.fade, cache_dir)
+    if explainer.needs_llm:
+        LLMClient(config.explain.llm, cache_dir, progress=False).close()
     site = shared.site(config)
     site.resolve_features(site.selection)
     shared.corpus(config)

@@ -17,7 +17,7 @@ from harness.config import ScorersConfig, parse_config  # noqa: E402
 from harness.errors import ConfigError  # noqa: E402
 from harness.evaluate.scorers import SCORERS, run_scorers  # noqa: E402
 from harness.llm import LLMClient  # noqa: E402
-from harness.raters import RATERS, EmbeddingRater, build_rater  # noqa: E402
+from harness.raters import RATERS, Capability, EmbeddingRater, build_rater  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -84,11 +84,14 @@ def test_judgments_say_yes_from_the_background_median(rater):
     assert len(scores) == len(answers) and min(scores[:4]) > max(scores[4:])
 
 
-def test_the_rater_is_registered_by_provider_and_llm_strings_stay_llm_clients(tmp_path):
+def test_the_rater_is_registered_by_provider_and_llm_strings_stay_llm_raters(rater, tmp_path):
     assert "embedding" in RATERS
     llm = build_rater(parse_config({}).fade, tmp_path, BACKGROUND, progress=False)
-    assert isinstance(llm, LLMClient)
+    assert llm.supports(Capability.PROMPTS) and isinstance(llm.chat, LLMClient)
     llm.close()
+    assert [rater.supports(capability) for capability in Capability] == [False, True, True, True]
+    assert rater.label == "embedding/all-minilm-l6-v2 (embedding proxy for an LLM judge)"
+    assert build_rater(embedding_fade(), "unused", BACKGROUND + UNRELATED, progress=False) is rater
 
 
 def test_a_corpus_too_small_for_a_background_is_a_clear_error():

@@ -6,26 +6,29 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import LLMError
-from harness.llm import Completion, LLMClient
+from harness.raters import Capability, Rater, as_rater
 
 if TYPE_CHECKING:
-    from harness.raters import EmbeddingRater
+    from harness.llm import Completion, LLMClient
 
 
 @dataclass
 class RaterBackend:
-    """What every feature of a run shares: the LLM that writes synthetic samples, the rater (an LLM client,
-    maybe the same one, or a registered rater such as the embedding rater), and whether an LLM has
-    answered at all yet."""
+    """What every feature of a run shares: the LLM that writes synthetic samples, the rater (an LLM rater,
+    maybe on the same client, or a registered rater such as the embedding rater; an LLM client is taken as
+    an LLM rater), and whether an LLM has answered at all yet."""
 
     generator: LLMClient
-    rater: LLMClient | EmbeddingRater
+    rater: Rater
     answered: bool = False
 
+    def __post_init__(self) -> None:
+        self.rater = as_rater(self.rater)
+
     @property
-    def judge(self) -> EmbeddingRater | None:
-        """The rater when it rates texts directly, without prompts (None for an LLM rater)."""
-        return None if isinstance(self.rater, LLMClient) else self.rater
+    def judge(self) -> Rater | None:
+        """The rater when it rates texts itself, without prompts (Capability.RATES), else None."""
+        return self.rater if self.rater.supports(Capability.RATES) else None
 
 
 @dataclass
@@ -65,9 +68,9 @@ class FeatureCalls:
             LLMError: no LLM has answered a single call of this run (see `_ask`).
         """
         rater = self.backend.rater
-        if not isinstance(rater, LLMClient):
-            raise LLMError(f"fade.rater {rater.name!r} answers no prompts; rate through rate_sequences")
-        return await self._ask(rater, messages, params)
+        if not rater.supports(Capability.PROMPTS):
+            raise LLMError(f"fade.rater {rater.label!r} answers no prompts; rate through rate_sequences")
+        return await self._ask(rater.chat, messages, params)
 
     async def write(self, messages: list[dict[str, str]], **params: Any) -> Completion | None:
         """The generator's answer (Clarity's synthetic samples), or None when the call failed for good."""

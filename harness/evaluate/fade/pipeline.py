@@ -37,9 +37,9 @@ from harness.activations import (
     current_processes,
     extract_activations,
 )
-from harness.config import ACTIVATION_VALUE_SETTINGS, HarnessConfig, identity_payload
+from harness.config import ACTIVATION_VALUE_SETTINGS, FadeConfig, HarnessConfig, identity_payload
 from harness.corpus import corpus_fingerprint, load_corpus
-from harness.errors import EvaluationError, LLMError
+from harness.errors import ConfigError, EvaluationError, LLMError
 from harness.evaluate.fade import plots
 from harness.evaluate.fade.calls import FeatureCalls, RaterBackend
 from harness.evaluate.fade.clarity import ClarityOutcome, generate_synthetic_texts, score_clarity
@@ -56,7 +56,7 @@ from harness.files import identity_hash
 from harness.llm import LLMClient, Usage, UsageLedger
 from harness.llm.tracing import CallTracer
 from harness.model import LoadedModel, load_subject_model
-from harness.raters import build_rater
+from harness.raters import Capability, Rater, build_rater
 from harness.score_names import Reason
 from harness.secrets import redact_text
 from harness.sites import FeatureSite, build_site
@@ -176,6 +176,7 @@ def evaluate_descriptions(
         EvaluationError: the table lacks the columns or has duplicate / invalid features.
         SiteError: a feature is out of range for the site.
         LLMError: the rater backend fails before answering any call (key, model or address wrong).
+        ConfigError: no fade.generator, and the rater answers no prompts (it cannot write Clarity's samples).
     """
     table = _checked_descriptions(descriptions)
     described = {int(row.feature): row.description for row in table.itertuples() if isinstance(row.description, str)}
@@ -215,16 +216,18 @@ def evaluate_descriptions(
             loaded_model, site, corpus, config.activations, features=extracted, progress=progress
         )
         progress = progress and processes.is_main
-        generator = LLMClient(config.fade.generation_llm, config.activations.cache_dir, progress=False)
-        rater = (
-            build_rater(config.fade, config.activations.cache_dir, corpus["text"].tolist(), progress=False)
-            if config.fade.generator is not None
-            else generator
+        rater = build_rater(
+            config.fade,
+            config.activations.cache_dir,
+            corpus["text"].tolist(),
+            progress=False,
+            ledger=usage_ledger,
+            tracer=call_tracer,
         )
-        for client in (generator, rater):
-            if isinstance(client, LLMClient):
-                client.ledger = usage_ledger
-                client.tracer = call_tracer
+        generator = clarity_writer(config.fade, rater, config.activations.cache_dir)
+        own_generator = config.fade.generator is not None  # else the rater's own client writes
+        generator.ledger = usage_ledger
+        generator.tracer = call_tracer
         backend = RaterBackend(generator, rater)
         work = [(feature, described[feature], keys[feature]) for feature in mine]
         with (
@@ -255,9 +258,10 @@ def evaluate_descriptions(
                     raise
                 failure = error  # told to the other processes first, so none waits for this one forever
             finally:
-                usage = generator.usage + (rater.usage if rater is not generator else Usage())
-                for client in {id(generator): generator, id(rater): rater}.values():
-                    client.close()
+                usage = generator.usage + rater.usage if own_generator else rater.usage
+                if own_generator:
+                    generator.close()
+                rater.close()
     if processes.num_processes > 1 and pending:
         _gather_shares(processes, failure, store, keys, results)
     ordered = [results[feature] for feature in keys]
@@ -273,6 +277,23 @@ def evaluate_descriptions(
         llm_usage=usage,
         floor_cost=floor_cost,
     )
+
+
+def clarity_writer(fade: FadeConfig, rater: Rater, cache_dir: str | Path) -> LLMClient:
+    """The LLM that writes Clarity's synthetic samples: `fade.generator`, else the rater's own chat client.
+
+    Raises:
+        ConfigError: no fade.generator, and the rater answers no prompts (the config refuses the embedding
+            rater there; this refuses any other such rater).
+    """
+    if fade.generator is not None:
+        return LLMClient(fade.generator, cache_dir, progress=False)
+    if not rater.supports(Capability.PROMPTS):
+        raise ConfigError(
+            f"fade.rater {rater.label!r} writes no text; set fade.generator to an LLM (e.g. "
+            "{model: local/smollm2-135m}) for Clarity's synthetic samples"
+        )
+    return rater.chat
 
 
 def _unrelated_activations(

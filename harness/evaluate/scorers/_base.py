@@ -22,12 +22,12 @@ from harness.config import LLMScorerConfig, ScorersConfig
 from harness.errors import ConfigError, EvaluationError, LLMError
 from harness.evaluate.scores import Score
 from harness.explain import FeatureRecord
-from harness.llm import LLMClient
+from harness.raters import Capability, as_rater
 from harness.registry import SCORERS
 from harness.score_names import Reason
 
 if TYPE_CHECKING:
-    from harness.llm import AnswerFormat, Completion
+    from harness.llm import AnswerFormat, Completion, LLMClient
     from harness.raters import Rater
 
 Messages = list[dict[str, str]]
@@ -48,8 +48,11 @@ class Scorer(ABC):
     """A scoring method. `extra_columns` are the metric names of its `<name>_<metric>` columns."""
 
     needs_llm: ClassVar[bool]
-    # Why a rater that reads no prompt (the embedding rater) cannot score this method; None: it can.
-    unjudged_without_prompts: ClassVar[Reason | None] = None
+    # What else a rater that reads no prompt (the embedding rater) must support to score this method; None: no
+    # such rater can. Without it the score is undefined with `unjudged_without_prompts`.
+    without_prompts: ClassVar[Capability | None] = None
+    # Why a rater that reads no prompt cannot score this method.
+    unjudged_without_prompts: ClassVar[Reason] = Reason.RATER_READS_NO_PROMPT
     # False: the method shows the rater no description, so a missing one does not make the score undefined.
     needs_description: ClassVar[bool] = True
     extra_columns: ClassVar[tuple[str, ...]] = ()
@@ -73,7 +76,7 @@ class Scorer(ABC):
         self,
         records: Sequence[FeatureRecord],
         descriptions: Mapping[int, str | None],
-        client: Rater | None,
+        client: Rater | LLMClient | None,
         config: ScorersConfig,
         *,
         progress: bool = True,
@@ -84,12 +87,14 @@ class Scorer(ABC):
             records: the features' examples (top examples and the activation pool).
             descriptions: feature -> description; features missing here are not scored, a None or empty
                 description gives an undefined score (reason no_description) unless the scorer reads none.
-            client: the rater (fade.rater); None for scorers that need no LLM.
+            client: the rater (fade.rater; an LLM client is taken as an LLM rater); None for scorers that
+                need no LLM.
             config: the scorers section.
             progress: show progress bars (an LLM scorer's bar is its client's, set when the client is made).
         """
         settings = self.settings(config)
-        if self.unjudged_without_prompts is not None and client is not None and not isinstance(client, LLMClient):
+        rater = None if client is None else as_rater(client)
+        if self.needs_llm and rater is not None and not self.can_be_judged_by(rater):
             return self.frame(
                 [
                     FeatureScore(record.feature, Score.undefined(self.unjudged_without_prompts))
@@ -115,13 +120,19 @@ class Scorer(ABC):
             failed: set[int] = set()
             token = _FAILED_FEATURES.set(failed)
             try:
-                rows.update(self.evaluate(prepared, client, settings, progress=progress))
+                rows.update(self.evaluate(prepared, rater, settings, progress=progress))
             finally:
                 _FAILED_FEATURES.reset(token)
             # What the answers that did come say is no result: the score failed (a rerun asks again).
             for feature in failed & rows.keys():
                 rows[feature] = FeatureScore(feature, Score.undefined(Reason.LLM_FAILED), rows[feature].extras)
         return self.frame([rows[feature] for feature in order])
+
+    def can_be_judged_by(self, rater: Rater) -> bool:
+        """Whether `rater` can score this method: it answers prompts, or supports `without_prompts`."""
+        return rater.supports(Capability.PROMPTS) or (
+            self.without_prompts is not None and rater.supports(self.without_prompts)
+        )
 
     def settings(self, config: ScorersConfig) -> Any:
         """The scorer's own section of the scorers config (named like the scorer)."""
@@ -177,7 +188,7 @@ def logprob_params(client: LLMClient, settings: LLMScorerConfig) -> dict[str, An
 
 
 def ask_rater(
-    client: LLMClient,
+    rater: Rater,
     conversations: Sequence[Messages],
     validators: Sequence[Callable[[str], bool]],
     settings: LLMScorerConfig | None,
@@ -185,7 +196,8 @@ def ask_rater(
     answer_formats: Sequence[AnswerFormat] | None = None,
     features: Sequence[int] | None = None,
 ) -> list[Completion | None]:
-    """Every conversation in one concurrent batch; a failed call is None in its place.
+    """Every conversation in one concurrent batch to the rater's chat client (Capability.PROMPTS); a failed
+    call is None in its place.
 
     Log-probabilities are asked for as `settings.logprobs` says (see logprob_params; never when `settings`
     is None). `answer_formats` (one per conversation) say what each answer should be: schemas for the
@@ -198,6 +210,7 @@ def ask_rater(
     """
     if not conversations:
         return []
+    client = rater.chat
     results = client.complete_many(
         conversations,
         desc=desc,
@@ -238,7 +251,7 @@ def run_scorers(
     records: Sequence[FeatureRecord],
     descriptions: Mapping[int, str | None],
     config: ScorersConfig,
-    client: Rater | None,
+    client: Rater | LLMClient | None,
     *,
     progress: bool = True,
 ) -> pd.DataFrame:
@@ -248,7 +261,7 @@ def run_scorers(
         records: the features' examples (build_feature_records with the activation pools).
         descriptions: feature -> description.
         config: the scorers section; `enabled` names the scorers.
-        client: the rater (fade.rater) when an enabled scorer needs an LLM.
+        client: the rater (fade.rater; an LLM client is taken as an LLM rater) when an enabled scorer needs one.
         progress: show progress bars.
 
     Raises:

@@ -30,7 +30,6 @@ from harness.errors import EvaluationError
 from harness.evaluate.scorers._base import FeatureScore, Messages, Scorer, ask_rater
 from harness.evaluate.scores import Score
 from harness.explain import FeatureRecord
-from harness.llm import LLMClient
 from harness.score_names import Reason
 
 if TYPE_CHECKING:
@@ -266,7 +265,7 @@ class DelphiScorer(Scorer):
         *,
         progress: bool,
     ) -> dict[int, FeatureScore]:
-        assert isinstance(client, LLMClient)  # Scorer.score answers other raters with unjudged_without_prompts
+        assert client is not None  # Scorer.score: needs_llm, and a rater without prompts is unjudged_without_prompts
         shown = settings.delphi.n_examples_shown
         batches = [(feature, text, batch) for feature, (text, split) in prepared.items() for batch in split]
         answers = ask_rater(

@@ -11,9 +11,12 @@ from harness.config import DetectionConfig
 from harness.evaluate.scorers._examples import LabelledExample, visible_text
 from harness.evaluate.scorers._judging import JudgedItem, JudgingScorer
 from harness.explain import FeatureRecord
+from harness.raters import Capability
 
 
 class DetectionScorer(JudgingScorer):
+    without_prompts = Capability.JUDGES  # a rater that reads no prompts says yes or no per example itself
+
     def items(
         self, record: FeatureRecord, labelled: list[LabelledExample], settings: DetectionConfig
     ) -> list[JudgedItem]:

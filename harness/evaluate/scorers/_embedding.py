@@ -21,7 +21,7 @@ from harness.model import load_encoder
 from harness.score_names import Reason
 
 if TYPE_CHECKING:
-    from harness.llm import LLMClient
+    from harness.raters import Rater
 
 
 class EmbeddingScorer(Scorer):
@@ -38,7 +38,7 @@ class EmbeddingScorer(Scorer):
     def evaluate(
         self,
         prepared: Mapping[int, tuple[str, list[LabelledExample]]],
-        client: LLMClient | None,
+        client: Rater | None,
         settings: EmbeddingConfig,
         *,
         progress: bool,

@@ -30,7 +30,8 @@ from harness.evaluate.scorers._fuzzing import correct_highlight, wrong_highlight
 from harness.evaluate.scorers.prompts import system_prompt
 from harness.evaluate.scores import Score
 from harness.explain import FeatureRecord
-from harness.llm import AnswerFormat, LLMClient, choice_format
+from harness.llm import AnswerFormat, choice_format
+from harness.raters import Capability
 from harness.score_names import Reason
 
 if TYPE_CHECKING:
@@ -158,6 +159,7 @@ def intruder_text(
 class IntruderScorer(Scorer):
     needs_llm = True
     needs_description = False
+    without_prompts = Capability.PICKS_ODD_ONE_OUT  # a rater that reads no prompts picks the odd text itself
     extra_columns = ("chance", "trials", "unanswered")
 
     def prepare(
@@ -174,8 +176,9 @@ class IntruderScorer(Scorer):
         *,
         progress: bool,
     ) -> dict[int, FeatureScore]:
+        assert client is not None  # Scorer.score: needs_llm
         asked = [(feature, trial) for feature, trials in prepared.items() for trial in trials]
-        if isinstance(client, LLMClient):
+        if client.supports(Capability.PROMPTS):
             prompt = system_prompt(self.name)
             formats = [intruder_answer(len(trial.texts)) for _, trial in asked]
             answers = ask_rater(
@@ -191,7 +194,7 @@ class IntruderScorer(Scorer):
                 None if answer is None else _position(read_choice(answer.text, len(trial.texts)))
                 for (_, trial), answer in zip(asked, answers)
             ]
-        else:  # the embedding rater: the example least like the others
+        else:  # a rater that reads no prompts (the embedding rater): the example least like the others
             picks = [pick for pick, _ in client.odd_ones_out([trial.plain for _, trial in asked])]
         correct: dict[int, list[bool]] = {feature: [] for feature in prepared}
         unanswered = dict.fromkeys(prepared, 0)

@@ -23,12 +23,13 @@ from harness.evaluate.scorers._examples import LabelledExample, examples_or_reas
 from harness.evaluate.scorers._metrics import binary_scores
 from harness.evaluate.scorers.prompts import system_prompt
 from harness.explain import FeatureRecord
-from harness.llm import LLMClient
+from harness.raters import Capability
 from harness.score_names import Reason
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from harness.llm import LLMClient
     from harness.raters import Rater
 
 _YES_NO = (0, 1)
@@ -78,7 +79,7 @@ class JudgingScorer(Scorer):
         self,
         records: Sequence[FeatureRecord],
         descriptions: Mapping[int, str | None],
-        client: Rater | None,
+        client: Rater | LLMClient | None,
         config: ScorersConfig,
         *,
         progress: bool = True,
@@ -111,7 +112,8 @@ class JudgingScorer(Scorer):
         *,
         progress: bool,
     ) -> dict[int, FeatureScore]:
-        if not isinstance(client, LLMClient):
+        assert client is not None  # Scorer.score: needs_llm
+        if not client.supports(Capability.PROMPTS):  # Scorer.score made sure it judges (without_prompts)
             return self._judged_directly(prepared, client)
         prompt = system_prompt(self.name)
         batches = [(feature, text, batch) for feature, (text, split) in prepared.items() for batch in split]
@@ -142,7 +144,7 @@ class JudgingScorer(Scorer):
     def _judged_directly(
         prepared: Mapping[int, tuple[str, list[list[JudgedItem]]]], rater: Rater
     ) -> dict[int, FeatureScore]:
-        """Judgments of a rater that rates texts itself (the embedding rater): every item answered."""
+        """Judgments of a rater that judges texts itself (Capability.JUDGES): every item answered."""
         judged = {}
         for feature, (description, split) in prepared.items():
             items = [item for batch in split for item in batch]

@@ -22,7 +22,6 @@ from harness.config import SAEBenchConfig
 from harness.evaluate.scorers._base import FeatureScore, Messages, Scorer, ask_rater
 from harness.evaluate.scores import Score
 from harness.explain import FeatureRecord
-from harness.llm import LLMClient
 from harness.score_names import Reason
 
 if TYPE_CHECKING:
@@ -97,7 +96,7 @@ class SAEBenchScorer(Scorer):
         *,
         progress: bool,
     ) -> dict[int, FeatureScore]:
-        assert isinstance(client, LLMClient)  # Scorer.score answers other raters with unjudged_without_prompts
+        assert client is not None  # Scorer.score: needs_llm, and a rater without prompts is unjudged_without_prompts
         # SAEBench draws each prompt's made-up answer from its global Random after the examples' shuffles; one
         # Random seeded like its run, drawn in feature order (SAEBench's order depends on its API's timing).
         rng = random.Random(settings.random_seed)

@@ -77,6 +77,7 @@ class SimulationScorer(Scorer):
         *,
         progress: bool,
     ) -> dict[int, FeatureScore]:
+        assert client is not None  # Scorer.score: needs_llm, and a rater without prompts is unjudged_without_prompts
         prompt = system_prompt(self.name)
         asked = [(feature, text, example) for feature, (text, examples) in prepared.items() for example in examples]
         formats = [rater_answer(self.name, range(len(example.tokens)), ACTIVATION_SCALE) for *_, example in asked]
