@@ -146,8 +146,7 @@ def claimed(tracking_uri: str, experiment_id: str, scope: str, run_name: str) ->
         stop.set()
         if beating is not None:
             beating.join()
-        with suppress(Exception):  # the store may be what failed; a claim left behind goes stale
-            client.delete_experiment_tag(experiment_id, claim.tag)
+        _withdraw(client, experiment_id, claim)  # a claim left behind (the store failed) goes stale
 
 
 def _acquire(client, experiment_id: str, scope: str, claim: Claim) -> Claim:
@@ -169,7 +168,7 @@ def _acquire(client, experiment_id: str, scope: str, claim: Claim) -> Claim:
         if action == "stay":
             time.sleep(random.uniform(0.02, CLAIM_BACKOFF_S / 3))
             continue
-        client.delete_experiment_tag(experiment_id, claim.tag)
+        _withdraw(client, experiment_id, claim)
         if action == "wait":
             holder = next(rival for rival in rivals if rival.state == HELD)
             if not told:
@@ -204,5 +203,10 @@ def _remove_stale(client, experiment_id: str, claim: Claim) -> None:
         HarnessWarning,
         stacklevel=5,
     )
-    with suppress(Exception):  # another waiter may have removed it first
+    _withdraw(client, experiment_id, claim)
+
+
+def _withdraw(client, experiment_id: str, claim: Claim) -> None:
+    """Remove a claim; one already gone (another waiter removed it as stale) is no error."""
+    with suppress(Exception):
         client.delete_experiment_tag(experiment_id, claim.tag)
