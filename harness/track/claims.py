@@ -15,7 +15,7 @@ exists", so the rule needs only writes and reads (docs/reliability.md):
   CLAIM_STALE_S, or whose process on this host is gone, is stale: removed and ignored, so the claim of a machine
   that died never blocks its key.
 
-A claim held while its run is RUNNING on another machine is therefore never run twice; a loser writes no run.
+So a key running on another machine is never run again beside it, and a claimant that waits writes no run.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ class _Staleness:
         self._seen: dict[str, tuple[int, str, float]] = {}
 
     def is_stale(self, claim: Claim) -> bool:
-        if claim.host == socket.gethostname() and not _process_alive(claim.pid):
+        if claim.host == socket.gethostname() and not process_alive(claim.pid):
             return True
         now = time.monotonic()
         beat, state, since = self._seen.get(claim.tag, (-1, "", now))
@@ -117,7 +117,8 @@ class _Staleness:
         return now - since >= CLAIM_STALE_S
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this host is alive (one of another user counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
