@@ -19,6 +19,7 @@ from harness.artifacts import ERROR_FILE
 from harness.errors import HarnessError, Terminated
 from harness.files import file_lock, identity_hash
 from harness.secrets import redact, redact_text
+from harness.track.claims import claimed
 from harness.track.store import lock_folder, store_lock
 
 if TYPE_CHECKING:
@@ -80,8 +81,9 @@ def variant_run(
     (PARTIAL_TAG) is resumed too.
 
     One run per key, whatever runs at once: the look-up, the creation and the whole run happen under the
-    key's run lock (variant_lock), so a second process with the same variant waits for the first and then
-    finds its run finished (skipped) or unfinished (resumed), and never opens a second run.
+    key's run lock (variant_lock, this machine's processes) and its claim in the store (claims.claimed, every
+    machine's), so a second process with the same variant, on any machine, waits for the first and then finds
+    its run finished (skipped) or unfinished (resumed), and never opens a second run.
 
     Args:
         experiment_id: where the run lives.
@@ -94,7 +96,12 @@ def variant_run(
     """
     import mlflow
 
-    with variant_lock(mlflow.get_tracking_uri(), experiment_id, variant_key, run_name):
+    tracking_uri = mlflow.get_tracking_uri()
+    scope = key_hash(experiment_id, variant_key)
+    with (
+        variant_lock(tracking_uri, experiment_id, variant_key, run_name),
+        claimed(tracking_uri, experiment_id, scope, run_name),
+    ):
         existing = find_variant_run(experiment_id, variant_key, parent_run_id)
         if existing is not None and is_complete(existing) and not force:
             yield TrackedRun(existing.info.run_id, resumed=False, skipped=True)
@@ -141,9 +148,14 @@ def _opened_run(
 @contextmanager
 def variant_lock(tracking_uri: str, experiment_id: str, variant_key: str, run_name: str) -> Iterator[None]:
     """Hold the run lock of one variant key of one store (an flock: a killed holder releases it)."""
-    path = lock_folder(tracking_uri) / f"{identity_hash([experiment_id, variant_key])[:24]}.lock"
+    path = lock_folder(tracking_uri) / f"{key_hash(experiment_id, variant_key)}.lock"
     with file_lock(path, waiting=f"{run_name!r} is being run by another process; waiting for it to end ({path})"):
         yield
+
+
+def key_hash(experiment_id: str, variant_key: str) -> str:
+    """The short name of a variant key in one experiment: its run lock's file and its claims' tags."""
+    return identity_hash([experiment_id, variant_key])[:24]
 
 
 def _flush_traces() -> None:
