@@ -35,6 +35,7 @@ from harness.search.space import apply_params, suggest_params, validate_space
 from harness.secrets import redact_text
 from harness.stages import SharedStages
 from harness.track.agreement import log_scorer_agreement
+from harness.track.claims import process_alive
 from harness.track.compare import feature_scores, variants_table
 from harness.track.runs import (
     failed_status,
@@ -167,7 +168,7 @@ def fail_dead_trials(study) -> list[int]:
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         attrs = trial.user_attrs
-        if attrs.get(HOST_ATTR) != socket.gethostname() or _process_alive(int(attrs.get(PID_ATTR, -1))):
+        if attrs.get(HOST_ATTR) != socket.gethostname() or process_alive(int(attrs.get(PID_ATTR, -1))):
             continue
         reason = f"the worker process {attrs.get(PID_ATTR)} on {attrs.get(HOST_ATTR)} died during the trial"
         study._storage.set_trial_user_attr(trial._trial_id, FAIL_REASON_ATTR, reason)
@@ -176,18 +177,6 @@ def fail_dead_trials(study) -> list[int]:
             _fail_run(attrs[RUN_ID_ATTR], reason)
         failed.append(trial.number)
     return failed
-
-
-def _process_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _study_parent_run(experiment_id: str, study_name: str, storage: str, tracking_uri: str) -> str:
