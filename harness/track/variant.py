@@ -47,6 +47,7 @@ from harness.stages import (
 )
 from harness.track.checks import check_variant
 from harness.track.controls import CONTROL_OF_TAG, CONTROL_TAG
+from harness.track.manifest import log_score_manifest
 from harness.track.runs import (
     MAX_ERROR_TAG_LENGTH,
     PARTIAL_TAG,
@@ -318,6 +319,7 @@ def track_variant(
         )
         log_metrics(metrics)
         _log_table(per_feature, artifacts.PER_FEATURE_TABLE)
+        log_score_manifest(config)
         _log_table(descriptions, artifacts.DESCRIPTIONS_TABLE)
         _log_table(top_examples_table(shared, config), artifacts.TOP_EXAMPLES_TABLE)
         _log_table(rated_samples_table(workdir / "fade"), artifacts.RATED_SAMPLES_TABLE)

@@ -158,6 +158,7 @@ def intruder_text(
 class IntruderScorer(Scorer):
     needs_llm = True
     needs_description = False
+    kind = "feature"
     extra_columns = ("chance", "trials", "unanswered")
 
     def prepare(
