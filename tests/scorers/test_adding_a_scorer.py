@@ -15,10 +15,10 @@ import pytest
 import yaml
 from scorer_records import TOPICS, shuffled_descriptions, true_descriptions
 
-from harness.config import ScorersConfig, parse_config
+from harness.config import ScorersConfig, identity_payload, parse_config, result_fingerprint
 from harness.errors import ConfigError
 from harness.evaluate.scorers import run_scorers
-from harness.registry import SCORERS
+from harness.registry import SCORERS, Registry
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
 FEATURES = list(range(len(TOPICS)))
@@ -180,4 +180,48 @@ def test_an_installed_plugin_scorer_reaches_compare_and_the_leaderboard(tmp_path
     assert document.scores == ["clarity", "responsiveness", "purity", "overlap"]
     assert len(document.variants) == 2
     for entry in document.variants:
-        assert entry.scores["overlap"].defined == 1.0 and 0 <= entry.scores["overlap"].mean <= 1
+        assert entry.scores["overlap"].mean is not None and 0 <= entry.scores["overlap"].mean <= 1
+
+
+def _installed(folder: Path, distribution: str, entry_points: str) -> Path:
+    """A distribution's metadata as an installer writes it (a dist-info folder), without its code."""
+    info = folder / f"{distribution.replace('-', '_')}-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 0.1.0\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text(entry_points, encoding="utf-8")
+    return folder
+
+
+def test_a_registry_reads_its_entry_point_group_without_importing_the_plugin(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(
+        str(_installed(tmp_path, "harness-overlap", "[feature_harness.scorers]\noverlap = my_scorers:OverlapScorer\n"))
+    )
+    registry = Registry("scorer", {"embedding": "harness.evaluate.scorers._embedding:EmbeddingScorer"}, group="scorers")
+    assert registry.names() == ["embedding", "overlap"] and registry.unknown("overlap") is None
+    assert registry.distribution("overlap") == "harness-overlap" and registry.distribution("embedding") is None
+    assert "my_scorers" not in sys.modules
+
+
+def test_a_plugin_taking_a_built_in_name_is_an_error_naming_its_distribution(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(
+        str(_installed(tmp_path, "harness-clash", "[feature_harness.scorers]\nembedding = my_scorers:OverlapScorer\n"))
+    )
+    registry = Registry("scorer", {"embedding": "harness.evaluate.scorers._embedding:EmbeddingScorer"}, group="scorers")
+    with pytest.raises(ConfigError, match=r"scorer 'embedding' of the installed distribution 'harness-clash' .*"
+                       r"already registered by the harness; rename it in harness-clash's entry points"):  # fmt: skip
+        registry.names()
+
+
+def test_plugin_settings_are_checked_at_load_and_part_of_the_identity_only_when_set(documented_scorer):
+    plain = parse_config({"scorers": {"enabled": ["overlap"]}})
+    assert plain.scorers.settings == {} and "settings" not in identity_payload(plain.scorers)
+    assert result_fingerprint(plain) == result_fingerprint(parse_config({"scorers": {"enabled": ["overlap"]}}))
+    tuned = parse_config({"scorers": {"enabled": ["overlap"], "settings": {"overlap": {"num_examples": 10}}}})
+    assert result_fingerprint(tuned) != result_fingerprint(plain)
+    assert SCORERS.get("overlap")().settings(tuned.scorers).num_examples == 10
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"scorers": {"settings": {"overlap": {"num_example": 10}, "detection": {"batch_size": 2}}}})
+    assert "scorers.settings.overlap.num_example: unknown key" in str(raised.value)
+    assert "scorers.settings.detection: harness.evaluate.scorers._detection:DetectionScorer declares no" in str(
+        raised.value
+    )
