@@ -388,12 +388,12 @@ def _shown_scores(names: Iterable[str]) -> list[str]:
     ]
 
 
-def _feature_records(table: _Table, score_columns: set[str]) -> list[dict[str, Any]]:
-    """The per-feature table's rows as records; `score_columns`: which columns are scores (the run's manifest)."""
+def _feature_records(table: _Table, scores: set[str]) -> list[dict[str, Any]]:
+    """The per-feature table's rows as records; `scores`: which of its columns are scores (the run's manifest)."""
     description, explainer, factor = map(table.column, ("description", "explainer", "faithfulness_factor"))
     names = [
         *FADE_SCORES,
-        *_shown_scores(name for name in score_columns if name in table.columns and name not in FADE_SCORES),
+        *_shown_scores(name for name in scores if name in table.columns and name not in FADE_SCORES),
     ]
     score_columns = [(name, table.column(name), table.column(f"{name}_reason")) for name in names]
     return [

@@ -108,9 +108,9 @@ def merged_columns(manifests: Iterable[list[ScoreColumn] | None], names: Iterabl
             declared.setdefault(column.name, column)
     found: dict[str, ScoreColumn] = {}
     for name in names:
-        column = declared.get(name) or registered_column(name)
-        if column is not None:
-            found[name] = column
+        known = declared.get(name) or registered_column(name)
+        if known is not None:
+            found[name] = known
     return found
 
 
