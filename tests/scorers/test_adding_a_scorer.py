@@ -1,5 +1,6 @@
 """docs/architecture.md's "A scorer", followed as written: its example scorer and registration code are read
-from the doc, so the doc cannot drift from what works."""
+from the doc, so the doc cannot drift from what works; as a plugin, the same files are the package
+tests/scorers/overlap_plugin, pip-installed apart from the venv and run through the `harness` CLI."""
 
 from __future__ import annotations
 
@@ -144,13 +145,24 @@ def _plugin_config(folder: Path, server_url: str, settings: dict, **sections) ->
     return path
 
 
-def test_an_installed_plugin_is_checked_at_load_and_its_settings_with_the_dotted_path(tmp_path, plugin_site):
-    path = _plugin_config(tmp_path, "http://127.0.0.1:9", {"num_examples": 1})
-    without = _harness("config", "show", str(path), cwd=tmp_path)
-    assert without.returncode != 0 and "scorers.enabled[0]: unknown scorer 'overlap'" in without.stderr
-    wrong = _harness("config", "show", str(path), cwd=tmp_path, plugin_site=plugin_site)
-    assert wrong.returncode != 0
-    assert "scorers.settings.overlap.num_examples: Input should be greater than or equal to 2" in wrong.stderr
+def test_an_installed_plugin_is_checked_at_load_and_its_settings_with_the_dotted_path(plugin_site, monkeypatch):
+    """The installed package's entry point, read by SCORERS as if this process had just started."""
+    config = {"scorers": {"enabled": ["overlap"], "settings": {"overlap": {"num_examples": 1}}}}
+    with pytest.raises(ConfigError, match=r"scorers.enabled\[0\]: unknown scorer 'overlap'"):
+        parse_config(config)
+    for attribute in ("_targets", "_names_by_target", "_distributions"):
+        monkeypatch.setattr(SCORERS, attribute, dict(getattr(SCORERS, attribute)))
+    monkeypatch.setattr(SCORERS, "_plugins_read", False)
+    monkeypatch.syspath_prepend(str(plugin_site))
+    try:
+        with pytest.raises(ConfigError) as raised:
+            parse_config(config)
+        assert str(raised.value).splitlines()[1:] == [
+            "  scorers.settings.overlap.num_examples: Input should be greater than or equal to 2"
+        ]
+        assert SCORERS.distribution("overlap") == "harness-overlap"
+    finally:
+        sys.modules.pop("my_scorers", None)
 
 
 @pytest.mark.slow
