@@ -141,13 +141,16 @@ class Registry(Generic[T]):
         return None if self.auto is not None and value == self.auto else value
 
     def name_of(self, obj: Any) -> str:
-        """The name `obj` (a registered class or function) is registered under, found without importing."""
+        """The name `obj` (a registered class or function) is registered under, found without importing; a
+        plugin's entry point may name it where its package re-exports it (then its plugins are imported)."""
         target = f"{obj.__module__}:{obj.__qualname__}"
         self._read_plugins()
-        try:
+        if target in self._names_by_target:
             return self._names_by_target[target]
-        except KeyError:
-            raise LookupError(f"{target} is not registered as a {self.kind}") from None
+        for name in self._distributions:
+            if self.get(name) is obj:
+                return name
+        raise LookupError(f"{target} is not registered as a {self.kind}")
 
     def names(self) -> list[str]:
         self._read_plugins()

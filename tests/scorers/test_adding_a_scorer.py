@@ -237,3 +237,19 @@ def test_plugin_settings_are_checked_at_load_and_part_of_the_identity_only_when_
     assert "scorers.settings.detection: harness.evaluate.scorers._detection:DetectionScorer declares no" in str(
         raised.value
     )
+
+
+def test_a_plugin_registered_where_its_package_re_exports_it_knows_its_name(tmp_path, monkeypatch):
+    package = tmp_path / "reexporting"
+    package.mkdir()
+    (package / "_impl.py").write_text("class Thing:\n    pass\n", encoding="utf-8")
+    (package / "__init__.py").write_text("from reexporting._impl import Thing\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(
+        str(_installed(tmp_path, "reexporting", "[feature_harness.scorers]\nthing = reexporting:Thing\n"))
+    )
+    registry = Registry("scorer", {}, group="scorers")
+    try:
+        assert registry.name_of(registry.get("thing")) == "thing"
+    finally:
+        for module in ("reexporting", "reexporting._impl"):
+            sys.modules.pop(module, None)
