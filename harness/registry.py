@@ -82,6 +82,11 @@ class Registry(Generic[T]):
                 taken_by = "a registration made in Python (Registry.add)"
             else:
                 taken_by = None
+            if ":" not in point.value:
+                raise ConfigError(
+                    f"the entry point {point.name!r} of the installed distribution {distribution!r} (group "
+                    f"{self.group!r}) names {point.value!r}; a {self.kind} entry point is 'module:attribute'"
+                )
             if taken_by is not None:
                 raise ConfigError(
                     f"the {self.kind} {point.name!r} of the installed distribution {distribution!r} (entry point "

@@ -253,3 +253,12 @@ def test_a_plugin_registered_where_its_package_re_exports_it_knows_its_name(tmp_
     finally:
         for module in ("reexporting", "reexporting._impl"):
             sys.modules.pop(module, None)
+
+
+def test_an_entry_point_without_an_attribute_is_an_error_naming_its_distribution(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(
+        str(_installed(tmp_path, "harness-module", "[feature_harness.scorers]\nwhole = my_scorers\n"))
+    )
+    with pytest.raises(ConfigError, match=r"entry point 'whole' of the installed distribution 'harness-module'.*"
+                       r"names 'my_scorers'; a scorer entry point is 'module:attribute'"):  # fmt: skip
+        Registry("scorer", {}, group="scorers").unknown("whole")
