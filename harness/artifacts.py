@@ -13,6 +13,8 @@ PER_FEATURE_TABLE = f"{TABLES}/per_feature.json"
 DESCRIPTIONS_TABLE = f"{TABLES}/descriptions.json"
 TOP_EXAMPLES_TABLE = f"{TABLES}/top_examples.json"
 RATED_SAMPLES_TABLE = f"{TABLES}/rated_samples.json"
+# Which columns of the per-feature table are scores, and what each is (harness.track.manifest).
+SCORE_MANIFEST = f"{TABLES}/score_columns.json"
 
 # A variant run's plots; each feature's FADE plots go under FEATURE_PLOTS/<feature>/.
 SCORE_DISTRIBUTIONS_PLOT = f"{PLOTS}/score_distributions.png"

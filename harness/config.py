@@ -714,6 +714,12 @@ class ScorersConfig(StrictModel):
         description="the delphi convention's counts (read only with convention: delphi)",
         json_schema_extra=OMITTED_AT_DEFAULT,
     )
+    settings: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="a plugin scorer's settings, under its registered name; validated at load by the scorer's "
+        "`settings_model` (docs/architecture.md, Plugins)",
+        json_schema_extra=OMITTED_AT_DEFAULT,
+    )
 
     @field_validator("enabled")
     @classmethod
@@ -806,6 +812,12 @@ class ExplainConfig(StrictModel):
     top_tokens: TopTokensConfig = Field(default_factory=TopTokensConfig)
     shuffled: ShuffledConfig = Field(default_factory=ShuffledConfig)
     imported: ImportConfig = Field(default_factory=ImportConfig)
+    settings: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="a plugin explainer's settings, under its registered name; validated at load by the "
+        "explainer's `settings_model` (docs/architecture.md, Plugins)",
+        json_schema_extra=OMITTED_AT_DEFAULT,
+    )
 
     @model_validator(mode="after")
     def _import_needs_a_file(self) -> ExplainConfig:
@@ -953,16 +965,21 @@ class HarnessConfig(StrictModel):
 
 
 def _format_validation_error(error: ValidationError, source: str) -> str:
-    lines = [f"invalid config {source}:"]
+    return "\n".join([f"invalid config {source}:", *(f"  {line}" for line in _validation_problems(error))])
+
+
+def _validation_problems(error: ValidationError, prefix: str = "") -> list[str]:
+    """One 'dotted.key.path: what is wrong' line per problem; `prefix` is the path of what was validated."""
+    lines = []
     for item in error.errors():
-        path = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        path = ".".join([*filter(None, [prefix]), *(str(part) for part in item["loc"])]) or "(top level)"
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = "unknown key (check the spelling; see `harness config show` for every key)"
         elif item["type"] == "literal_error":
             message = f"{message} (got {item.get('input')!r})"
-        lines.append(f"  {path}: {message}")
-    return "\n".join(lines)
+        lines.append(f"{path}: {message}")
+    return lines
 
 
 def parse_config(data: dict[str, Any] | None, source: str = "<dict>") -> HarnessConfig:
@@ -979,6 +996,7 @@ def parse_config(data: dict[str, Any] | None, source: str = "<dict>") -> Harness
     except ValidationError as error:
         raise ConfigError(_format_validation_error(error, source)) from None
     check_names(config, source)
+    check_plugin_settings(config, source)
     return config
 
 
@@ -1032,6 +1050,47 @@ def check_names(config: HarnessConfig, source: str = "<dict>") -> None:
     ]
     if problems:
         raise ConfigError("\n".join([f"invalid config {source}:", *problems]))
+
+
+def plugin_settings(registered: type, given: dict[str, Any], where: str) -> BaseModel:
+    """A plugin's settings: `given` validated by the pydantic model its class declares (`settings_model`).
+
+    Raises:
+        ConfigError: the class declares no settings model, or `given` does not fit it; one line per problem,
+            each with its dotted key path (`where` is the path of `given`, e.g. "scorers.settings.overlap").
+    """
+    model = getattr(registered, "settings_model", None)
+    if model is None:
+        raise ConfigError(
+            f"{where}: {registered.__module__}:{registered.__qualname__} declares no settings_model, so it "
+            "takes no settings here; remove the key"
+        )
+    try:
+        return model.model_validate(given)
+    except ValidationError as error:
+        raise ConfigError("\n".join(_validation_problems(error, where))) from None
+
+
+def check_plugin_settings(config: HarnessConfig, source: str = "<dict>") -> None:
+    """Validate the plugin settings (`scorers.settings`, `explain.settings`) by each named class's
+    `settings_model`; only the classes named there are imported. One ConfigError with every problem's path."""
+    sections: list[tuple[str, Registry[Any], dict[str, dict[str, Any]]]] = [
+        ("scorers.settings", SCORERS, config.scorers.settings),
+        ("explain.settings", EXPLAINERS, config.explain.settings),
+    ]
+    problems = []
+    for key, registry, settings in sections:
+        for name, given in settings.items():
+            unknown = registry.unknown(name)
+            if unknown is not None:
+                problems.append(f"{key}.{name}: {unknown}")
+                continue
+            try:
+                plugin_settings(registry.get(name), given, f"{key}.{name}")
+            except ConfigError as error:
+                problems += str(error).splitlines()
+    if problems:
+        raise ConfigError("\n".join([f"invalid config {source}:", *(f"  {line}" for line in problems)]))
 
 
 def load_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> HarnessConfig:

@@ -13,7 +13,7 @@ import math
 import os
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -24,7 +24,15 @@ from urllib.request import url2pathname
 
 import pandas as pd
 
-from harness.artifacts import FEATURE_PLOTS, PER_FEATURE_TABLE, PLOTS, RATED_SAMPLES_TABLE, TABLES, TOP_EXAMPLES_TABLE
+from harness.artifacts import (
+    FEATURE_PLOTS,
+    PER_FEATURE_TABLE,
+    PLOTS,
+    RATED_SAMPLES_TABLE,
+    SCORE_MANIFEST,
+    TABLES,
+    TOP_EXAMPLES_TABLE,
+)
 from harness.errors import HarnessError
 from harness.score_names import CLARITY_ABOVE_FLOOR, FADE_SCORES
 from harness.secrets import redact, redact_text
@@ -32,13 +40,14 @@ from harness.track.compare import (
     AGGREGATE,
     SITE_PARAMS,
     build_comparison,
-    feature_scores,
     is_partial,
     rank_variants,
+    run_scores,
     score_conventions,
     variants_table,
 )
 from harness.track.controls import ControlTest
+from harness.track.manifest import read_score_manifest, run_score_names
 from harness.track.paired import ALPHA, MIN_FEATURES
 from leaderboard._document import AGGREGATE_SUMMARY, SETTINGS, Rank, ScoreSummary, VariantEntry, VariantSettings
 
@@ -143,17 +152,19 @@ def read_ranked_variants(
         raise LeaderboardError(
             f"no finished variant runs in {where}; run `harness run` first, or check the experiment names"
         )
-    scores = [name for name in (*FADE_SCORES, *_other_scores()) if f"{name}_mean" in table.columns]
-    if not any(name in FADE_SCORES for name in scores):
+    if not any(f"{name}_mean" in table.columns for name in FADE_SCORES):
         raise LeaderboardError(
             f"the runs in {where} log no score means ({', '.join(f'{name}_mean' for name in FADE_SCORES)}); "
             "were they evaluated?"
         )
-    if rank_by != AGGREGATE and rank_by not in scores:
+    if rank_by != AGGREGATE and f"{rank_by}_mean" not in table.columns:
         rank_variants(table, by=rank_by)  # raises the clear "cannot rank by" error before any artifact is read
-    features = feature_scores(list(table["run_id"]), tracking_uri)
+    features, manifests = run_scores(list(table["run_id"]), tracking_uri)
     # The one comparison `harness compare` and the comparison run show (harness.track.compare).
-    comparison = build_comparison(table, features, weights=weights, alpha=alpha, min_features=min_features)
+    comparison = build_comparison(
+        table, features, manifests=manifests, weights=weights, alpha=alpha, min_features=min_features
+    )
+    scores = _shown_scores(comparison.columns)
     rankings = {criterion: comparison.rankings[criterion] for criterion in dict.fromkeys((AGGREGATE, *scores, rank_by))}
     ranks = {
         criterion: {
@@ -191,7 +202,7 @@ def read_ranked_variants(
               for run_id, series in comparison.labels.items()}  # fmt: skip
     return RankedVariants(
         entries, scores, comparison.weights, params, metrics, comparison.controls, comparison.flags, labels,
-        score_conventions(table),
+        score_conventions(table, comparison.columns),
     )  # fmt: skip
 
 
@@ -280,7 +291,9 @@ def read_run_artifacts(run_id: str, tracking_uri: str, staging: Path) -> RunArti
     artifacts = RunArtifacts()
     per_feature = _read_table(folder, PER_FEATURE_TABLE, run_id)
     if per_feature is not None:
-        artifacts.features = _feature_records(per_feature)
+        artifacts.features = _feature_records(
+            per_feature, run_score_names(read_score_manifest(folder / SCORE_MANIFEST))
+        )
     top_examples = _read_table(folder, TOP_EXAMPLES_TABLE, run_id)
     if top_examples is not None:
         artifacts.top_examples = _example_records(top_examples)
@@ -363,17 +376,25 @@ def _text(value: Any) -> str | None:
     return value if value is None or type(value) is str else str(value)
 
 
-def _other_scores() -> list[str]:
-    """Names of the scores shown next to FADE's: the registered scorers (detection, fuzzing, ...), then
-    Clarity above its floor (present when fade.clarity_floor was on)."""
-    from harness.evaluate.scorers import SCORERS
+def _shown_scores(names: Iterable[str]) -> list[str]:
+    """The scores in the order the leaderboard shows them: FADE's, the other scorers' by name (a plugin's
+    among them), then Clarity above its floor (present when fade.clarity_floor was on)."""
+    found = set(names)
+    others = sorted(found - {*FADE_SCORES, CLARITY_ABOVE_FLOOR})
+    return [
+        *(name for name in FADE_SCORES if name in found),
+        *others,
+        *([CLARITY_ABOVE_FLOOR] if CLARITY_ABOVE_FLOOR in found else []),
+    ]
 
-    return [*SCORERS.names(), CLARITY_ABOVE_FLOOR]
 
-
-def _feature_records(table: _Table) -> list[dict[str, Any]]:
+def _feature_records(table: _Table, scores: set[str]) -> list[dict[str, Any]]:
+    """The per-feature table's rows as records; `scores`: which of its columns are scores (the run's manifest)."""
     description, explainer, factor = map(table.column, ("description", "explainer", "faithfulness_factor"))
-    names = [*FADE_SCORES, *(name for name in _other_scores() if name in table.columns)]
+    names = [
+        *FADE_SCORES,
+        *_shown_scores(name for name in scores if name in table.columns and name not in FADE_SCORES),
+    ]
     score_columns = [(name, table.column(name), table.column(f"{name}_reason")) for name in names]
     return [
         {

@@ -5,11 +5,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
+from pydantic import BaseModel
 
-from harness.config import ExplainConfig, LLMConfig, identity_payload
+from harness.config import ExplainConfig, LLMConfig, identity_payload, plugin_settings
 from harness.errors import ConfigError, EvaluationError
 from harness.explain._records import FeatureRecord
 from harness.explain._table import Description, descriptions_table
@@ -28,11 +29,26 @@ def llm_settings(llm: LLMConfig) -> dict[str, Any]:
 class Explainer(ABC):
     """Turns feature records into descriptions; one instance is one pipeline variant.
 
-    A new explainer is a subclass in its own file, registered by a line in harness.registry.EXPLAINERS.
+    A new explainer is a subclass in its own file, registered by a line in harness.registry.EXPLAINERS (or,
+    from another package, by an entry point: docs/architecture.md, Plugins). What the pipeline must prepare
+    for it are class attributes, read from the class, never decided by its name.
     """
+
+    # Whether its records carry the activation pools (stratified or random examples, contrast examples) when
+    # explain.selection asks for them; False: it reads the top examples only.
+    needs_pools: ClassVar[bool] = False
+    # A plugin's settings (`explain.settings.<name>` in the config), validated at load; see `plugin_settings`.
+    settings_model: ClassVar[type[BaseModel] | None] = None
 
     def __init__(self, config: ExplainConfig) -> None:
         self.config = config
+
+    @property
+    def given_settings(self) -> BaseModel:
+        """A plugin explainer's settings: its `settings_model` over `explain.settings.<name>` (defaults where
+        the config gives none). Put them in `settings()` so they are part of its settings hash."""
+        name = EXPLAINERS.name_of(type(self))
+        return plugin_settings(type(self), self.config.settings.get(name, {}), f"explain.settings.{name}")
 
     @property
     def needs_llm(self) -> bool:

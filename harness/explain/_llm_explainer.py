@@ -159,6 +159,8 @@ class LLMExplainer(Explainer):
     `llm.temperature`. For providers that reject `seed`, add `drop_params: true` to `llm.extra_params`.
     """
 
+    needs_pools = True
+
     def __init__(self, config: ExplainConfig) -> None:
         super().__init__(config)
         self.template = load_template(config.prompt.template)

@@ -34,6 +34,8 @@ def top_tokens(tokens_at_max: Sequence[str], activations_at_max: Sequence[float]
 class TopTokensExplainer(Explainer):
     """The peak token of each selected example, most frequent first, as a quoted list."""
 
+    needs_pools = True
+
     def settings(self) -> dict[str, Any]:
         return {
             "selection": identity_payload(self.config.selection),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from harness.registry import EXPLAINERS
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -15,7 +17,7 @@ if TYPE_CHECKING:
 
 def _needs_pool(config: HarnessConfig) -> bool:
     selection = config.explain.selection
-    return config.explain.explainer in {"llm", "top-tokens"} and (
+    return EXPLAINERS.get(config.explain.explainer).needs_pools and (
         selection.strategy not in {"top", "saebench"} or selection.contrast_examples > 0
     )
 

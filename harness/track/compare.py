@@ -23,7 +23,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.artifacts import CONTROLS_TABLE, FEATURE_LABELS_TABLE, PAIRED_COMPARISONS_TABLE, PER_FEATURE_TABLE
+from harness.artifacts import (
+    CONTROLS_TABLE,
+    FEATURE_LABELS_TABLE,
+    PAIRED_COMPARISONS_TABLE,
+    PER_FEATURE_TABLE,
+    SCORE_MANIFEST,
+)
 from harness.errors import ConfigError
 from harness.evaluate.aggregate import (
     AGGREGATE,
@@ -34,8 +40,15 @@ from harness.evaluate.aggregate import (
     summarise_aggregate,
 )
 from harness.evaluate.labels import GATE_THRESHOLD, INTERPRETABLE_INTRUDER, FeatureLabel, feature_labels, label_counts
-from harness.score_names import CLARITY_ABOVE_FLOOR, FADE_SCORES
+from harness.score_names import FADE_SCORES
 from harness.track.controls import ControlTest, control_tests, flagged_scores, format_controls
+from harness.track.manifest import (
+    ScoreColumn,
+    description_free,
+    merged_columns,
+    read_score_manifest,
+    run_score_names,
+)
 from harness.track.paired import ALPHA, MIN_FEATURES, PairedComparison, compare_variants, criterion_values
 from harness.track.runs import PARTIAL_TAG
 from harness.track.text import text_table
@@ -63,7 +76,6 @@ CONVENTION_NAMES = {
     "harness": "ours (docs/scorers)",
     "delphi": "delphi's (eai-delphi 0.1.3; pooled headline <score>_pooled)",
 }
-FIXED_CONVENTIONS = {"saebench": "SAEBench's (sae-bench 0.6.0 autointerp)"}
 
 
 def score_names(table: pd.DataFrame) -> list[str]:
@@ -185,9 +197,10 @@ def _convention_of_each(table: pd.DataFrame) -> list[str]:
     return [value if isinstance(value, str) and value else "harness" for value in column]
 
 
-def score_conventions(table: pd.DataFrame) -> dict[str, str]:
+def score_conventions(table: pd.DataFrame, columns: Mapping[str, ScoreColumn] | None = None) -> dict[str, str]:
     """Score -> the convention it was computed by, in words, for the scores that have one; a table mixing
-    conventions names which variants use which."""
+    conventions names which variants use which. `columns`: the runs' score manifests (`merged_columns`;
+    default: what the registry says of the table's scores)."""
     found: dict[str, str] = {}
     present = set(score_names(table))
     for score in CONVENTION_SCORES:
@@ -203,7 +216,13 @@ def score_conventions(table: pd.DataFrame) -> dict[str, str]:
                 "; ".join(f"{CONVENTION_NAMES.get(key, key)} for {', '.join(names)}" for key, names in used.items())
                 + " (not compared across conventions)"
             )
-    found |= {score: text for score, text in FIXED_CONVENTIONS.items() if score in present}
+    if columns is None:
+        columns = merged_columns((), present)
+    found |= {
+        name: column.convention
+        for name, column in columns.items()
+        if column.convention and name in present and name not in found
+    }
     return found
 
 
@@ -254,9 +273,17 @@ def feature_sites(table: pd.DataFrame) -> dict[str, str] | None:
 
 def feature_scores(run_ids: Sequence[str], tracking_uri: str) -> dict[str, pd.DataFrame | None]:
     """Run id -> its `tables/per_feature.json` (feature, score and `<score>_reason` columns, NaN where a
-    score is undefined), or None.
+    score is undefined), or None (see `run_scores`)."""
+    return run_scores(run_ids, tracking_uri)[0]
 
-    A store that keeps artifacts on this disk is read in place; another's file is downloaded.
+
+def run_scores(
+    run_ids: Sequence[str], tracking_uri: str
+) -> tuple[dict[str, pd.DataFrame | None], dict[str, list[ScoreColumn] | None]]:
+    """Run id -> its per-feature score table (as `feature_scores`), and run id -> its score manifest (None for
+    a run logged before manifests): the manifest says which columns are scores.
+
+    A store that keeps artifacts on this disk is read in place; another's files are downloaded.
     """
     import tempfile
     from urllib.parse import urlparse
@@ -266,22 +293,31 @@ def feature_scores(run_ids: Sequence[str], tracking_uri: str) -> dict[str, pd.Da
 
     client = MlflowClient(tracking_uri)
     found: dict[str, pd.DataFrame | None] = {}
+    manifests: dict[str, list[ScoreColumn] | None] = {}
     with tempfile.TemporaryDirectory(prefix="harness-per-feature-") as staging:
         for run_id in run_ids:
             location = urlparse(client.get_run(run_id).info.artifact_uri)
-            if location.scheme == "file" and location.netloc in ("", "localhost"):
-                path = Path(url2pathname(location.path)) / PER_FEATURE_TABLE
-            else:
-                try:
-                    path = Path(client.download_artifacts(run_id, PER_FEATURE_TABLE, staging))
-                except Exception:  # noqa: BLE001 - any store error: the run has no readable table
-                    path = None
-            found[run_id] = _score_frame(path) if path is not None and path.is_file() else None
-    return found
+            paths: dict[str, Path | None] = {}
+            for artifact in (PER_FEATURE_TABLE, SCORE_MANIFEST):
+                if location.scheme == "file" and location.netloc in ("", "localhost"):
+                    paths[artifact] = Path(url2pathname(location.path)) / artifact
+                else:
+                    try:
+                        paths[artifact] = Path(client.download_artifacts(run_id, artifact, staging))
+                    except Exception:  # noqa: BLE001 - any store error: the run has no readable file
+                        paths[artifact] = None
+            manifest_path, table_path = paths[SCORE_MANIFEST], paths[PER_FEATURE_TABLE]
+            manifests[run_id] = read_score_manifest(manifest_path) if manifest_path is not None else None
+            found[run_id] = (
+                _score_frame(table_path, run_score_names(manifests[run_id]))
+                if table_path is not None and table_path.is_file()
+                else None
+            )
+    return found, manifests
 
 
-def _score_frame(path: Path) -> pd.DataFrame | None:
-    """The feature column and every numeric score column of a per-feature table (None when unreadable)."""
+def _score_frame(path: Path, names: set[str]) -> pd.DataFrame | None:
+    """The feature column and the score columns (`names`) of a per-feature table (None when unreadable)."""
     try:
         content = json.loads(path.read_text(encoding="utf-8"), parse_constant=lambda constant: None)
         frame = pd.DataFrame(content["data"], columns=content["columns"])
@@ -289,7 +325,7 @@ def _score_frame(path: Path) -> pd.DataFrame | None:
         return None
     if "feature" not in frame.columns:
         return None
-    scores = [column for column in frame.columns if column != "feature" and _is_score(column)]
+    scores = [column for column in frame.columns if column != "feature" and column in names]
     reasons = [f"{column}_reason" for column in scores if f"{column}_reason" in frame.columns]
     frame = frame[["feature", *scores, *reasons]].copy()
     for column in scores:
@@ -297,12 +333,6 @@ def _score_frame(path: Path) -> pd.DataFrame | None:
     for column in reasons:  # why a score is undefined: the aggregate reads it (harness.score_names.Undefined)
         frame[column] = frame[column].map(lambda reason: reason if isinstance(reason, str) else None)
     return frame
-
-
-def _is_score(column: str) -> bool:
-    from harness.evaluate.scorers import SCORERS
-
-    return column in FADE_SCORES or column == CLARITY_ABOVE_FLOOR or column in SCORERS.names()
 
 
 def variants_table(
@@ -369,10 +399,16 @@ def failed_runs_note(count: int) -> str:
     return f"{count} failed {runs} left out (MLflow status FAILED or KILLED; the tag harness.error says why)"
 
 
-def format_ranking(ranked: pd.DataFrame, by: str, flags: Mapping[str, str] | None = None) -> str:
+def format_ranking(
+    ranked: pd.DataFrame,
+    by: str,
+    flags: Mapping[str, str] | None = None,
+    columns: Mapping[str, ScoreColumn] | None = None,
+) -> str:
     """A terminal table: rank, variant, the aggregate and each FADE score as mean [low, high] with the share of
     features behind it, other scorers' means, cost, features, and the paired comparison with the row above
-    (mean difference, Holm-adjusted p). Scores in `flags` (harness.track.controls.flagged_scores) are marked."""
+    (mean difference, Holm-adjusted p). Scores in `flags` (harness.track.controls.flagged_scores) are marked;
+    `columns` are the runs' score manifests (for the conventions; see `score_conventions`)."""
     flags = flags or {}
     lines = []
     fade = [name for name in FADE_SCORES if f"{name}_mean" in ranked]
@@ -413,7 +449,7 @@ def format_ranking(ranked: pd.DataFrame, by: str, flags: Mapping[str, str] | Non
     )
     lines += [f"  no test [{mark}]: {reason}" for reason, mark in untested.items()]
     lines += [f"  (!) {name}: {why}" for name, why in flags.items()]
-    lines += [f"  {name}: computed by {how}" for name, how in score_conventions(ranked).items()]
+    lines += [f"  {name}: computed by {how}" for name, how in score_conventions(ranked, columns).items()]
     if partial:
         lines.append(
             "  (partial): finished with --keep-going although some features' LLM calls failed (metric "
@@ -472,6 +508,7 @@ class Comparison:
     labels: dict[str, pd.Series]  # run id -> FeatureLabel per feature (harness.evaluate.labels)
     alpha: float
     min_features: int
+    columns: dict[str, ScoreColumn]  # score -> what it is, from the runs' manifests (harness.track.manifest)
 
     def ranked(self, by: str) -> pd.DataFrame:
         if by not in self.rankings:
@@ -491,13 +528,16 @@ def build_comparison(
     table: pd.DataFrame,
     features: Mapping[str, pd.DataFrame | None],
     *,
+    manifests: Mapping[str, list[ScoreColumn] | None] | None = None,
     weights: Mapping[str, float] | None = None,
     alpha: float = ALPHA,
     min_features: int = MIN_FEATURES,
 ) -> Comparison:
     """Rank the runs of `table` under the aggregate and every score, test each against its controls and
-    label each feature (pure: the per-feature tables are given)."""
+    label each feature (pure: the per-feature tables and score manifests are given; a run without a manifest
+    is read through the registry)."""
     features = {str(run_id): features.get(str(run_id)) for run_id in table["run_id"]}
+    columns = merged_columns((manifests or {}).values(), score_names(table))
     weights = aggregate_weights(table, weights, features)
     criteria = (AGGREGATE, *score_names(table))
     rankings = {
@@ -507,7 +547,7 @@ def build_comparison(
     }  # fmt: skip
     values = {criterion: ranking_values(table, criterion, features, weights) for criterion in criteria}
     controls = control_tests(
-        table, values, description_free=_description_free(criteria), alpha=alpha, min_features=min_features
+        table, values, description_free=description_free(columns), alpha=alpha, min_features=min_features
     )
     thresholds = table.set_index("run_id").get("param:fade.gini_threshold", pd.Series(dtype=object))
     labels = {
@@ -516,7 +556,7 @@ def build_comparison(
         if frame is not None
     }
     return Comparison(
-        table, features, weights, rankings, controls, flagged_scores(controls), labels, alpha, min_features
+        table, features, weights, rankings, controls, flagged_scores(controls), labels, alpha, min_features, columns
     )
 
 
@@ -531,8 +571,10 @@ def load_comparison(
 ) -> Comparison:
     """`build_comparison` of the finished variant runs of the experiments (only `run_ids`, when given)."""
     table = variants_table(experiment_names, tracking_uri, run_ids=run_ids)
-    features = feature_scores(list(table["run_id"]), tracking_uri) if not table.empty else {}
-    return build_comparison(table, features, weights=weights, alpha=alpha, min_features=min_features)
+    features, manifests = run_scores(list(table["run_id"]), tracking_uri) if not table.empty else ({}, {})
+    return build_comparison(
+        table, features, manifests=manifests, weights=weights, alpha=alpha, min_features=min_features
+    )
 
 
 def _float(value: object, default: float) -> float:
@@ -542,16 +584,9 @@ def _float(value: object, default: float) -> float:
         return default
 
 
-def _description_free(criteria: Sequence[str]) -> list[str]:
-    """The criteria that are scorers reading no description (the shuffled control cannot move them)."""
-    from harness.evaluate.scorers import SCORERS
-
-    return [name for name in criteria if name in SCORERS.names() and not SCORERS.get(name).needs_description]
-
-
 def format_comparison(comparison: Comparison, by: str) -> str:
     """The ranking under `by`, then the controls table and the per-feature labels per variant, as text."""
-    parts = [format_ranking(comparison.ranked(by), by, comparison.flags)]
+    parts = [format_ranking(comparison.ranked(by), by, comparison.flags, comparison.columns)]
     if comparison.controls:
         parts.append("Controls: does each score tell a variant from its randomized controls?\n" + format_controls(
             comparison.controls, comparison.alpha))  # fmt: skip

@@ -39,6 +39,7 @@ from harness.stages import (
 )
 from harness.track.checks import check_variant
 from harness.track.controls import CONTROL_OF_TAG, CONTROL_TAG
+from harness.track.manifest import log_score_manifest
 from harness.track.runs import (
     MAX_ERROR_TAG_LENGTH,
     PARTIAL_TAG,
@@ -263,6 +264,7 @@ def track_variant(
         per_feature, metrics, failed = result.per_feature, result.metrics, result.llm_failed
         log_metrics(metrics)
         _log_table(per_feature, artifacts.PER_FEATURE_TABLE)
+        log_score_manifest(config)
         _log_table(result.descriptions, artifacts.DESCRIPTIONS_TABLE)
         _log_table(top_examples_table(shared, config), artifacts.TOP_EXAMPLES_TABLE)
         fade_dir = result.evaluation.output_dir

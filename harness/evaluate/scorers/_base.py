@@ -14,11 +14,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import pandas as pd
+from pydantic import BaseModel
 
-from harness.config import LLMScorerConfig, ScorersConfig
+from harness.config import LLMScorerConfig, ScorersConfig, plugin_settings
 from harness.errors import ConfigError, EvaluationError, LLMError
 from harness.evaluate.scores import Score
 from harness.explain import FeatureRecord
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from harness.raters import Rater
 
 Messages = list[dict[str, str]]
+ScoreKind = Literal["input", "output", "feature"]
 # The features whose rater calls failed for good while a scorer evaluates (Scorer.score sets it; ask_rater adds).
 _FAILED_FEATURES: ContextVar[set[int] | None] = ContextVar("failed_features", default=None)
 
@@ -45,7 +47,12 @@ class FeatureScore:
 
 
 class Scorer(ABC):
-    """A scoring method. `extra_columns` are the metric names of its `<name>_<metric>` columns."""
+    """A scoring method. `extra_columns` are the metric names of its `<name>_<metric>` columns.
+
+    What the pipeline, tracking and the leaderboard need to know about a scorer are class attributes (its
+    needs and its score's kind), read from the class, never decided by its name; the run's score manifest
+    (harness.track.manifest) records them.
+    """
 
     needs_llm: ClassVar[bool]
     # What else a rater that reads no prompt (the embedding rater) must support to score this method; None: no
@@ -56,6 +63,15 @@ class Scorer(ABC):
     # False: the method shows the rater no description, so a missing one does not make the score undefined.
     needs_description: ClassVar[bool] = True
     extra_columns: ClassVar[tuple[str, ...]] = ()
+    # What the score says: whether a description predicts the feature's activations on inputs ("input"), the
+    # model's outputs when the feature is steered ("output"), or something of the feature alone that reads no
+    # description ("feature": needs_description is False).
+    kind: ClassVar[ScoreKind] = "input"
+    # Whose method the score follows when it is another project's, in words ("SAEBench's ..."); None: ours.
+    convention: ClassVar[str | None] = None
+    # A plugin's settings (`scorers.settings.<name>` in the config), validated at load; None: the scorer reads
+    # its own section of `scorers` (the harness's scorers).
+    settings_model: ClassVar[type[BaseModel] | None] = None
 
     @property
     def name(self) -> str:
@@ -135,7 +151,10 @@ class Scorer(ABC):
         )
 
     def settings(self, config: ScorersConfig) -> Any:
-        """The scorer's own section of the scorers config (named like the scorer)."""
+        """The scorer's settings: its `settings_model` over `scorers.settings.<name>` (a plugin's), else its own
+        section of the scorers config (named like the scorer)."""
+        if self.settings_model is not None:
+            return plugin_settings(type(self), config.settings.get(self.name, {}), f"scorers.settings.{self.name}")
         return getattr(config, self.name)
 
     def frame(self, rows: Sequence[FeatureScore]) -> pd.DataFrame:

@@ -160,6 +160,7 @@ class IntruderScorer(Scorer):
     needs_llm = True
     needs_description = False
     without_prompts = Capability.PICKS_ODD_ONE_OUT  # a rater that reads no prompts picks the odd text itself
+    kind = "feature"
     extra_columns = ("chance", "trials", "unanswered")
 
     def prepare(

@@ -80,6 +80,7 @@ class SAEBenchScorer(Scorer):
     needs_llm: ClassVar[bool] = True
     unjudged_without_prompts = Reason.RATER_READS_NO_PROMPT
     extra_columns: ClassVar[tuple[str, ...]] = ("active", "predicted")
+    convention: ClassVar[str | None] = "SAEBench's (sae-bench 0.6.0 autointerp)"
 
     def prepare(
         self, record: FeatureRecord, description: str, settings: SAEBenchConfig
