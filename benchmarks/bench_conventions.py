@@ -132,8 +132,8 @@ def main() -> int:
         records = [r for r in build_feature_records(activation_set, pools, windows) if r.feature in scored]
         descriptions = {record.feature: "the word 'the'" for record in records}
         code = (
-            "from harness.llm.loopback import FaultPlan, LoopbackServer\n"
-            "from harness.llm.responders import FadeResponder\n"
+            "from harness.testing.loopback import FaultPlan, LoopbackServer\n"
+            "from harness.testing.responders import FadeResponder\n"
             f"server = LoopbackServer(FadeResponder(), FaultPlan(latency_s={args.latency}))\n"
             "print(server.url, flush=True)\nserver.serve_forever()\n"
         )

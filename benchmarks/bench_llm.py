@@ -24,7 +24,7 @@ from _loopback import start_loopback_process
 
 from harness.config import LLMConfig
 from harness.llm import LLMClient
-from harness.llm.responders import RATING_MARKER
+from harness.testing.responders import RATING_MARKER
 
 KEY_ENV = "BENCH_LLM_LOOPBACK_KEY"
 SYSTEM = f"You will review a dataset of varying sequences and {RATING_MARKER}. Answer a Python dict."
@@ -38,7 +38,7 @@ def rating_conversation(call: int, per_call: int = 15) -> list[dict[str, str]]:
 
 
 def start_server(latency_s: float) -> tuple[subprocess.Popen, str]:
-    code = f"from harness.llm.loopback import serve; serve('127.0.0.1', 0, 'fade', latency_s={latency_s})"
+    code = f"from harness.testing.loopback import serve; serve('127.0.0.1', 0, 'fade', latency_s={latency_s})"
     return start_loopback_process(code)
 
 

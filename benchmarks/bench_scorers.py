@@ -39,8 +39,8 @@ LLM_SCORERS = ("detection", "fuzzing", "simulation")
 
 def start_server(latency_s: float) -> tuple[subprocess.Popen, str]:
     code = (
-        "from harness.llm.loopback import FaultPlan, LoopbackServer\n"
-        "from harness.llm.responders import FadeResponder\n"
+        "from harness.testing.loopback import FaultPlan, LoopbackServer\n"
+        "from harness.testing.responders import FadeResponder\n"
         f"server = LoopbackServer(FadeResponder(), FaultPlan(latency_s={latency_s}))\n"
         "print(server.url, flush=True)\n"
         "server.serve_forever()\n"

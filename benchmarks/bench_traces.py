@@ -75,7 +75,7 @@ def main() -> None:
     import mlflow
 
     process, url = start_loopback_process(
-        f"from harness.llm.loopback import serve; serve('127.0.0.1', 0, 'fade', latency_s={args.latency})"
+        f"from harness.testing.loopback import serve; serve('127.0.0.1', 0, 'fade', latency_s={args.latency})"
     )
     conversations = [rating_conversation(call) for call in range(args.calls)]
     try:

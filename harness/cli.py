@@ -82,7 +82,7 @@ def cmd_model_modules(args: argparse.Namespace) -> int:
 
 
 def cmd_llm_serve(args: argparse.Namespace) -> int:
-    from harness.llm.loopback import serve
+    from harness.testing.loopback import serve
 
     serve(host=args.host, port=args.port, responder_name=args.responder, latency_s=args.latency)
     return 0

@@ -33,9 +33,9 @@ from harness.errors import ConfigError
 if TYPE_CHECKING:
     from harness.evaluate.scorers import Scorer
     from harness.explain import Explainer, Importer
-    from harness.llm.loopback import Responder
     from harness.raters import RaterKind
     from harness.sites import FeatureSite, SAEActivation
+    from harness.testing.loopback import Responder
 
 T = TypeVar("T")
 PLUGIN_GROUP_PREFIX = "feature_harness."
@@ -234,7 +234,7 @@ RATERS: Registry[RaterKind] = Registry(
 RESPONDERS: Registry[Callable[[], Responder]] = Registry(
     "responder",  # of the loopback server (`harness llm serve --responder`)
     {
-        "fade": "harness.llm.responders:FadeResponder",
-        "echo": "harness.llm.responders:EchoResponder",
+        "fade": "harness.testing.responders:FadeResponder",
+        "echo": "harness.testing.responders:EchoResponder",
     },
 )

@@ -70,7 +70,7 @@ def test_evaluate_scores_a_descriptions_file_with_fade_and_the_enabled_scorers(t
     again, FADE's results are reused and the scorers' answers come from the LLM cache, unchanged."""
     import pandas as pd
 
-    from harness.llm.loopback import LoopbackServer
+    from harness.testing.loopback import LoopbackServer
 
     with LoopbackServer() as server:
         llm = {"model": "openai/scripted", "api_base": server.url, "backoff_base_s": 0.01}
@@ -122,7 +122,7 @@ def test_explain_never_writes_an_empty_description_and_fails_unless_asked_to_kee
 
     import pandas as pd
 
-    from harness.llm.loopback import FaultPlan, LoopbackServer
+    from harness.testing.loopback import FaultPlan, LoopbackServer
 
     def explain(api_base: str, *flags: str):
         path = write_config(tmp_path, {"model": "openai/scripted", "api_base": api_base, "max_retries": 0})

@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from configs import tiny_config, write_config
 from harness.cli import _write_table, main
 from harness.evaluate.descriptions_io import read_descriptions
-from harness.llm.loopback import LoopbackServer
+from harness.testing.loopback import LoopbackServer
 
 
 @pytest.fixture

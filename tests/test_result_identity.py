@@ -30,8 +30,8 @@ from harness.evaluate.fade.pipeline import _base_key
 from harness.explain import settings_hash
 from harness.files import identity_hash
 from harness.llm import LLMClient, cache_key
-from harness.llm.loopback import LoopbackServer
 from harness.search.study import trial_key
+from harness.testing.loopback import LoopbackServer
 from harness.track.experiment import run_experiment
 from tests.track.test_run_pipeline import KEY_ENV, server, write_config  # noqa: F401 (server is a fixture)
 

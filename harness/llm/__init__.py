@@ -1,8 +1,8 @@
 """The LLM layer: every LLM call of the harness goes through LLMClient (litellm underneath).
 
 Swap backends by changing `llm.model` (a litellm model string); `local/smollm2-135m` runs offline.
-The scripted OpenAI-compatible server of tests and dry runs is no part of this API: `harness.llm.loopback`
-(the server and its faults) and `harness.llm.responders` (its scripted answers).
+The scripted OpenAI-compatible server of tests and dry runs lives in `harness.testing` (test doubles, no
+part of any API).
 """
 
 import os

@@ -14,9 +14,9 @@ from harness.config import ClarityFloorConfig, SubjectModelConfig
 from harness.evaluate import ResultStore, evaluate_descriptions
 from harness.evaluate.fade.clarity_floor import MIN_SPREAD, clarity_floor
 from harness.evaluate.scores import Score
-from harness.llm.loopback import LoopbackServer
-from harness.llm.responders import FadeResponder, _concept_of
 from harness.model import load_subject_model
+from harness.testing.loopback import LoopbackServer
+from harness.testing.responders import FadeResponder, _concept_of
 
 STYLE_WORD = UNRELATED_WORD  # "each": in 3 of the 120 natural samples, and opening every sample the generator writes
 

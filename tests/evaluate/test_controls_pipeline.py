@@ -14,8 +14,8 @@ from mlflow import MlflowClient
 from harness.artifacts import CONTROLS_TABLE
 from harness.cli import main
 from harness.config import parse_config, result_fingerprint
-from harness.llm.loopback import LoopbackServer
 from harness.model import load_subject_model
+from harness.testing.loopback import LoopbackServer
 from harness.track.compare import load_comparison
 
 pytestmark = pytest.mark.slow

@@ -11,9 +11,9 @@ from transformers import GenerationConfig
 from harness.config import SiteConfig, SubjectModelConfig
 from harness.evaluate import ResultStore, evaluate_descriptions
 from harness.evaluate.fade.continuations import generate_continuations
-from harness.llm.loopback import LoopbackServer
 from harness.model import load_subject_model
 from harness.sites import build_site
+from harness.testing.loopback import LoopbackServer
 
 pytestmark = pytest.mark.slow
 

@@ -23,8 +23,8 @@ from fade_pipeline_fixtures import (
 
 from harness.config import SubjectModelConfig
 from harness.evaluate import ResultStore, evaluate_descriptions
-from harness.llm.loopback import LoopbackServer
 from harness.model import load_subject_model
+from harness.testing.loopback import LoopbackServer
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ from fade_pipeline_fixtures import KEY_ENV, fade_config, token_detector_sae
 from harness.config import SubjectModelConfig
 from harness.evaluate import evaluate_descriptions
 from harness.evaluate.fade.results import FEATURES_FOLDER, RESULT_FILE
-from harness.llm.loopback import LoopbackServer
 from harness.model import load_subject_model
+from harness.testing.loopback import LoopbackServer
 
 pytestmark = pytest.mark.slow
 

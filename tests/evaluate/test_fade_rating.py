@@ -18,8 +18,8 @@ from harness.evaluate.fade.prompts import RATING_PROMPT
 from harness.evaluate.fade.rating import rate_sequences
 from harness.evaluate.fade.responsiveness import UNRATED, rate_natural_samples
 from harness.llm import LLMClient, string_list_format
-from harness.llm.loopback import FaultPlan, LoopbackServer
-from harness.llm.responders import _SEQUENCE_SPLIT, FadeResponder
+from harness.testing.loopback import FaultPlan, LoopbackServer
+from harness.testing.responders import _SEQUENCE_SPLIT, FadeResponder
 
 KEY_ENV = "FADE_RATING_TEST_KEY"
 CONCEPT = "mentions 'then'"

@@ -13,7 +13,7 @@ from fade_pipeline_fixtures import KEY_ENV, fade_config
 from launching import accelerate_launch, kill_midway, launch_environment
 
 from harness.evaluate import evaluate_descriptions
-from harness.llm.loopback import FaultPlan, LoopbackServer
+from harness.testing.loopback import FaultPlan, LoopbackServer
 
 pytestmark = [
     pytest.mark.slow,

@@ -15,7 +15,7 @@ from harness.explain import build_prompt, generate_descriptions, load_template
 from harness.explain._llm_explainer import JSON_ANSWER_NOTE
 from harness.llm import description_format
 from harness.llm.client import LLMClient
-from harness.llm.loopback import FaultPlan, LoopbackServer
+from harness.testing.loopback import FaultPlan, LoopbackServer
 
 KEY_ENV = "EXPLAIN_TEST_LOOPBACK_KEY"
 

@@ -11,8 +11,8 @@ from harness.activations.types import ActivatingExample
 from harness.config import ExplainConfig, SubjectModelConfig
 from harness.explain import FeatureRecord, build_prompt, generate_descriptions, load_template
 from harness.llm.client import LLMClient
-from harness.llm.loopback import LoopbackServer
 from harness.model import load_subject_model
+from harness.testing.loopback import LoopbackServer
 
 MODULE = "model.layers.3.mlp.act_fn"
 TEXTS = [

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from llm_prompts import KEY_ENV  # noqa: E402
 
 from harness.config import LLMConfig  # noqa: E402
-from harness.llm.loopback import LoopbackServer  # noqa: E402
+from harness.testing.loopback import LoopbackServer  # noqa: E402
 
 PLANTED_KEY = "sk-test-PLANTED-0d1e2a3d4b5e6e7f"
 

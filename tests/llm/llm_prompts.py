@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 from harness.llm import parse_ratings
-from harness.llm.responders import GENERATION_MARKER, RATING_MARKER
+from harness.testing.responders import GENERATION_MARKER, RATING_MARKER
 
 KEY_ENV = "HARNESS_TEST_LLM_KEY"
 RATING_SYSTEM = (

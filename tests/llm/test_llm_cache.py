@@ -16,7 +16,7 @@ from llm_prompts import expected_rating, rating_batches, rating_messages, rating
 
 from harness.errors import CacheError, LLMError
 from harness.llm import CachedResponse, LLMClient, ResponseCache, cache_key, parse_ratings
-from harness.llm.loopback import FaultPlan
+from harness.testing.loopback import FaultPlan
 
 HERE = Path(__file__).parent
 

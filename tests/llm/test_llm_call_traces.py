@@ -13,7 +13,6 @@ from mlflow import MlflowClient
 
 from harness.errors import LLMError
 from harness.llm import AnswerFormat, LLMClient, ratings_format
-from harness.llm.loopback import FaultPlan
 from harness.llm.tracing import (
     CACHE_HITS_TAG,
     CACHE_TAG,
@@ -24,6 +23,7 @@ from harness.llm.tracing import (
     STATUS_TAG,
     CallTracer,
 )
+from harness.testing.loopback import FaultPlan
 from harness.track.store import default_tracking_uri, ensure_experiment
 
 

@@ -13,9 +13,9 @@ from llm_prompts import KEY_ENV, rating_messages
 
 from harness.errors import LLMError
 from harness.llm import Completion, LLMClient, Usage
-from harness.llm.loopback import FaultPlan, LoopbackServer
 from harness.llm.per_loop import PerLoop
-from harness.llm.responders import FadeResponder
+from harness.testing.loopback import FaultPlan, LoopbackServer
+from harness.testing.responders import FadeResponder
 
 
 def ask(client: LLMClient, text: str = "hello", **params) -> Completion:

@@ -10,7 +10,7 @@ import pytest
 from llm_prompts import expected_rating, rating_batches, rating_messages, rating_validators
 
 from harness.llm import LLMClient, parse_ratings
-from harness.llm.loopback import ANSWER_FAULTS, RECOVERABLE_FAULTS, FaultPlan
+from harness.testing.loopback import ANSWER_FAULTS, RECOVERABLE_FAULTS, FaultPlan
 
 
 def run_rating_batch(server, make_config, kinds: tuple[str, ...], seed: int, calls: int):

@@ -2,7 +2,7 @@
 
 from harness.config import LLMConfig
 from harness.llm import LLMClient
-from harness.llm.loopback import LoopbackServer
+from harness.testing.loopback import LoopbackServer
 
 
 def test_keyless_openai_compatible_server_is_called_with_a_placeholder_key(tmp_path, monkeypatch):

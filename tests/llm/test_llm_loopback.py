@@ -16,9 +16,9 @@ import pytest
 from llm_prompts import CONCEPT, GENERATION_SYSTEM, rating_messages
 
 from harness.errors import ConfigError
-from harness.llm.loopback import MALFORMED_ANSWER, FaultPlan, LoopbackServer
-from harness.llm.responders import FadeResponder, concept_keywords, contains_keyword
 from harness.registry import RESPONDERS
+from harness.testing.loopback import MALFORMED_ANSWER, FaultPlan, LoopbackServer
+from harness.testing.responders import FadeResponder, concept_keywords, contains_keyword
 
 
 @pytest.mark.parametrize(
@@ -175,7 +175,7 @@ def test_serve_runs_in_the_foreground_until_terminated():
     ignored SIGINT. SIGUSR1 dumps every thread's stack, to show where a server that does not stop is stuck."""
     code = (
         "import faulthandler, signal; faulthandler.register(signal.SIGUSR1)\n"
-        "from harness.llm.loopback import serve; serve('127.0.0.1', 0, 'fade')"
+        "from harness.testing.loopback import serve; serve('127.0.0.1', 0, 'fade')"
     )
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -11,7 +11,7 @@ from llm_prompts import rating_batches, rating_messages, rating_validators
 
 from harness.errors import LLMError
 from harness.llm import LLMClient
-from harness.llm.loopback import FaultPlan
+from harness.testing.loopback import FaultPlan
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_the_providers_own_key_variable_is_redacted_from_an_echoing_401(server, 
 
 def test_a_key_reflected_into_an_answer_is_scrubbed_before_it_is_cached_or_returned(make_config, api_key):
     """A backend that reflects the key into its answers gets it into no description, sample or cache."""
-    from harness.llm.loopback import LoopbackServer
+    from harness.testing.loopback import LoopbackServer
 
     with LoopbackServer(responder=lambda messages: f"the key is {api_key}, as you sent it") as reflecting:
         config = make_config(api_base=reflecting.url)

@@ -41,8 +41,8 @@ from harness.llm import (
     string_list_format,
 )
 from harness.llm.local_provider import XGRAMMAR_INSTALL, _Grammars
-from harness.llm.loopback import fitted_to_schema
 from harness.llm.schemas import DESCRIPTION_MAX_LENGTH
+from harness.testing.loopback import fitted_to_schema
 
 
 def schema_of(response_format: dict) -> dict:

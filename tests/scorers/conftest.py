@@ -17,7 +17,7 @@ from scorer_responders import KeywordRater  # noqa: E402
 from harness.config import LLMConfig  # noqa: E402
 from harness.explain import FeatureRecord  # noqa: E402
 from harness.llm import LLMClient  # noqa: E402
-from harness.llm.loopback import LoopbackServer  # noqa: E402
+from harness.testing.loopback import LoopbackServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")

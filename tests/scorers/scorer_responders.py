@@ -5,7 +5,7 @@ as a perfect reader of the description:
 - fuzzing: 1 when a highlighted span contains a keyword, else 0;
 - simulation: 10 on tokens that contain a keyword, else 0;
 - intruder (no description): the example whose marked spans the others share least (FadeResponder.intruder).
-Keywords are the description's quoted words (harness.llm.responders.concept_keywords).
+Keywords are the description's quoted words (harness.testing.responders.concept_keywords).
 
 A hedged rater writes the same value for every item (1, or 5 in simulation), so its written answers say
 nothing; only its log-probabilities do: P(1) = 0.9 on a keyword item and 0.6 elsewhere, and in simulation
@@ -19,8 +19,8 @@ import math
 from typing import Any
 
 from harness.evaluate.scorers.prompts import system_prompt
-from harness.llm.loopback import ScriptedAnswer
-from harness.llm.responders import FadeResponder
+from harness.testing.loopback import ScriptedAnswer
+from harness.testing.responders import FadeResponder
 
 
 class KeywordRater:

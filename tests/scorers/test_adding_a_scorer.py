@@ -169,7 +169,7 @@ def test_an_installed_plugin_is_checked_at_load_and_its_settings_with_the_dotted
 def test_an_installed_plugin_scorer_reaches_compare_and_the_leaderboard(tmp_path, plugin_site):
     """`harness run` with the plugin installed logs its score and manifest; `harness compare` and
     `harness leaderboard build` show it from the runs alone, in a process where the plugin is not installed."""
-    from harness.llm.loopback import LoopbackServer
+    from harness.testing.loopback import LoopbackServer
     from leaderboard import LeaderboardDocument
 
     with LoopbackServer() as server:

@@ -14,10 +14,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evaluate"))
 from fade_pipeline_fixtures import OTHER_WORD, PLANTED_WORD, token_detector_sae  # noqa: E402
 
 from harness.config import SubjectModelConfig, parse_config  # noqa: E402
-from harness.llm.loopback import LoopbackServer  # noqa: E402
-from harness.llm.responders import FadeResponder  # noqa: E402
 from harness.model import load_subject_model  # noqa: E402
 from harness.stages import SharedStages, score_with_other_scorers  # noqa: E402
+from harness.testing.loopback import LoopbackServer  # noqa: E402
+from harness.testing.responders import FadeResponder  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -35,9 +35,9 @@ from harness.evaluate.scorers._delphi import (
 )
 from harness.explain import FeatureRecord
 from harness.llm import LLMClient
-from harness.llm.loopback import LoopbackServer
-from harness.llm.responders import FadeResponder
 from harness.stages import pooled_metrics
+from harness.testing.loopback import LoopbackServer
+from harness.testing.responders import FadeResponder
 
 
 def window(tokens: list[str], values: list[float], sample_id: int = 0) -> ActivatingExample:

@@ -31,9 +31,9 @@ from harness.evaluate.scorers import SCORERS, least_active_needed, run_scorers
 from harness.evaluate.scorers._intruder import intruder_answer, intruder_trials, read_choice
 from harness.evaluate.scorers.prompts import system_prompt
 from harness.explain import FeatureRecord
-from harness.llm.loopback import FaultPlan, LoopbackServer
-from harness.llm.responders import INTRUDER_MARKER
 from harness.score_names import Reason
+from harness.testing.loopback import FaultPlan, LoopbackServer
+from harness.testing.responders import INTRUDER_MARKER
 
 FEATURES = list(range(len(TOPICS)))
 CHANCE = 1 / 5  # 4 activating examples and 1 intruder per trial (the defaults)

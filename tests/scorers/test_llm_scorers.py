@@ -22,8 +22,8 @@ from harness.errors import ConfigError, EvaluationError, LLMError
 from harness.evaluate.scorers import SCORERS, least_active_needed, rater_answer, run_scorers
 from harness.evaluate.scorers.prompts import system_prompt
 from harness.explain import FeatureRecord
-from harness.llm.loopback import FaultPlan, LoopbackServer
 from harness.score_names import Reason
+from harness.testing.loopback import FaultPlan, LoopbackServer
 
 LLM_SCORERS = ["detection", "fuzzing", "simulation"]
 FEATURES = list(range(len(TOPICS)))

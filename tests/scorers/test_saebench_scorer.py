@@ -29,8 +29,8 @@ from harness.evaluate.scorers._saebench import (
 )
 from harness.explain import FeatureRecord
 from harness.llm import LLMClient
-from harness.llm.loopback import LoopbackServer
-from harness.llm.responders import FadeResponder
+from harness.testing.loopback import LoopbackServer
+from harness.testing.responders import FadeResponder
 
 
 def constructed_activations() -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,8 +23,8 @@ from postgres_server import postgres_server
 from test_search_study import KEY_ENV, write_config
 
 from harness.artifacts import PAIRED_COMPARISONS_TABLE
-from harness.llm.loopback import FaultPlan, LoopbackServer
 from harness.search.study import RUN_ID_ATTR, make_storage
+from harness.testing.loopback import FaultPlan, LoopbackServer
 
 pytestmark = pytest.mark.slow
 

@@ -17,8 +17,8 @@ from mlflow import MlflowClient
 
 from harness.artifacts import SCORER_AGREEMENT_TABLE
 from harness.config import load_config
-from harness.llm.loopback import LoopbackServer
 from harness.search.study import FAIL_REASON_ATTR, HOST_ATTR, PID_ATTR, fail_dead_trials, make_storage, run_search
+from harness.testing.loopback import LoopbackServer
 from harness.track.agreement import rank_correlations
 from harness.track.compare import load_comparison
 

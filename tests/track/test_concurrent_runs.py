@@ -17,7 +17,7 @@ import yaml
 from mlflow import MlflowClient
 from mlflow_server import mlflow_server
 
-from harness.llm.loopback import FaultPlan, LoopbackServer
+from harness.testing.loopback import FaultPlan, LoopbackServer
 from harness.track.runs import ROLE_TAG, VARIANT_KEY_TAG
 
 pytestmark = pytest.mark.slow

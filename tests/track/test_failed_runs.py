@@ -14,7 +14,7 @@ from harness.artifacts import ERROR_FILE
 from harness.cli import main
 from harness.config import parse_config
 from harness.errors import HarnessError
-from harness.llm.loopback import FaultPlan, LoopbackServer
+from harness.testing.loopback import FaultPlan, LoopbackServer
 from harness.track.compare import count_failed_runs, variants_table
 from harness.track.experiment import run_experiment
 from harness.track.runs import ERROR_TAG

@@ -17,8 +17,8 @@ from mlflow import MlflowClient
 
 from harness.cli import main
 from harness.evaluate.fade.results import RESULT_FILE
-from harness.llm.loopback import FaultPlan, LoopbackServer
 from harness.score_names import FADE_SCORES, Reason
+from harness.testing.loopback import FaultPlan, LoopbackServer
 from harness.track.runs import ERROR_TAG, PARTIAL_TAG
 
 pytestmark = pytest.mark.slow

@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 
 from harness.artifacts import PAIRED_COMPARISONS_TABLE, SCORER_AGREEMENT_PLOT, SCORER_AGREEMENT_TABLE
 from harness.config import load_config
-from harness.llm.loopback import FaultPlan, LoopbackServer
+from harness.testing.loopback import FaultPlan, LoopbackServer
 from harness.track.agreement import rank_correlations
 from harness.track.experiment import run_experiment
 

@@ -14,8 +14,8 @@ from mlflow import MlflowClient
 
 from configs import tiny_config, write_config
 from harness.cli import main
-from harness.llm.loopback import FaultPlan, LoopbackServer
-from harness.llm.responders import FadeResponder
+from harness.testing.loopback import FaultPlan, LoopbackServer
+from harness.testing.responders import FadeResponder
 from harness.track.runs import ERROR_TAG
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from harness.llm.loopback import FaultPlan, LoopbackServer
+from harness.testing.loopback import FaultPlan, LoopbackServer
 from harness.track.runs import ERROR_TAG
 
 pytestmark = pytest.mark.slow

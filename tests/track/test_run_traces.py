@@ -17,8 +17,8 @@ from mlflow import MlflowClient
 
 from configs import tiny_config, write_config
 from harness.config import load_config
-from harness.llm.loopback import LoopbackServer
 from harness.llm.tracing import CACHE_HITS_TAG, CACHE_TAG, CALLS_TAG, FEATURE_TAG, KIND_TAG, PURPOSE_TAG, STAGE_TAG
+from harness.testing.loopback import LoopbackServer
 from harness.track.experiment import run_experiment
 from harness.track.store import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 

@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 
 from configs import tiny_config, write_config
 from harness.config import load_config
-from harness.llm.loopback import FaultPlan, LoopbackServer
+from harness.testing.loopback import FaultPlan, LoopbackServer
 from harness.track.compare import feature_scores
 from harness.track.experiment import run_experiment
 from harness.track.runs import ROLE_TAG

@@ -109,3 +109,8 @@ def test_no_import_cycle_among_the_tracking_and_stage_modules():
     graph = {module: _imported_modules(path, set(files)) - {module} for module, path in files.items()}
     assert graph["harness.track.experiment"] >= {"harness.track.variant", "harness.stages"}  # the scan sees imports
     assert _cycle(graph) is None
+
+
+def test_no_module_of_a_real_run_imports_the_test_doubles():
+    packages = "harness.stages,harness.track,harness.llm,harness.evaluate,harness.explain,harness.raters,harness.search"
+    assert _loaded_after_importing(packages, ("harness.testing",)) == []

@@ -1,7 +1,7 @@
 """An OpenAI-compatible chat-completions server on 127.0.0.1, for tests and offline dry runs.
 
 It answers `POST /v1/chat/completions` with a pluggable responder (any callable messages -> text; by
-default the registered responder 'fade', harness.llm.responders) and injects faults per request (latency,
+default the registered responder 'fade', harness.testing.responders) and injects faults per request (latency,
 429 with Retry-After, 500, hang past the client's timeout, dropped connection, malformed / truncated /
 wrong-id answers), counting every request it served, every fault it injected by kind and the most requests
 it handled at once, so tests can check a client against what really happened on the wire. Clients reach it
