@@ -319,6 +319,24 @@ class LLMConfig(StrictModel):
         description="send each prompt's JSON schema as response_format: 'auto' where the backend takes one "
         "(the local model, models litellm knows to, self-hosted servers given by api_base), 'on' always, 'off' never",
     )
+    transport: Literal["auto", "litellm", "openai"] = Field(
+        "auto",
+        description="how requests are sent: 'openai' through the openai SDK directly (an 'openai/' model: the "
+        "OpenAI API, or with api_base any OpenAI-compatible server: vLLM, SGLang, llama.cpp), several times less "
+        "client CPU per call than litellm; 'litellm' through litellm; 'auto' the SDK for an 'openai/' model with "
+        "an api_base (a self-hosted server), litellm for everything else. Same answers and counts either way",
+        json_schema_extra=OPERATIONAL,
+    )
+
+    @model_validator(mode="after")
+    def _transport_fits_model(self) -> LLMConfig:
+        if self.transport == "openai" and not self.model.startswith("openai/"):
+            raise ValueError(
+                f"transport 'openai' sends through the openai SDK, which serves 'openai/<model>' models only, not "
+                f"{self.model!r}; use an 'openai/' model string (with api_base for an OpenAI-compatible server) or "
+                "transport 'auto'"
+            )
+        return self
 
     @field_validator("extra_params")
     @classmethod
