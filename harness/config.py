@@ -832,6 +832,25 @@ class ExplainConfig(StrictModel):
         return self
 
 
+class TraceSampleConfig(StrictModel):
+    """Which features' LLM calls a run keeps as traces (tracking.traces): at scale, a sample of them.
+
+    Every call of the first `first_features` features and of a fixed `share` of the others; of the rest,
+    only the calls that failed, were retried or answered invalidly. Calls about no single feature are kept.
+    """
+
+    first_features: int = Field(
+        10, ge=0, description="every call of the first this many features a run asks about (in the run's order)"
+    )
+    share: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="every call of this share of the other features, picked by a hash of the feature id (the "
+        "same features in every variant and run, so their traces compare); 1 keeps every feature's calls",
+    )
+
+
 class TrackingConfig(StrictModel):
     """Where and how runs are recorded (MLflow)."""
 
@@ -852,6 +871,10 @@ class TrackingConfig(StrictModel):
         True,
         description="record every LLM call of a run (explainer, FADE, scorers; cached answers too) as an MLflow "
         "trace linked to the run: prompt, answer, feature, prompt kind, tokens, latency, cache hit (docs/tracking.md)",
+    )
+    trace_sample: TraceSampleConfig = Field(
+        default_factory=TraceSampleConfig,
+        description="which features' calls are kept as traces at scale; failed and retried calls always are",
     )
 
 
