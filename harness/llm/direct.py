@@ -47,10 +47,15 @@ class DirectChat:
                 http_client=self._plain_http_client(),
             )
         # `post` with the body as it is: what `chat.completions.create` sends, less its per-call walk over the
-        # messages' TypedDicts (a quarter of the SDK's CPU per call); parameters the SDK does not name (top_k,
-        # guided_json, ...) go in the body as they are, as litellm sends them to an OpenAI-compatible server.
-        body = {**params, "model": model, "messages": messages}
-        return await client.post("/chat/completions", body=body, cast_to=ChatCompletion)
+        # messages' TypedDicts (a quarter of the SDK's CPU per call). Parameters the SDK does not name (top_k,
+        # guided_json, ...) go in the body as they are and `extra_body` is merged into it, `extra_headers` /
+        # `headers` are sent as headers: what litellm does for an OpenAI-compatible server.
+        body = dict(params)
+        headers = {**(body.pop("headers", None) or {}), **(body.pop("extra_headers", None) or {})}
+        body |= body.pop("extra_body", None) or {}
+        body |= {"model": model, "messages": messages}
+        options: Any = {"headers": headers} if headers else {}
+        return await client.post("/chat/completions", body=body, cast_to=ChatCompletion, options=options)
 
     def _plain_http_client(self) -> Any:
         """For a plain-http server, an HTTP client that loads no CA certificates (50-70 ms per SDK client, i.e.

@@ -12,6 +12,12 @@ event loop a call runs on, nor on MLflow's active run (a thread-local) or tracin
 MLflow writes traces on its own background threads (async trace logging, on by default); the run flushes
 them before it ends.
 
+At scale a run keeps a sample (tracking.trace_sample): every call of the first features it asks about and of
+a fixed share of the others (by a hash of the feature id, so every variant keeps the same features); of the
+other features only the calls that failed, were retried or answered invalidly. A call's span is therefore
+made when the call ends, dated from its start, and only when it is kept. A long message (a FADE system
+prompt) that a feature's trace already holds is stored once: later spans refer to the call that holds it.
+
 What a call's span holds (docs/tracking.md): inputs = the messages and the request parameters (the
 config's sampling settings, the JSON schema), outputs = the answer text and its JSON when it is JSON
 (ratings, description, samples); attributes: stage, feature, purpose, prompt kind, model string, cache hit
