@@ -3,7 +3,10 @@
 The loopback server (`harness llm serve --latency 0`'s server) runs in its own process and answers at once,
 so what is timed is the client's own cost per call: the ceiling a fast served judge (vLLM, SGLang) leaves.
 At each concurrency bound, alternated `--repeats` times, best of each:
-  sdk      openai.AsyncOpenAI.chat.completions.create under an asyncio.Semaphore: the floor;
+  sdk      openai.AsyncOpenAI.chat.completions.create under an asyncio.Semaphore, its connections open: the
+           floor the target is measured against;
+  sdk cold the same, its client made and its connections opened in the timed batch (what a batch in a fresh
+           event loop pays, as every LLMClient.complete_many does);
   litellm  litellm.acompletion the same way (what LLMClient's litellm path sends through);
   client   LLMClient.complete_many with every feature on: response cache (empty: every call a miss, then
            written), answer validation, AnswerFormat counting, cost, usage ledger; on its default path for an
@@ -56,10 +59,13 @@ async def raw_calls(send, conversations: list, concurrency: int) -> None:
     await asyncio.gather(*map(one, conversations))
 
 
-def time_sdk(url: str, conversations: list, concurrency: int) -> float:
+def time_sdk(url: str, conversations: list, concurrency: int, warm: bool = True) -> float:
+    """Seconds of the calls through one AsyncOpenAI; not `warm`: its making and first connections timed too (what
+    a batch in a fresh event loop pays, as LLMClient.complete_many's do)."""
     import openai
 
     async def run() -> float:
+        start = time.perf_counter()
         client = openai.AsyncOpenAI(base_url=url, api_key=os.environ[KEY_ENV], max_retries=0, timeout=60.0)
 
         async def send(messages):
@@ -67,8 +73,9 @@ def time_sdk(url: str, conversations: list, concurrency: int) -> float:
                 model="scripted", messages=messages, temperature=0.0, max_tokens=1024
             )
 
-        await raw_calls(send, conversations[:concurrency], concurrency)  # warm: open the connections
-        start = time.perf_counter()
+        if warm:
+            await raw_calls(send, conversations[:concurrency], concurrency)  # open the connections
+            start = time.perf_counter()
         await raw_calls(send, conversations, concurrency)
         elapsed = time.perf_counter() - start
         await client.close()
@@ -148,7 +155,7 @@ def main() -> int:
         "from harness.llm.loopback import serve; serve('127.0.0.1', 0, 'fade', latency_s=0.0)"
     )
     conversations = [rating_conversation(call) for call in range(args.calls)]
-    modes = ("sdk", "litellm", "client", "client via litellm")
+    modes = ("sdk", "sdk cold", "litellm", "client", "client via litellm")
     best: dict[tuple[str, int], float] = {}
     profile = cProfile.Profile() if args.profile else None
     try:
@@ -157,8 +164,8 @@ def main() -> int:
             for _ in range(args.repeats):
                 for bound in args.concurrency:
                     for mode in modes:
-                        if mode == "sdk":
-                            elapsed = time_sdk(url, conversations, bound)
+                        if mode.startswith("sdk"):
+                            elapsed = time_sdk(url, conversations, bound, warm=mode == "sdk")
                         elif mode == "litellm":
                             elapsed = time_litellm(url, conversations, bound)
                         else:

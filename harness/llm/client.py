@@ -478,9 +478,12 @@ class LLMClient:
     async def _send(self, call: dict[str, Any]) -> Any:
         if self.provider == LOCAL_PROVIDER:
             return await litellm.acompletion(**call)  # a local generate cannot hang; it may legitimately be slow
-        sent = self._direct.create(**call) if self._direct is not None else litellm.acompletion(**call)
-        # Both hand the timeout to the HTTP client; wait_for also bounds connect and body reads.
-        return await asyncio.wait_for(sent, timeout=self.config.timeout_s * 1.5 + 1.0)
+        # Both hand the timeout to the HTTP client; this bound also covers connect and body reads (asyncio.timeout:
+        # wait_for would wrap every call in a task of its own).
+        async with asyncio.timeout(self.config.timeout_s * 1.5 + 1.0):
+            if self._direct is not None:
+                return await self._direct.create(**call)
+            return await litellm.acompletion(**call)
 
     def _read(self, response: Any) -> tuple[str, int, int, float]:
         choices = getattr(response, "choices", None)
