@@ -12,7 +12,8 @@ At each concurrency bound, alternated `--repeats` times, best of each:
            written), answer validation, AnswerFormat counting, cost, usage ledger; on its default path for an
            `openai/` model with an api_base (the direct OpenAI-SDK path) and, for reference, forced through
            litellm (llm.transport: litellm).
-Target: client >= 0.8 x sdk at concurrency 32 and 128.
+Target: client >= 0.8 x sdk at concurrency 32 and 128 (best of the repeats each; and the median of each repeat's
+ratio, its two runs seconds apart, which the machine's load swings move less).
 
     python benchmarks/bench_llm_client.py [--calls 400] [--concurrency 32 128] [--repeats 3] [--profile FILE]
 """
@@ -23,6 +24,7 @@ import argparse
 import asyncio
 import cProfile
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -157,6 +159,7 @@ def main() -> int:
     conversations = [rating_conversation(call) for call in range(args.calls)]
     modes = ("sdk", "sdk cold", "litellm", "client", "client via litellm")
     best: dict[tuple[str, int], float] = {}
+    timings: dict[tuple[str, int], list[float]] = {}
     profile = cProfile.Profile() if args.profile else None
     try:
         with tempfile.TemporaryDirectory() as scratch:
@@ -176,6 +179,7 @@ def main() -> int:
                             if profile is not None:
                                 profile.disable()
                         best[mode, bound] = min(best.get((mode, bound), float("inf")), elapsed)
+                        timings.setdefault((mode, bound), []).append(elapsed)
     finally:
         server.kill()
         server.wait()
@@ -195,6 +199,10 @@ def main() -> int:
             line
             + f" (target client >= 0.80x: {'met' if args.calls / best['client', bound] >= 0.8 * sdk else 'NOT met'})"
         )
+        # The same repeat's sdk and client runs are seconds apart: their ratio shrugs off the load's swings.
+        paired = [sdk_s / client_s for sdk_s, client_s in zip(timings["sdk", bound], timings["client", bound])]
+        listed = ", ".join(f"{ratio:.2f}" for ratio in paired)
+        print(f"  client / sdk in each repeat: {listed}; median {statistics.median(paired):.2f}x")
     return 0
 
 
