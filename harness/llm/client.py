@@ -4,10 +4,10 @@ an on-disk response cache, answer validation and accounting.
 A backend is a litellm model string in LLMConfig ('openai/gpt-4o-mini', 'azure/<deployment>',
 'anthropic/claude-...', 'ollama/llama3', 'openai/<name>' + api_base for vLLM or any OpenAI-compatible
 server, 'local/smollm2-135m' for the embedded offline model). Requests to an OpenAI-compatible server skip
-litellm and go through the openai SDK (harness.llm.direct; llm.transport), litellm's per-call CPU being the
-ceiling of a fast served judge; everything around the request is the same on both paths. The API key is read from the environment
-variable named by `api_key_env` at call time and handed to litellm; it is never stored, logged, cached,
-and it is scrubbed from every error message.
+litellm and go through the openai SDK (harness.llm.direct; llm.transport): litellm's per-call CPU is the
+ceiling of a fast served judge. Everything around the request is the same on both paths. The API key is
+read from the environment variable named by `api_key_env` at call time and handed to litellm or the SDK;
+it is never stored, logged, cached, and it is scrubbed from every error message.
 
 A caller says what an answer should be with an AnswerFormat (harness.llm.schemas): its JSON schema goes out
 as `response_format` where llm.structured_output says, and every answer is counted per prompt kind, parsed

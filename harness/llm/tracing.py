@@ -392,8 +392,8 @@ class CallSpan:
         secrets = self.call.secrets
         try:
             span = self.tracer._open(self.call, held, self.started_ns)
-        except Exception as error:  # tracing is best effort: the call's answer stands without its trace
-            self.tracer._warn_once(error)
+        except Exception as failure:  # tracing is best effort: the call's answer stands without its trace
+            self.tracer._warn_once(failure)
             return
         try:
             span.set_attributes(
