@@ -319,6 +319,24 @@ class LLMConfig(StrictModel):
         description="send each prompt's JSON schema as response_format: 'auto' where the backend takes one "
         "(the local model, models litellm knows to, self-hosted servers given by api_base), 'on' always, 'off' never",
     )
+    transport: Literal["auto", "litellm", "openai"] = Field(
+        "auto",
+        description="how requests are sent: 'openai' through the openai SDK directly (an 'openai/' model: the "
+        "OpenAI API, or with api_base any OpenAI-compatible server: vLLM, SGLang, llama.cpp), several times less "
+        "client CPU per call than litellm; 'litellm' through litellm; 'auto' the SDK for an 'openai/' model with "
+        "an api_base (a self-hosted server), litellm for everything else. Same answers and counts either way",
+        json_schema_extra=OPERATIONAL,
+    )
+
+    @model_validator(mode="after")
+    def _transport_fits_model(self) -> LLMConfig:
+        if self.transport == "openai" and not self.model.startswith("openai/"):
+            raise ValueError(
+                f"transport 'openai' sends through the openai SDK, which serves 'openai/<model>' models only, not "
+                f"{self.model!r}; use an 'openai/' model string (with api_base for an OpenAI-compatible server) or "
+                "transport 'auto'"
+            )
+        return self
 
     @field_validator("extra_params")
     @classmethod
@@ -826,6 +844,25 @@ class ExplainConfig(StrictModel):
         return self
 
 
+class TraceSampleConfig(StrictModel):
+    """Which features' LLM calls a run keeps as traces (tracking.traces): at scale, a sample of them.
+
+    Every call of the first `first_features` features and of a fixed `share` of the others; of the rest,
+    only the calls that failed, were retried or answered invalidly. Calls about no single feature are kept.
+    """
+
+    first_features: int = Field(
+        10, ge=0, description="every call of the first this many features a run asks about (in the run's order)"
+    )
+    share: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="every call of this share of the other features, picked by a hash of the feature id (the "
+        "same features in every variant and run, so their traces compare); 1 keeps every feature's calls",
+    )
+
+
 class TrackingConfig(StrictModel):
     """Where and how runs are recorded (MLflow)."""
 
@@ -846,6 +883,10 @@ class TrackingConfig(StrictModel):
         True,
         description="record every LLM call of a run (explainer, FADE, scorers; cached answers too) as an MLflow "
         "trace linked to the run: prompt, answer, feature, prompt kind, tokens, latency, cache hit (docs/tracking.md)",
+    )
+    trace_sample: TraceSampleConfig = Field(
+        default_factory=TraceSampleConfig,
+        description="which features' calls are kept as traces at scale; failed and retried calls always are",
     )
 
 

@@ -107,6 +107,7 @@ def test_an_operational_llm_setting_changes_no_key(base, name):
         "cache": False,
         "cache_path": "/elsewhere/llm.sqlite",
         "api_base": "http://h/v1",
+        "transport": "litellm",
     }
     changed = value.get(name, 0.5 if isinstance(getattr(base.fade.rater, name), (float, type(None))) else 3)
     assert keys(with_settings(base, {f"{role}.{name}": changed for role in LLM_ROLES})) == keys(base)

@@ -3,9 +3,11 @@ an on-disk response cache, answer validation and accounting.
 
 A backend is a litellm model string in LLMConfig ('openai/gpt-4o-mini', 'azure/<deployment>',
 'anthropic/claude-...', 'ollama/llama3', 'openai/<name>' + api_base for vLLM or any OpenAI-compatible
-server, 'local/smollm2-135m' for the embedded offline model). The API key is read from the environment
-variable named by `api_key_env` at call time and handed to litellm; it is never stored, logged, cached,
-and it is scrubbed from every error message.
+server, 'local/smollm2-135m' for the embedded offline model). Requests to an OpenAI-compatible server skip
+litellm and go through the openai SDK (harness.llm.direct; llm.transport): litellm's per-call CPU is the
+ceiling of a fast served judge. Everything around the request is the same on both paths. The API key is
+read from the environment variable named by `api_key_env` at call time and handed to litellm or the SDK;
+it is never stored, logged, cached, and it is scrubbed from every error message.
 
 A caller says what an answer should be with an AnswerFormat (harness.llm.schemas): its JSON schema goes out
 as `response_format` where llm.structured_output says, and every answer is counted per prompt kind, parsed
@@ -25,16 +27,18 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import litellm
+import openai
 from tqdm.auto import tqdm
 
 from harness.config import DEFAULT_CACHE_DIR, LLM_BACKEND_SETTINGS, LLMConfig, identity_payload
 from harness.errors import LLMError
 from harness.llm.cache import CachedResponse, ResponseCache, cache_key
+from harness.llm.direct import DirectChat
 from harness.llm.ledger import UsageLedger
 from harness.llm.local_provider import LOCAL_PROVIDER, register_local_provider
 from harness.llm.logprobs import token_logprobs
@@ -95,7 +99,8 @@ class UnusableAnswer(Exception):
 
 
 def _is_retryable(error: BaseException) -> bool:
-    if isinstance(error, (asyncio.TimeoutError, litellm.Timeout, litellm.APIConnectionError, UnusableAnswer)):
+    # openai's connection errors (timeouts among them) are litellm's too: its own subclass them
+    if isinstance(error, (asyncio.TimeoutError, openai.APIConnectionError, UnusableAnswer)):
         return True
     status = getattr(error, "status_code", None)
     return isinstance(status, int) and (status in _RETRYABLE_STATUS or status >= 500)
@@ -166,6 +171,13 @@ class LLMClient:
         if config.cache:
             self.cache = ResponseCache(config.cache_path or Path(cache_dir) / "llm-cache.sqlite")
         self._price_params = self._prices()
+        # The openai SDK directly where llm.transport says so (harness.llm.direct); litellm otherwise.
+        direct = config.transport == "openai" or (
+            config.transport == "auto" and self.provider == "openai" and bool(config.api_base)
+        )
+        self._direct = DirectChat(config.api_base, config.timeout_s) if direct else None
+        self._backend_identity = identity_payload(config, only=LLM_BACKEND_SETTINGS)  # part of every cache key
+        self._sends_response_format: bool | None = None
         self._usage = Usage()
         self._usage_lock = threading.Lock()
         # Set by a tracked run: every count is also appended there, so a killed process's spend survives.
@@ -219,9 +231,17 @@ class LLMClient:
 
     @property
     def sends_response_format(self) -> bool:
-        """Whether requests with an AnswerFormat carry its schema: llm.structured_output resolved."""
-        setting = self.config.structured_output
-        return setting == "on" or (setting == "auto" and self.supports_response_format)
+        """Whether requests with an AnswerFormat carry its schema: llm.structured_output resolved (once: litellm's
+        model map is slow to ask on every call)."""
+        if self._sends_response_format is None:
+            setting = self.config.structured_output
+            self._sends_response_format = setting == "on" or (setting == "auto" and self.supports_response_format)
+        return self._sends_response_format
+
+    @property
+    def transport(self) -> str:
+        """'openai' when requests go through the openai SDK directly, else 'litellm' (llm.transport resolved)."""
+        return "openai" if self._direct is not None else "litellm"
 
     def _prices(self) -> dict[str, float]:
         """Per-token prices handed to litellm: the config's, 0 for the local model, else litellm's map."""
@@ -330,7 +350,7 @@ class LLMClient:
         if answer_format is not None and self.sends_response_format:
             params = {"response_format": answer_format.response_format, **params}
         request_params = self._request_params(params)
-        key = cache_key(identity_payload(self.config, only=LLM_BACKEND_SETTINGS), messages, request_params)
+        key = cache_key(self._backend_identity, messages, request_params)
         self._count(requests=1)
         span = self._start_span(messages, request_params, answer_format, trace_context)
         if self.cache is not None:
@@ -395,16 +415,20 @@ class LLMClient:
         config = self.config
         api_key = self._api_key()
         secrets = [api_key] if api_key else []
-        call = {
-            "model": config.model,
-            "messages": messages,
-            "api_base": config.api_base,
-            "api_key": api_key,
-            "timeout": config.timeout_s,
-            "max_retries": 0,  # retries are ours, so they are counted and bounded in one place
-            **self._price_params,
-            **request_params,
-        }
+        if self._direct is not None:  # the model without its provider, as litellm sends it
+            call = {"model": config.model.removeprefix("openai/"), "messages": messages, "api_key": api_key}
+            call["params"] = request_params
+        else:
+            call = {
+                "model": config.model,
+                "messages": messages,
+                "api_base": config.api_base,
+                "api_key": api_key,
+                "timeout": config.timeout_s,
+                "max_retries": 0,  # retries are ours, so they are counted and bounded in one place
+                **self._price_params,
+                **request_params,
+            }
         spent = {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
         attempts = transport_retries = invalid_retries = 0
         while True:
@@ -454,8 +478,12 @@ class LLMClient:
     async def _send(self, call: dict[str, Any]) -> Any:
         if self.provider == LOCAL_PROVIDER:
             return await litellm.acompletion(**call)  # a local generate cannot hang; it may legitimately be slow
-        # litellm passes the timeout to the HTTP client; wait_for also bounds connect and body reads.
-        return await asyncio.wait_for(litellm.acompletion(**call), timeout=self.config.timeout_s * 1.5 + 1.0)
+        # Both hand the timeout to the HTTP client; this bound also covers connect and body reads (asyncio.timeout:
+        # wait_for would wrap every call in a task of its own).
+        async with asyncio.timeout(self.config.timeout_s * 1.5 + 1.0):
+            if self._direct is not None:
+                return await self._direct.create(**call)
+            return await litellm.acompletion(**call)
 
     def _read(self, response: Any) -> tuple[str, int, int, float]:
         choices = getattr(response, "choices", None)
@@ -469,6 +497,12 @@ class LLMClient:
             cost = (
                 prompt_tokens * self._price_params["input_cost_per_token"]
                 + completion_tokens * self._price_params["output_cost_per_token"]
+            )
+        elif self._direct is not None:  # litellm's price map, as litellm itself prices an answer
+            cost = sum(
+                litellm.cost_per_token(
+                    model=self.config.model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+                )
             )
         else:
             cost = float((getattr(response, "_hidden_params", None) or {}).get("response_cost") or 0.0)
@@ -528,7 +562,7 @@ class LLMClient:
         formats = self._one_each(answer_format, isinstance(answer_format, AnswerFormat), count, "answer formats")
         contexts = self._one_each(trace_context, isinstance(trace_context, Mapping), count, "trace contexts")
         bar = tqdm(total=count, desc=desc, unit="call", disable=not self.progress, leave=False)
-        start = self.usage
+        start = self.usage if self.progress else Usage()
         # A feature's calls in this batch are one trace, written when its last call is answered; calls start
         # (and open their spans) no faster than the backend takes them, so the traces open at once stay few.
         tracer = self.tracer
@@ -563,13 +597,14 @@ class LLMClient:
             finally:
                 if tracer is not None and context and context.get("feature") is not None:
                     release(context["feature"])
-                done = self.usage
-                bar.set_postfix(
-                    cached=done.cache_hits - start.cache_hits,
-                    retries=done.retries - start.retries,
-                    failed=done.failures - start.failures,
-                    refresh=False,
-                )
+                if self.progress:  # a snapshot of the usage is a deep copy: not made per call for no bar
+                    done = self.usage
+                    bar.set_postfix(
+                        cached=done.cache_hits - start.cache_hits,
+                        retries=done.retries - start.retries,
+                        failed=done.failures - start.failures,
+                        refresh=False,
+                    )
                 bar.update(1)
 
         try:
@@ -627,15 +662,23 @@ class LLMClient:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            results = asyncio.run(batch)
+            results = asyncio.run(self._closing(batch))
         else:
             with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm-batch") as pool:
-                results = pool.submit(asyncio.run, batch).result()
+                results = pool.submit(asyncio.run, self._closing(batch)).result()
         if not return_exceptions:
             failures = [result for result in results if isinstance(result, LLMError)]
             if failures:
                 raise LLMError(f"{len(failures)} of {len(results)} LLM calls failed; the first: {failures[0]}")
         return results
+
+    async def _closing(self, batch: Awaitable[list[Completion | LLMError]]) -> list[Completion | LLMError]:
+        """The batch's results, after closing the connections it opened in its loop (which ends with it)."""
+        try:
+            return await batch
+        finally:
+            if self._direct is not None:
+                await self._direct.aclose()
 
     def close(self) -> None:
         if self.cache is not None:

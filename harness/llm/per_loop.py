@@ -34,6 +34,16 @@ class PerLoop(Generic[T]):
                 entry = self._items[id(loop)] = (loop, self._factory())
             return entry[1]
 
+    def pop(self) -> T | None:
+        """Forget the running loop's object and return it (None when it had none): to close it in its loop."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            entry = self._items.get(id(loop))
+            if entry is None or entry[0] is not loop:
+                return None
+            del self._items[id(loop)]
+            return entry[1]
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._items)
