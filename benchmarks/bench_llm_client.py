@@ -154,7 +154,7 @@ def main() -> int:
 
     os.environ.setdefault(KEY_ENV, "bench-not-a-secret")
     server, url = start_loopback_process(
-        "from harness.llm.loopback import serve; serve('127.0.0.1', 0, 'fade', latency_s=0.0)"
+        "from harness.testing.loopback import serve; serve('127.0.0.1', 0, 'fade', latency_s=0.0)"
     )
     conversations = [rating_conversation(call) for call in range(args.calls)]
     modes = ("sdk", "sdk cold", "litellm", "client", "client via litellm")

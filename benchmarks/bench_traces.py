@@ -39,8 +39,8 @@ from harness.config import LLMConfig, TraceSampleConfig  # noqa: E402
 from harness.evaluate.fade.prompts import generation_messages, rating_messages  # noqa: E402
 from harness.evaluate.fade.rating import rating_answer  # noqa: E402
 from harness.llm import AnswerFormat, LLMClient, string_list_format  # noqa: E402
-from harness.llm.loopback import FaultPlan, LoopbackServer  # noqa: E402
 from harness.llm.tracing import FEATURE_TAG, CallTracer  # noqa: E402
+from harness.testing.loopback import FaultPlan, LoopbackServer  # noqa: E402
 from harness.track.store import default_tracking_uri, ensure_experiment  # noqa: E402
 
 

@@ -250,7 +250,11 @@ def track_variant(
         mlflow.set_tags(control_tags(config))
         log_config_artifact(config)
         # Every LLM call also an MLflow trace of this run (variant_run writes them out before the run ends).
-        tracer = CallTracer(tracked.run_id, experiment_id) if config.tracking.traces else None
+        tracer = (
+            CallTracer(tracked.run_id, experiment_id, sample=config.tracking.trace_sample)
+            if config.tracking.traces
+            else None
+        )
         result = run_variant(
             config,
             key,

@@ -12,8 +12,8 @@ from llm_prompts import RATING_SYSTEM, rating_batches, rating_messages
 
 from harness.config import TraceSampleConfig
 from harness.llm import LLMClient
-from harness.llm.loopback import FaultPlan
 from harness.llm.tracing import CALL_ATTRIBUTE, CALLS_TAG, FEATURE_TAG, SAMPLED_TAG, STATUS_TAG, CallTracer
+from harness.testing.loopback import FaultPlan
 from harness.track.store import default_tracking_uri, ensure_experiment
 
 

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from harness.config import LLMConfig
 from harness.errors import LLMError
 from harness.llm import AnswerFormat, LLMClient, parse_ratings, ratings_format
-from harness.llm.loopback import FaultPlan
+from harness.testing.loopback import FaultPlan
 
 TRANSPORTS = ("openai", "litellm")
 
