@@ -26,5 +26,8 @@ PAIRED_COMPARISONS_TABLE = f"{TABLES}/paired_comparisons.json"
 CONTROLS_TABLE = f"{TABLES}/controls.json"  # each variant vs its randomized controls, per score
 FEATURE_LABELS_TABLE = f"{TABLES}/feature_labels.json"  # why each feature's score is what it is, per variant
 SCORER_AGREEMENT_TABLE = f"{TABLES}/scorer_rank_correlation.json"
+# per variant, each input-side vs output-side score: Spearman across features (harness.track.sides), and scatters
+SIDES_TABLE = f"{TABLES}/input_vs_output.json"
+SIDES_PLOTS = f"{PLOTS}/input_vs_output"
 SCORER_AGREEMENT_PLOT = f"{PLOTS}/scorer_rank_correlation.png"
 STUDY_PLOTS = f"{PLOTS}/study"  # the search's Optuna plots, <name>.png (or <name>.txt saying why not drawn)

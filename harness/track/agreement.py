@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.artifacts import SCORER_AGREEMENT_PLOT, SCORER_AGREEMENT_TABLE
 from harness.track.compare import score_names
+from harness.track.ranks import spearman
 
 MIN_VARIANTS = 3  # with two variants every defined rank correlation is +1 or -1
 METRIC_PREFIX = "rank_corr"
@@ -55,11 +56,6 @@ class ScorerAgreement(BaseModel):
         raise KeyError(f"no pair {first!r}, {second!r} among the scores {', '.join(self.scores)}")
 
 
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n; tied values share the mean of the ranks they span (as Spearman's rho needs)."""
-    return pd.Series(values).rank(method="average").to_numpy(dtype=float)
-
-
 def rank_correlations(means: pd.DataFrame, scores: Sequence[str] | None = None) -> ScorerAgreement:
     """Spearman's rho for every pair of scores across the variants (rows) of `means`.
 
@@ -80,22 +76,8 @@ def rank_correlations(means: pd.DataFrame, scores: Sequence[str] | None = None) 
 
 
 def _correlation(first: str, second: str, first_values: np.ndarray, second_values: np.ndarray) -> RankCorrelation:
-    both = np.isfinite(first_values) & np.isfinite(second_values)
-    count = int(both.sum())
-    if count < MIN_VARIANTS:
-        return RankCorrelation(
-            first=first, second=second, rho=None, variants=count,
-            reason=f"fewer than {MIN_VARIANTS} variants define both scores ({count})",
-        )  # fmt: skip
-    first_ranks, second_ranks = average_ranks(first_values[both]), average_ranks(second_values[both])
-    constant = [name for name, ranks in ((first, first_ranks), (second, second_ranks)) if np.ptp(ranks) == 0]
-    if constant:
-        return RankCorrelation(
-            first=first, second=second, rho=None, variants=count,
-            reason=f"{' and '.join(constant)} {'is' if len(constant) == 1 else 'are'} constant across the {count} variants",
-        )  # fmt: skip
-    rho = float(np.corrcoef(first_ranks, second_ranks)[0, 1])
-    return RankCorrelation(first=first, second=second, rho=min(max(rho, -1.0), 1.0), variants=count)
+    rho, count, reason = spearman(first_values, second_values, (first, second), MIN_VARIANTS, "variants")
+    return RankCorrelation(first=first, second=second, rho=rho, variants=count, reason=reason)
 
 
 def scores_with_values(means: pd.DataFrame, scores: Sequence[str]) -> list[str]:

@@ -29,6 +29,8 @@ from harness.artifacts import (
     PAIRED_COMPARISONS_TABLE,
     PER_FEATURE_TABLE,
     SCORE_MANIFEST,
+    SIDES_PLOTS,
+    SIDES_TABLE,
 )
 from harness.errors import ConfigError
 from harness.evaluate.aggregate import (
@@ -51,6 +53,7 @@ from harness.track.manifest import (
 )
 from harness.track.paired import ALPHA, MIN_FEATURES, PairedComparison, compare_variants, criterion_values
 from harness.track.runs import PARTIAL_TAG
+from harness.track.sides import SideCorrelation, format_sides, side_correlations, sides_figure
 from harness.track.text import text_table
 
 RANKED_ROLES = ("variant", "trial")  # not the parent runs of comparisons and studies
@@ -509,6 +512,7 @@ class Comparison:
     alpha: float
     min_features: int
     columns: dict[str, ScoreColumn]  # score -> what it is, from the runs' manifests (harness.track.manifest)
+    sides: list[SideCorrelation]  # per variant, each input-side vs output-side score across features
 
     def ranked(self, by: str) -> pd.DataFrame:
         if by not in self.rankings:
@@ -555,9 +559,12 @@ def build_comparison(
         for run_id, frame in features.items()
         if frame is not None
     }
+    names = dict(zip(map(str, table["run_id"]), map(str, table["variant"])))
+    sides = side_correlations(names, features, columns)
     return Comparison(
-        table, features, weights, rankings, controls, flagged_scores(controls), labels, alpha, min_features, columns
-    )
+        table, features, weights, rankings, controls, flagged_scores(controls), labels, alpha, min_features, columns,
+        sides,
+    )  # fmt: skip
 
 
 def load_comparison(
@@ -592,6 +599,8 @@ def format_comparison(comparison: Comparison, by: str) -> str:
             comparison.controls, comparison.alpha))  # fmt: skip
     if comparison.labels:
         parts.append(format_labels(comparison))
+    if comparison.sides:
+        parts.append(format_sides(comparison.sides))
     return "\n\n".join(parts)
 
 
@@ -628,3 +637,21 @@ def log_comparison(comparison: Comparison) -> None:
         rows = [[names[run_id], run_id, int(feature), label] for run_id, labels in comparison.labels.items()
                 for feature, label in labels.items()]  # fmt: skip
         mlflow.log_dict({"columns": ["variant", "run_id", "feature", "label"], "data": rows}, FEATURE_LABELS_TABLE)
+    if comparison.sides:
+        _log_sides(comparison)
+
+
+def _log_sides(comparison: Comparison) -> None:
+    """The input/output side correlations as a table, and the scatter of each pair defined for some variant."""
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    columns = list(SideCorrelation.model_fields)
+    rows = [[getattr(item, column) for column in columns] for item in comparison.sides]
+    mlflow.log_dict({"columns": columns, "data": rows}, SIDES_TABLE)
+    names = dict(zip(map(str, comparison.table["run_id"]), map(str, comparison.table["variant"])))
+    pairs = dict.fromkeys((item.input_score, item.output_score) for item in comparison.sides if item.rho is not None)
+    for pair in pairs:
+        figure = sides_figure(names, comparison.features, pair)
+        mlflow.log_figure(figure, f"{SIDES_PLOTS}/{pair[0]}-vs-{pair[1]}.png")
+        plt.close(figure)

@@ -39,8 +39,15 @@ class ScoreColumn(BaseModel):
 
     name: str
     kind: Literal["input", "output", "feature"]  # Scorer.kind; "feature": reads no description
+    side: Literal["input", "output"] = "input"  # Scorer.side: where the feature fires, or what it does to the output
     convention: str | None = None  # whose method, in words, when another project's (Scorer.convention)
     distribution: str | None = None  # the installed plugin that computed it; None: the harness
+
+
+def fade_column(name: str) -> ScoreColumn:
+    """A FADE score's column; Faithfulness is the one that reads the outputs."""
+    kind = FADE_KINDS[name]
+    return ScoreColumn(name=name, kind=kind, side="output" if kind == "output" else "input")
 
 
 def scorer_column(name: str) -> ScoreColumn:
@@ -49,7 +56,11 @@ def scorer_column(name: str) -> ScoreColumn:
 
     scorer = SCORERS.get(name)
     return ScoreColumn(
-        name=name, kind=scorer.kind, convention=scorer.convention, distribution=SCORERS.distribution(name)
+        name=name,
+        kind=scorer.kind,
+        side=scorer.side,
+        convention=scorer.convention,
+        distribution=SCORERS.distribution(name),
     )
 
 
@@ -57,9 +68,7 @@ def score_manifest(config: HarnessConfig) -> list[ScoreColumn]:
     """The score columns a run of `config` logs: FADE's four, Clarity above its floor when the floor is on,
     then each enabled scorer's."""
     fade = [*FADE_SCORES, *([CLARITY_ABOVE_FLOOR] if config.fade.clarity_floor.enabled else [])]
-    return [ScoreColumn(name=name, kind=FADE_KINDS[name]) for name in fade] + [
-        scorer_column(name) for name in config.scorers.enabled
-    ]
+    return [fade_column(name) for name in fade] + [scorer_column(name) for name in config.scorers.enabled]
 
 
 def log_score_manifest(config: HarnessConfig) -> None:
@@ -86,7 +95,7 @@ def registered_column(name: str) -> ScoreColumn | None:
     from harness.evaluate.scorers import SCORERS
 
     if name in FADE_KINDS:
-        return ScoreColumn(name=name, kind=FADE_KINDS[name])
+        return fade_column(name)
     return scorer_column(name) if name in SCORERS else None
 
 

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 Messages = list[dict[str, str]]
 ScoreKind = Literal["input", "output", "feature"]
+ScoreSide = Literal["input", "output"]
 # The features whose rater calls failed for good while a scorer evaluates (Scorer.score sets it; ask_rater adds).
 _FAILED_FEATURES: ContextVar[set[int] | None] = ContextVar("failed_features", default=None)
 
@@ -67,6 +68,9 @@ class Scorer(ABC):
     # model's outputs when the feature is steered ("output"), or something of the feature alone that reads no
     # description ("feature": needs_description is False).
     kind: ClassVar[ScoreKind] = "input"
+    # Which side of the feature the score reads: where it fires ("input") or what it does to the output
+    # ("output"); for a description-free ("feature") score too, so the two sides can be set side by side.
+    side: ClassVar[ScoreSide] = "input"
     # Whose method the score follows when it is another project's, in words ("SAEBench's ..."); None: ours.
     convention: ClassVar[str | None] = None
     # A plugin's settings (`scorers.settings.<name>` in the config), validated at load; None: the scorer reads
