@@ -38,7 +38,15 @@ from harness.track.compare import AGGREGATE
 from harness.track.paired import ALPHA, MIN_FEATURES
 from harness.track.store import run_traces_url
 from leaderboard._document import SETTINGS, LeaderboardDocument, PairedTest, VariantEntry
-from leaderboard._plots import box_stats, cost_quality_svg, distributions_svg, radar_svg, rank_correlation_svg
+from leaderboard._plots import (
+    SideSeries,
+    box_stats,
+    cost_quality_svg,
+    distributions_svg,
+    radar_svg,
+    rank_correlation_svg,
+    sides_scatter_svg,
+)
 from leaderboard._read import (
     EXAMPLE_FIELDS,
     RATED_FIELDS,
@@ -427,6 +435,7 @@ class _SiteWriter:
             controls=self.ranked.controls,
             flagged_scores=self.ranked.flags,
             score_conventions=self.ranked.conventions,
+            input_output=self.ranked.sides,
             scorer_agreement=rank_correlations(pd.DataFrame(list(self.ranked.metrics.values())), scores)
             if len(scores) > 1
             else None,
@@ -485,4 +494,24 @@ class _SiteWriter:
             "scatter_by_tokens": by_tokens,
             "quality_label": quality_label,
             "agreement": Markup(rank_correlation_svg(document.scorer_agreement)) if document.scorer_agreement else None,
+            "sides": self._side_plots(document),
         }
+
+    def _side_plots(self, document: LeaderboardDocument) -> list[Markup]:
+        """The per-feature scatter of each input/output pair some variant defines a correlation for."""
+        names = {entry.run_id: entry.variant for entry in document.variants}
+        pairs = dict.fromkeys(
+            (item.input_score, item.output_score) for item in document.input_output if item.rho is not None
+        )
+        plots = []
+        for first, second in pairs:
+            series = []
+            for item in document.input_output:
+                frame = self.ranked.side_values.get(item.run_id)
+                if (item.input_score, item.output_score) != (first, second) or frame is None:
+                    continue
+                both = frame[[first, second]].apply(pd.to_numeric, errors="coerce").dropna()
+                series.append(SideSeries(names.get(item.run_id, item.variant), both[first].tolist(),
+                                         both[second].tolist(), item.rho, item.features))  # fmt: skip
+            plots.append(Markup(sides_scatter_svg(first, second, series)))
+        return plots

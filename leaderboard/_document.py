@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from harness.track.agreement import ScorerAgreement
 from harness.track.controls import ControlTest
 from harness.track.paired import ALPHA, MIN_FEATURES, TEST, PairedComparison
+from harness.track.sides import SideCorrelation
 
 # 2: `aggregate` is the one per-feature aggregate (harness.evaluate.aggregate), with its interval and coverage;
 # the controls table, flagged scores and feature labels were added.
@@ -134,6 +135,11 @@ class LeaderboardDocument(_Strict):
     flagged_scores: dict[str, str] = Field(
         default_factory=dict,
         description="score -> why it is flagged: it did not separate a variant from its random-model/random-sae control",
+    )
+    input_output: list[SideCorrelation] = Field(
+        default_factory=list,
+        description="per variant, each input-side score (where a feature fires) vs each output-side score (what it "
+        "does to the output): Spearman's rho across the variant's features; empty when no output-side score has values",
     )
     scorer_agreement: ScorerAgreement | None = Field(
         None,

@@ -338,3 +338,65 @@ def rank_correlation_svg(agreement: ScorerAgreement) -> str:
         )
     body.append(f'<text class="tick" x="{grid_left - 8}" y="{legend_top + 9}" text-anchor="end">Spearman’s ρ</text>')
     return _svg(width, height, f"Spearman rank correlation of scorers across {agreement.variants} variants", body)
+
+
+@dataclass(frozen=True)
+class SideSeries:
+    """One variant's features on an input-side vs output-side scatter, with its rank correlation."""
+
+    variant: str
+    input_values: Sequence[float]
+    output_values: Sequence[float]
+    rho: float | None
+    features: int
+
+
+def sides_scatter_svg(input_score: str, output_score: str, series: Sequence[SideSeries]) -> str:
+    """Each feature of each variant as a dot at (input-side score, output-side score), a colour per variant;
+    the legend gives each variant's Spearman rho across its features."""
+    width, height = 520.0, 360.0
+    left, right, top, bottom = 52.0, 20.0, 16.0, 44.0
+    legend_height = 16.0 * len(series)
+    xs = np.asarray([value for item in series for value in item.input_values], dtype=float)
+    ys = np.asarray([value for item in series for value in item.output_values], dtype=float)
+    x_ticks = nice_ticks(float(min(xs.min(initial=0.0), 0.0)), float(max(xs.max(initial=1.0), 1.0)))
+    y_ticks = nice_ticks(float(min(ys.min(initial=0.0), 0.0)), float(max(ys.max(initial=1.0), 1.0)))
+    plot_bottom = height - bottom
+
+    def x(value: float) -> float:
+        return left + (width - left - right) * (value - x_ticks[0]) / ((x_ticks[-1] - x_ticks[0]) or 1)
+
+    def y(value: float) -> float:
+        return plot_bottom - (plot_bottom - top) * (value - y_ticks[0]) / ((y_ticks[-1] - y_ticks[0]) or 1)
+
+    body = []
+    for tick in x_ticks:
+        body.append(f'<line class="gridline" x1="{x(tick):.1f}" y1="{top}" x2="{x(tick):.1f}" y2="{plot_bottom}"/>')
+        body.append(
+            f'<text class="tick" x="{x(tick):.1f}" y="{plot_bottom + 16}" text-anchor="middle">{_number(tick)}</text>'
+        )
+    for tick in y_ticks:
+        body.append(f'<line class="gridline" x1="{left}" y1="{y(tick):.1f}" x2="{width - right}" y2="{y(tick):.1f}"/>')
+        body.append(f'<text class="tick" x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">{_number(tick)}</text>')
+    body.append(
+        f'<text class="axis-label" x="{(left + width - right) / 2:.1f}" y="{height - 6}" text-anchor="middle">'
+        f"{escape(input_score)} (input side)</text>"
+        f'<text class="axis-label" transform="translate(14 {(top + plot_bottom) / 2:.1f}) rotate(-90)" '
+        f'text-anchor="middle">{escape(output_score)} (output side)</text>'
+    )
+    for index, item in enumerate(series):
+        colour = f"s{index % SERIES_COLOURS}"
+        for value_x, value_y in zip(item.input_values, item.output_values):
+            body.append(
+                f'<circle class="dot {colour}" cx="{x(value_x):.1f}" cy="{y(value_y):.1f}" r="3.5">'
+                f"<title>{escape(item.variant)}: {escape(input_score)} {value_x:.3f}, {escape(output_score)} "
+                f"{value_y:.3f}</title></circle>"
+            )
+        rho = "—" if item.rho is None else f"{item.rho:+.2f}"
+        legend_y = height + 14 + 16 * index
+        body.append(
+            f'<circle class="dot {colour}" cx="{left + 4}" cy="{legend_y - 4}" r="4"/>'
+            f'<text class="tick" x="{left + 14}" y="{legend_y}">{escape(_short(item.variant))}: rho {rho}, '
+            f"n={item.features}</text>"
+        )
+    return _svg(width, height + legend_height + 8, f"{input_score} vs {output_score} per feature", body)

@@ -49,6 +49,7 @@ from harness.track.compare import (
 from harness.track.controls import ControlTest
 from harness.track.manifest import read_score_manifest, run_score_names
 from harness.track.paired import ALPHA, MIN_FEATURES
+from harness.track.sides import SideCorrelation
 from leaderboard._document import AGGREGATE_SUMMARY, SETTINGS, Rank, ScoreSummary, VariantEntry, VariantSettings
 
 PARAM_PREFIX = "param:"
@@ -77,6 +78,9 @@ class RankedVariants:
     flags: dict[str, str] = field(default_factory=dict)  # score -> why it cannot tell trained from random
     labels: dict[str, dict[int, str]] = field(default_factory=dict)  # run id -> feature -> FeatureLabel value
     conventions: dict[str, str] = field(default_factory=dict)  # score -> the convention it was computed by
+    sides: list[SideCorrelation] = field(default_factory=list)  # input-side vs output-side, per variant and pair
+    # run id -> its per-feature values of the scores in `sides` (the scatter of each pair)
+    side_values: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -200,9 +204,15 @@ def read_ranked_variants(
         entries.append(entry.model_copy(update={"labels": label_counts.get(run_id, {}), "partial": is_partial(row)}))
     labels = {run_id: {int(feature): str(label) for feature, label in series.items()}
               for run_id, series in comparison.labels.items()}  # fmt: skip
+    side_scores = sorted({name for item in comparison.sides for name in (item.input_score, item.output_score)})
+    side_values = {
+        run_id: frame.reindex(columns=side_scores)
+        for run_id, frame in comparison.features.items()
+        if frame is not None and side_scores
+    }
     return RankedVariants(
         entries, scores, comparison.weights, params, metrics, comparison.controls, comparison.flags, labels,
-        score_conventions(table, comparison.columns),
+        score_conventions(table, comparison.columns), comparison.sides, side_values,
     )  # fmt: skip
 
 
