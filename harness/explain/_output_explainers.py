@@ -1,0 +1,37 @@
+"""`vocab-proj` and `token-change`: output-centric explainers (Gur-Arieh et al. 2025). The LLM explainer with a
+prompt of the tokens a feature promotes and suppresses in the output instead of its activating examples: the
+tokens its output direction projects onto (VocabProj), or those whose logits move most when it is clamped on
+text (TokenChange). docs/explainers.md has the formulae and choices.
+"""
+
+from __future__ import annotations
+
+from harness.explain._llm_explainer import LLMExplainer
+
+
+class VocabProjExplainer(LLMExplainer):
+    """Describes a feature from the top and bottom tokens of its output direction's vocabulary projection."""
+
+    needs_pools = False
+
+    @property
+    def template_name(self) -> str:
+        return "vocab-proj"
+
+    @property
+    def output_kinds(self) -> tuple[str, ...]:
+        return ("vocab-proj",)
+
+
+class TokenChangeExplainer(LLMExplainer):
+    """Describes a feature from the tokens whose mean logits change most when it is clamped high and low."""
+
+    needs_pools = False
+
+    @property
+    def template_name(self) -> str:
+        return "token-change"
+
+    @property
+    def output_kinds(self) -> tuple[str, ...]:
+        return ("token-change",)
