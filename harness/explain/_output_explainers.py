@@ -6,32 +6,33 @@ text (TokenChange). docs/explainers.md has the formulae and choices.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from harness.explain._llm_explainer import LLMExplainer
 
 
-class VocabProjExplainer(LLMExplainer):
+class OutputExplainer(LLMExplainer):
+    """The LLM explainer on one kind of output evidence, with the built-in template named like it."""
+
+    needs_pools = False
+    evidence: ClassVar[str]
+
+    @property
+    def template_name(self) -> str:
+        return self.evidence
+
+    @property
+    def output_kinds(self) -> tuple[str, ...]:
+        return (self.evidence,)
+
+
+class VocabProjExplainer(OutputExplainer):
     """Describes a feature from the top and bottom tokens of its output direction's vocabulary projection."""
 
-    needs_pools = False
-
-    @property
-    def template_name(self) -> str:
-        return "vocab-proj"
-
-    @property
-    def output_kinds(self) -> tuple[str, ...]:
-        return ("vocab-proj",)
+    evidence = "vocab-proj"
 
 
-class TokenChangeExplainer(LLMExplainer):
+class TokenChangeExplainer(OutputExplainer):
     """Describes a feature from the tokens whose mean logits change most when it is clamped high and low."""
 
-    needs_pools = False
-
-    @property
-    def template_name(self) -> str:
-        return "token-change"
-
-    @property
-    def output_kinds(self) -> tuple[str, ...]:
-        return ("token-change",)
+    evidence = "token-change"
