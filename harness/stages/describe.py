@@ -31,26 +31,27 @@ def describe_features(
     from harness.explain import build_feature_records, generate_descriptions, make_explainer, output_evidence
     from harness.llm import LLMClient
 
-    activation_set = shared.activations(config)
-    pools = None
-    if _needs_pool(config):
-        selection = config.explain.selection
-        pools = shared.pools(config, num_quantiles=selection.num_quantiles, seed=selection.seed)
-    saebench = shared.saebench_examples(config) if config.explain.selection.strategy == "saebench" else None
     explainer = make_explainer(config.explain)
     output = None
-    if explainer.needs_output_evidence:
+    if explainer.needs_output_evidence:  # first: a site without an output direction fails before any pass
+        site = shared.site(config)
         output = output_evidence(
             shared.model(config),
-            shared.site(config),
+            site,
             shared.corpus(config),
-            activation_set.feature_ids.tolist(),
+            site.resolve_features(site.selection).tolist(),  # the activation pass's features
             config.explain.output,
             explainer.needs_output_evidence,
             max_length=config.activations.max_length,
             batch_size=config.activations.batch_size,
             progress=shared.progress,
         )
+    activation_set = shared.activations(config)
+    pools = None
+    if _needs_pool(config):
+        selection = config.explain.selection
+        pools = shared.pools(config, num_quantiles=selection.num_quantiles, seed=selection.seed)
+    saebench = shared.saebench_examples(config) if config.explain.selection.strategy == "saebench" else None
     records = build_feature_records(activation_set, pools, saebench=saebench, output=output)
     if not explainer.needs_llm:
         return generate_descriptions(records, config.explain), {}

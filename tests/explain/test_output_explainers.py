@@ -192,6 +192,8 @@ def test_a_site_without_an_output_direction_fails_the_pre_flight_check(tmp_path)
         config = parse_config(tiny_config(tmp_path, running.url, changes))
         with pytest.raises(SiteError, match=r"has no defined output direction.*mlp\.act_fn"):
             check_variant(config, SharedStages(progress=False))
+        with pytest.raises(SiteError, match="has no defined output direction"):  # `harness explain`: no pre-flight
+            describe_features(config, SharedStages(progress=False))
         # TokenChange clamps the feature wherever it is: no output direction needed
         check_variant(parse_config(tiny_config(tmp_path, running.url, {**changes, "explain.explainer": "token-change"})),
                       SharedStages(progress=False))  # fmt: skip
