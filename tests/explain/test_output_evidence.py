@@ -18,6 +18,7 @@ from harness.explain._output_evidence import (
     render_tokens,
     token_change_lists,
     token_change_samples,
+    vocab_projection_lists,
 )
 from harness.sites import NeuronSite, SAESite, load_sae
 
@@ -138,3 +139,19 @@ def test_the_batched_passes_equal_one_feature_at_a_time_with_the_sites_clamp(sub
             assert list(ours.lowered_at_negative.token_ids) == lists[4]
             expected = [float(lists[2][token]) for token in lists[0]]
             assert ours.raised_at_positive.values == pytest.approx(expected, rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_vocab_proj_is_the_papers_unembedding_of_the_normed_output_weights(subject_model):
+    """The paper's `unembed(ln_final(W_out[feature]))` for MLP neurons, written out with SmolLM2's modules."""
+    site = NeuronSite(subject_model, "model.layers.3.mlp.act_fn", "output")
+    network = subject_model.model
+    lists = vocab_projection_lists(subject_model, site, [5, 77], 12)
+    with torch.inference_mode():
+        for feature in (5, 77):
+            w_out = network.model.layers[3].mlp.down_proj.weight[:, feature]
+            logits = network.lm_head(network.model.norm(w_out)).float()
+            assert list(lists[feature][0].token_ids) == logits.topk(12).indices.tolist()
+            assert list(lists[feature][1].token_ids) == logits.topk(12, largest=False).indices.tolist()
+            assert lists[feature][0].values == pytest.approx(logits.topk(12).values.tolist(), rel=1e-5)
+            assert lists[feature][0].tokens[0] == subject_model.tokenizer.decode([lists[feature][0].token_ids[0]])
