@@ -4,6 +4,7 @@ et al. 2025: VocabProj's, the max-activation one and TokenChange's, in that orde
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from harness.config import ExplainConfig
@@ -23,18 +24,20 @@ def joined(feature: int, parts: Sequence[Description]) -> Description:
     description for its data is left out; none left: the members' reasons."""
     failed = next((part for part in parts if is_llm_failure(part.error)), None)
     described = [part for part in parts if part.description is not None]
-    usage = {
-        "prompt_tokens": sum(part.prompt_tokens for part in parts),
-        "completion_tokens": sum(part.completion_tokens for part in parts),
-        "cost_usd": sum(part.cost_usd for part in parts),
-        "example_ids": tuple(dict.fromkeys(sample for part in parts for sample in part.example_ids)),
-        "prompt_hash": identity_hash([part.prompt_hash for part in parts])[:16],
-    }
+    summed = Description(
+        feature,
+        None,
+        example_ids=tuple(dict.fromkeys(sample for part in parts for sample in part.example_ids)),
+        prompt_hash=identity_hash([part.prompt_hash for part in parts])[:16],
+        prompt_tokens=sum(part.prompt_tokens for part in parts),
+        completion_tokens=sum(part.completion_tokens for part in parts),
+        cost_usd=sum(part.cost_usd for part in parts),
+    )
     if failed is not None:
-        return Description(feature, None, error=failed.error, **usage)
+        return replace(summed, error=failed.error)
     if not described:
-        return Description(feature, None, error="; ".join(str(part.error) for part in parts), **usage)
-    return Description(feature, SEPARATOR.join(str(part.description) for part in described), **usage)
+        return replace(summed, error="; ".join(str(part.error) for part in parts))
+    return replace(summed, description=SEPARATOR.join(str(part.description) for part in described))
 
 
 class EnsembleExplainer(Explainer):
