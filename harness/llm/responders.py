@@ -29,9 +29,9 @@ _TOKEN_LINE = re.compile(r"^(\d+)\t(.*)$", re.MULTILINE)
 DELPHI_PREFIX = "Latent explanation: "  # the user prompt of the delphi convention (delphi's GENERATION_PROMPT)
 _DELPHI_EXAMPLE = re.compile(r"(?:^|\n)Example \d+: ")
 SAEBENCH_PREFIX = "Here is the explanation: this neuron fires on "  # the saebench scorer's user prompt
+_SAEBENCH_EXAMPLE = re.compile(r"^(\d+)\. (.*)$", re.MULTILINE)
 # the output-centric explainers' token lists (harness.explain._output_evidence.PROMOTED_LABEL): a Python list
 _PROMOTED_LINE = re.compile(r"^Promoted tokens: (\[.*\])$", re.MULTILINE)
-_SAEBENCH_EXAMPLE = re.compile(r"^(\d+)\. (.*)$", re.MULTILINE)
 
 
 def concept_keywords(concept: str) -> list[str]:
