@@ -74,7 +74,8 @@ def ranked(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def masked_logit_sums(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(batch, vocab) float64: each row's logits summed over its real positions (mask: (batch, tokens) bool)."""
-    return (logits.double() * mask.unsqueeze(-1).to(logits.device, torch.float64)).sum(dim=1)
+    real = mask.to(device=logits.device, dtype=torch.bool).unsqueeze(-1)
+    return logits.masked_fill(~real, 0.0).sum(dim=1, dtype=torch.float64)
 
 
 def mean_logit_change(clamped_sum: torch.Tensor, clean_sum: torch.Tensor, positions: int) -> torch.Tensor:
