@@ -811,6 +811,55 @@ class ShuffledConfig(StrictModel):
         return value
 
 
+# What output-centric explainers read: VocabProj's token lists, TokenChange's.
+OutputEvidenceKind = Literal["vocab-proj", "token-change"]
+
+
+class OutputEvidenceConfig(StrictModel):
+    """What a feature does to the output, shown to output-centric explainers (Gur-Arieh et al. 2025;
+    docs/explainers.md): its direction read through the unembedding (VocabProj) and the change of the logits
+    when it is clamped (TokenChange). Defaults are the paper's."""
+
+    combine: list[OutputEvidenceKind] = Field(
+        default_factory=list,
+        description="output evidence the 'llm' explainer shows next to its examples (the paper's ensemble in one "
+        "prompt; use a template with {output_evidence}, e.g. 'ensemble')",
+    )
+    vocab_tokens: int = Field(50, ge=1, le=500, description="VocabProj: top and bottom tokens shown, each")
+    token_change_tokens: int = Field(
+        10, ge=1, le=100, description="TokenChange: top and bottom tokens of each clamp's mean logit change"
+    )
+    token_change_samples: int = Field(32, ge=1, le=4096, description="TokenChange: corpus samples run clamped")
+    clamp_value: float = Field(10.0, gt=0, description="TokenChange: the feature is held at +value and at -value")
+    seed: int = Field(0, description="TokenChange: which corpus samples are drawn")
+
+    @field_validator("combine")
+    @classmethod
+    def _once_each(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"output evidence listed twice: {value}")
+        return value
+
+
+class EnsembleConfig(StrictModel):
+    """The `ensemble` explainer: its members' descriptions, joined (the paper's concatenation)."""
+
+    members: list[str] = Field(
+        default_factory=lambda: ["vocab-proj", "llm", "token-change"],
+        min_length=2,
+        description="registered explainers whose descriptions are joined, in this order",
+    )
+
+    @field_validator("members")
+    @classmethod
+    def _plain_members(cls, value: list[str]) -> list[str]:
+        if "ensemble" in value or "shuffled" in value or len(set(value)) != len(value):
+            raise ValueError(
+                f"ensemble.members must be distinct explainers other than ensemble and shuffled, got {value}"
+            )
+        return value
+
+
 class ImportConfig(StrictModel):
     """The `import` explainer: descriptions written elsewhere (FADE JSON, Neuronpedia, neuron-explainer, CSV)."""
 
@@ -822,7 +871,11 @@ class ImportConfig(StrictModel):
 class ExplainConfig(StrictModel):
     """One pipeline variant: an explainer and every setting that shapes its descriptions."""
 
-    explainer: str = Field("llm", description="registered explainer: 'llm', 'top-tokens', 'shuffled' or 'import'")
+    explainer: str = Field(
+        "llm",
+        description="registered explainer: 'llm', 'vocab-proj', 'token-change', 'ensemble', 'top-tokens', 'shuffled' "
+        "or 'import'",
+    )
     llm: LLMConfig = Field(default_factory=LLMConfig, description="the explainer LLM")
     prompt: PromptConfig = Field(default_factory=PromptConfig)
     selection: ExampleSelectionConfig = Field(default_factory=ExampleSelectionConfig)
@@ -830,6 +883,8 @@ class ExplainConfig(StrictModel):
     top_tokens: TopTokensConfig = Field(default_factory=TopTokensConfig)
     shuffled: ShuffledConfig = Field(default_factory=ShuffledConfig)
     imported: ImportConfig = Field(default_factory=ImportConfig)
+    output: OutputEvidenceConfig = Field(default_factory=OutputEvidenceConfig, json_schema_extra=OMITTED_AT_DEFAULT)
+    ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig, json_schema_extra=OMITTED_AT_DEFAULT)
     settings: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="a plugin explainer's settings, under its registered name; validated at load by the "
@@ -1079,6 +1134,10 @@ def check_names(config: HarnessConfig, source: str = "<dict>") -> None:
         ("site.kind", SITES, config.site.kind),
         ("explain.explainer", EXPLAINERS, config.explain.explainer),
         ("explain.shuffled.base", EXPLAINERS, config.explain.shuffled.base),
+        *(
+            (f"explain.ensemble.members[{index}]", EXPLAINERS, name)
+            for index, name in enumerate(config.explain.ensemble.members)
+        ),
         ("explain.imported.format", IMPORTERS, IMPORTERS.chosen(config.explain.imported.format)),
         *((f"scorers.enabled[{index}]", SCORERS, name) for index, name in enumerate(config.scorers.enabled)),
     ]

@@ -196,6 +196,9 @@ EXPLAINERS: Registry[type[Explainer]] = Registry(
         "top-tokens": "harness.explain._top_tokens:TopTokensExplainer",
         "shuffled": "harness.explain._shuffled:ShuffledExplainer",
         "import": "harness.explain._imported:ImportedExplainer",
+        "vocab-proj": "harness.explain._output_explainers:VocabProjExplainer",
+        "token-change": "harness.explain._output_explainers:TokenChangeExplainer",
+        "ensemble": "harness.explain._ensemble:EnsembleExplainer",
     },
     group="explainers",
 )

@@ -1,6 +1,7 @@
 """explain stage: explainers (registered by name), prompt templates, baselines and importers.
 
-An explainer turns each feature's activating examples into a description; `generate_descriptions`
+An explainer turns each feature's activating examples, or what it does to the output (output-centric
+explainers), into a description; `generate_descriptions`
 runs one pipeline variant (an ExplainConfig) over FeatureRecords and returns the descriptions table.
 """
 
@@ -22,6 +23,13 @@ from harness.explain._importing import (
     import_descriptions,
 )
 from harness.explain._llm_explainer import ExplainerPrompt, build_prompt, choose_description, parse_description
+from harness.explain._output_evidence import (
+    OutputEvidence,
+    TokenChange,
+    TokenList,
+    output_evidence,
+    render_output_evidence,
+)
 from harness.explain._records import FeatureRecord, build_feature_records
 from harness.explain._selection import ExampleSelection, crop_to_window, select_examples
 from harness.explain._shuffled import derangement, shuffle_table
@@ -49,9 +57,12 @@ __all__ = [
     "ExplainerPrompt",
     "FeatureRecord",
     "ImportReport",
+    "OutputEvidence",
     "Importer",
     "PromptTemplate",
     "RowProblem",
+    "TokenChange",
+    "TokenList",
     "build_feature_records",
     "build_prompt",
     "builtin_template_names",
@@ -69,8 +80,10 @@ __all__ = [
     "load_template",
     "make_explainer",
     "normalise_activations",
+    "output_evidence",
     "parse_description",
     "render_example",
+    "render_output_evidence",
     "select_examples",
     "settings_hash",
     "shuffle_table",

@@ -54,6 +54,13 @@ class Explainer(ABC):
     def needs_llm(self) -> bool:
         return False
 
+    @property
+    def needs_output_evidence(self) -> frozenset[str]:
+        """The output evidence its records must carry ('vocab-proj', 'token-change'; `FeatureRecord.output`),
+        computed by the explain stage for it; empty: none. A property, as it follows the settings (an ensemble
+        reads what its members read)."""
+        return frozenset()
+
     @abstractmethod
     def settings(self) -> dict[str, Any]:
         """Every setting that shapes the descriptions (JSON-able); hashed into the variant's identity."""

@@ -17,12 +17,14 @@ from harness.config import ExplainConfig, identity_payload
 from harness.errors import ConfigError, LLMError
 from harness.explain._display import DISPLAY_INSTRUCTIONS, render_example
 from harness.explain._explainer import Explainer, llm_settings
+from harness.explain._output_evidence import output_settings, render_output_evidence
 from harness.explain._records import FeatureRecord
 from harness.explain._selection import select_examples
 from harness.explain._table import Description, llm_failure
 from harness.explain._templates import PromptTemplate, load_template
 from harness.files import identity_hash
 from harness.llm.schemas import DESCRIPTION_KEY, DESCRIPTION_MAX_LENGTH, AnswerFormat, description_format
+from harness.registry import EXPLAINERS
 
 if TYPE_CHECKING:
     from harness.llm.client import LLMClient
@@ -49,51 +51,78 @@ class ExplainerPrompt:
         return identity_hash(self.messages, ensure_ascii=False)[:16]
 
 
-def check_template_fits(template: PromptTemplate, config: ExplainConfig) -> None:
-    """ConfigError when the template and the contrast setting disagree (examples would vanish or be empty)."""
+def check_template_fits(template: PromptTemplate, config: ExplainConfig, output_kinds: Sequence[str] = ()) -> None:
+    """ConfigError when the template disagrees with the contrast setting or with the output evidence shown
+    (`output_kinds`): evidence would vanish or be empty."""
+    where = f"prompt template {template.name!r} ({template.source})"
     wants_contrast = "contrast_examples" in template.placeholders
     contrast = config.selection.contrast_examples
     if contrast and not wants_contrast:
         raise ConfigError(
-            f"explain.selection.contrast_examples is {contrast} but prompt template {template.name!r} "
-            f"({template.source}) has no {{contrast_examples}} placeholder; use the 'contrast' template or add it"
+            f"explain.selection.contrast_examples is {contrast} but {where} has no {{contrast_examples}} "
+            "placeholder; use the 'contrast' template or add it"
         )
     if wants_contrast and not contrast:
         raise ConfigError(
-            f"prompt template {template.name!r} ({template.source}) shows contrast examples but "
-            "explain.selection.contrast_examples is 0; set it to how many to show"
+            f"{where} shows contrast examples but explain.selection.contrast_examples is 0; set it to how many to show"
+        )
+    wants_output = "output_evidence" in template.placeholders
+    if output_kinds and not wants_output:
+        raise ConfigError(
+            f"the explainer shows output evidence ({', '.join(output_kinds)}) but {where} has no "
+            "{output_evidence} placeholder; use the 'ensemble' template or add it"
+        )
+    if wants_output and not output_kinds:
+        raise ConfigError(
+            f"{where} shows output evidence but the explainer has none to show; set explain.output.combine "
+            "(e.g. [vocab-proj]) or use the 'vocab-proj' or 'token-change' explainer"
         )
 
 
 def build_prompt(
-    record: FeatureRecord, config: ExplainConfig, template: PromptTemplate, *, json_answer: bool = False
+    record: FeatureRecord,
+    config: ExplainConfig,
+    template: PromptTemplate,
+    *,
+    json_answer: bool = False,
+    output_kinds: Sequence[str] = (),
 ) -> ExplainerPrompt | None:
-    """The prompt of one feature under the variant's selection, display and template; None without examples.
+    """The prompt of one feature under the variant's selection, display and template, showing the output
+    evidence of `output_kinds` (from `record.output`) where the template asks for it; None when the template
+    shows examples and the feature has none, or the record lacks the output evidence.
 
     With `json_answer` (the answer's schema is sent) the last message ends with JSON_ANSWER_NOTE.
     """
-    selection = select_examples(record, config.selection)
-    if not selection.examples:
-        return None
-    scale = record.max_token_activation()
+    values = {"display_instructions": DISPLAY_INSTRUCTIONS[config.display.mode]}
+    sample_ids: tuple[int, ...] = ()
+    if "examples" in template.placeholders:
+        selection = select_examples(record, config.selection)
+        if not selection.examples:
+            return None
+        scale = record.max_token_activation()
 
-    def numbered(label: str, examples: Sequence) -> str:
-        return "\n".join(
-            f"{label} {number}: {render_example(example, scale, config.display)}"
-            for number, example in enumerate(examples, start=1)
-        )
+        def numbered(label: str, examples: Sequence) -> str:
+            return "\n".join(
+                f"{label} {number}: {render_example(example, scale, config.display)}"
+                for number, example in enumerate(examples, start=1)
+            )
 
-    values = {
-        "examples": numbered("Example", selection.examples),
-        "num_examples": str(len(selection.examples)),
-        "contrast_examples": numbered("Contrast example", selection.contrast),
-        "num_contrast_examples": str(len(selection.contrast)),
-        "display_instructions": DISPLAY_INSTRUCTIONS[config.display.mode],
-    }
+        values |= {
+            "examples": numbered("Example", selection.examples),
+            "num_examples": str(len(selection.examples)),
+            "contrast_examples": numbered("Contrast example", selection.contrast),
+            "num_contrast_examples": str(len(selection.contrast)),
+        }
+        sample_ids = tuple(selection.sample_ids)
+    if output_kinds:
+        shown = render_output_evidence(record.output, output_kinds) if record.output is not None else None
+        if shown is None:
+            return None
+        values["output_evidence"] = shown
     messages = template.render(values)
     if json_answer:
         messages[-1]["content"] += JSON_ANSWER_NOTE
-    return ExplainerPrompt(record.feature, messages, tuple(selection.sample_ids))
+    return ExplainerPrompt(record.feature, messages, sample_ids)
 
 
 def _json_string_content(text: str) -> str:
@@ -152,40 +181,64 @@ def choose_description(candidates: Sequence[str], rule: str) -> str | None:
 
 
 class LLMExplainer(Explainer):
-    """Prompts an LLM with each feature's selected examples; `prompt.num_candidates` answers per feature.
+    """Prompts an LLM with each feature's selected examples, and the output evidence of `explain.output.combine`
+    next to them (the paper's ensemble in one prompt); `prompt.num_candidates` answers per feature.
 
     The template is loaded and checked when the explainer is made, before any call. Candidate i > 0 is
     sent with `seed=i`, which makes it a separate request (and cache entry); its variety comes from
     `llm.temperature`. For providers that reject `seed`, add `drop_params: true` to `llm.extra_params`.
+    The output-centric explainers (harness.explain._output_explainers) are this one with another template and
+    evidence.
     """
 
     needs_pools = True
 
     def __init__(self, config: ExplainConfig) -> None:
         super().__init__(config)
-        self.template = load_template(config.prompt.template)
-        check_template_fits(self.template, config)
+        self.template = load_template(self.template_name)
+        check_template_fits(self.template, config, self.output_kinds)
+
+    @property
+    def template_name(self) -> str:
+        """The prompt template: a built-in name or a file."""
+        return self.config.prompt.template
+
+    @property
+    def output_kinds(self) -> tuple[str, ...]:
+        """The output evidence its prompts show, in order."""
+        return tuple(self.config.output.combine)
 
     @property
     def needs_llm(self) -> bool:
         return True
 
+    @property
+    def needs_output_evidence(self) -> frozenset[str]:
+        return frozenset(self.output_kinds)
+
     def settings(self) -> dict[str, Any]:
         prompt = identity_payload(self.config.prompt)
         prompt["template_text"] = self.template.text_hash  # the template's text, wherever it is read from
         del prompt["template"]
-        return {
-            "llm": llm_settings(self.config.llm),
-            "prompt": prompt,
-            "selection": identity_payload(self.config.selection),
-            "display": identity_payload(self.config.display),
-        }
+        settings: dict[str, Any] = {"llm": llm_settings(self.config.llm), "prompt": prompt}
+        if "examples" in self.template.placeholders:
+            settings |= {
+                "selection": identity_payload(self.config.selection),
+                "display": identity_payload(self.config.display),
+            }
+        if self.output_kinds:
+            settings["output"] = output_settings(self.config.output, self.output_kinds)
+        return settings
 
     def explain(self, records: Sequence[FeatureRecord], client: LLMClient | None) -> list[Description]:
+        name = EXPLAINERS.name_of(type(self))
         if client is None:
-            raise ConfigError("the 'llm' explainer needs an LLM client; make one from explain.llm")
+            raise ConfigError(f"the {name!r} explainer needs an LLM client; make one from explain.llm")
         json_answer = client.sends_response_format
-        prompts = [build_prompt(record, self.config, self.template, json_answer=json_answer) for record in records]
+        prompts = [
+            build_prompt(record, self.config, self.template, json_answer=json_answer, output_kinds=self.output_kinds)
+            for record in records
+        ]
         asked = [prompt for prompt in prompts if prompt is not None]
         conversations = [prompt.messages for prompt in asked]
         count = self.config.prompt.num_candidates
@@ -193,7 +246,8 @@ class LLMExplainer(Explainer):
         batches = [
             client.complete_many(
                 conversations,
-                desc=f"explain ({len(asked)} features" + (f", candidate {index + 1}/{count})" if count > 1 else ")"),
+                desc=f"explain {name} ({len(asked)} features"
+                + (f", candidate {index + 1}/{count})" if count > 1 else ")"),
                 validate=DESCRIPTION_ANSWER.parses,
                 answer_format=DESCRIPTION_ANSWER,
                 trace_context=[
@@ -210,10 +264,16 @@ class LLMExplainer(Explainer):
         descriptions = []
         for record, prompt in zip(records, prompts):
             if prompt is None:
-                descriptions.append(Description(record.feature, None, error="the feature has no activating examples"))
+                descriptions.append(Description(record.feature, None, error=self._missing(record)))
             else:
                 descriptions.append(self._describe(prompt, answers[record.feature]))
         return descriptions
+
+    def _missing(self, record: FeatureRecord) -> str:
+        """Why `record` has no prompt."""
+        if self.output_kinds and record.output is None:
+            return "the feature record carries no output evidence (the explain stage computes it)"
+        return "the feature has no activating examples"
 
     def _describe(self, prompt: ExplainerPrompt, answers: list[Any]) -> Description:
         completions = [answer for answer in answers if not isinstance(answer, Exception)]

@@ -1,4 +1,5 @@
-"""What an explainer reads about one feature: its top examples and a pool of other examples."""
+"""What an explainer reads about one feature: its top examples, a pool of other examples, and what it does to
+the output (output-centric explainers)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from harness.activations.types import ActivatingExample, ActivationSet, SAEBenchSample, WindowSample
+from harness.explain._output_evidence import OutputEvidence
 
 
 @dataclass(frozen=True)
@@ -16,7 +18,8 @@ class FeatureRecord:
     `pool` holds other samples of the same corpus with per-token activations, drawn across the activation
     range down to zero; the stratified and random selections and the contrast examples draw from it.
     `windows` holds delphi's test set of the feature (scorers.convention: delphi), `saebench` SAEBench's
-    examples (the saebench scorer), when drawn.
+    examples (the saebench scorer), when drawn. `output` holds its output-side evidence (VocabProj's and
+    TokenChange's token lists) when its explainer reads it (`Explainer.needs_output_evidence`).
     """
 
     feature: int
@@ -24,6 +27,7 @@ class FeatureRecord:
     pool: tuple[ActivatingExample, ...] = field(default=())
     windows: WindowSample | None = None
     saebench: SAEBenchSample | None = None
+    output: OutputEvidence | None = None
 
     def candidates(self) -> list[ActivatingExample]:
         """Top examples and pool, one entry per sample, by descending per-sample activation."""
@@ -46,6 +50,7 @@ def build_feature_records(
     pools: Mapping[int, Sequence[ActivatingExample]] | None = None,
     windows: Mapping[int, WindowSample] | None = None,
     saebench: Mapping[int, SAEBenchSample] | None = None,
+    output: Mapping[int, OutputEvidence] | None = None,
 ) -> list[FeatureRecord]:
     """One FeatureRecord per extracted feature, in `activation_set.feature_ids` order.
 
@@ -55,10 +60,12 @@ def build_feature_records(
             features missing here get an empty pool, which the 'top' strategy does not need.
         windows: feature -> delphi's test windows (harness.activations.delphi_windows), for the delphi convention.
         saebench: feature -> SAEBench's examples (harness.activations.saebench_examples), for the saebench scorer.
+        output: feature -> its output evidence (harness.explain._output_evidence), for output-centric explainers.
     """
     pools = pools or {}
     windows = windows or {}
     saebench = saebench or {}
+    output = output or {}
     return [
         FeatureRecord(
             feature=int(feature),
@@ -66,6 +73,7 @@ def build_feature_records(
             pool=tuple(pools.get(int(feature), ())),
             windows=windows.get(int(feature)),
             saebench=saebench.get(int(feature)),
+            output=output.get(int(feature)),
         )
         for feature in activation_set.feature_ids
     ]

@@ -69,6 +69,10 @@ class ShuffledExplainer(Explainer):
     def needs_llm(self) -> bool:
         return self.base.needs_llm
 
+    @property
+    def needs_output_evidence(self) -> frozenset[str]:
+        return self.base.needs_output_evidence
+
     def settings(self) -> dict[str, Any]:
         shuffled = self.config.shuffled
         return {"base": shuffled.base, "base_settings": self.base.settings(), "seed": shuffled.seed}

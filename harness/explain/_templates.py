@@ -22,6 +22,7 @@ PLACEHOLDERS = {
     "contrast_examples": "the low/zero-activation contrast examples, numbered",
     "num_contrast_examples": "how many contrast examples are shown",
     "display_instructions": "one sentence that says how activations are marked in the examples",
+    "output_evidence": "the tokens the feature promotes and suppresses in the output (VocabProj, TokenChange)",
 }
 _SECTION_HEADERS = {"### SYSTEM": "system", "### USER": "user"}
 
@@ -106,8 +107,10 @@ def parse_template(text: str, name: str, source: str) -> PromptTemplate:
     if not user:
         raise ConfigError(f"prompt template {where}: the user message is empty; put the prompt after '### USER'")
     placeholders = _placeholders(system or "", where) | _placeholders(user, where)
-    if "examples" not in placeholders:
-        raise ConfigError(f"prompt template {where} never shows the examples; add the placeholder {{examples}}")
+    if not placeholders & {"examples", "output_evidence"}:
+        raise ConfigError(
+            f"prompt template {where} shows no evidence; add the placeholder {{examples}} and/or {{output_evidence}}"
+        )
     return PromptTemplate(name=name, source=source, system=system, user=user, placeholders=placeholders)
 
 

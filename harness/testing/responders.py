@@ -4,6 +4,7 @@ from the wording of the harness's prompts, as a perfect reader of the descriptio
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections import Counter
@@ -29,6 +30,8 @@ DELPHI_PREFIX = "Latent explanation: "  # the user prompt of the delphi conventi
 _DELPHI_EXAMPLE = re.compile(r"(?:^|\n)Example \d+: ")
 SAEBENCH_PREFIX = "Here is the explanation: this neuron fires on "  # the saebench scorer's user prompt
 _SAEBENCH_EXAMPLE = re.compile(r"^(\d+)\. (.*)$", re.MULTILINE)
+# the output-centric explainers' token lists (harness.explain._output_evidence.PROMOTED_LABEL): a Python list
+_PROMOTED_LINE = re.compile(r"^Promoted tokens: (\[.*\])$", re.MULTILINE)
 
 
 def concept_keywords(concept: str) -> list[str]:
@@ -76,7 +79,9 @@ class FadeResponder:
     Scorers (user prompt opens with "Description: "): see `judge`; the intruder scorer (INTRUDER_MARKER):
     see `intruder`; the delphi convention's detection and fuzzing (last user message opens with
     DELPHI_PREFIX): see `delphi`; the saebench scorer (SAEBENCH_PREFIX): see `saebench`.
-    Explainer (highlighted `<<tok>>` tokens): `the token "tok"` for the most frequent highlighted token.
+    Explainer (highlighted `<<tok>>` tokens): `the token "tok"` for the most frequent highlighted token; an
+    output-centric explainer's prompt without highlights ("Promoted tokens: [...]" lines): `the token "tok"`
+    for the first promoted token, as a real explainer echoes the strongest token.
     """
 
     def __call__(self, messages: list[dict[str, Any]]) -> str:
@@ -99,6 +104,9 @@ class FadeResponder:
         if highlighted:
             token = Counter(token.strip() for token in highlighted).most_common(1)[0][0]
             return f'the token "{token}"'
+        promoted = _first_promoted(user)
+        if promoted is not None:
+            return f'the token "{promoted}"'
         return "This scripted server answers FADE rating/generation prompts and explainer prompts."
 
     @staticmethod
@@ -188,6 +196,19 @@ class FadeResponder:
             keyword = keywords[index % len(keywords)]
             sentences.append(template.format(k=keyword, K=keyword[:1].upper() + keyword[1:]))
         return json.dumps(sentences)
+
+
+def _first_promoted(user: str) -> str | None:
+    """The first token of the first "Promoted tokens: [...]" list, without surrounding whitespace (kept when it
+    is only whitespace); None when there is none."""
+    for line in _PROMOTED_LINE.findall(user):
+        try:
+            tokens = ast.literal_eval(line)
+        except (ValueError, SyntaxError):
+            continue
+        if isinstance(tokens, list) and tokens and isinstance(tokens[0], str):
+            return tokens[0].strip() or tokens[0]
+    return None
 
 
 def _concept_of(user: str) -> str:

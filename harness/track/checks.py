@@ -2,7 +2,8 @@
 
 The checks are the ones a run would otherwise fail on after it started: the prompt template, the scorer
 names, the LLM model strings and response caches, the rater's own checks (harness.raters.check_rater), the
-corpus, the site's module path and its features.
+corpus, the site's module path and its features, and that the site has an output direction when the explainer
+projects it onto the vocabulary.
 The model, corpus and site they load are the run's own (SharedStages), so nothing is done twice.
 """
 
@@ -30,7 +31,9 @@ def check_variant(config: HarnessConfig, shared: SharedStages) -> None:
     if explainer.needs_llm:
         LLMClient(config.explain.llm, cache_dir, progress=False).close()
     site = shared.site(config)
-    site.resolve_features(site.selection)
+    features = site.resolve_features(site.selection)
+    if "vocab-proj" in explainer.needs_output_evidence:  # a SiteError naming the sites that have one
+        site.output_directions(shared.model(config), features[:1].tolist())
     shared.corpus(config)
 
 

@@ -1,4 +1,5 @@
-"""Hand-made feature records: known tokens and activations, so every expected prompt is known."""
+"""Hand-made feature records: known tokens and activations, so every expected prompt is known; the subject model
+and an SAE latent planted on it for the output-centric explainers."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ import numpy as np
 import pytest
 
 from harness.activations.types import ActivatingExample
+from harness.config import SubjectModelConfig
 from harness.explain import FeatureRecord
+from harness.model import load_subject_model
+from tests.sites.conftest import _random_sae_weights, _write_saelens
+
+PLANTED_LAYER = 20
 
 
 def example(sample_id: int, tokens: list[str], activations: list[float]) -> ActivatingExample:
@@ -52,3 +58,23 @@ def make_example():
 @pytest.fixture
 def make_planted_record():
     return planted_record
+
+
+@pytest.fixture(scope="session")
+def subject_model():
+    return load_subject_model(SubjectModelConfig())
+
+
+@pytest.fixture(scope="session")
+def planted_sae(subject_model, tmp_path_factory):
+    """(folder, module path, token id): an SAE in SAELens' files on a residual stream whose latent 0 writes
+    a discriminator direction of " banana" (its unembedding row minus the mean row) and never fires by itself;
+    latents 1-3 are random."""
+    unembedding = subject_model.model.get_output_embeddings().weight.detach().float().numpy()
+    banana = subject_model.tokenizer.encode(" banana")[0]
+    weights = _random_sae_weights(unembedding.shape[1], 4, seed=1)
+    weights["W_dec"][0] = unembedding[banana] - unembedding.mean(axis=0)
+    weights["W_enc"][:, 0] = 0.0
+    weights["b_enc"][0] = -1.0
+    folder = _write_saelens(tmp_path_factory.mktemp("planted") / "sae", weights)
+    return folder, f"model.layers.{PLANTED_LAYER}", banana

@@ -4,13 +4,24 @@ from harness.errors import ConfigError
 from harness.explain import PLACEHOLDERS, builtin_template_names, load_template
 
 
-def test_the_builtin_templates_load_and_show_the_examples():
-    assert {"plain", "neuron-explainer", "delphi", "contrast"} <= set(builtin_template_names())
+def test_the_builtin_templates_load_and_show_the_examples_or_the_output_evidence():
+    assert {"plain", "neuron-explainer", "delphi", "contrast", "vocab-proj", "token-change", "ensemble"} <= set(
+        builtin_template_names()
+    )
+    output_centric = {"vocab-proj", "token-change"}
     for name in builtin_template_names():
         template = load_template(name)
-        assert template.source == "built-in" and "examples" in template.placeholders
-        assert template.placeholders <= PLACEHOLDERS.keys()
+        assert template.source == "built-in" and template.placeholders <= PLACEHOLDERS.keys()
+        assert ("examples" in template.placeholders) == (name not in output_centric), name
+        assert ("output_evidence" in template.placeholders) == (name in output_centric | {"ensemble"}), name
     assert "contrast_examples" in load_template("contrast").placeholders
+
+
+def test_a_template_showing_no_evidence_is_refused(tmp_path):
+    path = tmp_path / "empty.txt"
+    path.write_text("Describe the feature in {num_examples} words.\n")
+    with pytest.raises(ConfigError, match=r"shows no evidence.*\{examples\}.*\{output_evidence\}"):
+        load_template(str(path))
 
 
 def test_a_user_template_file_is_split_into_system_and_user_messages(tmp_path):
