@@ -238,7 +238,7 @@ def output_evidence(
     }
 
 
-# How each list reads in a prompt; the scripted responder (harness.llm.responders) finds the first token of a
+# How each list reads in a prompt; the scripted responder (harness.testing.responders) finds the first token of a
 # PROMOTED_LABEL line.
 PROMOTED_LABEL, SUPPRESSED_LABEL = "Promoted tokens: ", "Suppressed tokens: "
 _HEADERS = {
