@@ -31,7 +31,13 @@ from harness.evaluate.scorers._output_detection import (
     read_set,
     set_text,
 )
-from harness.evaluate.scorers._output_metrics import mean_kl, next_bracket, vocab_input_score, vocab_output_score, within
+from harness.evaluate.scorers._output_metrics import (
+    mean_kl,
+    next_bracket,
+    vocab_input_score,
+    vocab_output_score,
+    within,
+)
 from harness.evaluate.scorers._vocab_scores import projection_tokens
 from harness.evaluate.scorers.prompts import system_prompt
 from harness.explain import FeatureRecord
@@ -124,9 +130,16 @@ def test_answers_and_sets_as_the_rater_reads_them():
     assert read_set("The second set repeats 'cat' the most.\n3") == 3  # the reference's answer
     assert read_set('{"set": 4}') is None
     assert read_set(None) is None
-    text = set_text(["I think", "We"], [0.25, -0.5], {(0.25, 0): "a\nb", (0.25, 1): "c", (-0.5, 0): "d", (-0.5, 1): "e"})
-    assert text.splitlines() == ["<+0.25>'I think': 'a\\nb'", "<+0.25>'We': 'c'", "<-0.5>'I think': 'd'", "<-0.5>'We': 'e'"]
-    messages = detection_messages(system_prompt("output-detection"), "the word \"cat\"", ["x", "cat cat", "y Cat"])
+    text = set_text(
+        ["I think", "We"], [0.25, -0.5], {(0.25, 0): "a\nb", (0.25, 1): "c", (-0.5, 0): "d", (-0.5, 1): "e"}
+    )
+    assert text.splitlines() == [
+        "<+0.25>'I think': 'a\\nb'",
+        "<+0.25>'We': 'c'",
+        "<-0.5>'I think': 'd'",
+        "<-0.5>'We': 'e'",
+    ]
+    messages = detection_messages(system_prompt("output-detection"), 'the word "cat"', ["x", "cat cat", "y Cat"])
     assert json.loads(FadeResponder()(messages)) == {"set": 2}
 
 
@@ -236,21 +249,19 @@ def test_input_score_counts_the_peaks_on_projection_tokens(subject):
 @pytest.mark.slow
 def test_output_detection_known_answers(subject, judge):
     """True descriptions are picked well above chance; another latent's description, or a random latent's, is
-    not (a judge looking for "dog" picks the dog latent's set when it is shown, else any of three)."""
-    features = [0, 1, 2, 3, 4, 5]
-    settings = {"num_trials": 12, "generation_length": 12}
-    true = DESCRIPTIONS | RANDOM_DESCRIPTIONS | {5: 'the word "nothing"'}
-    table, scorer = scored("output-detection", subject, features, true, judge, **settings)
-    assert (table.loc[[0, 1, 2], "output-detection"] >= 0.9).all(), table
+    not: a judge looking for "cat" in the music latent's trials picks the cat latent's set when it is shown,
+    else any of the three."""
+    descriptions = {0: DESCRIPTIONS[0], 1: DESCRIPTIONS[1], 2: DESCRIPTIONS[0]} | RANDOM_DESCRIPTIONS
+    settings = {"num_trials": 12, "generation_length": 12, "kl_targets": [0.5, -0.5]}
+    table, scorer = scored("output-detection", subject, range(6), descriptions | {5: "nothing"}, judge, **settings)
+    assert (table.loc[[0, 1], "output-detection"] >= 0.9).all(), table
+    assert table.loc[2, "output-detection"] <= CHANCE + 0.15, table
     assert abs(table.loc[[3, 4], "output-detection"].mean() - CHANCE) < 0.25, table
     assert table.loc[5, "output-detection_reason"] == Reason.KL_TARGET_UNREACHABLE  # it writes nothing
-    assert (table.loc[[0, 1, 2, 3, 4], "output-detection_chance"] == pytest.approx(CHANCE)).all()
-    # every feature's continuations once per prompt and generate batch; the clean run once for the search
+    assert np.allclose(table.loc[range(5), "output-detection_chance"], CHANCE)
+    assert (table.loc[range(5), "output-detection_trials"] == 12).all()
+    # every feature's continuations of one prompt in one generate call
     assert scorer.counts.generate_calls == 3
-
-    swapped = true | {0: DESCRIPTIONS[1], 1: DESCRIPTIONS[2], 2: DESCRIPTIONS[0]}
-    other, _ = scored("output-detection", subject, features, swapped, judge, **settings)
-    assert (other.loc[[0, 1, 2], "output-detection"] <= CHANCE + 0.15).all(), other
 
 
 class _Keywords(Rater):

@@ -200,7 +200,7 @@ class _RowSampler(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         uniform = torch.stack([torch.rand(scores.shape[-1], generator=g, dtype=torch.float64) for g in self.generators])
         gumbel = -torch.log(-torch.log(uniform.clamp(1e-20, 1 - 1e-12)))
-        return scores.double() / self.temperature + gumbel.to(scores.device)  # type: ignore[return-value]
+        return scores.double() / self.temperature + gumbel.to(scores.device)
 
 
 def _seed_of(parts: Sequence[int]) -> int:
