@@ -16,12 +16,13 @@ import json
 from collections.abc import Iterator
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from safetensors.numpy import save_file
 from scorer_records import example
 
-from harness.config import LLMConfig, SAEConfig, ScorersConfig, SubjectModelConfig
+from harness.config import LLMConfig, SAEConfig, ScorersConfig, SubjectModelConfig, parse_config
 from harness.errors import ConfigError
 from harness.evaluate.scorers import SCORERS, SubjectSite, run_scorers
 from harness.evaluate.scorers._output_detection import (
@@ -47,6 +48,7 @@ from harness.llm.responders import FadeResponder
 from harness.raters import Capability, Rater
 from harness.score_names import Reason
 from harness.sites import NeuronSite, SAESite, load_sae
+from harness.stages import SharedStages, score_with_other_scorers
 
 LAYER = 20
 WORDS = [" cat", " dog", " music"]
@@ -184,12 +186,20 @@ def _token_sae(model, folder):
 
 
 @pytest.fixture(scope="module")
-def subject(tmp_path_factory) -> SubjectSite:
+def token_sae(tmp_path_factory):
+    from harness.model import load_subject_model
+
+    return _token_sae(load_subject_model(SubjectModelConfig()), tmp_path_factory.mktemp("sae") / "tokens")
+
+
+@pytest.fixture(scope="module")
+def subject(token_sae) -> SubjectSite:
     from harness.model import load_subject_model
 
     model = load_subject_model(SubjectModelConfig())
-    folder = _token_sae(model, tmp_path_factory.mktemp("sae") / "tokens")
-    return SubjectSite(model, SAESite(model, f"model.layers.{LAYER}", "output", load_sae(SAEConfig(path=str(folder)))))
+    return SubjectSite(
+        model, SAESite(model, f"model.layers.{LAYER}", "output", load_sae(SAEConfig(path=str(token_sae))))
+    )
 
 
 @pytest.fixture
@@ -262,6 +272,23 @@ def test_output_detection_known_answers(subject, judge):
     assert (table.loc[range(5), "output-detection_trials"] == 12).all()
     # every feature's continuations of one prompt in one generate call
     assert scorer.counts.generate_calls == 3
+
+
+@pytest.mark.slow
+def test_the_scorers_stage_hands_them_the_model_and_the_site(token_sae, subject, tmp_path):
+    config = parse_config(
+        {
+            "corpus": {"num_samples": 40},
+            "site": {"kind": "sae", "module": f"model.layers.{LAYER}", "sae": {"path": str(token_sae)}},
+            "activations": {"max_length": 64, "cache_dir": str(tmp_path / "cache")},
+            "scorers": {"enabled": ["input-score", "output-score"], "settings": {"input-score": {"min_examples": 1}}},
+        }
+    )
+    undescribed = pd.DataFrame({"feature": range(6), "description": [None] * 6})
+    table = score_with_other_scorers(config, undescribed, SharedStages(progress=False)).set_index("feature")
+    alone, _ = scored("output-score", subject, range(6))
+    assert np.allclose(table["output-score"], alone["output-score"])  # the stage's model and site: the same numbers
+    assert table["input-score"].notna().any(), table
 
 
 class _Keywords(Rater):
