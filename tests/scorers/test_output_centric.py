@@ -39,6 +39,7 @@ from harness.evaluate.scorers._output_metrics import (
     vocab_output_score,
     within,
 )
+from harness.evaluate.scorers._steering import ModelCounts
 from harness.evaluate.scorers._vocab_scores import projection_tokens
 from harness.evaluate.scorers.prompts import system_prompt
 from harness.explain import FeatureRecord
@@ -272,6 +273,13 @@ def test_output_detection_known_answers(subject, judge):
     assert (table.loc[range(5), "output-detection_trials"] == 12).all()
     # every feature's continuations of one prompt in one generate call
     assert scorer.counts.generate_calls == 3
+
+    # Another variant (the cat and dog descriptions swapped) reuses the continuations: no model work at all.
+    swapped = descriptions | {0: DESCRIPTIONS[1], 1: DESCRIPTIONS[0], 5: "nothing"}
+    other, again = scored("output-detection", subject, range(6), swapped, judge, **settings)
+    assert again.counts == ModelCounts()
+    assert (other.loc[[0, 1], "output-detection"] <= CHANCE + 0.15).all(), other
+    assert other.loc[2:, "output-detection"].equals(table.loc[2:, "output-detection"])
 
 
 @pytest.mark.slow

@@ -8,14 +8,16 @@ every feature's rows of one prompt in one batch). The rater sees the description
 continuations, the feature's and two other scored features', in a seeded order, and picks the set the
 description matches. Main value: the share of trials picked right (chance 1/3).
 
-The continuations read no description: computed once per feature and evaluation, each serves its feature's
-trials and the trials of the features that draw it as an other set. Method and choices:
+The continuations read no description: computed once per feature, site and settings in a process (every
+variant of a site shares them), each serves its feature's trials and the trials of the features that draw it
+as an other set. Method and choices:
 docs/scorers/output-centric.md.
 """
 
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,6 +40,8 @@ _TRIAL_STREAM = 6  # which other features, and where the feature's set goes
 _SAMPLE_STREAM = 7  # the sampled tokens of each continuation
 _KEYED = re.compile(r"""set["']?\s*[:=]\s*["']?(\d+)""", re.IGNORECASE)
 _LAST_NUMBER = re.compile(r"(\d+)\D*$")
+# site -> (settings, feature) -> the feature's set of continuations (None: a KL target not reached)
+_SETS: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], str | None]] = weakref.WeakKeyDictionary()
 
 
 class OutputDetectionConfig(StrictModel):
@@ -182,10 +186,26 @@ class OutputDetectionScorer(Scorer):
         return rows
 
     def continuation_sets(self, features: Sequence[int], settings: OutputDetectionConfig) -> dict[int, str]:
-        """feature -> its set of continuations, for the features whose every KL target was reached."""
+        """feature -> its set of continuations, for the features whose every KL target was reached.
+
+        A feature's set reads no description and no other feature, so it is kept for the site object (the one
+        `SharedStages` gives every variant of a process) and the settings: later variants compute only the
+        features not seen yet.
+        """
         assert self.subject is not None
-        model, site = self.subject.model, self.subject.site
+        known = _SETS.setdefault(self.subject.site, {})
+        key = settings.model_dump_json()
+        missing = [feature for feature in features if (key, feature) not in known]
         self.counts = ModelCounts()
+        if missing:
+            for feature, text in self._computed_sets(missing, settings).items():
+                known[(key, feature)] = text
+        return {feature: text for feature in features if (text := known[(key, feature)]) is not None}
+
+    def _computed_sets(self, features: Sequence[int], settings: OutputDetectionConfig) -> dict[int, str | None]:
+        """feature -> its set, or None where a KL target was not reached."""
+        assert self.subject is not None and self.counts is not None
+        model, site = self.subject.model, self.subject.site
         values = clamp_values(
             model,
             site,
@@ -217,4 +237,5 @@ class OutputDetectionScorer(Scorer):
             )
             for (feature, _, target), text in zip(rows, continued):
                 texts[feature][(target, index)] = text
-        return {feature: set_text(settings.prompts, settings.kl_targets, texts[feature]) for feature in reached}
+        sets = {feature: set_text(settings.prompts, settings.kl_targets, texts[feature]) for feature in reached}
+        return {feature: sets.get(feature) for feature in features}
