@@ -223,6 +223,9 @@ SCORERS: Registry[type[Scorer]] = Registry(
         "embedding": "harness.evaluate.scorers._embedding:EmbeddingScorer",
         "intruder": "harness.evaluate.scorers._intruder:IntruderScorer",
         "saebench": "harness.evaluate.scorers._saebench:SAEBenchScorer",
+        "output-detection": "harness.evaluate.scorers._output_detection:OutputDetectionScorer",
+        "input-score": "harness.evaluate.scorers._vocab_scores:InputScoreScorer",
+        "output-score": "harness.evaluate.scorers._vocab_scores:OutputScoreScorer",
     },
     group="scorers",
 )

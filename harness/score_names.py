@@ -41,6 +41,11 @@ class Reason(StrEnum):
     RATER_CANNOT_SIMULATE = "rater_predicts_no_token_activations"
     RATER_SEES_NO_HIGHLIGHTS = "rater_sees_no_highlights"
     RATER_READS_NO_PROMPT = "rater_reads_no_prompt"  # the delphi convention needs a rater that reads its prompts
+    # The output-centric scorers (docs/scorers/output-centric.md)
+    NO_OUTPUT_DIRECTION = "no_output_direction"  # the site's tensor reaches the residual stream by no linear map
+    KL_TARGET_UNREACHABLE = "kl_target_unreachable"  # no clamp value within the search's bound moves the output so far
+    TOO_FEW_FEATURES = "too_few_features"  # fewer than 3 features to draw the other text sets from
+    NO_STEERING_SCALE = "no_steering_scale"  # no feature is active at the steering prompt: nothing to scale by
 
     # Any score: LLM calls it needed failed for good (after retries), so it is no result about the data; a
     # rerun computes it again (docs/reliability.md).
@@ -85,6 +90,10 @@ UNDEFINED_POLICY: dict[Reason, Undefined] = {
     Reason.RATER_CANNOT_SIMULATE: Undefined.LEAVES_FEATURE_OUT,  # the setup cannot measure it
     Reason.RATER_SEES_NO_HIGHLIGHTS: Undefined.LEAVES_FEATURE_OUT,
     Reason.RATER_READS_NO_PROMPT: Undefined.LEAVES_FEATURE_OUT,
+    Reason.NO_OUTPUT_DIRECTION: Undefined.LEAVES_FEATURE_OUT,  # the site, not the description
+    Reason.KL_TARGET_UNREACHABLE: Undefined.LEAVES_FEATURE_OUT,  # the feature barely moves the output
+    Reason.TOO_FEW_FEATURES: Undefined.LEAVES_FEATURE_OUT,  # the run scored too few features
+    Reason.NO_STEERING_SCALE: Undefined.LEAVES_FEATURE_OUT,
     Reason.LLM_FAILED: Undefined.LEAVES_FEATURE_OUT,  # no result at all: the feature is compared on nothing
 }
 

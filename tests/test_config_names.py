@@ -134,5 +134,5 @@ def test_config_show_refuses_a_bad_name_with_the_message_and_no_traceback(tmp_pa
         assert result.returncode != 0 and result.stdout == ""
         assert "Traceback" not in result.stderr
     assert str(path) in from_file.stderr
-    assert "scorers.enabled[0]: unknown scorer 'detecton'. Did you mean 'detection'?" in from_file.stderr
+    assert "scorers.enabled[0]: unknown scorer 'detecton'. Did you mean 'detection'" in from_file.stderr
     assert "explain.explainer: unknown explainer 'lm'. Did you mean 'llm'?" in from_overrides.stderr

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 # The prompt kinds whose answers are counted (Usage.answers / Usage.parsed); one per asking call site.
-ANSWER_KINDS = ("fade_rating", "fade_generation", "detection", "fuzzing", "simulation", "intruder", "explainer")
+ANSWER_KINDS = (
+    "fade_rating",
+    "fade_generation",
+    "detection",
+    "fuzzing",
+    "simulation",
+    "intruder",
+    "output_detection",
+    "explainer",
+)
 SAMPLES_KEY = "samples"  # strict schemas need an object at the root, so a list of strings is wrapped in it
 DESCRIPTION_KEY = "description"
 # A description is a short phrase; the bound keeps a weak model from writing until max_tokens cuts the JSON.

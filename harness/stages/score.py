@@ -22,13 +22,14 @@ def score_with_other_scorers(
 ):
     """The enabled extra scorers (detection, fuzzing, simulation, embedding, intruder) on the variant's descriptions.
 
-    Their examples come from a pool of their own (with as many least-active samples as they need), so the
-    explainer's contrast examples stay as they were; under `scorers.convention: delphi` detection and fuzzing
-    read delphi's test windows instead (SharedStages.delphi_windows); the saebench scorer reads SAEBench's
-    examples (SharedStages.saebench_examples). Returns their per-feature table; an LLM rater appends
-    what it spends to `ledger` and records each call as a trace through `tracer`.
+        Their examples come from a pool of their own (with as many least-active samples as they need), so the
+        explainer's contrast examples stay as they were; under `scorers.convention: delphi` detection and fuzzing
+        read delphi's test windows instead (SharedStages.delphi_windows); the saebench scorer reads SAEBench's
+        examples (SharedStages.saebench_examples); the output-centric scorers (`needs_model`) run the subject model
+    at the site (SharedStages.model, .site). Returns their per-feature table; an LLM rater appends
+        what it spends to `ledger` and records each call as a trace through `tracer`.
     """
-    from harness.evaluate.scorers import SCORERS, least_active_needed, run_scorers
+    from harness.evaluate.scorers import SCORERS, SubjectSite, least_active_needed, run_scorers
     from harness.explain import build_feature_records
     from harness.raters import build_rater
 
@@ -43,6 +44,8 @@ def score_with_other_scorers(
     )
     texts = dict(zip(descriptions["feature"].astype(int), descriptions["description"]))
     needs_llm = any(SCORERS.get(name)().needs_llm for name in config.scorers.enabled)
+    needs_model = any(SCORERS.get(name)().needs_model for name in config.scorers.enabled)
+    subject = SubjectSite(shared.model(config), shared.site(config)) if needs_model else None
     corpus_texts = shared.corpus(config)["text"].tolist()
     client = (
         build_rater(
@@ -57,7 +60,7 @@ def score_with_other_scorers(
         else None
     )
     try:
-        return run_scorers(records, texts, config.scorers, client, progress=shared.progress)
+        return run_scorers(records, texts, config.scorers, client, progress=shared.progress, subject=subject)
     finally:
         if client is not None:
             client.close()

@@ -13,6 +13,7 @@ from typing import Any
 RATING_MARKER = "rate each one according to how much the concept is expressed"
 GENERATION_MARKER = "generate sequences"
 INTRUDER_MARKER = "Find the intruder."
+OUTPUT_DETECTION_MARKER = "Pick the set of completions that matches the explanation."
 
 _STOPWORDS = frozenset(
     "the and for with that this from are was were has have had its not but any all can into onto over "
@@ -32,6 +33,7 @@ SAEBENCH_PREFIX = "Here is the explanation: this neuron fires on "  # the saeben
 _SAEBENCH_EXAMPLE = re.compile(r"^(\d+)\. (.*)$", re.MULTILINE)
 # the output-centric explainers' token lists (harness.explain._output_evidence.PROMOTED_LABEL): a Python list
 _PROMOTED_LINE = re.compile(r"^Promoted tokens: (\[.*\])$", re.MULTILINE)
+_SET_SPLIT = re.compile(r"(?:^|\n)# Set \d+\n")
 
 
 def concept_keywords(concept: str) -> list[str]:
@@ -77,8 +79,8 @@ class FadeResponder:
     Rating (system prompt has RATING_MARKER): 2 for a sequence containing a concept keyword, else 0,
     as a JSON dict. Generation (GENERATION_MARKER): ten sentences containing the keywords, as a list.
     Scorers (user prompt opens with "Description: "): see `judge`; the intruder scorer (INTRUDER_MARKER):
-    see `intruder`; the delphi convention's detection and fuzzing (last user message opens with
-    DELPHI_PREFIX): see `delphi`; the saebench scorer (SAEBENCH_PREFIX): see `saebench`.
+    see `intruder`; the output-detection scorer (OUTPUT_DETECTION_MARKER): see `output_detection`; the delphi
+    convention's detection and fuzzing (last user message opens with DELPHI_PREFIX): see `delphi`; the saebench scorer (SAEBENCH_PREFIX): see `saebench`.
     Explainer (highlighted `<<tok>>` tokens): `the token "tok"` for the most frequent highlighted token; an
     output-centric explainer's prompt without highlights ("Promoted tokens: [...]" lines): `the token "tok"`
     for the first promoted token, as a real explainer echoes the strongest token.
@@ -92,6 +94,8 @@ class FadeResponder:
             return self.generate(user)
         if INTRUDER_MARKER in system:
             return self.intruder(user)
+        if OUTPUT_DETECTION_MARKER in system:
+            return self.output_detection(user)
         last = _system_and_user(messages[-1:])[1]
         if last.startswith(DELPHI_PREFIX):
             return self.delphi(system, last)
@@ -187,6 +191,20 @@ class FadeResponder:
         sets = [traits(text) for text in examples]
         shared = [sum(len(mine & theirs) for j, theirs in enumerate(sets) if j != i) for i, mine in enumerate(sets)]
         return json.dumps({"intruder": min(range(len(shared)), key=shared.__getitem__, default=0) + 1})
+
+    @staticmethod
+    def output_detection(user: str) -> str:
+        """The output-detection scorer's answer, {"set": n}: the "# Set n" block in which the description's
+        keywords occur most often (whole words, any case), as a judge reading for the description's words
+        would pick; ties go to the first."""
+        description, _, body = user.partition("\n")
+        keywords = concept_keywords(description.removeprefix(_DESCRIPTION_PREFIX))
+        blocks = _SET_SPLIT.split(body)[1:]
+        counts = [
+            sum(len(re.findall(rf"(?<!\w){re.escape(word)}(?!\w)", block, re.IGNORECASE)) for word in keywords)
+            for block in blocks
+        ]
+        return json.dumps({"set": max(range(len(counts)), key=counts.__getitem__, default=0) + 1})
 
     @staticmethod
     def generate(user: str) -> str:

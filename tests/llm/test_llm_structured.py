@@ -22,6 +22,7 @@ from harness.evaluate.fade.rating import rating_answer
 from harness.evaluate.scorers import rater_answer
 from harness.evaluate.scorers._intruder import intruder_answer, intruder_messages
 from harness.evaluate.scorers._judging import judging_messages
+from harness.evaluate.scorers._output_detection import detection_messages, set_answer
 from harness.evaluate.scorers._simulation import ACTIVATION_SCALE, simulation_messages
 from harness.evaluate.scorers.prompts import system_prompt
 from harness.explain import FeatureRecord, build_prompt, load_template
@@ -225,6 +226,10 @@ def every_kind() -> list[tuple[list[dict[str, str]], AnswerFormat]]:
             intruder_answer(3),
         ),
         (
+            detection_messages(system_prompt("output-detection"), "cats", ["<+0.5>'We': 'cats'", "x", "y"]),
+            set_answer(),
+        ),
+        (
             build_prompt(feature_record(), explain, load_template("plain"), json_answer=True).messages,
             DESCRIPTION_ANSWER,
         ),
@@ -252,8 +257,8 @@ def test_the_local_model_answers_every_prompt_kind_in_its_schema(tmp_path):
     greedy = client.complete_many(
         [*conversations, plain], answer_format=[*formats, None], logprobs=True, top_logprobs=3
     )
-    assert provider.generate_calls - calls == 1  # eight rows, seven grammars (two alike) and none, one batch
-    assert provider.grammars.compilations - compiled <= 6
+    assert provider.generate_calls - calls == 1  # nine rows, eight grammars (two alike) and none, one batch
+    assert provider.grammars.compilations - compiled <= 7
     compiled = provider.grammars.compilations
     sampled = client.complete_many(conversations, answer_format=formats, temperature=1.0, seed=1)
     assert provider.generate_calls - calls == 2 and provider.grammars.compilations == compiled  # compiled once

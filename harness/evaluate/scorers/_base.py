@@ -39,6 +39,14 @@ _FAILED_FEATURES: ContextVar[set[int] | None] = ContextVar("failed_features", de
 
 
 @dataclass(frozen=True)
+class SubjectSite:
+    """The subject model and its feature site, for scorers that run the model (`Scorer.needs_model`)."""
+
+    model: Any  # a harness LoadedModel
+    site: Any  # a harness.sites.FeatureSite
+
+
+@dataclass(frozen=True)
 class FeatureScore:
     """One feature's main score and its extra metrics (None where undefined)."""
 
@@ -56,6 +64,10 @@ class Scorer(ABC):
     """
 
     needs_llm: ClassVar[bool]
+    # True: the method runs the subject model at the feature site (output-centric scorers); the scorers stage
+    # hands it over as `subject` before scoring.
+    needs_model: ClassVar[bool] = False
+    subject: SubjectSite | None = None
     # What else a rater that reads no prompt (the embedding rater) must support to score this method; None: no
     # such rater can. Without it the score is undefined with `unjudged_without_prompts`.
     without_prompts: ClassVar[Capability | None] = None
@@ -137,6 +149,11 @@ class Scorer(ABC):
         if prepared:
             if self.needs_llm and client is None:
                 raise ConfigError(f"the {self.name!r} scorer needs an LLM client; make one from fade.rater")
+            if self.needs_model and self.subject is None:
+                raise ConfigError(
+                    f"the {self.name!r} scorer runs the subject model; pass run_scorers(..., subject=SubjectSite("
+                    "model, site)) as the scorers stage does"
+                )
             failed: set[int] = set()
             token = _FAILED_FEATURES.set(failed)
             try:
@@ -277,6 +294,7 @@ def run_scorers(
     client: Rater | LLMClient | None,
     *,
     progress: bool = True,
+    subject: SubjectSite | None = None,
 ) -> pd.DataFrame:
     """Every enabled scorer on the same descriptions, merged on `feature` (one row per described feature).
 
@@ -286,6 +304,7 @@ def run_scorers(
         config: the scorers section; `enabled` names the scorers.
         client: the rater (fade.rater; an LLM client is taken as an LLM rater) when an enabled scorer needs one.
         progress: show progress bars.
+        subject: the subject model and site, for the scorers that run the model (`needs_model`).
 
     Raises:
         ConfigError: an unknown scorer name, or an LLM scorer without a client.
@@ -296,6 +315,8 @@ def run_scorers(
         raise ConfigError(f"scorers {needing_llm} need an LLM client; make one from fade.rater")
     table = pd.DataFrame({"feature": [record.feature for record, _ in described_records(records, descriptions)]})
     for scorer in scorers:
+        if scorer.needs_model:
+            scorer.subject = subject
         scores = scorer.score(records, descriptions, client, config, progress=progress)
         table = table.merge(scores, on="feature", how="left")
     return table
