@@ -54,3 +54,17 @@ def test_no_defined_pair_is_one_line():
     table = _table(clarity=[0.1, 0.2], **{"output-score": [0.3, 0.1]})
     text = format_sides(side_correlations({"a": "only"}, {"a": table}, COLUMNS))
     assert text.count("\n") == 0 and "no variant defines" in text and "output-score" in text
+
+
+def test_the_output_centric_scorers_declare_their_side():
+    from harness.track.manifest import scorer_column
+
+    sides = {
+        name: scorer_column(name).side for name in ("output-detection", "output-score", "input-score", "detection")
+    }
+    assert sides == {
+        "output-detection": "output",
+        "output-score": "output",
+        "input-score": "input",
+        "detection": "input",
+    }

@@ -138,6 +138,7 @@ class OutputDetectionScorer(Scorer):
     needs_llm = True
     needs_model = True
     kind = "output"
+    side = "output"
     convention = "Gur-Arieh et al. 2025's output metric (yoavgur/Feature-Descriptions)"
     settings_model = OutputDetectionConfig
     extra_columns = ("chance", "trials", "unanswered")

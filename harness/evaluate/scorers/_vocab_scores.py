@@ -122,6 +122,7 @@ class OutputScoreScorer(_VocabScorer):
     after the prompt with the feature raised at its last token."""
 
     settings_model = OutputScoreConfig
+    side = "output"  # what the feature does to the next token
     extra_columns = ("added",)
     counts: ModelCounts | None = None  # the last evaluation's model work (the benchmark reads it)
 
