@@ -41,6 +41,8 @@ def cached_derivation(
         settings: the derivation's own settings (JSON-able).
         build, encode, decode: make the value; turn it into named arrays and back.
     """
+    if not activation_set.cache_key:  # a set made by hand: nothing names its inputs, so nothing is kept
+        return build()
     key = identity_hash({"format": FORMAT, "kind": kind, "activations": activation_set.cache_key, **settings})
     store = ArrayStore(Path(cache_dir) / kind / key[:32], key)
     with store.exclusive():
