@@ -121,10 +121,11 @@ def bare_forward_seconds() -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--features", type=int, nargs="+", default=[64, 1000], help="latents per run")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the bare forward pass (minutes on a CPU)")
     parser.add_argument("--profile", help="cProfile stats file of `harness run` (first --features value only)")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f}; bare forward over {NUM_SAMPLES} samples ...", flush=True)
-    bare = bare_forward_seconds()
+    bare = float("nan") if args.no_baseline else bare_forward_seconds()
     rows = []
     server, api_base = start_server(0.0)
     try:
@@ -157,7 +158,7 @@ def main() -> int:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         print(
-            f"| {row['features']:,} | {row['wall']:.0f} s | {row['activations']:.1f} s ({row['activations'] / bare:.1f}x bare) "
+            f"| {row['features']:,} | {row['wall']:.0f} s | {row['activations']:.1f} s (bare pass / this: {bare / row['activations']:.1f}x) "
             f"| {row['explain']:.1f} s | {row['evaluate']:.1f} s ({row['evaluate'] / row['features']:.3f}) "
             f"| {row['scorers']:.1f} s | {row['calls']:,.0f} ({row['calls_per_s']:.0f}/s) "
             f"| {row['store_per_feature'] / 1e3:.1f} kB | {row['peak_gib']:.2f} GiB |"
