@@ -7,12 +7,14 @@ batched, so the cost is one small extra pass whatever the number of features.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from harness.activations._derived import cached_derivation, decode_pools, encode_pools
 from harness.activations._forward import display_tokens, forward_batch, input_device
 from harness.activations.types import ActivatingExample, ActivationSet
 from harness.config import ActivationConfig
@@ -56,6 +58,7 @@ def pool_examples(
     num_quantiles: int = 4,
     num_low: int = 10,
     seed: int = 0,
+    cache: bool = False,
 ) -> dict[int, list[ActivatingExample]]:
     """Feature -> examples across its activation range and its least active samples, with per-token values.
 
@@ -67,7 +70,19 @@ def pool_examples(
         config: tokenization and position rules (the same as the extraction's).
         per_quantile, num_quantiles, num_low: how many rows of each kind (see `choose_pool_rows`).
         seed: seed of the random draws.
+        cache: keep the pools on disk next to the activation cache (`cached_derivation`), for every process and run.
     """
+    if cache:
+        settings = {"per_quantile": per_quantile, "num_quantiles": num_quantiles, "num_low": num_low, "seed": seed}
+        return cached_derivation(
+            config.cache_dir,
+            "pools",
+            activation_set,
+            settings,
+            partial(pool_examples, loaded_model, site, corpus_df, activation_set, config, **settings),
+            encode_pools,
+            decode_pools,
+        )
     rows_per_feature = choose_pool_rows(
         activation_set.per_sample,
         per_quantile=per_quantile,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from harness.activations._derived import cached_derivation, decode_saebench, encode_saebench
 from harness.activations._forward import display_tokens, forward_batch
 from harness.activations.types import ActivatingExample, ActivationSet, SAEBenchSample
 from harness.config import ActivationConfig, SAEBenchConfig
@@ -103,6 +105,7 @@ def saebench_examples(
     settings: SAEBenchConfig,
     *,
     progress: bool = True,
+    cache: bool = False,
 ) -> dict[int, SAEBenchSample]:
     """Feature -> SAEBench's generation and scoring examples over the corpus (features SAEBench skips are absent).
 
@@ -118,7 +121,27 @@ def saebench_examples(
         activations: tokenization and position rules (the same as the extraction's).
         settings: SAEBench's counts, buffer and seed.
         progress: show a progress bar.
+        cache: keep the examples on disk next to the activation cache (`cached_derivation`), for every process and run.
     """
+    if cache:
+        return cached_derivation(
+            activations.cache_dir,
+            "saebench",
+            activation_set,
+            {"settings": settings.model_dump(mode="json")},
+            partial(
+                saebench_examples,
+                loaded_model,
+                site,
+                corpus_df,
+                activation_set,
+                activations,
+                settings,
+                progress=progress,
+            ),
+            encode_saebench,
+            decode_saebench,
+        )
     texts = corpus_df["text"].tolist()
     features = torch.from_numpy(activation_set.feature_ids).to(input_device(loaded_model))
     every = torch.zeros(len(texts), activations.max_length, features.numel())

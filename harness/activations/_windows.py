@@ -13,6 +13,7 @@ largest value (12 bytes a pair), one over the samples holding a chosen window.
 from __future__ import annotations
 
 import random
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from harness.activations._derived import cached_derivation, decode_windows, encode_windows
 from harness.activations._forward import display_tokens, forward_batch, tokenize
 from harness.activations.types import ActivatingExample, ActivationSet, WindowSample
 from harness.config import ActivationConfig, DelphiConventionConfig
@@ -81,6 +83,7 @@ def delphi_windows(
     settings: DelphiConventionConfig,
     *,
     progress: bool = True,
+    cache: bool = False,
 ) -> dict[int, WindowSample]:
     """Feature -> delphi's test windows and random inactive windows over the corpus.
 
@@ -96,7 +99,20 @@ def delphi_windows(
         activations: tokenization and position rules (the same as the extraction's).
         settings: window length and counts.
         progress: show a progress bar.
+        cache: keep the windows on disk next to the activation cache (`cached_derivation`), for every process and run.
     """
+    if cache:
+        return cached_derivation(
+            activations.cache_dir,
+            "delphi-windows",
+            activation_set,
+            {"settings": settings.model_dump(mode="json")},
+            partial(
+                delphi_windows, loaded_model, site, corpus_df, activation_set, activations, settings, progress=progress
+            ),
+            encode_windows,
+            decode_windows,
+        )
     window = settings.example_ctx_len
     texts = corpus_df["text"].tolist()
     features = torch.from_numpy(activation_set.feature_ids).to(input_device(loaded_model))

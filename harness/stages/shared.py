@@ -88,8 +88,9 @@ class SharedStages:
         )
 
     def pools(self, config: HarnessConfig, **settings: Any):
-        """The features' activation pools (`pool_examples` with `settings`): one more pass over the corpus,
-        so done once for every variant that asks for the same pools."""
+        """The features' activation pools (`pool_examples` with `settings`): one more pass over the corpus's
+        chosen samples, so done once for every variant, process and run that asks for the same pools (on disk
+        next to the activation cache)."""
         from harness.activations import pool_examples
 
         key = self._activations_key(config) + identity_hash(settings)
@@ -103,12 +104,14 @@ class SharedStages:
                 self.activations(config),
                 config.activations,
                 **settings,
+                cache=True,
             ),  # fmt: skip
         )
 
     def delphi_windows(self, config: HarnessConfig):
         """delphi's test windows of every feature (scorers.convention: delphi): two more passes over the corpus,
-        so done once for every variant that shares the activations and the convention's counts."""
+        so done once for every variant, process and run that shares the activations and the convention's
+        counts (on disk next to the activation cache)."""
         from harness.activations import delphi_windows
 
         key = self._activations_key(config) + config.scorers.delphi.fingerprint()
@@ -123,13 +126,14 @@ class SharedStages:
                 config.activations,
                 config.scorers.delphi,
                 progress=self.progress,
+                cache=True,
             ),
         )
 
     def saebench_examples(self, config: HarnessConfig):
         """SAEBench's examples of every feature (the saebench scorer, the 'saebench' explainer selection): one more
-        pass over the corpus, holding every feature's per-token activations; done once for every variant that
-        shares them."""
+        pass over the corpus, holding every feature's per-token activations; done once for every variant, process
+        and run that shares them (on disk next to the activation cache)."""
         from harness.activations import saebench_examples
         from harness.config import SAEBenchConfig
 
@@ -147,6 +151,7 @@ class SharedStages:
                 config.activations,
                 settings,
                 progress=self.progress,
+                cache=True,
             ),
         )
 

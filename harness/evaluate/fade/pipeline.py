@@ -105,6 +105,7 @@ class _Run:
     io_thread: ThreadPoolExecutor
     # feature -> unrelated concept -> its activations on that concept's synthetic samples (clarity floor)
     unrelated: dict[int, dict[str, np.ndarray]] | None = None
+    plotted: frozenset[int] = frozenset()  # the features whose plots are drawn (`_plotted_features`)
     continuations: ContinuationEngine = field(init=False)
     prompt_rounds: list[np.ndarray] = field(init=False)  # faithfulness prompts, the same for every feature
 
@@ -251,6 +252,7 @@ def evaluate_descriptions(
                     model_thread=model_thread,
                     io_thread=io_thread,
                     unrelated=unrelated,
+                    plotted=_plotted_features(table, config),
                 )
                 asyncio.run(_evaluate_all(run, store, work, results, progress, on_feature_done))
             except Exception as error:
@@ -380,6 +382,13 @@ def _checked_descriptions(descriptions: pd.DataFrame) -> pd.DataFrame:
     if not not_text.empty:
         raise EvaluationError(f"descriptions table: descriptions {not_text.head(5).tolist()!r} are not non-empty texts")
     return table
+
+
+def _plotted_features(table: pd.DataFrame, config: HarnessConfig) -> frozenset[int]:
+    """The first `tracking.plot_features` features of the table, the ones a tracked run logs plots of: drawing
+    a feature's four plots costs about as much CPU as the rest of its FADE work (0.3-0.7 s), on 1,000 features
+    most of FADE's time, for plots nobody sees."""
+    return frozenset(table["feature"].head(config.tracking.plot_features).tolist())
 
 
 def _base_key(
@@ -548,11 +557,16 @@ def _store_outcome(store: ResultStore, outcome: _FeatureOutcome, run: _Run) -> F
         ),
         outcome.calls.failed_purposes,
     )
-    figures = {
-        "clarity": plots.clarity_plot(clarity.synthetic_activations, natural, scores),
-        "ratings": plots.rating_plot(natural[rated.positions[rated.rated]], rated.ratings[rated.rated], scores),
-        "radar": plots.radar_plot(scores, f"feature {outcome.feature}: {outcome.description[:60]}"),
-    }
+    plotted = outcome.feature in run.plotted
+    figures = (
+        {
+            "clarity": plots.clarity_plot(clarity.synthetic_activations, natural, scores),
+            "ratings": plots.rating_plot(natural[rated.positions[rated.rated]], rated.ratings[rated.rated], scores),
+            "radar": plots.radar_plot(scores, f"feature {outcome.feature}: {outcome.description[:60]}"),
+        }
+        if plotted
+        else {}
+    )
     steering: dict[str, Any] = {}
     if steered is not None:
         continuations = steered.continuations
@@ -566,7 +580,8 @@ def _store_outcome(store: ResultStore, outcome: _FeatureOutcome, run: _Run) -> F
                 "round": continuations.rounds,
             }
         )
-        figures["faithfulness"] = plots.faithfulness_plot(continuations.rating_shares(), scores)
+        if plotted:
+            figures["faithfulness"] = plots.faithfulness_plot(continuations.rating_shares(), scores)
         steering = {
             "p2_by_factor": {factor_label(factor): share for factor, share in steered.p2_by_factor.items()},
             "factor_counts": {

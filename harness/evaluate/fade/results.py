@@ -4,7 +4,8 @@ Layout under the output folder:
 
     features/<feature>/result.json          the FeatureResult, written last: its presence means "done"
     features/<feature>/<table>.csv          synthetic samples, rated natural samples, rated continuations
-    features/<feature>/<plot>.png           clarity, ratings, faithfulness, radar
+    features/<feature>/<plot>.png           clarity, ratings, faithfulness, radar (the first `tracking.plot_features`
+                                            features of the descriptions table only)
     scores.csv, summary.json                every feature of the last run, written at its end
 
 Every file is written to a temporary name and moved into place, so a killed run leaves either the old
