@@ -93,6 +93,7 @@ def format_sides(correlations: list[SideCorrelation]) -> str:
         [item.variant, item.input_score, item.output_score,
          "—" if item.rho is None else f"{item.rho:+.2f}", str(item.features), item.reason or ""]
         for item in correlations
+        if item.features  # a pair the variant defines on no feature at all says nothing: left out
     ]  # fmt: skip
     lines = text_table(["variant", "input side", "output side", "rho", "n", "undefined because"], rows)
     return (
