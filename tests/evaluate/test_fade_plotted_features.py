@@ -9,8 +9,8 @@ from fade_pipeline_fixtures import KEY_ENV, OTHER_WORD, PLANTED_WORD, fade_confi
 
 from harness.config import SubjectModelConfig
 from harness.evaluate import ResultStore, evaluate_descriptions
-from harness.llm.loopback import LoopbackServer
 from harness.model import load_subject_model
+from harness.testing.loopback import LoopbackServer
 
 pytestmark = pytest.mark.slow
 
