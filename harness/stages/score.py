@@ -35,16 +35,17 @@ def score_with_other_scorers(
 
     activation_set = shared.activations(config)
     pools = shared.pools(config, num_low=max(10, least_active_needed(config.scorers)), seed=config.seed)
-    delphi_scored = config.scorers.convention == "delphi" and {"detection", "fuzzing"} & set(config.scorers.enabled)
+    scorers = [SCORERS.get(name)() for name in config.scorers.enabled]
+    examples = frozenset().union(*(scorer.corpus_examples(config.scorers) for scorer in scorers))
     records = build_feature_records(
         activation_set,
         pools,
-        shared.delphi_windows(config) if delphi_scored else None,
-        shared.saebench_examples(config) if "saebench" in config.scorers.enabled else None,
+        shared.delphi_windows(config) if "delphi_windows" in examples else None,
+        shared.saebench_examples(config) if "saebench" in examples else None,
     )
     texts = dict(zip(descriptions["feature"].astype(int), descriptions["description"]))
-    needs_llm = any(SCORERS.get(name)().needs_llm for name in config.scorers.enabled)
-    needs_model = any(SCORERS.get(name)().needs_model for name in config.scorers.enabled)
+    needs_llm = any(scorer.needs_llm for scorer in scorers)
+    needs_model = any(scorer.needs_model for scorer in scorers)
     subject = SubjectSite(shared.model(config), shared.site(config)) if needs_model else None
     corpus_texts = shared.corpus(config)["text"].tolist()
     client = (

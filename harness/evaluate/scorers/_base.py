@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 Messages = list[dict[str, str]]
 ScoreKind = Literal["input", "output", "feature"]
 ScoreSide = Literal["input", "output"]
+# Examples a scorer reads that come from their own pass over the corpus (harness.stages.SharedStages).
+CorpusExamples = Literal["delphi_windows", "saebench"]
 # The features whose rater calls failed for good while a scorer evaluates (Scorer.score sets it; ask_rater adds).
 _FAILED_FEATURES: ContextVar[set[int] | None] = ContextVar("failed_features", default=None)
 
@@ -88,6 +90,11 @@ class Scorer(ABC):
     # A plugin's settings (`scorers.settings.<name>` in the config), validated at load; None: the scorer reads
     # its own section of `scorers` (the harness's scorers).
     settings_model: ClassVar[type[BaseModel] | None] = None
+
+    def corpus_examples(self, config: ScorersConfig) -> frozenset[CorpusExamples]:
+        """Which examples drawn over the whole corpus the scorers stage must put on the records for this scorer
+        under `config` (delphi's test windows, SAEBench's examples); none by default."""
+        return frozenset()
 
     @property
     def name(self) -> str:

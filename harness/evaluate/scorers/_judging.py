@@ -17,7 +17,7 @@ import numpy as np
 
 from harness.config import ScorerExamplesConfig, ScorersConfig
 from harness.evaluate.scorers._answers import rater_answer, rater_values
-from harness.evaluate.scorers._base import FeatureScore, Scorer, ask_rater
+from harness.evaluate.scorers._base import CorpusExamples, FeatureScore, Scorer, ask_rater
 from harness.evaluate.scorers._delphi import DelphiScorer
 from harness.evaluate.scorers._examples import LabelledExample, examples_or_reason
 from harness.evaluate.scorers._metrics import binary_scores
@@ -74,6 +74,10 @@ class JudgingScorer(Scorer):
         self, record: FeatureRecord, labelled: list[LabelledExample], settings: ScorerExamplesConfig
     ) -> list[JudgedItem]:
         """The examples of one feature as the rater sees them (some are activating)."""
+
+    def corpus_examples(self, config: ScorersConfig) -> frozenset[CorpusExamples]:
+        """delphi's convention scores delphi's test windows."""
+        return frozenset({"delphi_windows"}) if config.convention == "delphi" else frozenset()
 
     def score(
         self,

@@ -18,8 +18,8 @@ from importlib.resources import files
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.activations.types import SAEBenchSample
-from harness.config import SAEBenchConfig
-from harness.evaluate.scorers._base import FeatureScore, Messages, Scorer, ask_rater
+from harness.config import SAEBenchConfig, ScorersConfig
+from harness.evaluate.scorers._base import CorpusExamples, FeatureScore, Messages, Scorer, ask_rater
 from harness.evaluate.scores import Score
 from harness.explain import FeatureRecord
 from harness.score_names import Reason
@@ -81,6 +81,9 @@ class SAEBenchScorer(Scorer):
     unjudged_without_prompts = Reason.RATER_READS_NO_PROMPT
     extra_columns: ClassVar[tuple[str, ...]] = ("active", "predicted")
     convention: ClassVar[str | None] = "SAEBench's (sae-bench 0.6.0 autointerp)"
+
+    def corpus_examples(self, config: ScorersConfig) -> frozenset[CorpusExamples]:
+        return frozenset({"saebench"})
 
     def prepare(
         self, record: FeatureRecord, description: str, settings: SAEBenchConfig
