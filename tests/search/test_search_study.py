@@ -12,9 +12,10 @@ import mlflow
 import optuna
 import pandas as pd
 import pytest
-import yaml
 from mlflow import MlflowClient
 
+import configs
+from configs import tiny_config
 from harness.artifacts import SCORER_AGREEMENT_TABLE
 from harness.config import load_config
 from harness.search.study import FAIL_REASON_ATTR, HOST_ATTR, PID_ATTR, fail_dead_trials, make_storage, run_search
@@ -32,25 +33,20 @@ def server():
 
 
 def write_config(folder: Path, server_url: str, search: dict) -> Path:
-    llm = {"model": "openai/scripted", "api_base": server_url, "api_key_env": KEY_ENV, "backoff_base_s": 0.01}
-    config = {
-        "name": "search-test",
-        "corpus": {"num_samples": 100, "max_chars": 160, "seed": 5},
-        "site": {"module": "model.layers.3.mlp.act_fn", "features": [5, 77]},
-        "activations": {
-            "batch_size": 16,
-            "max_length": 32,
-            "skip_first_positions": 1,
-            "cache_dir": str(folder / "cache"),
+    data = tiny_config(
+        folder,
+        server_url,
+        {
+            "name": "search-test",
+            "llm": {"model": "openai/scripted", "api_base": server_url, "api_key_env": KEY_ENV, "backoff_base_s": 0.01},
+            "corpus.num_samples": 100,
+            "explain.selection.num_examples": 6,
+            "fade.num_samples": 30,
+            "tracking.experiment": "search",
+            "search": search,
         },
-        "explain": {"llm": llm, "selection": {"num_examples": 6}},
-        "fade": {"rater": llm, "clarity_llm_calls": 2, "num_samples": 30, "faithfulness": {"enabled": False}},
-        "tracking": {"experiment": "search", "store_dir": str(folder / "mlruns"), "bootstrap_samples": 100},
-        "search": search,
-    }
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    )
+    return configs.write_config(folder, data)
 
 
 @pytest.mark.slow

@@ -17,9 +17,10 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-import yaml
 from mlflow import MlflowClient
 
+import configs
+from configs import tiny_config
 from harness.artifacts import PAIRED_COMPARISONS_TABLE, SCORER_AGREEMENT_PLOT, SCORER_AGREEMENT_TABLE
 from harness.config import load_config
 from harness.testing.loopback import FaultPlan, LoopbackServer
@@ -33,39 +34,29 @@ PLANTED_KEY = "sk-planted-4f9c2e7a1b3d5c6e"
 
 
 def write_config(folder: Path, server_url: str, experiment: str) -> Path:
-    llm = {"model": "openai/scripted", "api_base": server_url, "api_key_env": KEY_ENV, "backoff_base_s": 0.01}
-    config = {
-        "name": "pipeline-test",
-        "corpus": {"num_samples": 120, "max_chars": 160, "seed": 3},
-        "site": {"module": "model.layers.3.mlp.act_fn", "features": [5, 77, 300]},
-        "activations": {
-            "batch_size": 16,
-            "max_length": 32,
-            "skip_first_positions": 1,
-            "cache_dir": str(folder / "cache"),
+    data = tiny_config(
+        folder,
+        server_url,
+        {
+            "name": "pipeline-test",
+            "llm": {"model": "openai/scripted", "api_base": server_url, "api_key_env": KEY_ENV, "backoff_base_s": 0.01},
+            "corpus.num_samples": 120,
+            "corpus.seed": 3,
+            "site.features": [5, 77, 300],
+            "explain.selection.num_examples": 6,
+            "fade.num_samples": 40,
+            "fade.faithfulness": {"num_samples": 4, "generation_length": 6, "modification_factors": [0, 10]},
+            "scorers": {"enabled": ["embedding", "intruder"]},
+            "tracking.experiment": experiment,
+            "tracking.bootstrap_samples": 200,
+            "tracking.plot_features": 1,
+            "variants": {
+                "grid": {"explain.prompt.template": ["plain", "delphi"]},
+                "named": [{"name": "top-tokens", "set": {"explain.explainer": "top-tokens"}}],
+            },
         },
-        "explain": {"llm": llm, "selection": {"num_examples": 6}},
-        "fade": {
-            "rater": llm,
-            "clarity_llm_calls": 2,
-            "num_samples": 40,
-            "faithfulness": {"num_samples": 4, "generation_length": 6, "modification_factors": [0, 10]},
-        },
-        "scorers": {"enabled": ["embedding", "intruder"]},
-        "tracking": {
-            "experiment": experiment,
-            "store_dir": str(folder / "mlruns"),
-            "bootstrap_samples": 200,
-            "plot_features": 1,
-        },
-        "variants": {
-            "grid": {"explain.prompt.template": ["plain", "delphi"]},
-            "named": [{"name": "top-tokens", "set": {"explain.explainer": "top-tokens"}}],
-        },
-    }
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    )
+    return configs.write_config(folder, data)
 
 
 @pytest.fixture(scope="module")
