@@ -497,6 +497,11 @@ def _number(value: object, digits: int = 3) -> str:
     return f"{float(value):.{digits}f}"
 
 
+def variant_names(table: pd.DataFrame) -> dict[str, str]:
+    """Run id -> variant name of a variants table, in its order."""
+    return dict(zip(map(str, table["run_id"]), map(str, table["variant"])))
+
+
 @dataclass
 class Comparison:
     """Everything a comparison of tracked variants shows, computed once by `build_comparison`: the end of
@@ -522,6 +527,11 @@ class Comparison:
     def paired(self) -> list[PairedComparison]:
         """Each variant vs the one ranked just above it under every criterion; a criterion is one Holm family."""
         return [item for ranked in self.rankings.values() for item in ranked["vs_above"] if isinstance(item, PairedComparison)]  # fmt: skip
+
+    @property
+    def variant_names(self) -> dict[str, str]:
+        """Run id -> variant name, in the table's order."""
+        return variant_names(self.table)
 
     def label_counts(self) -> dict[str, dict[str, int]]:
         """Run id -> how many of its features carry each label."""
@@ -559,8 +569,7 @@ def build_comparison(
         for run_id, frame in features.items()
         if frame is not None
     }
-    names = dict(zip(map(str, table["run_id"]), map(str, table["variant"])))
-    sides = side_correlations(names, features, columns)
+    sides = side_correlations(variant_names(table), features, columns)
     return Comparison(
         table, features, weights, rankings, controls, flagged_scores(controls), labels, alpha, min_features, columns,
         sides,
@@ -606,7 +615,7 @@ def format_comparison(comparison: Comparison, by: str) -> str:
 
 def format_labels(comparison: Comparison) -> str:
     """Per variant: how many features are well described, badly described, not interpretable, undetermined."""
-    names = dict(zip(map(str, comparison.table["run_id"]), map(str, comparison.table["variant"])))
+    names = comparison.variant_names
     header = ["variant", *(label.value for label in FeatureLabel)]
     rows = [[names[run_id], *map(str, counts.values())] for run_id, counts in comparison.label_counts().items()]
     lines = text_table(header, rows)
@@ -633,7 +642,7 @@ def log_comparison(comparison: Comparison) -> None:
         rows = [[getattr(item, column) for column in columns] for item in comparison.controls]
         mlflow.log_dict({"columns": columns, "data": rows}, CONTROLS_TABLE)
     if comparison.labels:
-        names = dict(zip(map(str, comparison.table["run_id"]), map(str, comparison.table["variant"])))
+        names = comparison.variant_names
         rows = [[names[run_id], run_id, int(feature), label] for run_id, labels in comparison.labels.items()
                 for feature, label in labels.items()]  # fmt: skip
         mlflow.log_dict({"columns": ["variant", "run_id", "feature", "label"], "data": rows}, FEATURE_LABELS_TABLE)
@@ -649,9 +658,8 @@ def _log_sides(comparison: Comparison) -> None:
     columns = list(SideCorrelation.model_fields)
     rows = [[getattr(item, column) for column in columns] for item in comparison.sides]
     mlflow.log_dict({"columns": columns, "data": rows}, SIDES_TABLE)
-    names = dict(zip(map(str, comparison.table["run_id"]), map(str, comparison.table["variant"])))
     pairs = dict.fromkeys((item.input_score, item.output_score) for item in comparison.sides if item.rho is not None)
     for pair in pairs:
-        figure = sides_figure(names, comparison.features, pair)
+        figure = sides_figure(comparison.sides, comparison.features, pair)
         mlflow.log_figure(figure, f"{SIDES_PLOTS}/{pair[0]}-vs-{pair[1]}.png")
         plt.close(figure)

@@ -102,8 +102,11 @@ def format_sides(correlations: list[SideCorrelation]) -> str:
     )
 
 
-def sides_figure(names: Mapping[str, str], features: Mapping[str, pd.DataFrame | None], pair: tuple[str, str]):
-    """The per-feature scatter of one (input, output) pair, a colour per variant, rho in each legend entry."""
+def sides_figure(
+    correlations: list[SideCorrelation], features: Mapping[str, pd.DataFrame | None], pair: tuple[str, str]
+):
+    """The per-feature scatter of one (input, output) pair, a colour per variant, its rho (as `correlations`
+    hold it) in each legend entry."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -111,14 +114,13 @@ def sides_figure(names: Mapping[str, str], features: Mapping[str, pd.DataFrame |
 
     first, second = pair
     figure, axis = plt.subplots(figsize=(5, 4), constrained_layout=True)
-    for run_id, variant in names.items():
-        table = features.get(run_id)
-        if table is None:
+    for item in correlations:
+        table = features.get(item.run_id)
+        if (item.input_score, item.output_score) != pair or table is None:
             continue
         x, y = _values(table, first), _values(table, second)
         both = np.isfinite(x) & np.isfinite(y)
-        rho, count, _ = spearman(x, y, pair, MIN_FEATURES, "features")
-        label = f"{variant} (rho {'—' if rho is None else f'{rho:+.2f}'}, n={count})"
+        label = f"{item.variant} (rho {'—' if item.rho is None else f'{item.rho:+.2f}'}, n={item.features})"
         axis.scatter(x[both], y[both], s=18, alpha=0.8, label=label)
     axis.set_xlabel(f"{first} (input side)")
     axis.set_ylabel(f"{second} (output side)")

@@ -68,3 +68,18 @@ def test_the_output_centric_scorers_declare_their_side():
         "input-score": "input",
         "detection": "input",
     }
+
+
+def test_the_scatter_shows_each_variants_rho_as_the_correlations_hold_it():
+    from harness.track.sides import sides_figure
+
+    rising = np.linspace(0.1, 0.9, 8)
+    features = {
+        "a": _table(clarity=rising, **{"output-score": rising}),
+        "b": _table(clarity=rising, **{"output-score": rising[::-1]}),
+    }
+    found = side_correlations({"a": "up", "b": "down"}, features, COLUMNS)
+    figure = sides_figure(found, features, ("clarity", "output-score"))
+    labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert labels == ["up (rho +1.00, n=8)", "down (rho -1.00, n=8)"]
+    assert [len(collection.get_offsets()) for collection in figure.axes[0].collections] == [8, 8]
