@@ -42,7 +42,7 @@ from harness.llm.direct import DirectChat
 from harness.llm.ledger import UsageLedger
 from harness.llm.local_provider import LOCAL_PROVIDER, register_local_provider
 from harness.llm.logprobs import token_logprobs
-from harness.llm.per_loop import PerLoop
+from harness.llm.per_loop import PerLoop, run_to_end
 from harness.llm.schemas import AnswerFormat
 from harness.llm.tracing import CallSpan, CallTracer
 from harness.llm.types import Completion, Usage
@@ -662,10 +662,10 @@ class LLMClient:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            results = asyncio.run(self._closing(batch))
+            results = run_to_end(self._closing(batch))
         else:
             with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm-batch") as pool:
-                results = pool.submit(asyncio.run, self._closing(batch)).result()
+                results = pool.submit(run_to_end, self._closing(batch)).result()
         if not return_exceptions:
             failures = [result for result in results if isinstance(result, LLMError)]
             if failures:

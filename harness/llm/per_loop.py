@@ -1,18 +1,35 @@
-"""One object per running event loop (semaphores, batchers), for code that runs under several loops.
+"""Event loops for code that runs under several: one object per running loop, and a loop run to its end.
 
-complete_many starts a fresh loop per batch (asyncio.run), and asyncio primitives belong to one loop.
-Objects are dropped once their loop is closed: a weak-keyed map would not do, since each object holds
-its loop strongly and would keep it alive forever.
+complete_many starts a fresh loop per batch, and asyncio primitives belong to one loop. Objects are
+dropped once their loop is closed: a weak-keyed map would not do, since each object holds its loop
+strongly and would keep it alive forever.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+
+
+def run_to_end(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(main)`, quiet when Ctrl-C or SIGTERM stops it.
+
+    The signal handler raises in whichever task runs; asyncio.run then reports each task that ended with
+    it as an "unhandled exception during asyncio.run() shutdown" traceback, although the same exception
+    reaches the caller, which prints the one line a stopped run gets.
+    """
+    with asyncio.Runner() as runner:
+        runner.get_loop().set_exception_handler(_quiet_on_interrupt)
+        return runner.run(main)
+
+
+def _quiet_on_interrupt(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    if not isinstance(context.get("exception"), KeyboardInterrupt):  # harness.errors.Terminated is one too
+        loop.default_exception_handler(context)
 
 
 class PerLoop(Generic[T]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import threading
 import time
 import weakref
@@ -11,7 +12,7 @@ import weakref
 import pytest
 from llm_prompts import KEY_ENV, rating_messages
 
-from harness.errors import LLMError
+from harness.errors import LLMError, Terminated
 from harness.llm import Completion, LLMClient, Usage
 from harness.llm.per_loop import PerLoop
 from harness.testing.loopback import FaultPlan, LoopbackServer
@@ -145,6 +146,21 @@ def test_complete_many_works_from_a_worker_thread_and_inside_a_running_loop(serv
         return client.complete_many(conversations)
 
     assert [result.text for result in asyncio.run(notebook_cell())] == expected
+
+
+def test_a_signal_during_a_batch_stops_it_with_no_shutdown_traceback(server, make_config, caplog):
+    """SIGTERM raises Terminated in whichever call runs: it reaches the caller, and asyncio reports no task
+    that ended with it (CI saw "unhandled exception during asyncio.run() shutdown" under the one line)."""
+    server.faults = FaultPlan(latency_s=0.2)
+    client = LLMClient(make_config(cache=False, concurrency=4), progress=False)
+
+    def terminated_on_the_first_answer(text: str) -> bool:
+        raise Terminated()
+
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    with pytest.raises(Terminated):
+        client.complete_many([rating_messages([k]) for k in range(12)], validate=terminated_on_the_first_answer)
+    assert not [record for record in caplog.records if record.name == "asyncio"], caplog.text
 
 
 def test_usage_and_cost_from_configured_prices(server, make_config):

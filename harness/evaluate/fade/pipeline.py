@@ -54,6 +54,7 @@ from harness.evaluate.fade.results import FeatureResult, ResultStore, factor_lab
 from harness.evaluate.scores import FeatureScores, Score
 from harness.files import identity_hash
 from harness.llm import LLMClient, Usage, UsageLedger
+from harness.llm.per_loop import run_to_end
 from harness.llm.tracing import CallTracer
 from harness.model import LoadedModel, load_subject_model
 from harness.raters import Capability, Rater, build_rater
@@ -254,7 +255,7 @@ def evaluate_descriptions(
                     unrelated=unrelated,
                     plotted=_plotted_features(table, config),
                 )
-                asyncio.run(_evaluate_all(run, store, work, results, progress, on_feature_done))
+                run_to_end(_evaluate_all(run, store, work, results, progress, on_feature_done))
             except Exception as error:
                 if processes.num_processes == 1:
                     raise
@@ -310,7 +311,7 @@ def _unrelated_activations(
     async def write_all() -> list[tuple[list[str], int]]:
         return await gather_or_cancel(*(generate_synthetic_texts(calls, concept, config.fade) for concept in concepts))
 
-    samples = [texts for texts, _ in asyncio.run(write_all())]
+    samples = [texts for texts, _ in run_to_end(write_all())]
     if calls.failures:  # the floor of every feature would rest on the samples that did come
         raise LLMError(
             f"{calls.failures} LLM calls writing the clarity floor's samples failed (the first: "
