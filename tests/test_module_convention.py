@@ -1,4 +1,5 @@
-"""The module convention of harness/__init__.py: no package imports another package's `_private` module.
+"""The module convention of harness/__init__.py: no package imports another package's `_private` module, and
+a module without `_` is one another package imports (so a name tells which modules are the API).
 
 Every import statement of harness/, leaderboard/ and benchmarks/ (TYPE_CHECKING blocks and function bodies
 included) is read with `ast`; registry strings ("module:attribute") are lookups, not imports, and are not read.
@@ -83,3 +84,30 @@ def test_the_check_tells_another_packages_internals_from_its_own():
         " (internal to harness.evaluate.scorers)"
     ]
     assert violations("from harness.evaluate.scores import _Record\n", outside) == []  # a name, not a module
+
+
+ENTRY_MODULES = {"harness.cli"}  # run by `harness` / `python -m harness`, imported by nobody
+
+
+def unprefixed_modules_nobody_else_imports() -> list[str]:
+    """harness's modules without `_` that no other package (of harness, leaderboard, benchmarks) imports."""
+    public = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for path in (ROOT / "harness").rglob("*.py")
+        if not any(part.startswith("_") for part in path.relative_to(ROOT / "harness").parts)
+    }
+    imported = set()
+    for folder in CHECKED:
+        for path in (ROOT / folder).rglob("*.py"):
+            package = _package_of(path)
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import | ast.ImportFrom):
+                    imported.update(
+                        module for module in _imported_modules(node, package) if module.rpartition(".")[0] != package
+                    )
+    return sorted(public - imported - ENTRY_MODULES)
+
+
+def test_a_module_without_underscore_is_imported_by_another_package():
+    found = unprefixed_modules_nobody_else_imports()
+    assert not found, "internal to their package: rename them `_name.py`\n" + "\n".join(found)

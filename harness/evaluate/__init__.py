@@ -4,7 +4,7 @@
 table on a site; `read_descriptions` reads a table from a file. Modules shared by every scorer stay here:
 the score types and summaries in `scores`, the reading of descriptions in `descriptions_io`. The names
 below that need the model, the LLM layer or the result store are imported on first use, so importing
-this package, `harness.evaluate.scores` or `harness.evaluate.fade.metrics` stays light (numpy only).
+this package, `harness.evaluate.scores` or `harness.evaluate.fade._metrics` stays light (numpy only).
 """
 
 from importlib import import_module

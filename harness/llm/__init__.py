@@ -10,10 +10,10 @@ import os
 # litellm fetches its price map from the network at import unless told otherwise; we work offline.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from harness.llm.cache import CachedResponse, ResponseCache, cache_key
+from harness.llm._cache import CachedResponse, ResponseCache, cache_key
+from harness.llm._local_provider import LocalChatProvider, register_local_provider
 from harness.llm.client import LLMClient
 from harness.llm.ledger import UsageLedger
-from harness.llm.local_provider import LocalChatProvider, register_local_provider
 from harness.llm.parsing import ParsedList, ParsedRatings, parse_ratings, parse_string_list
 from harness.llm.schemas import (
     ANSWER_KINDS,

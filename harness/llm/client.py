@@ -4,7 +4,7 @@ an on-disk response cache, answer validation and accounting.
 A backend is a litellm model string in LLMConfig ('openai/gpt-4o-mini', 'azure/<deployment>',
 'anthropic/claude-...', 'ollama/llama3', 'openai/<name>' + api_base for vLLM or any OpenAI-compatible
 server, 'local/smollm2-135m' for the embedded offline model). Requests to an OpenAI-compatible server skip
-litellm and go through the openai SDK (harness.llm.direct; llm.transport): litellm's per-call CPU is the
+litellm and go through the openai SDK (harness.llm._direct; llm.transport): litellm's per-call CPU is the
 ceiling of a fast served judge. Everything around the request is the same on both paths. The API key is
 read from the environment variable named by `api_key_env` at call time and handed to litellm or the SDK;
 it is never stored, logged, cached, and it is scrubbed from every error message.
@@ -37,10 +37,10 @@ from tqdm.auto import tqdm
 
 from harness.config import DEFAULT_CACHE_DIR, LLM_BACKEND_SETTINGS, LLMConfig, identity_payload
 from harness.errors import LLMError
-from harness.llm.cache import CachedResponse, ResponseCache, cache_key
-from harness.llm.direct import DirectChat
+from harness.llm._cache import CachedResponse, ResponseCache, cache_key
+from harness.llm._direct import DirectChat
+from harness.llm._local_provider import LOCAL_PROVIDER, register_local_provider
 from harness.llm.ledger import UsageLedger
-from harness.llm.local_provider import LOCAL_PROVIDER, register_local_provider
 from harness.llm.logprobs import token_logprobs
 from harness.llm.per_loop import PerLoop, run_to_end
 from harness.llm.schemas import AnswerFormat
@@ -171,7 +171,7 @@ class LLMClient:
         if config.cache:
             self.cache = ResponseCache(config.cache_path or Path(cache_dir) / "llm-cache.sqlite")
         self._price_params = self._prices()
-        # The openai SDK directly where llm.transport says so (harness.llm.direct); litellm otherwise.
+        # The openai SDK directly where llm.transport says so (harness.llm._direct); litellm otherwise.
         direct = config.transport == "openai" or (
             config.transport == "auto" and self.provider == "openai" and bool(config.api_base)
         )

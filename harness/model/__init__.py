@@ -1,7 +1,7 @@
 """Model loading: the subject model (hub id, local folder, or the embedded GGUF default) and sentence encoders."""
 
-from harness.model.encoder import EMBEDDED_ENCODERS, EmbeddedEncoder, SentenceEncoder, encoder_folder, load_encoder
-from harness.model.loader import (
+from harness.model._encoder import EMBEDDED_ENCODERS, EmbeddedEncoder, SentenceEncoder, encoder_folder, load_encoder
+from harness.model._loader import (
     EMBEDDED_MODELS,
     LoadedModel,
     installed_package_folder,

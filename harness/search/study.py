@@ -30,8 +30,8 @@ from harness.artifacts import STUDY_PLOTS
 from harness.config import HarnessConfig, result_fingerprint
 from harness.errors import ConfigError, EvaluationError, HarnessError
 from harness.evaluate.aggregate import aggregate_value, default_weights
-from harness.search.sampling import make_sampler
-from harness.search.space import apply_params, suggest_params, validate_space
+from harness.search._sampling import make_sampler
+from harness.search._space import apply_params, suggest_params, validate_space
 from harness.secrets import redact_text
 from harness.stages import SharedStages
 from harness.track.agreement import log_scorer_agreement

@@ -19,8 +19,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.artifacts import SCORER_AGREEMENT_PLOT, SCORER_AGREEMENT_TABLE
+from harness.track._ranks import spearman
 from harness.track.compare import score_names
-from harness.track.ranks import spearman
 
 MIN_VARIANTS = 3  # with two variants every defined rank correlation is +1 or -1
 METRIC_PREFIX = "rank_corr"

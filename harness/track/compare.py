@@ -43,6 +43,7 @@ from harness.evaluate.aggregate import (
 )
 from harness.evaluate.labels import GATE_THRESHOLD, INTERPRETABLE_INTRUDER, FeatureLabel, feature_labels, label_counts
 from harness.score_names import FADE_SCORES
+from harness.track._text import text_table
 from harness.track.controls import ControlTest, control_tests, flagged_scores, format_controls
 from harness.track.manifest import (
     ScoreColumn,
@@ -54,7 +55,6 @@ from harness.track.manifest import (
 from harness.track.paired import ALPHA, MIN_FEATURES, PairedComparison, compare_variants, criterion_values
 from harness.track.runs import PARTIAL_TAG
 from harness.track.sides import SideCorrelation, format_sides, side_correlations, sides_figure
-from harness.track.text import text_table
 
 RANKED_ROLES = ("variant", "trial")  # not the parent runs of comparisons and studies
 # Params that say where a feature lives: the same feature index of two variants is the same feature only

@@ -31,8 +31,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.evaluate.aggregate import AGGREGATE
+from harness.track._text import text_table
 from harness.track.paired import ALPHA, MIN_FEATURES, holm, paired_values, signed_rank_test
-from harness.track.text import text_table
 
 CONTROL_TAG = "harness.control"  # the control's kind, on a control run
 CONTROL_OF_TAG = "harness.control_of"  # the variant key of the variant it controls for

@@ -18,8 +18,8 @@ import pandas as pd
 from harness.config import HarnessConfig, expand_variants, result_fingerprint
 from harness.files import check_writable
 from harness.stages import Lead, SharedStages, follow_variants
+from harness.track._checks import check_variants
 from harness.track.agreement import log_scorer_agreement
-from harness.track.checks import check_variants
 from harness.track.compare import load_comparison, log_comparison
 from harness.track.runs import MAX_ERROR_TAG_LENGTH, PARTIAL_TAG, log_metrics, log_params, variant_run
 from harness.track.store import check_store_writable, ensure_experiment, resolve_tracking_uri
@@ -46,7 +46,7 @@ def run_experiment(
             failing (track_variant); the next run resumes it.
 
     Under `accelerate launch` the main process does all of that and returns the outcomes; the others compute
-    their share of each variant's activation pass and FADE features and return [] (harness.stages.follow).
+    their share of each variant's activation pass and FADE features and return [] (harness.stages._follow).
     """
     from harness.activations import current_processes
 

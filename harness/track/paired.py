@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness.track.text import text_table
+from harness.track._text import text_table
 
 ALPHA = 0.05
 MIN_FEATURES = 10  # below ~6 non-zero pairs the signed-rank test cannot reach p < 0.05 at all

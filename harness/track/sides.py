@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.track._ranks import spearman
 from harness.track.manifest import ScoreColumn
-from harness.track.ranks import spearman
 
 MIN_FEATURES = 5
 
@@ -80,7 +80,7 @@ def side_correlations(
 
 def format_sides(correlations: list[SideCorrelation]) -> str:
     """One row per variant and pair: rho and n, or why there is none; one line when no pair is defined."""
-    from harness.track.text import text_table
+    from harness.track._text import text_table
 
     if all(item.rho is None for item in correlations):
         outputs = sorted({item.output_score for item in correlations})

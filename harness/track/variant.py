@@ -37,7 +37,7 @@ from harness.stages import (
     top_examples_table,
     variant_workdir,
 )
-from harness.track.checks import check_variant
+from harness.track._checks import check_variant
 from harness.track.controls import CONTROL_OF_TAG, CONTROL_TAG
 from harness.track.manifest import log_score_manifest
 from harness.track.runs import (
@@ -222,7 +222,7 @@ def track_variant(
         role: "variant" or "trial".
         chunk_size, on_chunk: evaluate features in chunks and report running metrics (search pruning).
         on_run: called with the run id as soon as the run is open (the search stores it on the trial).
-        lead: under `accelerate launch`, tells the other processes what to compute (harness.stages.follow).
+        lead: under `accelerate launch`, tells the other processes what to compute (harness.stages._follow).
         keep_going: when LLM calls of some features failed for good, finish the run anyway, marked partial
             (PARTIAL_TAG, metric `features_llm_failed`; the next run of the key resumes it), instead of
             failing it. Either way those features' scores say Reason.LLM_FAILED and the tables are logged.

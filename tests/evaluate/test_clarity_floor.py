@@ -12,7 +12,7 @@ from fade_pipeline_fixtures import ABSENT_WORD, KEY_ENV, PLANTED_WORD, UNRELATED
 
 from harness.config import ClarityFloorConfig, SubjectModelConfig
 from harness.evaluate import ResultStore, evaluate_descriptions
-from harness.evaluate.fade.clarity_floor import MIN_SPREAD, clarity_floor
+from harness.evaluate.fade._clarity_floor import MIN_SPREAD, clarity_floor
 from harness.evaluate.scores import Score
 from harness.model import load_subject_model
 from harness.testing.loopback import LoopbackServer

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from needs import missing
 
-from harness.evaluate.fade.metrics import VALID_RATINGS
+from harness.evaluate.fade._metrics import VALID_RATINGS
 from harness.evaluate.fade.prompts import (
     GENERATION_IN_JSON_OBJECT,
     GENERATION_PROMPT,

@@ -12,11 +12,11 @@ import pytest
 
 from harness.config import FadeConfig, LLMConfig
 from harness.errors import LLMError
-from harness.evaluate.fade.calls import FeatureCalls, RaterBackend
-from harness.evaluate.fade.clarity import generate_synthetic_texts, score_clarity
+from harness.evaluate.fade._calls import FeatureCalls, RaterBackend
+from harness.evaluate.fade._clarity import generate_synthetic_texts, score_clarity
+from harness.evaluate.fade._responsiveness import UNRATED, rate_natural_samples
 from harness.evaluate.fade.prompts import RATING_PROMPT
 from harness.evaluate.fade.rating import rate_sequences
-from harness.evaluate.fade.responsiveness import UNRATED, rate_natural_samples
 from harness.llm import LLMClient, string_list_format
 from harness.testing.loopback import FaultPlan, LoopbackServer
 from harness.testing.responders import _SEQUENCE_SPLIT, FadeResponder

@@ -11,7 +11,7 @@ import pytest
 from harness.config import HarnessConfig
 from harness.errors import ConfigError, EvaluationError
 from harness.evaluate import FeatureResult, ResultStore, evaluate_descriptions, read_descriptions
-from harness.evaluate.fade import plots
+from harness.evaluate.fade import _plots as plots
 from harness.evaluate.fade.results import RESULT_FILE
 from harness.evaluate.scores import FeatureScores, Score
 

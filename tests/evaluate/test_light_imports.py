@@ -8,7 +8,7 @@ def test_importing_the_metrics_loads_no_model_or_llm_library():
     code = (
         "import sys\n"
         "import harness.evaluate, harness.evaluate.scores, harness.evaluate.fade\n"
-        "import harness.evaluate.fade.metrics, harness.evaluate.fade.sampling, harness.evaluate.fade.results\n"
+        "import harness.evaluate.fade._metrics, harness.evaluate.fade.sampling, harness.evaluate.fade.results\n"
         "print(sorted(name for name in ('torch', 'transformers', 'litellm', 'mlflow') if name in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

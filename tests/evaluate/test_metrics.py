@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from harness.errors import EvaluationError
-from harness.evaluate.fade.metrics import (
+from harness.evaluate.fade._metrics import (
     clarity,
     faithfulness,
     faithfulness_gate,

@@ -22,7 +22,7 @@ torch = import_or_missing("torch", REFERENCE_MISSING)
 fade_results = import_or_missing("fade.results", REFERENCE_MISSING)
 fade_llm = import_or_missing("fade.llm", REFERENCE_MISSING)
 
-from harness.evaluate.fade.metrics import (  # noqa: E402
+from harness.evaluate.fade._metrics import (  # noqa: E402
     clarity,
     faithfulness,
     gini_ap,

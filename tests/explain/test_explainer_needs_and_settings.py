@@ -11,7 +11,7 @@ from harness.config import StrictModel, parse_config
 from harness.errors import ConfigError
 from harness.explain import Description, Explainer, make_explainer, settings_hash
 from harness.registry import EXPLAINERS
-from harness.stages.describe import _needs_pool
+from harness.stages._describe import _needs_pool
 
 
 class WordsSettings(StrictModel):

@@ -23,10 +23,10 @@ from harness.explain import (
 from harness.explain._ensemble import joined
 from harness.llm.client import LLMClient
 from harness.stages import SharedStages
-from harness.stages.describe import describe_features
+from harness.stages._describe import describe_features
 from harness.testing.loopback import LoopbackServer
 from harness.testing.responders import FadeResponder
-from harness.track.checks import check_variant
+from harness.track._checks import check_variant
 from tests.configs import tiny_config
 
 

@@ -73,7 +73,7 @@ def test_a_sampled_answer_depends_on_its_seed_not_on_its_batch(tmp_path):
 @pytest.mark.slow
 def test_a_batch_sharing_a_prompt_prefix_computes_it_once_and_answers_as_without_sharing(monkeypatch):
     from harness.evaluate.fade.prompts import generation_messages
-    from harness.llm import local_provider
+    from harness.llm import _local_provider as local_provider
 
     handler = register_local_provider()
     settings = local_provider.GenerationSettings("smollm2-135m", max_new_tokens=8, temperature=0.0, top_p=None)

@@ -11,7 +11,7 @@ import pytest
 from harness.config import LLMConfig
 from harness.errors import CacheError
 from harness.llm import CachedResponse, LLMClient, ResponseCache
-from harness.llm.cache import SCHEMA_VERSION
+from harness.llm._cache import SCHEMA_VERSION
 from harness.testing.loopback import LoopbackServer, ScriptedAnswer
 
 QUESTION = [{"role": "user", "content": "Is this about dogs? The dog barked."}]

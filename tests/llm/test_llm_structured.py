@@ -15,7 +15,7 @@ from llm_prompts import rating_messages
 from harness.activations.types import ActivatingExample
 from harness.config import ExplainConfig, FadeConfig, LLMConfig
 from harness.errors import LLMError
-from harness.evaluate.fade.clarity import generation_answer
+from harness.evaluate.fade._clarity import generation_answer
 from harness.evaluate.fade.prompts import generation_messages
 from harness.evaluate.fade.prompts import rating_messages as fade_rating_messages
 from harness.evaluate.fade.rating import rating_answer
@@ -41,7 +41,7 @@ from harness.llm import (
     register_local_provider,
     string_list_format,
 )
-from harness.llm.local_provider import XGRAMMAR_INSTALL, _Grammars
+from harness.llm._local_provider import XGRAMMAR_INSTALL, _Grammars
 from harness.llm.schemas import DESCRIPTION_MAX_LENGTH
 from harness.testing.loopback import fitted_to_schema
 

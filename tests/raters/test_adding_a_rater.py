@@ -18,9 +18,9 @@ from test_adding_a_scorer import _block  # noqa: E402  (the doc's code blocks, r
 
 from harness.config import ScorersConfig, parse_config  # noqa: E402
 from harness.errors import ConfigError, EvaluationError  # noqa: E402
-from harness.evaluate.fade.calls import FeatureCalls, RaterBackend  # noqa: E402
+from harness.evaluate.fade._calls import FeatureCalls, RaterBackend  # noqa: E402
+from harness.evaluate.fade._responsiveness import rate_natural_samples, score_responsiveness  # noqa: E402
 from harness.evaluate.fade.pipeline import clarity_writer  # noqa: E402
-from harness.evaluate.fade.responsiveness import rate_natural_samples, score_responsiveness  # noqa: E402
 from harness.evaluate.scorers import run_scorers  # noqa: E402
 from harness.llm import LLMClient  # noqa: E402
 from harness.raters import Capability, _base, build_rater, check_rater  # noqa: E402

@@ -11,8 +11,8 @@ import optuna
 import pytest
 
 from harness.config import parse_config
-from harness.search.sampling import make_sampler
-from harness.search.space import suggest_params
+from harness.search._sampling import make_sampler
+from harness.search._space import suggest_params
 from harness.search.study import make_storage
 
 CATEGORICAL = {

@@ -7,7 +7,7 @@ import pytest
 
 from harness.config import load_config, parse_config
 from harness.errors import ConfigError
-from harness.search.space import apply_params, suggest_params, validate_space
+from harness.search._space import apply_params, suggest_params, validate_space
 
 
 def _config(space):

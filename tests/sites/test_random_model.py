@@ -5,7 +5,7 @@ import torch
 
 from harness.config import SubjectModelConfig
 from harness.model import load_subject_model
-from harness.model.loader import _reinitialised
+from harness.model._loader import _reinitialised
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,8 @@ from mlflow import MlflowClient
 from scipy.stats import spearmanr
 
 from harness.artifacts import SCORER_AGREEMENT_PLOT, SCORER_AGREEMENT_TABLE
+from harness.track._ranks import average_ranks
 from harness.track.agreement import log_scorer_agreement, rank_correlations, score_names
-from harness.track.ranks import average_ranks
 from harness.track.runs import log_metrics, variant_run
 from harness.track.store import default_tracking_uri, ensure_experiment
 

@@ -4,5 +4,5 @@
 resumes. The per-score modules (`clarity`, `responsiveness`, `faithfulness`) do the LLM and model work
 and hand arrays to `metrics`, the pure formulas; `sampling` picks the natural samples to rate. The stage's
 API (`harness.evaluate`) re-exports what callers need; this package imports nothing at import, so
-`harness.evaluate.fade.metrics` alone stays light.
+`harness.evaluate.fade._metrics` alone stays light.
 """

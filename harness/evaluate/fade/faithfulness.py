@@ -8,16 +8,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.config import FaithfulnessConfig
-from harness.evaluate.fade.calls import FeatureCalls
-from harness.evaluate.fade.concurrency import gather_or_cancel
-from harness.evaluate.fade.continuations import Continuations
-from harness.evaluate.fade.metrics import (
+from harness.evaluate.fade._calls import FeatureCalls
+from harness.evaluate.fade._concurrency import gather_or_cancel
+from harness.evaluate.fade._metrics import (
     RATING_PRESENT,
     VALID_RATINGS,
     FaithfulnessResult,
     faithfulness,
     p2_from_ratings,
 )
+from harness.evaluate.fade.continuations import Continuations
 from harness.evaluate.fade.rating import UNRATED, rate_sequences
 from harness.evaluate.fade.sampling import random_subset
 

@@ -40,16 +40,16 @@ from harness.activations import (
 from harness.config import ACTIVATION_VALUE_SETTINGS, FadeConfig, HarnessConfig, identity_payload
 from harness.corpus import corpus_fingerprint, load_corpus
 from harness.errors import ConfigError, EvaluationError, LLMError
-from harness.evaluate.fade import plots
-from harness.evaluate.fade.calls import FeatureCalls, RaterBackend
-from harness.evaluate.fade.clarity import ClarityOutcome, generate_synthetic_texts, score_clarity
-from harness.evaluate.fade.clarity_floor import ClarityFloor, clarity_floor
-from harness.evaluate.fade.concurrency import gather_or_cancel
+from harness.evaluate.fade import _plots as plots
+from harness.evaluate.fade._calls import FeatureCalls, RaterBackend
+from harness.evaluate.fade._clarity import ClarityOutcome, generate_synthetic_texts, score_clarity
+from harness.evaluate.fade._clarity_floor import ClarityFloor, clarity_floor
+from harness.evaluate.fade._concurrency import gather_or_cancel
+from harness.evaluate.fade._metrics import GiniAP, faithfulness_gate
+from harness.evaluate.fade._responsiveness import RatedNaturalSamples, rate_natural_samples, score_responsiveness
 from harness.evaluate.fade.continuations import ContinuationEngine
 from harness.evaluate.fade.faithfulness import FaithfulnessOutcome, faithfulness_prompts, score_faithfulness
-from harness.evaluate.fade.metrics import GiniAP, faithfulness_gate
 from harness.evaluate.fade.rating import UNRATED, rating_counts
-from harness.evaluate.fade.responsiveness import RatedNaturalSamples, rate_natural_samples, score_responsiveness
 from harness.evaluate.fade.results import FeatureResult, ResultStore, factor_label
 from harness.evaluate.scores import FeatureScores, Score
 from harness.files import identity_hash

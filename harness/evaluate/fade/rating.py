@@ -7,9 +7,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from harness.evaluate.fade.calls import FeatureCalls
-from harness.evaluate.fade.concurrency import gather_or_cancel
-from harness.evaluate.fade.metrics import VALID_RATINGS
+from harness.evaluate.fade._calls import FeatureCalls
+from harness.evaluate.fade._concurrency import gather_or_cancel
+from harness.evaluate.fade._metrics import VALID_RATINGS
 from harness.evaluate.fade.prompts import rating_messages
 from harness.llm import AnswerFormat, parse_ratings, ratings_format
 

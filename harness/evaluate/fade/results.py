@@ -26,7 +26,7 @@ import pandas as pd
 from pydantic import Field
 
 from harness.errors import EvaluationError
-from harness.evaluate.fade.clarity_floor import ClarityFloor
+from harness.evaluate.fade._clarity_floor import ClarityFloor
 from harness.evaluate.scores import FeatureScores, _Record, summarise
 from harness.files import csv_safe, write_atomic
 from harness.score_names import FADE_SCORES

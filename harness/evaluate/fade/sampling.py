@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import EvaluationError
-from harness.evaluate.fade.metrics import activation_vector
+from harness.evaluate.fade._metrics import activation_vector
 
 DEFAULT_PERCENTILES = (0.0, 50.0, 75.0, 95.0, 100.0)
 Rng = np.random.Generator | np.random.RandomState

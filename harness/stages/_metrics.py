@@ -11,7 +11,7 @@ from harness.score_names import CLARITY_ABOVE_FLOOR, FADE_SCORES
 if TYPE_CHECKING:
     from harness.config import HarnessConfig
     from harness.llm import UsageLedger
-    from harness.stages.shared import StageTimer
+    from harness.stages._shared import StageTimer
 
 
 def score_metrics(

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from harness.config import HarnessConfig
     from harness.llm import UsageLedger
     from harness.llm.tracing import CallTracer
-    from harness.stages.shared import SharedStages
+    from harness.stages._shared import SharedStages
 
 
 def score_with_other_scorers(

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from harness.evaluate.fade.metrics import clarity
+from harness.evaluate.fade._metrics import clarity
 from harness.evaluate.scores import Score, _Record
 
 # The floor's spread is taken as at least this: when every unrelated concept gives the same Clarity, a

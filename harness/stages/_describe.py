@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from harness.config import HarnessConfig
     from harness.llm import UsageLedger
     from harness.llm.tracing import CallTracer
-    from harness.stages.shared import SharedStages
+    from harness.stages._shared import SharedStages
 
 
 def _needs_pool(config: HarnessConfig) -> bool:

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.config import FadeConfig
-from harness.evaluate.fade.calls import FeatureCalls
-from harness.evaluate.fade.concurrency import gather_or_cancel
-from harness.evaluate.fade.metrics import clarity
+from harness.evaluate.fade._calls import FeatureCalls
+from harness.evaluate.fade._concurrency import gather_or_cancel
+from harness.evaluate.fade._metrics import clarity
 from harness.evaluate.fade.prompts import generation_messages
 from harness.evaluate.scores import Score
 from harness.llm import AnswerFormat, parse_string_list, string_list_format

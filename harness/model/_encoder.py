@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from harness.errors import ConfigError, ModelLoadError
-from harness.model.loader import installed_package_folder, resolve_device
+from harness.model._loader import installed_package_folder, resolve_device
 
 
 @dataclass(frozen=True)

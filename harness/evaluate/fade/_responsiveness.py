@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.config import FadeConfig
-from harness.evaluate.fade.calls import FeatureCalls
-from harness.evaluate.fade.metrics import RATING_PRESENT, GiniAP, responsiveness_purity
+from harness.evaluate.fade._calls import FeatureCalls
+from harness.evaluate.fade._metrics import RATING_PRESENT, GiniAP, responsiveness_purity
 from harness.evaluate.fade.rating import UNRATED, rate_sequences
 from harness.evaluate.fade.sampling import activation_based_subset
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from harness.config import HarnessConfig
     from harness.llm import UsageLedger
     from harness.llm.tracing import CallTracer
-    from harness.stages.shared import SharedStages
+    from harness.stages._shared import SharedStages
 
 # Called after each chunk of features with the per-feature FADE scores so far and the chunk number; may raise
 # to stop.

@@ -25,7 +25,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from harness.config import HarnessConfig
 from harness.errors import ConfigError
 from harness.files import file_lock
-from harness.search.space import distributions
+from harness.search._space import distributions
 
 POINT_ATTR = "harness.point"  # a trial's whole point, stored as soon as it is chosen
 _ENUMERATED_POINTS = 100_000  # up to this many points, a free one is drawn from the list of free ones

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from harness.evaluate.fade.metrics import BASELINE_FACTOR, VALID_RATINGS
+from harness.evaluate.fade._metrics import BASELINE_FACTOR, VALID_RATINGS
 from harness.evaluate.scores import FeatureScores
 
 RATING_COLOURS = {0: "#482677", 1: "#1f968b", 2: "#fde725"}  # the reference's palette

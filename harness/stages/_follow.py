@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
-from harness.stages.pipeline import run_ledger, run_variant, variant_workdir
+from harness.stages._pipeline import run_ledger, run_variant, variant_workdir
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,7 +35,7 @@ class _Failed:
 class Lead:
     """The main process's side: `start` and `describe` tell the followers each variant's two decisions;
     `fail` tells them of a failure where they wait. With one process (`processes` None or of one) all of it
-    does nothing. A team (harness.stages.pipeline.Team) for `run_variant`."""
+    does nothing. A team (harness.stages._pipeline.Team) for `run_variant`."""
 
     leads = True
 
@@ -105,7 +105,7 @@ class Follower:
 def follow_variants(config: HarnessConfig, processes: Processes) -> None:
     """A follower's part of `harness run`: each variant the main process runs, through the one pipeline."""
     from harness.config import expand_variants, result_fingerprint
-    from harness.stages.shared import SharedStages
+    from harness.stages._shared import SharedStages
 
     shared = SharedStages(progress=False)
     team = Follower(processes)

@@ -10,7 +10,7 @@ import pandas as pd
 
 if TYPE_CHECKING:
     from harness.config import HarnessConfig
-    from harness.stages.shared import SharedStages
+    from harness.stages._shared import SharedStages
 
 
 def per_feature_table(scores: pd.DataFrame, descriptions: pd.DataFrame) -> pd.DataFrame:

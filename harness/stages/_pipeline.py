@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from harness.stages.describe import describe_features
-from harness.stages.evaluate import evaluate_in_chunks
-from harness.stages.metrics import variant_metrics
-from harness.stages.score import score_with_other_scorers
-from harness.stages.shared import SharedStages, StageTimer
-from harness.stages.tables import llm_failed_features, per_feature_table
+from harness.stages._describe import describe_features
+from harness.stages._evaluate import evaluate_in_chunks
+from harness.stages._metrics import variant_metrics
+from harness.stages._score import score_with_other_scorers
+from harness.stages._shared import SharedStages, StageTimer
+from harness.stages._tables import llm_failed_features, per_feature_table
 
 if TYPE_CHECKING:
     import pandas as pd
