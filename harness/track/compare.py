@@ -133,6 +133,7 @@ def rank_variants(
     features: Mapping[str, pd.DataFrame | None] | None = None,
     alpha: float = ALPHA,
     min_features: int = MIN_FEATURES,
+    values: Mapping[str, pd.Series | None] | None = None,
 ) -> pd.DataFrame:
     """Sort variants best first and number them; one not significantly different from the one above ties.
 
@@ -147,6 +148,7 @@ def rank_variants(
             `feature_scores` reads them). The aggregate needs it; without it there is no paired test and
             no tie.
         alpha, min_features: the paired test's level (after Holm) and the fewest paired features it needs.
+        values: `ranking_values` of `by` when the caller has them already (they are read once per comparison).
 
     Adds `rank`, `tied` and, per row after the first, `vs_above`: the PairedComparison with the row above
     (None for the first row). Ranked by the aggregate, also `aggregate_<part>` for AGGREGATE_PARTS.
@@ -156,7 +158,8 @@ def rank_variants(
     run_ids = [str(run_id) for run_id in ranked["run_id"]] if "run_id" in ranked else [str(i) for i in ranked.index]
     if by != AGGREGATE and f"{by}_mean" not in ranked.columns:
         raise ConfigError(f"cannot rank by {by!r}: known scores are {', '.join(score_names(table)) or 'none'}")
-    values = ranking_values(ranked.assign(run_id=run_ids), by, features, weights)
+    if values is None:
+        values = ranking_values(ranked.assign(run_id=run_ids), by, features, weights)
     if by == AGGREGATE:
         for part in AGGREGATE_PARTS:
             ranked[f"{AGGREGATE}_{part}"] = np.nan
@@ -554,12 +557,12 @@ def build_comparison(
     columns = merged_columns((manifests or {}).values(), score_names(table))
     weights = aggregate_weights(table, weights, features)
     criteria = (AGGREGATE, *score_names(table))
+    values = {criterion: ranking_values(table, criterion, features, weights) for criterion in criteria}
     rankings = {
         criterion: rank_variants(table, by=criterion, weights=weights if criterion == AGGREGATE else None,
-                                 features=features, alpha=alpha, min_features=min_features)
+                                 features=features, alpha=alpha, min_features=min_features, values=values[criterion])
         for criterion in criteria
     }  # fmt: skip
-    values = {criterion: ranking_values(table, criterion, features, weights) for criterion in criteria}
     controls = control_tests(
         table, values, description_free=description_free(columns), alpha=alpha, min_features=min_features
     )
