@@ -35,8 +35,9 @@ class Explainer(ABC):
     """
 
     # Whether its records carry the activation pools (stratified or random examples, contrast examples) when
-    # explain.selection asks for them; False: it reads the top examples only.
-    needs_pools: ClassVar[bool] = False
+    # explain.selection asks for them; False: it reads the top examples only. Read from the instance (the
+    # shuffled control needs what its base needs).
+    needs_pools: bool = False
     # A plugin's settings (`explain.settings.<name>` in the config), validated at load; see `plugin_settings`.
     settings_model: ClassVar[type[BaseModel] | None] = None
 

@@ -64,6 +64,7 @@ class ShuffledExplainer(Explainer):
     def __init__(self, config: ExplainConfig) -> None:
         super().__init__(config)
         self.base = EXPLAINERS.get(config.shuffled.base)(config)
+        self.needs_pools = self.base.needs_pools  # its base must see the examples the controlled variant saw
 
     @property
     def needs_llm(self) -> bool:

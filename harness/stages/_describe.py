@@ -5,22 +5,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from harness.registry import EXPLAINERS
-
 if TYPE_CHECKING:
     import pandas as pd
 
     from harness.config import HarnessConfig
+    from harness.explain import Explainer
     from harness.llm import UsageLedger
     from harness.llm.tracing import CallTracer
     from harness.stages._shared import SharedStages
 
 
-def _needs_pool(config: HarnessConfig) -> bool:
+def _needs_pool(config: HarnessConfig, explainer: Explainer) -> bool:
     selection = config.explain.selection
-    return EXPLAINERS.get(config.explain.explainer).needs_pools and (
-        selection.strategy not in {"top", "saebench"} or selection.contrast_examples > 0
-    )
+    return explainer.needs_pools and (selection.strategy not in {"top", "saebench"} or selection.contrast_examples > 0)
 
 
 def describe_features(
@@ -48,7 +45,7 @@ def describe_features(
         )
     activation_set = shared.activations(config)
     pools = None
-    if _needs_pool(config):
+    if _needs_pool(config, explainer):
         selection = config.explain.selection
         pools = shared.pools(config, num_quantiles=selection.num_quantiles, seed=selection.seed)
     saebench = shared.saebench_examples(config) if config.explain.selection.strategy == "saebench" else None

@@ -38,11 +38,24 @@ def word_explainer(monkeypatch):
     EXPLAINERS.add("word", f"{__name__}:WordExplainer")
 
 
+def _needs(explain: dict[str, Any]) -> bool:
+    config = parse_config({"explain": explain})
+    return _needs_pool(config, make_explainer(config.explain))
+
+
 def test_the_explain_stage_draws_pools_for_an_explainer_that_declares_it_needs_them(word_explainer):
     stratified = {"selection": {"strategy": "stratified"}}
-    assert _needs_pool(parse_config({"explain": {"explainer": "word", **stratified}}))
-    assert _needs_pool(parse_config({"explain": {"explainer": "top-tokens", **stratified}}))
-    assert not _needs_pool(parse_config({"explain": {"explainer": "shuffled", **stratified}}))
+    assert _needs({"explainer": "word", **stratified})
+    assert _needs({"explainer": "top-tokens", **stratified})
+    assert not _needs({"explainer": "vocab-proj", **stratified})
+    assert not _needs({"explainer": "word"})  # the top examples: no pools
+
+
+def test_the_shuffled_control_draws_the_pools_its_base_reads(word_explainer):
+    """Its base explainer must see the examples the variant it controls saw, or its descriptions differ."""
+    stratified = {"selection": {"strategy": "stratified"}}
+    assert _needs({"explainer": "shuffled", "shuffled": {"base": "word"}, **stratified})
+    assert not _needs({"explainer": "shuffled", "shuffled": {"base": "vocab-proj"}, **stratified})
 
 
 def test_a_plugin_explainers_settings_are_checked_at_load_and_enter_its_hash(word_explainer):
