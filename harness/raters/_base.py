@@ -46,9 +46,13 @@ def rater_settings(fade: FadeConfig) -> Any:
 
 def rater_label(fade: FadeConfig) -> str:
     """The rater's `label` without building it (the run's `rater` param, which `harness compare` and the
-    leaderboard show): its registered kind's `label_for(fade)`, or an LLM's model string."""
+    leaderboard show): its kind's `label_for(fade)`, an LLM's (LLMRater) its model string."""
     kind = registered_kind(fade)
-    return fade.rater.model if kind is None else kind.label_for(fade)
+    if kind is None:
+        from harness.raters._llm import LLMRater
+
+        return LLMRater.label_for(fade)
+    return kind.label_for(fade)
 
 
 def build_rater(
