@@ -20,7 +20,16 @@ from pydantic.json_schema import JsonDict
 
 from harness.errors import ConfigError
 from harness.files import identity_hash
-from harness.registry import EMBEDDING_RATER, EXPLAINERS, IMPORTERS, SAE_ACTIVATIONS, SCORERS, SITES, Registry
+from harness.registry import (
+    EMBEDDING_RATER,
+    EXPLAINERS,
+    IMPORTERS,
+    RATERS,
+    SAE_ACTIVATIONS,
+    SCORERS,
+    SITES,
+    Registry,
+)
 from harness.score_names import FADE_SCORES
 from harness.secrets import ENVIRONMENT_NAME, redact, redact_text, secret_paths
 
@@ -429,6 +438,13 @@ class EmbeddingRaterConfig(StrictModel):
         return self
 
 
+# Registered raters whose settings are a section of FadeConfig, not `fade.rater_settings.<name>`: the embedding
+# rater's section is older than rater settings, and stays where it is so that the runs made with it keep their
+# identity (it is part of every run identity, at its defaults too). Its rater declares the section's class as
+# its `settings_model`, like any other, and reads it through `harness.raters.rater_settings`.
+RATER_SECTIONS = {EMBEDDING_RATER: "embedding_rater"}
+
+
 # Concepts far from any corpus a harness user is likely to read features on (code, docs, web text), each a
 # plain noun phrase; their synthetic samples are what "text written by the generator" looks like without
 # the feature's concept. Documented in docs/clarity-floor.md.
@@ -475,7 +491,15 @@ class FadeConfig(StrictModel):
     generator: LLMConfig | None = Field(
         None, description="the LLM that writes Clarity's synthetic samples; default: fade.rater (must be an LLM)"
     )
-    embedding_rater: EmbeddingRaterConfig = Field(default_factory=EmbeddingRaterConfig)
+    embedding_rater: EmbeddingRaterConfig = Field(
+        default_factory=EmbeddingRaterConfig, description="the embedding rater's settings (its `settings_model`)"
+    )
+    rater_settings: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="a plugin rater's settings, under its registered name (the provider part of fade.rater.model); "
+        "validated at load by the rater's `settings_model` (docs/architecture.md, A rater)",
+        json_schema_extra=OMITTED_AT_DEFAULT,
+    )
     clarity_llm_calls: int = Field(15, ge=1)
     generation_temperature: float = Field(
         1.0, ge=0, description="temperature of the clarity generation calls (the reference: the provider default)"
@@ -518,20 +542,25 @@ class FadeConfig(StrictModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _rater_sections_where_they_are(self) -> FadeConfig:
+        moved = [f"fade.{RATER_SECTIONS[name]}" for name in sorted(self.rater_settings) if name in RATER_SECTIONS]
+        if moved:
+            raise ValueError(f"rater_settings names a rater whose settings are {', '.join(moved)}; give them there")
+        return self
+
+    def given_rater_settings(self, name: str) -> tuple[str, dict[str, Any]]:
+        """The registered rater `name`'s settings as the config gives them, and their dotted key path: its
+        section of FadeConfig (RATER_SECTIONS), else `fade.rater_settings.<name>` (empty when not given)."""
+        section = RATER_SECTIONS.get(name)
+        if section is not None:
+            return f"fade.{section}", getattr(self, section).model_dump()
+        return f"fade.rater_settings.{name}", self.rater_settings.get(name, {})
+
     @property
     def generation_llm(self) -> LLMConfig:
         """The LLM that writes Clarity's synthetic samples."""
         return self.generator or self.rater
-
-    @property
-    def embedding_judged(self) -> bool:
-        """Whether the rater is the embedding rater (a proxy for an LLM judge)."""
-        return self.rater.model.startswith(EMBEDDING_RATER_PREFIX)
-
-    @property
-    def rater_label(self) -> str:
-        """The rater's name as runs and the leaderboard show it, a proxy named as one."""
-        return f"{self.rater.model} (embedding proxy for an LLM judge)" if self.embedding_judged else self.rater.model
 
 
 class ScorerExamplesConfig(StrictModel):
@@ -1152,7 +1181,7 @@ def check_names(config: HarnessConfig, source: str = "<dict>") -> None:
         raise ConfigError("\n".join([f"invalid config {source}:", *problems]))
 
 
-def plugin_settings(registered: type, given: dict[str, Any], where: str) -> BaseModel:
+def plugin_settings(registered: Any, given: dict[str, Any], where: str) -> BaseModel:
     """A plugin's settings: `given` validated by the pydantic model its class declares (`settings_model`).
 
     Raises:
@@ -1172,11 +1201,12 @@ def plugin_settings(registered: type, given: dict[str, Any], where: str) -> Base
 
 
 def check_plugin_settings(config: HarnessConfig, source: str = "<dict>") -> None:
-    """Validate the plugin settings (`scorers.settings`, `explain.settings`) by each named class's
-    `settings_model`; only the classes named there are imported. One ConfigError with every problem's path."""
+    """Validate the plugin settings (`scorers.settings`, `explain.settings`, `fade.rater_settings`) by each named
+    class's `settings_model`; only the classes named there are imported. One ConfigError with every problem's path."""
     sections: list[tuple[str, Registry[Any], dict[str, dict[str, Any]]]] = [
         ("scorers.settings", SCORERS, config.scorers.settings),
         ("explain.settings", EXPLAINERS, config.explain.settings),
+        ("fade.rater_settings", RATERS, config.fade.rater_settings),
     ]
     problems = []
     for key, registry, settings in sections:

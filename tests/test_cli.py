@@ -6,6 +6,8 @@ import sys
 import pytest
 import yaml
 
+from configs import tiny_config, write_config
+
 
 def harness(*args, cwd=None):
     return subprocess.run(
@@ -13,23 +15,8 @@ def harness(*args, cwd=None):
     )
 
 
-def write_config(folder, llm, **sections):
-    """config.yaml in `folder`: two neurons of layer 3, a small corpus, `llm` as the explainer; `sections` added."""
-    config = {
-        "corpus": {"num_samples": 100, "max_chars": 160, "seed": 5},
-        "site": {"module": "model.layers.3.mlp.act_fn", "features": [77, 91]},
-        "activations": {
-            "batch_size": 16,
-            "max_length": 32,
-            "skip_first_positions": 1,
-            "cache_dir": str(folder / "cache"),
-        },
-        "explain": {"llm": llm, "selection": {"num_examples": 6}},
-        **sections,
-    }
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+# Two neurons of layer 3 on 100 corpus samples, six examples shown to the explainer.
+CLI_CONFIG = {"corpus.num_samples": 100, "site.features": [77, 91], "explain.selection.num_examples": 6}
 
 
 def test_help_lists_every_stage_command():
@@ -73,12 +60,9 @@ def test_evaluate_scores_a_descriptions_file_with_fade_and_the_enabled_scorers(t
     from harness.testing.loopback import LoopbackServer
 
     with LoopbackServer() as server:
-        llm = {"model": "openai/scripted", "api_base": server.url, "backoff_base_s": 0.01}
-        path = write_config(
-            tmp_path, llm,
-            fade={"rater": llm, "clarity_llm_calls": 2, "num_samples": 30, "faithfulness": {"enabled": False}},
-            scorers={"enabled": ["detection", "embedding"], "detection": {"num_examples": 10}},
-        )  # fmt: skip
+        scorers = {"enabled": ["detection", "embedding"], "detection": {"num_examples": 10}}
+        settings = {**CLI_CONFIG, "fade.num_samples": 30, "scorers": scorers}
+        path = write_config(tmp_path, tiny_config(tmp_path, server.url, settings))
         explained = harness("explain", str(path), "-o", str(tmp_path / "descriptions.csv"), "--quiet", cwd=tmp_path)
         assert explained.returncode == 0, explained.stderr
         command = (
@@ -125,7 +109,7 @@ def test_explain_never_writes_an_empty_description_and_fails_unless_asked_to_kee
     from harness.testing.loopback import FaultPlan, LoopbackServer
 
     def explain(api_base: str, *flags: str):
-        path = write_config(tmp_path, {"model": "openai/scripted", "api_base": api_base, "max_retries": 0})
+        path = write_config(tmp_path, tiny_config(tmp_path, api_base, CLI_CONFIG))
         return harness("explain", str(path), "-o", str(output), "--quiet", *flags, cwd=tmp_path)
 
     output = tmp_path / "descriptions.csv"

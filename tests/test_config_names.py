@@ -82,10 +82,12 @@ def test_auto_and_every_registered_name_pass():
 
 def test_settings_that_are_names_only_when_registered_are_left_to_their_other_readings():
     """An unregistered corpus source is a file or a hub dataset id; an unregistered rater provider, an LLM."""
+    from harness.raters import registered_kind
+
     config = parse_config(
         {"corpus": {"source": "python_docs"}, "fade": {"rater": {"model": "embeddings/all-minilm-l6-v2"}}}
     )
-    assert (config.corpus.source, config.fade.embedding_judged) == ("python_docs", False)
+    assert (config.corpus.source, registered_kind(config.fade)) == ("python_docs", None)
 
 
 @pytest.mark.parametrize(

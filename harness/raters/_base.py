@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from harness.config import FadeConfig
+from harness.config import FadeConfig, plugin_settings
 from harness.files import identity_hash
 from harness.registry import RATERS
 
@@ -23,10 +23,36 @@ _built: dict[tuple[str, str], Rater] = {}
 _built_lock = threading.Lock()
 
 
+def _provider(fade: FadeConfig) -> str:
+    return fade.rater.model.split("/", 1)[0]
+
+
 def registered_kind(fade: FadeConfig) -> RaterKind | None:
     """The registered rater kind the provider part of `fade.rater.model` names, or None for an LLM."""
-    provider = fade.rater.model.split("/", 1)[0]
+    provider = _provider(fade)
     return RATERS.get(provider) if provider in RATERS else None
+
+
+def rater_settings(fade: FadeConfig) -> Any:
+    """The settings of the registered rater `fade.rater.model` names: its `settings_model` over what the config
+    gives it (`fade.rater_settings.<name>`, the embedding rater's `fade.embedding_rater`), defaults where it gives
+    none; None for an LLM or a rater without settings. Every registered rater reads its settings here."""
+    kind = registered_kind(fade)
+    if kind is None or kind.settings_model is None:
+        return None
+    where, given = fade.given_rater_settings(_provider(fade))
+    return plugin_settings(kind, given, where)
+
+
+def rater_label(fade: FadeConfig) -> str:
+    """The rater's `label` without building it (the run's `rater` param, which `harness compare` and the
+    leaderboard show): its kind's `label_for(fade)`, an LLM's (LLMRater) its model string."""
+    kind = registered_kind(fade)
+    if kind is None:
+        from harness.raters._llm import LLMRater
+
+        return LLMRater.label_for(fade)
+    return kind.label_for(fade)
 
 
 def build_rater(

@@ -20,9 +20,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.config import EMBEDDING_RATER_PREFIX, FadeConfig, identity_payload
+from harness.config import EMBEDDING_RATER_PREFIX, EmbeddingRaterConfig, FadeConfig, identity_payload
 from harness.errors import ConfigError
 from harness.model import encoder_folder, load_encoder
+from harness.raters._base import rater_settings
 from harness.raters._protocol import Capability, Rater
 
 _MIN_BACKGROUND = 20
@@ -53,11 +54,14 @@ class EmbeddingRater(Rater):
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.RATES, Capability.JUDGES, Capability.PICKS_ODD_ONE_OUT}
     )
+    # Given as `fade.embedding_rater` (harness.config.RATER_SECTIONS): a section of FadeConfig older than rater
+    # settings, kept there for the identity of the runs made with it.
+    settings_model = EmbeddingRaterConfig
 
     def __init__(self, fade: FadeConfig, corpus_texts: Sequence[str]) -> None:
         self.name = fade.rater.model
-        self.label = fade.rater_label  # named as a proxy for an LLM judge
-        self.settings = fade.embedding_rater
+        self.label = self.label_for(fade)
+        self.settings: EmbeddingRaterConfig = rater_settings(fade)
         if len(corpus_texts) < _MIN_BACKGROUND:
             raise ConfigError(
                 f"fade.rater {self.name!r} sets its thresholds on the corpus, which has {len(corpus_texts)} samples; "
@@ -75,9 +79,14 @@ class EmbeddingRater(Rater):
         self._background = self._embed([corpus_texts[index] for index in chosen.tolist()])
 
     @staticmethod
+    def label_for(fade: FadeConfig) -> str:
+        """Named as a proxy for an LLM judge."""
+        return f"{fade.rater.model} (embedding proxy for an LLM judge)"
+
+    @staticmethod
     def identity(fade: FadeConfig) -> dict[str, Any]:
         """The encoder and the thresholds' settings."""
-        return {"model": fade.rater.model, "embedding_rater": identity_payload(fade.embedding_rater)}
+        return {"model": fade.rater.model, "embedding_rater": identity_payload(rater_settings(fade))}
 
     @staticmethod
     def check(fade: FadeConfig, cache_dir: str | Path) -> None:

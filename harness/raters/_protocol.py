@@ -16,6 +16,8 @@ from harness.errors import EvaluationError
 from harness.llm.types import Usage
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from harness.config import FadeConfig
     from harness.llm import LLMClient
 
@@ -39,6 +41,15 @@ class Rater(Protocol):
 
     capabilities: ClassVar[frozenset[Capability]]
     label: str
+    # Its settings' pydantic model, validated at load over its section of the config (`fade.rater_settings.<name>`)
+    # and read with `harness.raters.rater_settings`; None: it has none (an LLM's are `fade.rater` itself).
+    settings_model: ClassVar[type[BaseModel] | None] = None
+
+    @staticmethod
+    def label_for(fade: FadeConfig) -> str:
+        """Its `label` under `fade`, known without building it (run params, `harness compare`, the leaderboard):
+        the model string, unless the rater says more (a proxy for an LLM judge says so)."""
+        return fade.rater.model
 
     def supports(self, capability: Capability) -> bool:
         """Whether the rater can be asked `capability`."""
@@ -79,13 +90,20 @@ class Rater(Protocol):
 
 class RaterKind(Protocol):
     """What `harness.registry.RATERS` holds under a provider name of `fade.rater.model`: usually the rater
-    class itself, built as `kind(fade, corpus_texts)`."""
+    class itself, built as `kind(fade, corpus_texts)`; subclassing `Rater` gives `settings_model` and
+    `label_for` their defaults."""
+
+    settings_model: type[BaseModel] | None
 
     def __call__(self, fade: FadeConfig, corpus_texts: Sequence[str]) -> Rater: ...
 
+    def label_for(self, fade: FadeConfig) -> str:
+        """The `label` the rater built under `fade` would have."""
+        ...
+
     def identity(self, fade: FadeConfig) -> dict[str, Any]:
         """The settings that shape its answers, JSON-able: a part of what the run identity holds of `fade`
-        (`fade.rater` and the rater's section), so one rater serves every variant that agrees on it."""
+        (`fade.rater` and the rater's settings), so one rater serves every variant that agrees on it."""
         ...
 
     def check(self, fade: FadeConfig, cache_dir: str | Path) -> None:

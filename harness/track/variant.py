@@ -83,8 +83,10 @@ def git_commit() -> str | None:
 
 def variant_params(config: HarnessConfig) -> dict[str, Any]:
     """Every setting of the variant, plus provenance (the config refuses secrets; log_params redacts any left)."""
+    from harness.raters import rater_label
+
     params = config.model_dump(mode="json", exclude={"variants", "search", "tracking"})
-    params["rater"] = config.fade.rater_label
+    params["rater"] = rater_label(config.fade)
     params["package_version"] = harness.__version__
     params["git_commit"] = git_commit()
     return params

@@ -102,7 +102,6 @@ def test_a_corpus_too_small_for_a_background_is_a_clear_error():
 def test_an_embedding_rater_cannot_write_synthetic_samples():
     with pytest.raises(ConfigError, match="set fade.generator to an LLM"):
         parse_config({"fade": {"rater": {"model": "embedding/all-minilm-l6-v2"}}})
-    assert embedding_fade().rater_label == "embedding/all-minilm-l6-v2 (embedding proxy for an LLM judge)"
 
 
 def test_detection_tells_true_descriptions_from_shuffled_and_fuzzing_and_simulation_say_they_cannot():

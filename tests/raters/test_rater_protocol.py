@@ -9,10 +9,20 @@ from pathlib import Path
 import pytest
 
 import harness
-from harness.config import identity_payload, parse_config
+from harness.config import EmbeddingRaterConfig, identity_payload, parse_config
 from harness.errors import ConfigError, EvaluationError, LLMError
 from harness.llm import LLMClient, UsageLedger
-from harness.raters import Capability, EmbeddingRater, LLMRater, as_rater, build_rater, check_rater, registered_kind
+from harness.raters import (
+    Capability,
+    EmbeddingRater,
+    LLMRater,
+    as_rater,
+    build_rater,
+    check_rater,
+    rater_label,
+    rater_settings,
+    registered_kind,
+)
 
 EMBEDDING = {"rater": {"model": "embedding/all-minilm-l6-v2"}, "generator": {"model": "local/smollm2-135m"}}
 
@@ -68,6 +78,21 @@ def test_the_embedding_raters_identity_is_its_encoder_and_section_not_the_rest_o
         "model": held["rater"]["model"],
         "embedding_rater": held["embedding_rater"],
     }
+
+
+def test_the_embedding_rater_declares_its_section_as_its_settings_and_reads_them_like_any_rater():
+    fade = parse_config({"fade": {**EMBEDDING, "embedding_rater": {"seed": 7}}}).fade
+    assert EmbeddingRater.settings_model is EmbeddingRaterConfig and LLMRater.settings_model is None
+    assert rater_settings(fade) == fade.embedding_rater and rater_settings(fade).seed == 7
+    assert rater_settings(parse_config({}).fade) is None  # an LLM's settings are fade.rater itself
+    with pytest.raises(ConfigError, match=r"rater_settings names a rater whose settings are fade.embedding_rater"):
+        parse_config({"fade": {**EMBEDDING, "rater_settings": {"embedding": {"seed": 7}}}})
+
+
+def test_the_label_of_a_registered_rater_is_its_kinds_and_of_an_llm_its_model_string():
+    embedding = parse_config({"fade": EMBEDDING}).fade
+    assert rater_label(embedding) == "embedding/all-minilm-l6-v2 (embedding proxy for an LLM judge)"
+    assert rater_label(parse_config({}).fade) == "local/smollm2-135m"
 
 
 def test_no_caller_outside_the_llm_and_rater_packages_asks_which_class_a_rater_is():

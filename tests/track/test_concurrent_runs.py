@@ -13,10 +13,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import yaml
 from mlflow import MlflowClient
 from mlflow_server import mlflow_server
 
+from configs import tiny_config, write_config
 from harness.testing.loopback import FaultPlan, LoopbackServer
 from harness.track.runs import ROLE_TAG, VARIANT_KEY_TAG
 
@@ -24,20 +24,16 @@ pytestmark = pytest.mark.slow
 
 
 def _write_config(folder: Path, server_url: str, tracking: dict | None = None) -> Path:
-    llm = {"model": "openai/scripted", "api_base": server_url, "backoff_base_s": 0.01}
-    config = {
+    """tests/configs.py's config with two variants, retries at their default (two runs share the LLM server),
+    the activation cache in the working folder (each machine its own) and `tracking` (default: a store there)."""
+    settings = {
         "name": "twice",
-        "corpus": {"num_samples": 60, "max_chars": 160, "seed": 5},
-        "site": {"module": "model.layers.3.mlp.act_fn", "features": [5, 77]},
-        "activations": {"batch_size": 16, "max_length": 32, "skip_first_positions": 1, "cache_dir": "cache"},
-        "explain": {"llm": llm, "selection": {"num_examples": 4}},
-        "fade": {"rater": llm, "clarity_llm_calls": 2, "num_samples": 20, "faithfulness": {"enabled": False}},
+        "llm": {"model": "openai/scripted", "api_base": server_url, "backoff_base_s": 0.01},
+        "activations.cache_dir": "cache",
         "tracking": {"experiment": "twice", "bootstrap_samples": 100, **(tracking or {"store_dir": "mlruns"})},
         "variants": {"named": [{"name": "llm"}, {"name": "top-tokens", "set": {"explain.explainer": "top-tokens"}}]},
     }
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_config(folder, tiny_config(folder, server_url, settings))
 
 
 def test_two_runs_of_one_config_at_once_make_one_finished_run_per_key(tmp_path):
