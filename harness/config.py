@@ -220,6 +220,12 @@ class SiteConfig(StrictModel):
     hook: Literal["output", "input"] = Field("output", description="read the module's output or its input")
     sae: SAEConfig | None = None
     features: list[int] | FeatureRange | Literal["all"] = "all"
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="a plugin site kind's settings, validated at load by its `settings_model` (docs/architecture.md, "
+        "Plugins)",
+        json_schema_extra=OMITTED_AT_DEFAULT,
+    )
 
     @field_validator("features")
     @classmethod
@@ -1201,24 +1207,30 @@ def plugin_settings(registered: Any, given: dict[str, Any], where: str) -> BaseM
 
 
 def check_plugin_settings(config: HarnessConfig, source: str = "<dict>") -> None:
-    """Validate the plugin settings (`scorers.settings`, `explain.settings`, `fade.rater_settings`) by each named
-    class's `settings_model`; only the classes named there are imported. One ConfigError with every problem's path."""
-    sections: list[tuple[str, Registry[Any], dict[str, dict[str, Any]]]] = [
-        ("scorers.settings", SCORERS, config.scorers.settings),
-        ("explain.settings", EXPLAINERS, config.explain.settings),
-        ("fade.rater_settings", RATERS, config.fade.rater_settings),
+    """Validate the plugin settings (`scorers.settings`, `explain.settings`, `fade.rater_settings`, `site.settings`)
+    by each named class's `settings_model`; only the classes named there are imported. One ConfigError with every
+    problem's path."""
+    named: list[tuple[str, Registry[Any], str, dict[str, Any]]] = [  # (key path, registry, name, settings)
+        (f"{key}.{name}", registry, name, given)
+        for key, registry, section in (
+            ("scorers.settings", SCORERS, config.scorers.settings),
+            ("explain.settings", EXPLAINERS, config.explain.settings),
+            ("fade.rater_settings", RATERS, config.fade.rater_settings),
+        )
+        for name, given in section.items()
     ]
+    if config.site.settings:  # one site kind per config: its settings are the section itself
+        named.append(("site.settings", SITES, config.site.kind, config.site.settings))
     problems = []
-    for key, registry, settings in sections:
-        for name, given in settings.items():
-            unknown = registry.unknown(name)
-            if unknown is not None:
-                problems.append(f"{key}.{name}: {unknown}")
-                continue
-            try:
-                plugin_settings(registry.get(name), given, f"{key}.{name}")
-            except ConfigError as error:
-                problems += str(error).splitlines()
+    for where, registry, name, given in named:
+        unknown = registry.unknown(name)
+        if unknown is not None:
+            problems.append(f"{where}: {unknown}")
+            continue
+        try:
+            plugin_settings(registry.get(name), given, where)
+        except ConfigError as error:
+            problems += str(error).splitlines()
     if problems:
         raise ConfigError("\n".join([f"invalid config {source}:", *(f"  {line}" for line in problems)]))
 

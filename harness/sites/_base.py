@@ -13,8 +13,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from pydantic import BaseModel
 
-from harness.config import FeatureRange, SiteConfig
+from harness.config import FeatureRange, SiteConfig, plugin_settings
 from harness.errors import SiteError
 from harness.registry import SITES
 
@@ -69,6 +70,9 @@ class FeatureSite(ABC):
     """
 
     steering_uses_reference: ClassVar[bool]  # True: steer() needs FADE's reference value (max |activation|)
+    # A plugin site's settings (`site.settings` in the config), validated at load; read with `given_settings`. A
+    # site whose settings change its activations puts them in its `identity` (the activation cache's key).
+    settings_model: ClassVar[type[BaseModel] | None] = None
 
     def __init__(self, model: Any, module_path: str, hook: str, selection: FeatureSpec = "all") -> None:
         if hook not in ("output", "input"):
@@ -84,6 +88,11 @@ class FeatureSite(ABC):
     def from_config(cls, config: SiteConfig, loaded_model: Any, corpus: CalibrationCorpus | None = None) -> FeatureSite:
         """The site `config` describes on the loaded subject model (a harness LoadedModel or a torch model);
         `corpus` is what sites calibrated on the run's corpus read (others ignore it)."""
+
+    @classmethod
+    def given_settings(cls, config: SiteConfig) -> BaseModel:
+        """A plugin site's settings: its `settings_model` over `site.settings` (defaults where the config gives none)."""
+        return plugin_settings(cls, config.settings, "site.settings")
 
     @property
     def kind(self) -> str:
