@@ -270,7 +270,8 @@ class ActivationConfig(StrictModel):
 
 
 # The activation settings each stored result reads (scopes of identity_payload; the run identity covers every
-# field). Per-sample values, which FADE reads, depend on these; batch_size and early_exit change no number.
+# field). Per-sample values, which FADE reads, depend on these; batch_size and early_exit change them in their last
+# float bits at most (the batch's shape picks the matrix kernels), which the caches do not tell apart.
 ACTIVATION_VALUE_SETTINGS = ("max_length", "skip_special_tokens", "skip_first_positions")
 # The activation caches also hold the top examples (top_k) and are written shard by shard (shard_size).
 ACTIVATION_CACHE_SETTINGS = (*ACTIVATION_VALUE_SETTINGS, "top_k", "shard_size")
