@@ -57,6 +57,8 @@ def evaluate_in_chunks(
             progress=shared.progress,
             usage_ledger=ledger,
             call_tracer=tracer,
+            corpus=shared.corpus(config),
+            site=shared.site(config),
         )
         floor_cost.update(result.floor_cost)
         if on_chunk is not None:

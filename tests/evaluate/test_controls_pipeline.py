@@ -11,6 +11,7 @@ import yaml
 from fade_pipeline_fixtures import KEY_ENV, PLANTED_WORD, fade_config, token_detector_sae
 from mlflow import MlflowClient
 
+from harness.activations import _calibration
 from harness.artifacts import CONTROLS_TABLE
 from harness.cli import main
 from harness.config import parse_config, result_fingerprint
@@ -24,6 +25,11 @@ pytestmark = pytest.mark.slow
 def test_a_random_sae_control_runs_is_tagged_and_is_tested_against_its_trained_sae(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(KEY_ENV, "dummy")
     monkeypatch.chdir(tmp_path)
+    calibrated = []  # each calibration pass (a random SAE's: read once, shared by every stage)
+    read = _calibration.site_inputs
+    monkeypatch.setattr(
+        _calibration, "site_inputs", lambda *args, **kwargs: calibrated.append(1) or read(*args, **kwargs)
+    )
     loaded = load_subject_model(parse_config({}).model)
     sae = token_detector_sae(tmp_path / "sae", loaded, [PLANTED_WORD, "each", "such"])
     with LoopbackServer() as server:
@@ -38,6 +44,7 @@ def test_a_random_sae_control_runs_is_tagged_and_is_tested_against_its_trained_s
         path = tmp_path / "config.yaml"
         path.write_text(yaml.safe_dump(base))
         assert main(["run", str(path), "--quiet"]) == 0
+    assert len(calibrated) == 1
     printed = capsys.readouterr().out  # the end of `harness run`: the same comparison as harness compare
     assert "different feature sites" in printed and "random-sae (mann-whitney)" in printed
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")

@@ -155,6 +155,8 @@ def evaluate_descriptions(
     on_feature_done: Callable[[FeatureResult], None] | None = None,
     usage_ledger: UsageLedger | None = None,
     call_tracer: CallTracer | None = None,
+    corpus: pd.DataFrame | None = None,
+    site: FeatureSite | None = None,
 ) -> EvaluationResult:
     """Score every (feature, description) row with FADE on the config's site, corpus and rater.
 
@@ -173,6 +175,8 @@ def evaluate_descriptions(
         on_feature_done: called with each feature's result right after it is stored.
         usage_ledger: where the LLM clients also append every count (a tracked run sums it over processes).
         call_tracer: records every LLM call as an MLflow trace of the tracked run (harness.llm.tracing).
+        corpus, site: the config's corpus and site when the caller has them (the stages share theirs: a random
+            SAE is then calibrated once); made from the config otherwise.
 
     Raises:
         EvaluationError: the table lacks the columns or has duplicate / invalid features.
@@ -185,13 +189,15 @@ def evaluate_descriptions(
     skipped = {int(feature): Reason.NO_DESCRIPTION for feature in table["feature"] if feature not in described}
     store = ResultStore(output_dir)
     loaded_model = load_subject_model(config.model)
-    corpus = load_corpus(config.corpus, loaded_model.tokenizer)
-    calibration = (  # a random SAE is calibrated on the corpus: the same SAE as the activation stage's
-        calibration_corpus(loaded_model, corpus, config.activations, progress=progress)
-        if config.site.reads_corpus
-        else None
-    )
-    site = build_site(config.site, loaded_model, calibration)
+    if corpus is None:
+        corpus = load_corpus(config.corpus, loaded_model.tokenizer)
+    if site is None:
+        calibration = (  # a random SAE is calibrated on the corpus: the same SAE as the activation stage's
+            calibration_corpus(loaded_model, corpus, config.activations, progress=progress)
+            if config.site.reads_corpus
+            else None
+        )
+        site = build_site(config.site, loaded_model, calibration)
     features = np.fromiter(described, dtype=np.int64, count=len(described))
     site.resolve_features(features)
     base_key = _base_key(config, loaded_model, site, corpus)
