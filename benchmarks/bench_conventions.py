@@ -106,11 +106,11 @@ def main() -> int:
         )
         delphi = ScorersConfig().delphi
         windows, windows_s, windows_peak = timed(
-            lambda: delphi_windows(loaded, site, corpus, activation_set, activations, delphi, progress=False)
+            lambda: delphi_windows(loaded.tokenizer, corpus, activation_set, activations, delphi, progress=False)
         )
         _, saebench_s, saebench_peak = timed(
             lambda: saebench_examples(
-                loaded, site, corpus, activation_set, activations, ScorersConfig().saebench, progress=False
+                loaded.tokenizer, corpus, activation_set, activations, ScorersConfig().saebench, progress=False
             )
         )
         pairs = sum(sample.num_active for sample in windows.values())
@@ -128,7 +128,7 @@ def main() -> int:
             f"active (window, latent) pairs: {pairs} ({pairs / num_windows:.0f} per window, {pairs * 12 / 2**20:.2f} MiB "
             f"at 12 bytes); latents with >= 200 active windows: {sum(1 for s in windows.values() if s.test)}"
         )
-        pools = pool_examples(loaded, site, corpus, activation_set, activations, num_low=30)
+        pools = pool_examples(loaded.tokenizer, corpus, activation_set, activations, num_low=30)
         records = [r for r in build_feature_records(activation_set, pools, windows) if r.feature in scored]
         descriptions = {record.feature: "the word 'the'" for record in records}
         code = (
