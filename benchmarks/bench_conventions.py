@@ -4,9 +4,10 @@ Site: a random ReLU SAE (`--latents`, default 1024) on SmolLM2-135M's `model.lay
 encoder biases set so each latent fires on about `--density` of the tokens (an SAE's sparsity, not its
 meaning); python-docs samples (`--samples`, max_length 128). Measured in one run:
   extraction      the activation engine (the pass every convention needs), its wall time
-  delphi windows  SharedStages.delphi_windows: the pass keeping each active (window, latent) pair, then the
-                  pass over the chosen windows' samples; wall time, tracemalloc peak, the pairs it kept
-  saebench        saebench_examples: every latent's per-token activations at once; wall time, tracemalloc peak
+  delphi windows  SharedStages.delphi_windows: a read of the kept per-token values keeping each active (window,
+                  latent) pair, then one of the chosen windows' samples; wall time, tracemalloc peak, the pairs it kept
+  saebench        saebench_examples: every latent's per-token activations at once (from the kept values); wall
+                  time, tracemalloc peak
   scorers         detection and fuzzing in each convention on `--features` latents, through the loopback
                   server's scripted rater with a fixed latency (100 ms), concurrency 16, empty cache
 
