@@ -83,12 +83,13 @@ class KeptTokens:
     def read(self, rows: Sequence[int]) -> torch.Tensor:
         """(len(rows), T, F) float32 per-token values of these corpus rows, T their largest token count, zero past
         a sample's end (as the engine's right-padded batch). Rows in ascending order read each shard once."""
-        kept = []
+        kept: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
         for row in rows:
             shard = self._shard(int(row) // self.shard_size)
             local = int(row) % self.shard_size
             start, end = shard["offsets"][local], shard["offsets"][local + 1]
-            kept.append((int(shard["lengths"][local]), *(shard[name][start:end] for name in PART_ARRAYS[2:])))
+            positions, columns, values = (shard[name][start:end] for name in PART_ARRAYS[2:])
+            kept.append((int(shard["lengths"][local]), positions, columns, values))
         token_acts = torch.zeros(len(kept), max((length for length, *_ in kept), default=0), self.num_features)
         for i, (_, positions, columns, values) in enumerate(kept):
             token_acts[i, torch.from_numpy(positions.astype(np.int64)), torch.from_numpy(columns.astype(np.int64))] = (
