@@ -4,9 +4,8 @@ Per shard of `shard_size` corpus rows: each process (under `accelerate launch`) 
 batches, keeping per-sample values, a streaming top-k and the nonzero per-token values (`_tokens.py`, which
 pools, delphi's windows and SAEBench's examples derive from without another pass); the shares are
 gathered, the main process writes the shard's values, its per-token values and the running top-k, then
-the manifest. An interrupted run resumes after the
-last shard the manifest lists. Results do not depend on batch size, process count or resumption: the
-top-k order is total (value, then corpus row).
+the manifest. An interrupted run resumes after the last shard the manifest lists. Results do not depend on
+batch size, process count or resumption: the top-k order is total (value, then corpus row).
 """
 
 from __future__ import annotations
@@ -64,8 +63,8 @@ def extract_activations(
 
     Cached under config.cache_dir, keyed by model, site, features, corpus content and settings, with the
     nonzero per-token values (`ActivationSet.token_values`, on disk); an interrupted run resumes from its
-    last finished shard. Under `accelerate launch` each process runs a
-    share of every shard and all get the same result.
+    last finished shard. Under `accelerate launch` each process runs a share of every shard and all get
+    the same result.
 
     Args:
         loaded_model: the LoadedModel (model + tokenizer).
@@ -90,9 +89,8 @@ def extract_activations(
     ]
 
     with store.exclusive() if processes.is_main else nullcontext():
-        per_shard, top, entries, token_entries = processes.gather(_load_finished(store) if processes.is_main else None)[
-            0
-        ]
+        finished = _load_finished(store) if processes.is_main else None
+        per_shard, top, entries, token_entries = processes.gather(finished)[0]
         if top is None:
             top = TopExamples.empty(feature_ids.size, config.top_k, config.max_length)
         if len(per_shard) < len(shards):
@@ -180,6 +178,8 @@ def _load_finished(
     if manifest is None:
         return [], None, [], []
     try:
+        if "tokens" not in manifest:
+            raise ValueError("it was written before the pass kept per-token values")
         entries, token_entries = list(manifest["shards"]), list(manifest["tokens"])
         if len(token_entries) != len(entries):
             raise ValueError(f"{len(entries)} shards but {len(token_entries)} per-token files")
