@@ -4,9 +4,10 @@ Site: a random ReLU SAE (`--latents`, default 1024) on SmolLM2-135M's `model.lay
 encoder biases set so each latent fires on about `--density` of the tokens (an SAE's sparsity, not its
 meaning); python-docs samples (`--samples`, max_length 128). Measured in one run:
   extraction      the activation engine (the pass every convention needs), its wall time
-  delphi windows  SharedStages.delphi_windows: the pass keeping each active (window, latent) pair, then the
-                  pass over the chosen windows' samples; wall time, tracemalloc peak, the pairs it kept
-  saebench        saebench_examples: every latent's per-token activations at once; wall time, tracemalloc peak
+  delphi windows  SharedStages.delphi_windows: a read of the kept per-token values keeping each active (window,
+                  latent) pair, then one of the chosen windows' samples; wall time, tracemalloc peak, the pairs it kept
+  saebench        saebench_examples: every latent's per-token activations at once (from the kept values); wall
+                  time, tracemalloc peak
   scorers         detection and fuzzing in each convention on `--features` latents, through the loopback
                   server's scripted rater with a fixed latency (100 ms), concurrency 16, empty cache
 
@@ -106,11 +107,11 @@ def main() -> int:
         )
         delphi = ScorersConfig().delphi
         windows, windows_s, windows_peak = timed(
-            lambda: delphi_windows(loaded, site, corpus, activation_set, activations, delphi, progress=False)
+            lambda: delphi_windows(loaded.tokenizer, corpus, activation_set, activations, delphi, progress=False)
         )
         _, saebench_s, saebench_peak = timed(
             lambda: saebench_examples(
-                loaded, site, corpus, activation_set, activations, ScorersConfig().saebench, progress=False
+                loaded.tokenizer, corpus, activation_set, activations, ScorersConfig().saebench, progress=False
             )
         )
         pairs = sum(sample.num_active for sample in windows.values())
@@ -128,7 +129,7 @@ def main() -> int:
             f"active (window, latent) pairs: {pairs} ({pairs / num_windows:.0f} per window, {pairs * 12 / 2**20:.2f} MiB "
             f"at 12 bytes); latents with >= 200 active windows: {sum(1 for s in windows.values() if s.test)}"
         )
-        pools = pool_examples(loaded, site, corpus, activation_set, activations, num_low=30)
+        pools = pool_examples(loaded.tokenizer, corpus, activation_set, activations, num_low=30)
         records = [r for r in build_feature_records(activation_set, pools, windows) if r.feature in scored]
         descriptions = {record.feature: "the word 'the'" for record in records}
         code = (

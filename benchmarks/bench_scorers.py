@@ -61,7 +61,7 @@ def real_records(num_features: int, num_samples: int, config: ScorersConfig, cac
     site = build_site(harness_config.site, loaded)
     activation_set = extract_activations(loaded, site, corpus, harness_config.activations, progress=False)
     pools = pool_examples(
-        loaded, site, corpus, activation_set, harness_config.activations, num_low=least_active_needed(config)
+        loaded.tokenizer, corpus, activation_set, harness_config.activations, num_low=least_active_needed(config)
     )
     return build_feature_records(activation_set, pools)
 

@@ -1,7 +1,8 @@
 """Examples derived from an activation pass (pools, delphi's windows, SAEBench's draws), cached on disk next to it.
 
-Each takes extra passes over the corpus; kept only in memory, every process and every run would pay them
-again. An entry is keyed by the activation set's cache key (model, site, features, corpus, settings) plus
+Each reads the per-token values the activation pass kept for (part of) the corpus, seconds at 1,000 latents
+(benchmarks/README.md, one-pass note); kept only in memory, every process and every run would pay that
+again, where a read of the derived file takes a fifth to a tenth of it. An entry is keyed by the activation set's cache key (model, site, features, corpus, settings) plus
 the derivation's own settings, written like the activation cache (files moved into place, the manifest
 last, one writer at a time under the entry's lock) and stored without pickles: every example's strings
 as UTF-8 bytes with offsets, its numbers as flat arrays with per-example lengths.

@@ -19,6 +19,7 @@ class BatchActivations:
     token_acts: torch.Tensor  # (batch, tokens, F) float32, zero at ignored positions
     per_sample: torch.Tensor  # (batch, F) signed value at the largest |activation|
     positions: torch.Tensor  # (batch, F) its token position
+    lengths: torch.Tensor  # (batch,) tokens of each sample (its unpadded length)
 
 
 def tokenize(tokenizer: Any, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
@@ -75,4 +76,6 @@ def forward_batch(
         valid = ~ignored_mask(loaded_model.tokenizer, encoded, config).to(token_acts.device)
         token_acts = token_acts.masked_fill(~valid.unsqueeze(-1), 0.0)
         per_sample, positions = max_abs_per_sample(token_acts, valid)
-    return BatchActivations(token_acts=token_acts, per_sample=per_sample, positions=positions)
+    return BatchActivations(
+        token_acts=token_acts, per_sample=per_sample, positions=positions, lengths=encoded["attention_mask"].sum(dim=1)
+    )

@@ -1,8 +1,8 @@
 """Examples beyond the top-k, with per-token activations: what stratified/random selections and contrast need.
 
 For each feature: a few samples drawn at random from each activation quantile bin of its active samples,
-plus its least-active samples (contrast). All chosen samples of all features go through the model once,
-batched, so the cost is one small extra pass whatever the number of features.
+plus its least-active samples (contrast). Their per-token values are the ones the activation pass kept
+(`ActivationSet.token_values`); only the tokenizer runs again.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from harness.activations._derived import cached_derivation, decode_pools, encode_pools
-from harness.activations._forward import display_tokens, forward_batch, input_device
+from harness.activations._forward import display_tokens, ignored_mask, tokenize
+from harness.activations._reduce import max_abs_per_sample
+from harness.activations._tokens import kept_values
 from harness.activations.types import ActivatingExample, ActivationSet
 from harness.config import ActivationConfig
-from harness.sites import FeatureSite
 
 
 def choose_pool_rows(
@@ -48,8 +48,7 @@ def choose_pool_rows(
 
 
 def pool_examples(
-    loaded_model: Any,
-    site: FeatureSite,
+    tokenizer: Any,
     corpus_df: pd.DataFrame,
     activation_set: ActivationSet,
     config: ActivationConfig,
@@ -63,10 +62,9 @@ def pool_examples(
     """Feature -> examples across its activation range and its least active samples, with per-token values.
 
     Args:
-        loaded_model: the LoadedModel.
-        site: the feature site the activation set was extracted from.
+        tokenizer: the subject model's tokenizer.
         corpus_df: the same sample table, in the same order as `activation_set.sample_ids`.
-        activation_set: the engine's result (its per-sample values pick the rows).
+        activation_set: the engine's result (its per-sample values pick the rows, its kept per-token values fill them).
         config: tokenization and position rules (the same as the extraction's).
         per_quantile, num_quantiles, num_low: how many rows of each kind (see `choose_pool_rows`).
         seed: seed of the random draws.
@@ -79,7 +77,7 @@ def pool_examples(
             "pools",
             activation_set,
             settings,
-            partial(pool_examples, loaded_model, site, corpus_df, activation_set, config, **settings),
+            partial(pool_examples, tokenizer, corpus_df, activation_set, config, **settings),
             encode_pools,
             decode_pools,
         )
@@ -90,9 +88,9 @@ def pool_examples(
         num_low=num_low,
         rng=np.random.default_rng(seed),
     )
+    token_values = kept_values(activation_set)
     texts = corpus_df["text"].tolist()
     union = np.unique(np.concatenate(rows_per_feature)) if rows_per_feature else np.zeros(0, dtype=np.int64)
-    features = torch.from_numpy(activation_set.feature_ids).to(input_device(loaded_model))
     wanted = {int(row): [] for row in union}
     for f, rows in enumerate(rows_per_feature):
         for row in rows.tolist():
@@ -101,20 +99,22 @@ def pool_examples(
     for start in range(0, union.size, config.batch_size):
         batch_rows = union[start : start + config.batch_size].tolist()
         batch_texts = [texts[row] for row in batch_rows]
-        batch = forward_batch(loaded_model, site, batch_texts, features, config)
-        token_acts = batch.token_acts.float().cpu().numpy()
-        shown = display_tokens(loaded_model.tokenizer, batch_texts, config)
+        token_acts = token_values.read(batch_rows)
+        valid = ~ignored_mask(tokenizer, tokenize(tokenizer, batch_texts, config.max_length), config)
+        per_sample, positions = max_abs_per_sample(token_acts, valid)
+        token_acts_np = token_acts.numpy()
+        shown = display_tokens(tokenizer, batch_texts, config)
         for i, (row, (tokens, ignored_positions)) in enumerate(zip(batch_rows, shown)):
             for f in wanted[row]:
-                activations = token_acts[i, : len(tokens), f].copy()
-                position = int(batch.positions[i, f])
+                activations = token_acts_np[i, : len(tokens), f].copy()
+                position = int(positions[i, f])
                 pools[int(activation_set.feature_ids[f])].append(
                     ActivatingExample(
                         sample_id=int(activation_set.sample_ids[row]),
                         text=texts[row],
                         tokens=tokens,
                         activations=activations,
-                        max_activation=float(batch.per_sample[i, f]),
+                        max_activation=float(per_sample[i, f]),
                         max_position=position,
                         ignored_positions=ignored_positions,
                     )

@@ -21,10 +21,10 @@ import torch
 from tqdm.auto import tqdm
 
 from harness.activations._derived import cached_derivation, decode_saebench, encode_saebench
-from harness.activations._forward import display_tokens, forward_batch
+from harness.activations._forward import display_tokens
+from harness.activations._tokens import kept_values
 from harness.activations.types import ActivatingExample, ActivationSet, SAEBenchSample
 from harness.config import ActivationConfig, SAEBenchConfig
-from harness.sites import FeatureSite, input_device
 
 
 @dataclass(frozen=True)
@@ -97,8 +97,7 @@ def saebench_draw(
 
 
 def saebench_examples(
-    loaded_model: Any,
-    site: FeatureSite,
+    tokenizer: Any,
     corpus_df: pd.DataFrame,
     activation_set: ActivationSet,
     activations: ActivationConfig,
@@ -110,14 +109,14 @@ def saebench_examples(
     """Feature -> SAEBench's generation and scoring examples over the corpus (features SAEBench skips are absent).
 
     Holds every feature's per-token activations of the whole corpus at once, (samples, max_length, features)
-    float32, as SAEBench does (its `collect_sae_activations`, in bfloat16). Samples are right-padded to
+    float32, as SAEBench does (its `collect_sae_activations`, in bfloat16), read from the values the activation
+    pass kept (`ActivationSet.token_values`), not through the model again. Samples are right-padded to
     `activations.max_length` with zero activations; a window reaching past a sample's end is cut there.
 
     Args:
-        loaded_model: the LoadedModel.
-        site: the feature site the activation set was extracted from.
+        tokenizer: the subject model's tokenizer.
         corpus_df: the same sample table, in the same order as `activation_set.sample_ids`.
-        activation_set: the engine's result (its feature ids).
+        activation_set: the engine's result (its feature ids and kept per-token values).
         activations: tokenization and position rules (the same as the extraction's).
         settings: SAEBench's counts, buffer and seed.
         progress: show a progress bar.
@@ -131,8 +130,7 @@ def saebench_examples(
             {"settings": settings.model_dump(mode="json")},
             partial(
                 saebench_examples,
-                loaded_model,
-                site,
+                tokenizer,
                 corpus_df,
                 activation_set,
                 activations,
@@ -142,16 +140,16 @@ def saebench_examples(
             encode_saebench,
             decode_saebench,
         )
+    token_values = kept_values(activation_set)
     texts = corpus_df["text"].tolist()
-    features = torch.from_numpy(activation_set.feature_ids).to(input_device(loaded_model))
-    every = torch.zeros(len(texts), activations.max_length, features.numel())
+    every = torch.zeros(len(texts), activations.max_length, activation_set.feature_ids.size)
     shown: list[tuple[list[str], tuple[int, ...]]] = []
     with tqdm(total=len(texts), unit="sample", desc="saebench examples", disable=not progress) as bar:
         for start in range(0, len(texts), activations.batch_size):
             batch = texts[start : start + activations.batch_size]
-            token_acts = forward_batch(loaded_model, site, batch, features, activations).token_acts.float().cpu()
+            token_acts = token_values.read(range(start, start + len(batch)))
             every[start : start + len(batch), : token_acts.size(1)] = token_acts
-            shown += display_tokens(loaded_model.tokenizer, batch, activations)
+            shown += display_tokens(tokenizer, batch, activations)
             bar.update(len(batch))
     generator = torch.Generator().manual_seed(settings.random_seed)
     rng = random.Random(settings.random_seed)

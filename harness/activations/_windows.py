@@ -5,9 +5,9 @@ ranks every window where a latent is nonzero by its largest value (constructors.
 :76), drops the latent below `min_examples` active windows (:288-293), draws its test set from equal rank
 slices (delphi/latents/samplers.py:26-54, seeded 22) and picks random windows where it is zero everywhere
 (constructors.py:643-683, seeded 42, drawn with replacement). The rank and window picks below are pure
-functions of the counts, so they equal delphi's for the same counts. `delphi_windows` makes the two
-passes that sampling needs: one over the whole corpus keeping each active (window, feature) pair's
-largest value (12 bytes a pair), one over the samples holding a chosen window.
+functions of the counts, so they equal delphi's for the same counts. `delphi_windows` reads the per-token
+values the activation pass kept (`ActivationSet.token_values`) twice, no model: over the whole corpus keeping
+each active (window, feature) pair's largest value (12 bytes a pair), then the samples holding a chosen window.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import torch
 from tqdm.auto import tqdm
 
 from harness.activations._derived import cached_derivation, decode_windows, encode_windows
-from harness.activations._forward import display_tokens, forward_batch, tokenize
-from harness.activations.types import ActivatingExample, ActivationSet, WindowSample
+from harness.activations._forward import display_tokens, tokenize
+from harness.activations._tokens import kept_values
+from harness.activations.types import ActivatingExample, ActivationSet, PerTokenValues, WindowSample
 from harness.config import ActivationConfig, DelphiConventionConfig
-from harness.sites import FeatureSite, input_device
 
 _SLICE_SEED = 22  # samplers.py:27 (split_quantiles' default; test() passes none, samplers.py:108)
 _INACTIVE_SEED = 42  # constructors.py:237 (constructor's default; loader.py:436 passes none)
@@ -75,8 +75,7 @@ def window_maxima(token_acts: torch.Tensor, window: int) -> torch.Tensor:
 
 
 def delphi_windows(
-    loaded_model: Any,
-    site: FeatureSite,
+    tokenizer: Any,
     corpus_df: pd.DataFrame,
     activation_set: ActivationSet,
     activations: ActivationConfig,
@@ -92,10 +91,9 @@ def delphi_windows(
     contexts always are). Ties in a window's largest value rank by corpus order.
 
     Args:
-        loaded_model: the LoadedModel.
-        site: the feature site the activation set was extracted from.
+        tokenizer: the subject model's tokenizer.
         corpus_df: the same sample table, in the same order as `activation_set.sample_ids`.
-        activation_set: the engine's result (its feature ids).
+        activation_set: the engine's result (its feature ids and kept per-token values).
         activations: tokenization and position rules (the same as the extraction's).
         settings: window length and counts.
         progress: show a progress bar.
@@ -107,26 +105,22 @@ def delphi_windows(
             "delphi-windows",
             activation_set,
             {"settings": settings.model_dump(mode="json")},
-            partial(
-                delphi_windows, loaded_model, site, corpus_df, activation_set, activations, settings, progress=progress
-            ),
+            partial(delphi_windows, tokenizer, corpus_df, activation_set, activations, settings, progress=progress),
             encode_windows,
             decode_windows,
         )
     window = settings.example_ctx_len
+    token_values = kept_values(activation_set)
     texts = corpus_df["text"].tolist()
-    features = torch.from_numpy(activation_set.feature_ids).to(input_device(loaded_model))
     lengths = np.zeros(len(texts), dtype=np.int64)
     window_ids, feature_index, maxima = [], [], []
     offsets = np.zeros(len(texts) + 1, dtype=np.int64)
     with tqdm(total=len(texts), unit="sample", desc="delphi windows", disable=not progress, dynamic_ncols=True) as bar:
         for start in range(0, len(texts), activations.batch_size):
             batch_texts = texts[start : start + activations.batch_size]
-            encoded = tokenize(loaded_model.tokenizer, batch_texts, activations.max_length)
+            encoded = tokenize(tokenizer, batch_texts, activations.max_length)
             lengths[start : start + len(batch_texts)] = encoded["attention_mask"].sum(dim=1).numpy()
-            values = window_maxima(
-                forward_batch(loaded_model, site, batch_texts, features, activations).token_acts, window
-            )
+            values = window_maxima(token_values.read(range(start, start + len(batch_texts))), window)
             rows, windows, columns = torch.nonzero(torch.isfinite(values), as_tuple=True)
             window_ids.append((rows.cpu().numpy() + start, windows.cpu().numpy()))
             feature_index.append(columns.cpu().numpy().astype(np.int32))
@@ -154,12 +148,14 @@ def delphi_windows(
         picks = np.array(inactive_picks(num_windows - ranked.size, settings.n_non_activating), dtype=np.int64)
         quiet = nth_missing(np.sort(ranked), picks).tolist() if picks.size else []
         chosen[f] = (test, quiet, int(ranked.size))
-    return _cut_windows(loaded_model, site, texts, activation_set, activations, window, offsets, chosen, num_windows)
+    return _cut_windows(
+        tokenizer, token_values, texts, activation_set, activations, window, offsets, chosen, num_windows
+    )
 
 
 def _cut_windows(
-    loaded_model: Any,
-    site: FeatureSite,
+    tokenizer: Any,
+    token_values: PerTokenValues,
     texts: list[str],
     activation_set: ActivationSet,
     activations: ActivationConfig,
@@ -168,16 +164,15 @@ def _cut_windows(
     chosen: dict[int, tuple[list[tuple[int, int]], list[int], int]],
     num_windows: int,
 ) -> dict[int, WindowSample]:
-    """The chosen windows with tokens (and, for the test windows, the feature's values): the second pass, through
-    the model for the samples holding a test window, through the tokenizer alone for the others."""
-    features = torch.from_numpy(activation_set.feature_ids).to(input_device(loaded_model))
+    """The chosen windows with tokens (and, for the test windows, the feature's values): the second read, of the
+    kept values for the samples holding a test window, of the tokenizer alone for the others."""
     requests: dict[int, list[tuple[int, int, bool, int]]] = {}  # row -> (feature column, slot, is test, start)
     for f, (test, quiet, _) in chosen.items():
         for slot, window_id in enumerate([*(w for w, _ in test), *quiet]):
             row = int(np.searchsorted(offsets, window_id, side="right")) - 1
             requests.setdefault(row, []).append((f, slot, slot < len(test), (window_id - int(offsets[row])) * window))
     cut: dict[int, list[ActivatingExample | None]] = {f: [None] * (len(t) + len(q)) for f, (t, q, _) in chosen.items()}
-    # rows holding a test window go through the model; rows holding only inactive windows need their tokens only
+    # rows holding a test window need their values; rows holding only inactive windows need their tokens only
     measured = sorted(row for row, wanted in requests.items() if any(is_test for _, _, is_test, _ in wanted))
     unmeasured = sorted(set(requests) - set(measured))
     batches = [
@@ -186,18 +181,16 @@ def _cut_windows(
     batches += [
         (unmeasured[i : i + activations.batch_size], False) for i in range(0, len(unmeasured), activations.batch_size)
     ]
-    for batch_rows, forward in batches:
+    for batch_rows, measure in batches:
         batch_texts = [texts[row] for row in batch_rows]
-        token_acts = (
-            forward_batch(loaded_model, site, batch_texts, features, activations).token_acts if forward else None
-        )
+        token_acts = token_values.read(batch_rows) if measure else None
         for i, (row, (tokens, ignored)) in enumerate(
-            zip(batch_rows, display_tokens(loaded_model.tokenizer, batch_texts, activations))
+            zip(batch_rows, display_tokens(tokenizer, batch_texts, activations))
         ):
             for f, slot, is_test, begin in requests[row]:
                 end = min(begin + window, len(tokens))
                 values = (
-                    token_acts[i, begin:end, f].float().cpu().numpy()
+                    token_acts[i, begin:end, f].numpy().copy()
                     if is_test and token_acts is not None
                     else np.zeros(end - begin, dtype=np.float32)  # delphi writes zeros (constructors.py:680)
                 )

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,14 @@ class ActivatingExample:
     ignored_positions: tuple[int, ...] = ()
 
 
+class PerTokenValues(Protocol):
+    """Per-token activations of corpus rows as the engine computed them (harness.activations._tokens.KeptTokens)."""
+
+    def read(self, rows: Sequence[int]) -> torch.Tensor:
+        """(len(rows), T, F) float32, T the rows' largest token count, zero at ignored positions and past the end."""
+        ...
+
+
 @dataclass
 class ActivationSet:
     """Per-sample activations of every selected feature of one site over one corpus.
@@ -31,6 +44,7 @@ class ActivationSet:
     `per_sample[i, j]` is FADE's per-sample activation of feature `feature_ids[j]` on sample
     `sample_ids[i]`: the signed value at the token with the largest absolute value.
     `top_examples[feature]` holds the top-k samples by that value (descending), with per-token values.
+    `token_values` reads every sample's per-token values as the pass kept them (None for a set made by hand).
     """
 
     feature_ids: np.ndarray  # int64 (F,)
@@ -38,6 +52,7 @@ class ActivationSet:
     per_sample: np.ndarray  # float32 (N, F)
     top_examples: dict[int, list[ActivatingExample]] = field(default_factory=dict)
     cache_key: str = ""
+    token_values: PerTokenValues | None = None
 
     def column(self, feature: int) -> np.ndarray:
         """Per-sample activations of one feature, aligned with `sample_ids`."""

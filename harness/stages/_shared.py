@@ -88,9 +88,9 @@ class SharedStages:
         )
 
     def pools(self, config: HarnessConfig, **settings: Any):
-        """The features' activation pools (`pool_examples` with `settings`): one more pass over the corpus's
-        chosen samples, so done once for every variant, process and run that asks for the same pools (on disk
-        next to the activation cache)."""
+        """The features' activation pools (`pool_examples` with `settings`): read from the per-token values the
+        activation pass kept (no model pass), once for every variant, process and run that asks for the same
+        pools (on disk next to the activation cache)."""
         from harness.activations import pool_examples
 
         key = self._activations_key(config) + identity_hash(settings)
@@ -98,8 +98,7 @@ class SharedStages:
             "pools",
             key,
             lambda: pool_examples(
-                self.model(config),
-                self.site(config),
+                self.model(config).tokenizer,
                 self.corpus(config),
                 self.activations(config),
                 config.activations,
@@ -109,9 +108,9 @@ class SharedStages:
         )
 
     def delphi_windows(self, config: HarnessConfig):
-        """delphi's test windows of every feature (scorers.convention: delphi): two more passes over the corpus,
-        so done once for every variant, process and run that shares the activations and the convention's
-        counts (on disk next to the activation cache)."""
+        """delphi's test windows of every feature (scorers.convention: delphi): two reads of the per-token values
+        the activation pass kept (no model pass), once for every variant, process and run that shares the
+        activations and the convention's counts (on disk next to the activation cache)."""
         from harness.activations import delphi_windows
 
         key = self._activations_key(config) + config.scorers.delphi.fingerprint()
@@ -119,8 +118,7 @@ class SharedStages:
             "delphi_windows",
             key,
             lambda: delphi_windows(
-                self.model(config),
-                self.site(config),
+                self.model(config).tokenizer,
                 self.corpus(config),
                 self.activations(config),
                 config.activations,
@@ -131,9 +129,9 @@ class SharedStages:
         )
 
     def saebench_examples(self, config: HarnessConfig):
-        """SAEBench's examples of every feature (the saebench scorer, the 'saebench' explainer selection): one more
-        pass over the corpus, holding every feature's per-token activations; done once for every variant, process
-        and run that shares them (on disk next to the activation cache)."""
+        """SAEBench's examples of every feature (the saebench scorer, the 'saebench' explainer selection): from the
+        per-token values the activation pass kept (no model pass), all features' at once in memory; done once for
+        every variant, process and run that shares them (on disk next to the activation cache)."""
         from harness.activations import saebench_examples
         from harness.config import SAEBenchConfig
 
@@ -144,8 +142,7 @@ class SharedStages:
             "saebench",
             key,
             lambda: saebench_examples(
-                self.model(config),
-                self.site(config),
+                self.model(config).tokenizer,
                 self.corpus(config),
                 self.activations(config),
                 config.activations,

@@ -83,6 +83,8 @@ def assert_same_result(result, expected):
         for a, b in zip(got, want):
             np.testing.assert_allclose(a.activations, b.activations, rtol=1e-6, atol=1e-7)
             assert (a.max_position, a.tokens) == (b.max_position, b.tokens)
+    rows = range(expected.sample_ids.size)
+    np.testing.assert_allclose(result.token_values.read(rows), expected.token_values.read(rows), rtol=1e-6, atol=1e-7)
 
 
 def test_killed_extraction_resumes_from_the_last_shard(
@@ -114,6 +116,9 @@ def test_killed_extraction_resumes_from_the_last_shard(
         "shard-00000.npz",
         "shard-00001.npz",
         "shard-00002.npz",
+        "tokens-00000.npz",
+        "tokens-00001.npz",
+        "tokens-00002.npz",
         "top-00002.npz",
     ]
 
@@ -126,6 +131,18 @@ def test_killed_extraction_resumes_from_the_last_shard(
 def truncate(folder):
     path = folder / "shard-00001.npz"
     path.write_bytes(path.read_bytes()[:200])
+
+
+def truncate_kept_tokens(folder):
+    path = folder / "tokens-00002.npz"
+    path.write_bytes(path.read_bytes()[:-10])
+
+
+def manifest_of_the_format_before(folder):
+    """A cache written before the pass kept per-token values: the same key, no `tokens` files."""
+    manifest = json.loads((folder / MANIFEST).read_text())
+    del manifest["tokens"]
+    (folder / MANIFEST).write_text(json.dumps(manifest))
 
 
 def flip_a_byte(folder):
@@ -163,7 +180,17 @@ def shard_of_another_cache(folder):
 
 
 @pytest.mark.parametrize(
-    "damage", [truncate, flip_a_byte, foreign_manifest, unreadable_manifest, missing_shard, shard_of_another_cache]
+    "damage",
+    [
+        truncate,
+        truncate_kept_tokens,
+        manifest_of_the_format_before,
+        flip_a_byte,
+        foreign_manifest,
+        unreadable_manifest,
+        missing_shard,
+        shard_of_another_cache,
+    ],
 )
 def test_damaged_cache_is_detected_and_rebuilt(
     subject_model, site, tiny_corpus, engine_config, counted_parts, caplog, damage

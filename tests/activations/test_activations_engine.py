@@ -14,6 +14,7 @@ from harness.activations._extract import extract_part
 from harness.activations._processes import Processes
 from harness.activations._reduce import TopExamples, max_abs_per_sample, valid_token_mask
 from harness.activations._report import mark_max_token
+from harness.activations._tokens import join_parts
 from harness.config import SiteConfig
 from harness.sites import build_site
 
@@ -84,20 +85,25 @@ def test_two_process_shares_gather_to_the_single_process_result(subject_model, t
     features = torch.arange(0, 1536, 7)
     texts = tiny_corpus["text"].tolist()
     rows = np.arange(3, 31)  # one shard's rows
-    single_values, single_top = extract_part(subject_model, site, texts, rows, features, engine_config)
+    single_values, single_top, single_tokens = extract_part(subject_model, site, texts, rows, features, engine_config)
 
     processes = [Processes(process_index=index, num_processes=2) for index in range(2)]
     shares = [group.split(rows) for group in processes]
     assert [share.tolist() for share in shares] == [list(range(3, 17)), list(range(17, 31))]
     parts = [extract_part(subject_model, site, texts, share, features, engine_config) for share in shares]
-    gathered_values = np.concatenate([values for values, _ in parts])
+    gathered_values = np.concatenate([values for values, _, _ in parts])
     gathered_top = TopExamples.empty(features.numel(), engine_config.top_k, engine_config.max_length)
-    for _, top in parts:
+    for _, top, _ in parts:
         gathered_top.merge_top(top)
+    gathered_tokens = join_parts([tokens for _, _, tokens in parts])
 
     np.testing.assert_allclose(gathered_values, single_values, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(gathered_top.rows, single_top.rows)
     np.testing.assert_allclose(gathered_top.token_acts, single_top.token_acts, rtol=1e-5, atol=1e-6)
+    for name in ("lengths", "counts", "positions", "columns"):
+        np.testing.assert_array_equal(gathered_tokens[name], single_tokens[name])
+    np.testing.assert_allclose(gathered_tokens["values"], single_tokens["values"], rtol=1e-5, atol=1e-6)
+    assert single_tokens["lengths"].size == rows.size and single_tokens["counts"].sum() == single_tokens["values"].size
 
 
 @pytest.mark.slow

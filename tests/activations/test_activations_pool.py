@@ -29,7 +29,9 @@ def test_choose_pool_rows_with_no_active_sample_keeps_only_contrast():
 def test_pool_examples_match_the_extraction(subject_model, tiny_corpus, engine_config):
     site = build_site(SiteConfig(module="model.layers.3.mlp.act_fn", features=[5, 77]), subject_model)
     activation_set = extract_activations(subject_model, site, tiny_corpus, engine_config, progress=False)
-    pools = pool_examples(subject_model, site, tiny_corpus, activation_set, engine_config, per_quantile=2, num_low=3)
+    pools = pool_examples(
+        subject_model.tokenizer, tiny_corpus, activation_set, engine_config, per_quantile=2, num_low=3
+    )
     assert set(pools) == {5, 77}
     row_of = {int(sample_id): row for row, sample_id in enumerate(activation_set.sample_ids)}
     for feature, examples in pools.items():

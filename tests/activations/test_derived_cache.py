@@ -1,5 +1,6 @@
-"""Pools, delphi's windows and SAEBench's examples on disk next to the activation cache: the same examples as the
-passes make, and a later run (a fresh SharedStages, as another process or run has) reads them without a pass."""
+"""Pools, delphi's windows and SAEBench's examples on disk next to the activation cache: the same examples as
+deriving them again makes, no forward pass besides the activation pass's, and a later run (a fresh SharedStages,
+as another process or run has) reads them without a pass."""
 
 from __future__ import annotations
 
@@ -82,21 +83,21 @@ def test_a_later_run_reads_the_cached_examples_without_a_pass(tmp_path, subject_
     try:
         first = SharedStages(progress=False)
         built = (first.pools(config), first.delphi_windows(config), first.saebench_examples(config))
-        assert passes  # the cold cache: the activation pass and the derivations' passes ran
-        model, site, corpus, activation_set = (
-            first.model(config),
-            first.site(config),
+        batch_size = config.activations.batch_size
+        assert len(passes) == -(-40 // batch_size)  # the cold cache: the activation pass only, batch by batch
+        tokenizer, corpus, activation_set = (
+            first.model(config).tokenizer,
             first.corpus(config),
             first.activations(config),
         )
-        # the old in-memory way, no cache: the same examples to the bit
+        # in memory, no cache: the same examples to the bit, and still no forward pass
         passes.clear()
         uncached = (
-            pool_examples(model, site, corpus, activation_set, config.activations),
-            delphi_windows(model, site, corpus, activation_set, config.activations, config.scorers.delphi, progress=False),
-            saebench_examples(model, site, corpus, activation_set, config.activations, config.scorers.saebench, progress=False),
+            pool_examples(tokenizer, corpus, activation_set, config.activations),
+            delphi_windows(tokenizer, corpus, activation_set, config.activations, config.scorers.delphi, progress=False),
+            saebench_examples(tokenizer, corpus, activation_set, config.activations, config.scorers.saebench, progress=False),
         )  # fmt: skip
-        assert passes
+        assert passes == []
         assert _same(built, uncached)
         assert all(len(part) == 2 for part in built)  # both features have pools, windows and SAEBench examples
 

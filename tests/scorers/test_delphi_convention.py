@@ -256,7 +256,7 @@ def test_on_a_demo_feature_the_test_set_covers_every_rank_slice(tmp_path):
     site = build_site(config.site, loaded)
     activation_set = extract_activations(loaded, site, corpus, config.activations, progress=False)
     samples = delphi_windows(
-        loaded, site, corpus, activation_set, config.activations, config.scorers.delphi, progress=False
+        loaded.tokenizer, corpus, activation_set, config.activations, config.scorers.delphi, progress=False
     )
     for feature, windows in samples.items():
         assert windows.num_active >= config.scorers.delphi.min_examples, feature

@@ -44,7 +44,7 @@ def real_records(tmp_path_factory):
     corpus = load_corpus(config.corpus, loaded.tokenizer)
     site = build_site(config.site, loaded)
     activation_set = extract_activations(loaded, site, corpus, config.activations, progress=False)
-    pools = pool_examples(loaded, site, corpus, activation_set, config.activations)
+    pools = pool_examples(loaded.tokenizer, corpus, activation_set, config.activations)
     return build_feature_records(activation_set, pools)
 
 
