@@ -5,8 +5,8 @@ so what is timed is the client's own cost per call: the ceiling a fast served ju
 At each concurrency bound, alternated `--repeats` times, best of each:
   sdk      openai.AsyncOpenAI.chat.completions.create under an asyncio.Semaphore, its connections open: the
            floor the target is measured against;
-  sdk cold the same, its client made and its connections opened in the timed batch (what a batch in a fresh
-           event loop pays, as every LLMClient.complete_many does);
+  sdk cold the same, its client made and its connections opened in the timed batch (what a client's first
+           batch pays; complete_many's later batches reuse them, its loop living as long as the client);
   litellm  litellm.acompletion the same way (what LLMClient's litellm path sends through);
   client   LLMClient.complete_many with every feature on: response cache (empty: every call a miss, then
            written), answer validation, AnswerFormat counting, cost, usage ledger; on its default path for an
@@ -63,7 +63,7 @@ async def raw_calls(send, conversations: list, concurrency: int) -> None:
 
 def time_sdk(url: str, conversations: list, concurrency: int, warm: bool = True) -> float:
     """Seconds of the calls through one AsyncOpenAI; not `warm`: its making and first connections timed too (what
-    a batch in a fresh event loop pays, as LLMClient.complete_many's do)."""
+    a client's first batch pays)."""
     import openai
 
     async def run() -> float:
@@ -131,7 +131,8 @@ def time_client(url: str, conversations: list, concurrency: int, folder: Path, t
         (lambda text, ids=ids: parse_ratings(text, ids).ok) for ids in map(sequence_ids, range(len(conversations)))
     ]
     warm = len(conversations) - concurrency
-    client.complete_many([rating_conversation(-1 - call) for call in range(concurrency)])  # open the connections
+    # open the connections, which the timed batch reuses (complete_many's loop lives as long as the client)
+    client.complete_many([rating_conversation(-1 - call) for call in range(concurrency)])
     start = time.perf_counter()
     results = client.complete_many(conversations, return_exceptions=False, validate=validators, answer_format=formats)
     elapsed = time.perf_counter() - start

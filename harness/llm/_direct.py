@@ -20,7 +20,8 @@ from harness.llm.per_loop import PerLoop
 
 class DirectChat:
     """Chat completions through AsyncOpenAI, one SDK client per event loop and key (their HTTP pools
-    belong to one loop), none of the SDK's own retries.
+    belong to one loop; they are closed when run_to_end or LLMClient's LoopThread ends the loop), none of the
+    SDK's own retries.
 
     Args:
         api_base: the server's `/v1` address (None: the OpenAI API).
@@ -30,7 +31,7 @@ class DirectChat:
     def __init__(self, api_base: str | None, timeout_s: float) -> None:
         self.api_base = api_base
         self.timeout_s = timeout_s
-        self._clients: PerLoop[dict[str | None, openai.AsyncOpenAI]] = PerLoop(dict)
+        self._clients: PerLoop[dict[str | None, openai.AsyncOpenAI]] = PerLoop(dict, close=_close_all)
 
     async def create(
         self, model: str, messages: list[dict[str, Any]], api_key: str | None, params: dict[str, Any]
@@ -59,14 +60,13 @@ class DirectChat:
 
     def _plain_http_client(self) -> Any:
         """For a plain-http server, an HTTP client that loads no CA certificates (50-70 ms per SDK client, i.e.
-        per batch, on a busy machine) and follows no redirect (so it never reaches a TLS server unverified);
+        per event loop, on a busy machine) and follows no redirect (so it never reaches a TLS server unverified);
         None (the SDK's own, verifying) for https and the OpenAI API."""
         if not (self.api_base or "").startswith("http://"):
             return None
         return openai.DefaultAsyncHttpxClient(verify=False, follow_redirects=False)
 
-    async def aclose(self) -> None:
-        """Close the running loop's SDK clients (their connections), before the loop ends."""
-        clients = self._clients.pop()
-        if clients:
-            await asyncio.gather(*(client.close() for client in clients.values()))
+
+async def _close_all(clients: dict[str | None, openai.AsyncOpenAI]) -> None:
+    """Close a loop's SDK clients (their connections), before the loop ends."""
+    await asyncio.gather(*(client.close() for client in clients.values()))
