@@ -2,9 +2,11 @@
 
 The loopback server (`harness llm serve --latency 0`'s server) runs in its own process and answers at once,
 so what is timed is the client's own cost per call: the ceiling a fast served judge (vLLM, SGLang) leaves.
-At each concurrency bound, alternated `--repeats` times, best of each:
-  sdk      openai.AsyncOpenAI.chat.completions.create under an asyncio.Semaphore, its connections open: the
-           floor the target is measured against;
+At each concurrency bound, alternated `--repeats` times, best of each, every mode sending the same requests
+(each with its rating JSON schema as `response_format`, as the client sends it, so the server's work per call is
+the same in all):
+  sdk      openai.AsyncOpenAI.chat.completions.create under an asyncio.Semaphore, its connections open, the schema
+           in `extra_body` (sent as it is, as the client sends it): the floor the target is measured against;
   sdk cold the same, its client made and its connections opened in the timed batch (what a client's first
            batch pays; complete_many's later batches reuse them, its loop living as long as the client);
   litellm  litellm.acompletion the same way (what LLMClient's litellm path sends through);
@@ -49,16 +51,21 @@ def sequence_ids(call: int) -> list[int]:
     return list(range(call * PER_CALL, (call + 1) * PER_CALL))
 
 
+def rating_schema(call: int) -> dict:
+    """The `response_format` the client sends with `call`'s rating conversation."""
+    return ratings_format("fade_rating", sequence_ids(call), (0, 1, 2))
+
+
 async def raw_calls(send, conversations: list, concurrency: int) -> None:
     bound = asyncio.Semaphore(concurrency)
 
-    async def one(messages):
+    async def one(call, messages):
         async with bound:
-            response = await send(messages)
+            response = await send(messages, rating_schema(call))
         if not response.choices[0].message.content.startswith("{"):
             raise RuntimeError("the loopback server gave an unexpected answer")
 
-    await asyncio.gather(*map(one, conversations))
+    await asyncio.gather(*map(one, range(len(conversations)), conversations))
 
 
 def time_sdk(url: str, conversations: list, concurrency: int, warm: bool = True) -> float:
@@ -70,9 +77,13 @@ def time_sdk(url: str, conversations: list, concurrency: int, warm: bool = True)
         start = time.perf_counter()
         client = openai.AsyncOpenAI(base_url=url, api_key=os.environ[KEY_ENV], max_retries=0, timeout=60.0)
 
-        async def send(messages):
+        async def send(messages, schema):
             return await client.chat.completions.create(
-                model="scripted", messages=messages, temperature=0.0, max_tokens=1024
+                model="scripted",
+                messages=messages,
+                temperature=0.0,
+                max_tokens=1024,
+                extra_body={"response_format": schema},
             )
 
         if warm:
@@ -90,10 +101,11 @@ def time_litellm(url: str, conversations: list, concurrency: int) -> float:
     import litellm
 
     async def run() -> float:
-        async def send(messages):
+        async def send(messages, schema):
             return await litellm.acompletion(
                 model="openai/scripted",
                 messages=messages,
+                response_format=schema,
                 api_base=url,
                 api_key=os.environ[KEY_ENV],
                 temperature=0.0,
@@ -110,7 +122,11 @@ def time_litellm(url: str, conversations: list, concurrency: int) -> float:
     return asyncio.run(run())
 
 
-def time_client(url: str, conversations: list, concurrency: int, folder: Path, transport: str) -> float:
+def time_client(
+    url: str, conversations: list, concurrency: int, folder: Path, transport: str, profile: cProfile.Profile | None
+) -> float:
+    """Seconds of the timed batch; `profile` records it in complete_many's loop thread (cProfile sees one thread:
+    it is switched there by a validator, which runs in that thread)."""
     config = LLMConfig(
         model="openai/scripted",
         api_base=url,
@@ -124,22 +140,24 @@ def time_client(url: str, conversations: list, concurrency: int, folder: Path, t
     client = LLMClient(config, progress=False)
     client.ledger = UsageLedger(folder / f"ledger-{time.monotonic_ns()}.jsonl")
     formats = [
-        AnswerFormat("fade_rating", ratings_format("fade_rating", ids, (0, 1, 2)), lambda text: True)
-        for ids in map(sequence_ids, range(len(conversations)))
+        AnswerFormat("fade_rating", rating_schema(call), lambda text: True) for call in range(len(conversations))
     ]
     validators = [
         (lambda text, ids=ids: parse_ratings(text, ids).ok) for ids in map(sequence_ids, range(len(conversations)))
     ]
-    warm = len(conversations) - concurrency
     # open the connections, which the timed batch reuses (complete_many's loop lives as long as the client)
     client.complete_many([rating_conversation(-1 - call) for call in range(concurrency)])
+    switch = [rating_conversation(-1 - concurrency)]
+    if profile is not None:
+        client.complete_many(switch, validate=lambda text: profile.enable() or True)
+    calls_before = client.usage.calls
     start = time.perf_counter()
     results = client.complete_many(conversations, return_exceptions=False, validate=validators, answer_format=formats)
     elapsed = time.perf_counter() - start
-    if (
-        not all(result.valid and not result.cached for result in results)
-        or client.usage.calls != warm + 2 * concurrency
-    ):
+    calls = client.usage.calls - calls_before
+    if profile is not None:
+        client.complete_many(switch, validate=lambda text: profile.disable() or True)  # a cache hit: validated
+    if not all(result.valid and not result.cached for result in results) or calls != len(conversations):
         raise RuntimeError(f"the client did not make one valid call per conversation: {client.usage}")
     client.close()
     return elapsed
@@ -174,11 +192,8 @@ def main() -> int:
                             elapsed = time_litellm(url, conversations, bound)
                         else:
                             transport = "litellm" if mode.endswith("litellm") else "auto"
-                            if profile is not None and transport == "auto":
-                                profile.enable()
-                            elapsed = time_client(url, conversations, bound, folder, transport)
-                            if profile is not None:
-                                profile.disable()
+                            profiled = profile if transport == "auto" else None
+                            elapsed = time_client(url, conversations, bound, folder, transport, profiled)
                         best[mode, bound] = min(best.get((mode, bound), float("inf")), elapsed)
                         timings.setdefault((mode, bound), []).append(elapsed)
     finally:

@@ -175,7 +175,7 @@ class LLMClient:
         direct = config.transport == "openai" or (
             config.transport == "auto" and self.provider == "openai" and bool(config.api_base)
         )
-        self._direct = DirectChat(config.api_base, config.timeout_s) if direct else None
+        self._direct = DirectChat(config.api_base, config.timeout_s, config.concurrency) if direct else None
         self._backend_identity = identity_payload(config, only=LLM_BACKEND_SETTINGS)  # part of every cache key
         self._sends_response_format: bool | None = None
         self._usage = Usage()
