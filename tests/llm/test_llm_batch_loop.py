@@ -96,3 +96,16 @@ def test_a_signal_while_a_batch_runs_cancels_its_calls_quietly_and_the_client_go
     ]
     assert not [record for record in caplog.records if record.name == "asyncio"], caplog.text
     client.close()
+
+
+def test_above_the_sdks_100_kept_connections_every_slot_keeps_its_own(server, make_config):
+    """The SDK's pool keeps 100 idle connections: at a bound of 110, 10 would be closed and opened again in every
+    batch."""
+    server.faults = FaultPlan(latency_s=0.3)  # so the 110 calls are in flight together
+    client = LLMClient(make_config(transport="openai", concurrency=110, cache=False), progress=False)
+    conversations = [rating_messages([k]) for k in range(110)]
+    client.complete_many(conversations)
+    opened = server.connections
+    client.complete_many(conversations)
+    assert opened > 100 and server.connections == opened
+    client.close()
