@@ -109,3 +109,12 @@ def test_above_the_sdks_100_kept_connections_every_slot_keeps_its_own(server, ma
     client.complete_many(conversations)
     assert opened > 100 and server.connections == opened
     client.close()
+
+
+def test_a_batch_started_from_inside_a_batch_fails_instead_of_waiting_for_itself(server, make_config):
+    client = LLMClient(make_config(cache=False), progress=False)
+    inner = [rating_messages([1])]
+    with pytest.raises(RuntimeError, match="called from its own loop"):
+        client.complete_many(inner, validate=lambda text: bool(client.complete_many(inner)))
+    assert [r.text for r in client.complete_many(inner)] == [FadeResponder()(inner[0])]
+    client.close()
