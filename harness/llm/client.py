@@ -17,7 +17,6 @@ or not (Usage.answers, Usage.parsed).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import copy
 import dataclasses
 import email.utils
@@ -26,8 +25,9 @@ import os
 import random
 import threading
 import time
+import weakref
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from harness.llm._direct import DirectChat
 from harness.llm._local_provider import LOCAL_PROVIDER, register_local_provider
 from harness.llm.ledger import UsageLedger
 from harness.llm.logprobs import token_logprobs
-from harness.llm.per_loop import PerLoop, run_to_end
+from harness.llm.per_loop import LoopThread, PerLoop, gather_or_cancel
 from harness.llm.schemas import AnswerFormat
 from harness.llm.tracing import CallSpan, CallTracer
 from harness.llm.types import Completion, Usage
@@ -175,7 +175,7 @@ class LLMClient:
         direct = config.transport == "openai" or (
             config.transport == "auto" and self.provider == "openai" and bool(config.api_base)
         )
-        self._direct = DirectChat(config.api_base, config.timeout_s) if direct else None
+        self._direct = DirectChat(config.api_base, config.timeout_s, config.concurrency) if direct else None
         self._backend_identity = identity_payload(config, only=LLM_BACKEND_SETTINGS)  # part of every cache key
         self._sends_response_format: bool | None = None
         self._usage = Usage()
@@ -186,6 +186,10 @@ class LLMClient:
         self.tracer: CallTracer | None = None
         self._semaphores = PerLoop(lambda: asyncio.Semaphore(config.concurrency))
         self._random = random.Random()
+        # complete_many's loop: the connections a batch opens serve the next ones. Ended by close(), or when
+        # the client is collected or the process exits (the loop does not hold the client).
+        self._batches = LoopThread("llm-batches")
+        weakref.finalize(self, self._batches.close)
 
     @property
     def usage(self) -> Usage:
@@ -607,8 +611,8 @@ class LLMClient:
                     )
                 bar.update(1)
 
-        try:
-            return list(await asyncio.gather(*map(one, conversations, validators, formats, contexts)))
+        try:  # a signal raised in one call cancels the others, as asyncio.run's end did for complete_many
+            return await gather_or_cancel(*map(one, conversations, validators, formats, contexts))
         finally:
             bar.close()
             for feature in list(held.elements()):  # calls cancelled before they started
@@ -637,9 +641,11 @@ class LLMClient:
     ) -> list[Completion | LLMError]:
         """Synchronous batch: answers in input order, run concurrently under the bound, with a progress bar.
 
-        Works from any thread. Called where an event loop is already running (a notebook, an async
-        app), it runs the batch on a helper thread with its own loop and blocks the caller's loop until
-        the batch is done; async code should `await acomplete_many(...)` instead.
+        Works from any thread: every batch runs in the client's own event loop on a thread of its own, so the
+        connections one batch opens serve the next (close() closes them), and batches from several threads
+        share the concurrency bound. Called where an event loop is already running (a notebook, an async
+        app), it blocks the caller's loop until the batch is done; async code should
+        `await acomplete_many(...)` instead. Ctrl-C or SIGTERM while it waits cancels the batch's calls.
 
         Args:
             conversations: one message list per request.
@@ -659,27 +665,15 @@ class LLMClient:
             trace_context=trace_context,
             **params,
         )
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            results = run_to_end(self._closing(batch))
-        else:
-            with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm-batch") as pool:
-                results = pool.submit(run_to_end, self._closing(batch)).result()
+        results = self._batches.run(batch)
         if not return_exceptions:
             failures = [result for result in results if isinstance(result, LLMError)]
             if failures:
                 raise LLMError(f"{len(failures)} of {len(results)} LLM calls failed; the first: {failures[0]}")
         return results
 
-    async def _closing(self, batch: Awaitable[list[Completion | LLMError]]) -> list[Completion | LLMError]:
-        """The batch's results, after closing the connections it opened in its loop (which ends with it)."""
-        try:
-            return await batch
-        finally:
-            if self._direct is not None:
-                await self._direct.aclose()
-
     def close(self) -> None:
+        """End complete_many's loop, closing the connections it opened, and close the cache."""
+        self._batches.close()
         if self.cache is not None:
             self.cache.close()

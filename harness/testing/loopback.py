@@ -179,6 +179,8 @@ class _ServerState:
     response_formats: list[Any] = field(default_factory=list)
     in_flight: int = 0
     peak_in_flight: int = 0
+    connections: int = 0
+    open_connections: int = 0
 
     def admit(self, body: bytes, authorization: str | None, response_format: Any) -> str | None:
         """Count the request, keep its response_format, and choose its fault."""
@@ -361,6 +363,17 @@ class _HTTPServer(ThreadingHTTPServer):
         if not isinstance(sys.exc_info()[1], OSError):
             super().handle_error(request, client_address)
 
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """One TCP connection, from its accept to its close (counted: the proof a client reuses connections)."""
+        with self.state.lock:
+            self.state.connections += 1
+            self.state.open_connections += 1
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.state.lock:
+                self.state.open_connections -= 1
+
 
 class LoopbackServer:
     """The server as a context manager: `with LoopbackServer() as server: ... server.url ...`.
@@ -422,6 +435,18 @@ class LoopbackServer:
         """The most chat requests this server was handling at one time."""
         with self._httpd.state.lock:
             return self._httpd.state.peak_in_flight
+
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted so far."""
+        with self._httpd.state.lock:
+            return self._httpd.state.connections
+
+    @property
+    def open_connections(self) -> int:
+        """TCP connections open now (one closes here once its client closed it)."""
+        with self._httpd.state.lock:
+            return self._httpd.state.open_connections
 
     @property
     def authorizations(self) -> set[str]:
