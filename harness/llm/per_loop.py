@@ -51,7 +51,13 @@ async def close_loop_objects() -> None:
 
 async def gather_or_cancel(*awaitables: Awaitable[Any]) -> list[Any]:
     """The results in order, as asyncio.gather; on the first failure the others are cancelled and awaited
-    (what they end with is dropped), then the failure is raised as itself."""
+    (what they end with is dropped), then the failure is raised as itself.
+
+    `asyncio.gather` raises the first failure but leaves the other calls running with no owner; the loop's
+    end then cancels them, and one that fails there (Python 3.11's wait_for can lose a cancellation that
+    arrives as a call finishes) prints an "unhandled exception during asyncio.run() shutdown" traceback
+    before the clear error.
+    """
     tasks = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
     try:
         return await asyncio.gather(*tasks)

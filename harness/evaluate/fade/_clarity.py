@@ -10,11 +10,11 @@ import numpy as np
 
 from harness.config import FadeConfig
 from harness.evaluate.fade._calls import FeatureCalls
-from harness.evaluate.fade._concurrency import gather_or_cancel
 from harness.evaluate.fade._metrics import clarity
 from harness.evaluate.fade.prompts import generation_messages
 from harness.evaluate.scores import Score
 from harness.llm import AnswerFormat, parse_string_list, string_list_format
+from harness.llm.per_loop import gather_or_cancel
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ import numpy as np
 
 from harness.config import FaithfulnessConfig
 from harness.evaluate.fade._calls import FeatureCalls
-from harness.evaluate.fade._concurrency import gather_or_cancel
 from harness.evaluate.fade._metrics import (
     RATING_PRESENT,
     VALID_RATINGS,
@@ -20,6 +19,7 @@ from harness.evaluate.fade._metrics import (
 from harness.evaluate.fade.continuations import Continuations
 from harness.evaluate.fade.rating import UNRATED, rate_sequences
 from harness.evaluate.fade.sampling import random_subset
+from harness.llm.per_loop import gather_or_cancel
 
 # Tells the prompt stream apart from the per-feature streams seeded with (seed, feature): no feature index
 # reaches it.

@@ -44,7 +44,6 @@ from harness.evaluate.fade import _plots as plots
 from harness.evaluate.fade._calls import FeatureCalls, RaterBackend
 from harness.evaluate.fade._clarity import ClarityOutcome, generate_synthetic_texts, score_clarity
 from harness.evaluate.fade._clarity_floor import ClarityFloor, clarity_floor
-from harness.evaluate.fade._concurrency import gather_or_cancel
 from harness.evaluate.fade._metrics import GiniAP, faithfulness_gate
 from harness.evaluate.fade._responsiveness import RatedNaturalSamples, rate_natural_samples, score_responsiveness
 from harness.evaluate.fade.continuations import ContinuationEngine
@@ -54,7 +53,7 @@ from harness.evaluate.fade.results import FeatureResult, ResultStore, factor_lab
 from harness.evaluate.scores import FeatureScores, Score
 from harness.files import identity_hash
 from harness.llm import LLMClient, Usage, UsageLedger
-from harness.llm.per_loop import run_to_end
+from harness.llm.per_loop import gather_or_cancel, run_to_end
 from harness.llm.tracing import CallTracer
 from harness.model import LoadedModel, load_subject_model
 from harness.raters import Capability, Rater, build_rater

@@ -8,10 +8,10 @@ from collections.abc import Mapping
 import numpy as np
 
 from harness.evaluate.fade._calls import FeatureCalls
-from harness.evaluate.fade._concurrency import gather_or_cancel
 from harness.evaluate.fade._metrics import VALID_RATINGS
 from harness.evaluate.fade.prompts import rating_messages
 from harness.llm import AnswerFormat, parse_ratings, ratings_format
+from harness.llm.per_loop import gather_or_cancel
 
 UNRATED = -1  # in rating arrays: asked, but no valid rating came back after the retries
 

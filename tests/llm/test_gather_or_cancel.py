@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from harness.errors import LLMError
-from harness.evaluate.fade._concurrency import gather_or_cancel
+from harness.llm.per_loop import gather_or_cancel
 
 
 async def _fails_at_once():
