@@ -17,6 +17,7 @@ or not (Usage.answers, Usage.parsed).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import copy
 import dataclasses
 import email.utils
@@ -136,6 +137,25 @@ def _hint(error: BaseException, config: LLMConfig, request_params: dict[str, Any
     if _is_retryable(error):
         return "check that the backend is up, or raise llm.max_retries / llm.timeout_s"
     return "see the cause above"
+
+
+@dataclasses.dataclass
+class _LedgerLine:
+    """What one `acomplete` counted, written to the ledger as one line when the call ends (answered, failed or
+    cancelled) instead of one line per count: a kill loses at most the counts of the calls then in flight."""
+
+    counts: Counter[str] = dataclasses.field(default_factory=Counter)
+    answers: Counter[str] = dataclasses.field(default_factory=Counter)
+    parsed: Counter[str] = dataclasses.field(default_factory=Counter)
+
+    def write(self, ledger: UsageLedger) -> None:
+        if self.counts or self.answers:
+            kinds = {"answers": dict(self.answers), "parsed": dict(self.parsed)} if self.answers else None
+            ledger.record(dict(self.counts), kinds)
+
+
+# The line of the `acomplete` running in this task (asyncio gives each task its own context).
+_ledger_line: contextvars.ContextVar[_LedgerLine | None] = contextvars.ContextVar("ledger_line", default=None)
 
 
 class LLMClient:
@@ -277,7 +297,11 @@ class LLMClient:
             for name, value in counts.items():
                 setattr(self._usage, name, getattr(self._usage, name) + value)
         if self.ledger is not None:
-            self.ledger.record(counts)
+            line = _ledger_line.get()
+            if line is None:
+                self.ledger.record(counts)
+            else:
+                line.counts.update(counts)
 
     def _count_answer(self, answer_format: AnswerFormat | None, text: str) -> bool | None:
         """Count an answer of its prompt kind; whether it parsed (None without an AnswerFormat)."""
@@ -289,7 +313,12 @@ class LLMClient:
             self._usage.answers[kind] = self._usage.answers.get(kind, 0) + 1
             self._usage.parsed[kind] = self._usage.parsed.get(kind, 0) + int(parsed)
         if self.ledger is not None:
-            self.ledger.record({}, {"answers": {kind: 1}, "parsed": {kind: int(parsed)}})
+            line = _ledger_line.get()
+            if line is None:
+                self.ledger.record({}, {"answers": {kind: 1}, "parsed": {kind: int(parsed)}})
+            else:
+                line.answers[kind] += 1
+                line.parsed[kind] += int(parsed)
         return parsed
 
     def _api_key(self) -> str | None:
@@ -354,6 +383,24 @@ class LLMClient:
         if answer_format is not None and self.sends_response_format:
             params = {"response_format": answer_format.response_format, **params}
         request_params = self._request_params(params)
+        line = _LedgerLine() if self.ledger is not None else None
+        token = _ledger_line.set(line)
+        try:
+            return await self._answer(messages, request_params, validate, answer_format, trace_context)
+        finally:
+            _ledger_line.reset(token)
+            if line is not None and self.ledger is not None:
+                line.write(self.ledger)
+
+    async def _answer(
+        self,
+        messages: Messages,
+        request_params: dict[str, Any],
+        validate: Validator | None,
+        answer_format: AnswerFormat | None,
+        trace_context: Mapping[str, Any] | None,
+    ) -> Completion:
+        """`acomplete` once its request is made: from the cache, else from the backend (counted, traced)."""
         key = cache_key(self._backend_identity, messages, request_params)
         self._count(requests=1)
         span = self._start_span(messages, request_params, answer_format, trace_context)

@@ -1,8 +1,9 @@
 """A durable record of what LLM clients spent, so a killed process's calls still count when its run resumes.
 
-Each count a client makes (a request, a call sent, its tokens and cost, a cache hit, a parsed answer) is
-appended at once as one JSON line tagged with the stage; a run's usage is the sum of its ledger, over
-every process that worked on it. A line cut short by a kill is skipped when read (it is at most one count).
+What a client's call counted (a request, a call sent, its tokens and cost, a cache hit, a parsed answer) is
+appended as one JSON line tagged with the stage when the call ends; a run's usage is the sum of its ledger,
+over every process that worked on it. A line cut short by a kill is skipped when read (it is at most one
+call's counts).
 """
 
 from __future__ import annotations

@@ -28,6 +28,8 @@ def test_the_ledger_totals_what_the_client_counted(server, make_config, tmp_path
     assert counted.calls == 12 and counted.cache_hits == 6 and counted.prompt_tokens > 0
     assert ledger.total() == counted
     assert ledger.total("fade") == counted and ledger.total("explain") == Usage()
+    # one line per call (its request, sending, tokens, cost and answer together), not one per count
+    assert len(ledger.path.read_text().split()) == 18
 
 
 def test_a_second_process_adds_to_what_the_first_spent(server, make_config, tmp_path):
