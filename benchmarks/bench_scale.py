@@ -6,7 +6,8 @@ python-docs samples of at most 64 tokens, the first N latents; the scripted loop
 process, no latency) explains and rates; FADE without faithfulness, plus detection and fuzzing; tracked
 in a fresh sqlite MLflow store, cold caches. `harness run` runs in its own process (its peak RSS is read
 from the children's rusage). Baseline, same run: one bare forward pass (logits included) over the same
-corpus in the same batches.
+corpus in the same batches, and the raw OpenAI SDK's calls/s against the same judge server (400 FADE rating calls
+at concurrency 32, its connections open: what a client with no cost of its own would reach).
 
     python benchmarks/bench_scale.py [--features 64 1000] [--all-traced] [--profile FILE]
 
@@ -29,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 from bench_activations import bare_forward
-from bench_llm import start_server
+from bench_llm import rating_conversation, start_server
+from bench_llm_client import KEY_ENV, time_sdk
 from safetensors.numpy import save_file
 
 from harness.config import CorpusConfig, SubjectModelConfig
@@ -132,7 +134,10 @@ def main() -> int:
     bare = float("nan") if args.no_baseline else bare_forward_seconds()
     rows = []
     server, api_base = start_server(0.0)
+    os.environ.setdefault(KEY_ENV, "bench-not-a-secret")
     try:
+        sdk_calls = 400
+        sdk_per_s = sdk_calls / time_sdk(api_base, [rating_conversation(call) for call in range(sdk_calls)], 32)[0]
         for index, features in enumerate(args.features):
             with tempfile.TemporaryDirectory(prefix="bench-scale-") as folder:
                 root = Path(folder)
@@ -159,6 +164,7 @@ def main() -> int:
         server.kill()
         server.wait()
     print(f"\nbare forward pass over {NUM_SAMPLES} samples (batches of {BATCH_SIZE}): {bare:.1f} s")
+    print(f"raw OpenAI SDK against the same judge server: {sdk_per_s:.0f} calls/s (concurrency 32)")
     traced = "every feature traced" if args.all_traced else "traces sampled (the default)"
     print(f"MLflow store per feature: {traced}")
     print("| N | harness run | activations | explain | FADE (s/feature) | scorers | LLM calls (calls/s) | MLflow store per feature | cache per feature | peak RSS |")  # fmt: skip
