@@ -12,7 +12,8 @@ ERROR_FILE = "error.txt"  # on a FAILED or KILLED run: why it stopped, in full
 PER_FEATURE_TABLE = f"{TABLES}/per_feature.json"
 DESCRIPTIONS_TABLE = f"{TABLES}/descriptions.json"
 TOP_EXAMPLES_TABLE = f"{TABLES}/top_examples.json"
-RATED_SAMPLES_TABLE = f"{TABLES}/rated_samples.json"
+RATED_SAMPLES_TABLE = f"{TABLES}/rated_samples.json"  # a natural sample's text is in CORPUS_SAMPLES_TABLE
+CORPUS_SAMPLES_TABLE = f"{TABLES}/corpus_samples.json"  # each rated corpus sample's text, once (sample_id, text)
 # Which columns of the per-feature table are scores, and what each is (harness.track.manifest).
 SCORE_MANIFEST = f"{TABLES}/score_columns.json"
 

@@ -25,6 +25,7 @@ from urllib.request import url2pathname
 import pandas as pd
 
 from harness.artifacts import (
+    CORPUS_SAMPLES_TABLE,
     FEATURE_PLOTS,
     PER_FEATURE_TABLE,
     PLOTS,
@@ -57,6 +58,7 @@ REQUIRED_COLUMNS = {
     PER_FEATURE_TABLE: ("feature", "description"),
     TOP_EXAMPLES_TABLE: ("feature", "tokens", "activations"),
     RATED_SAMPLES_TABLE: ("feature", "stage", "rating"),
+    CORPUS_SAMPLES_TABLE: ("sample_id", "text"),
 }
 _SAFE_SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -309,7 +311,7 @@ def read_run_artifacts(run_id: str, tracking_uri: str, staging: Path) -> RunArti
         artifacts.top_examples = _example_records(top_examples)
     rated_samples = _read_table(folder, RATED_SAMPLES_TABLE, run_id)
     if rated_samples is not None:
-        artifacts.rated_samples = _rated_records(rated_samples)
+        artifacts.rated_samples = _rated_records(rated_samples, _read_table(folder, CORPUS_SAMPLES_TABLE, run_id))
     plots_dir = folder / PLOTS
     if plots_dir.is_dir():
         artifacts.plots_dir = plots_dir
@@ -448,9 +450,15 @@ def _example_records(table: _Table) -> dict[int, list[tuple[Any, ...]]]:
     return dict(grouped)
 
 
-def _rated_records(table: _Table) -> dict[int, list[tuple[Any, ...]]]:
+def _rated_records(table: _Table, corpus_samples: _Table | None) -> dict[int, list[tuple[Any, ...]]]:
+    """Each feature's rated samples (RATED_FIELDS), a natural sample's text read from the run's corpus samples
+    (runs logged before that table hold it in each row)."""
+    texts = dict(_pick(corpus_samples, ("sample_id", "text"))) if corpus_samples is not None else {}
+    sample_at, text_at = RATED_FIELDS.index("sample_id"), RATED_FIELDS.index("text")
     grouped: defaultdict[int, list[tuple[Any, ...]]] = defaultdict(list)
     for feature, sample in zip(table.features(), _pick(table, RATED_FIELDS)):
+        if sample[text_at] is None and sample[sample_at] in texts:
+            sample = (*sample[:text_at], texts[sample[sample_at]], *sample[text_at + 1 :])
         grouped[feature].append(sample)
     return dict(grouped)
 

@@ -58,21 +58,26 @@ def _feature_tables(fade_dir: Path, name: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"feature": []})
 
 
-def rated_samples_table(fade_dir: Path) -> pd.DataFrame:
-    """Every rated natural sample and steered continuation, in one table (the leaderboard's drill-down)."""
+def rated_samples_table(fade_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every rated natural sample and steered continuation, in one table (the leaderboard's drill-down), and the
+    natural samples' texts once (`sample_id`, `text`): one corpus sample is rated for many features, and its text
+    in each of its rows made the table most of a run's store (158 kB of ~200 a feature at bench_scale)."""
     natural = _feature_tables(fade_dir, "natural_ratings")
     continuations = _feature_tables(fade_dir, "continuations")
     columns = ["feature", "stage", "factor", "sample_id", "text", "activation", "rating"]
     parts = []
+    texts = pd.DataFrame(columns=["sample_id", "text"])
     if len(natural):
-        parts.append(natural.assign(stage="responsiveness", factor=np.nan)[columns])
+        texts = natural[["sample_id", "text"]].drop_duplicates("sample_id").sort_values("sample_id")
+        parts.append(natural.assign(stage="responsiveness", factor=np.nan, text=None)[columns])
     if len(continuations):
         parts.append(
             continuations.rename(columns={"continuation": "text"}).assign(stage="faithfulness", activation=np.nan)[
                 columns
             ]
         )
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    rated = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    return rated, texts.reset_index(drop=True)
 
 
 def top_examples_table(shared: SharedStages, config: HarnessConfig) -> pd.DataFrame:

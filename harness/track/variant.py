@@ -274,7 +274,9 @@ def track_variant(
         _log_table(result.descriptions, artifacts.DESCRIPTIONS_TABLE)
         _log_table(top_examples_table(shared, config), artifacts.TOP_EXAMPLES_TABLE)
         fade_dir = result.evaluation.output_dir
-        _log_table(rated_samples_table(fade_dir), artifacts.RATED_SAMPLES_TABLE)
+        rated, texts = rated_samples_table(fade_dir)
+        _log_table(rated, artifacts.RATED_SAMPLES_TABLE)
+        _log_table(texts, artifacts.CORPUS_SAMPLES_TABLE)
         log_score_plots(per_feature, metrics, name)
         for feature in per_feature["feature"].head(config.tracking.plot_features).tolist():
             for plot in sorted((fade_dir / "features" / str(feature)).glob("*.png")):

@@ -8,13 +8,16 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from leaderboard_runs import DEMO_VARIANTS, FEATURES
 from mlflow import MlflowClient
 from paired_reference import aggregate_values, expected_ties, per_feature_values
 
+from harness.artifacts import CORPUS_SAMPLES_TABLE, RATED_SAMPLES_TABLE
 from harness.errors import ConfigError
 from harness.score_names import FADE_SCORES
+from harness.stages import rated_samples_table
 from harness.track.runs import log_metrics, variant_run
 from harness.track.store import default_tracking_uri, ensure_experiment
 from leaderboard import LeaderboardError
@@ -192,3 +195,25 @@ def test_per_feature_records_group_examples_and_ratings(store, tmp_path):
     assert [plot.path for plot in artifacts.plots] == ["radar.png", "score_distributions.png"]
     assert sorted(artifacts.feature_plots) == [0, 1]
     assert artifacts.plots[1].width == 400 and artifacts.plots[1].height == 250  # 4 x 2.5 in at 100 dpi
+
+
+def test_a_rated_corpus_samples_text_is_logged_once_and_read_back_in_each_of_its_rows(scratch, tmp_path):
+    """One corpus sample is rated for many features: its text is in the run's corpus samples, not in each row."""
+    rated_by_feature = {0: [(7, "shared text", 1.5, 2), (8, "only here", 0.1, 0)], 1: [(7, "shared text", 0.4, 1)]}
+    for feature, rows in rated_by_feature.items():
+        folder = tmp_path / "fade" / "features" / str(feature)
+        folder.mkdir(parents=True)
+        pd.DataFrame(rows, columns=["sample_id", "text", "activation", "rating"]).assign(round=0).to_csv(
+            folder / "natural_ratings.csv", index=False
+        )
+    rated, texts = rated_samples_table(tmp_path / "fade")
+    assert rated["text"].isna().all() and len(rated) == 3
+    assert texts.to_dict("records") == [{"sample_id": 7, "text": "shared text"}, {"sample_id": 8, "text": "only here"}]
+    uri, _, experiment_id = scratch
+    with variant_run(experiment_id, "texts-once", "texts-once") as run:
+        mlflow.log_table(rated, RATED_SAMPLES_TABLE)
+        mlflow.log_table(texts, CORPUS_SAMPLES_TABLE)
+    samples = read_run_artifacts(run.run_id, uri, tmp_path / "staging").rated_samples
+    text, rating = RATED_FIELDS.index("text"), RATED_FIELDS.index("rating")
+    assert [(row[text], row[rating]) for row in samples[0]] == [("shared text", 2), ("only here", 0)]
+    assert [(row[text], row[rating]) for row in samples[1]] == [("shared text", 1)]
