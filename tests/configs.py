@@ -14,6 +14,19 @@ import yaml
 
 from harness.config import set_dotted
 
+# delphi's and SAEBench's example counts scaled down to a few dozen short samples (their scorers and derivations)
+SMALL_CONVENTIONS: dict[str, Any] = {
+    "delphi": {"example_ctx_len": 8, "min_examples": 2, "n_examples_test": 6, "n_quantiles": 3},
+    "saebench": {
+        "buffer": 3,
+        "n_top_ex_for_generation": 3,
+        "n_iw_sampled_ex_for_generation": 2,
+        "n_top_ex_for_scoring": 1,
+        "n_iw_sampled_ex_for_scoring": 1,
+        "n_random_ex_for_scoring": 3,
+    },
+}
+
 
 def tiny_config(folder: Path, server_url: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The config as a mapping. `overrides`: dotted setting -> value (`explain.llm.temperature`,

@@ -9,6 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from configs import SMALL_CONVENTIONS
 from harness.activations import ActivatingExample, ActivationSet, delphi_windows, pool_examples, saebench_examples
 from harness.activations._derived import cached_derivation, decode_groups, decode_pools, encode_groups, encode_pools
 from harness.config import parse_config
@@ -23,15 +24,7 @@ def _config(tmp_path):
             "activations": {"batch_size": 6, "max_length": 24, "top_k": 4, "cache_dir": str(tmp_path / "cache")},
             "scorers": {
                 "enabled": ["saebench"],
-                "delphi": {"example_ctx_len": 8, "min_examples": 2, "n_examples_test": 6, "n_quantiles": 3},
-                "saebench": {
-                    "buffer": 3,
-                    "n_top_ex_for_generation": 3,
-                    "n_iw_sampled_ex_for_generation": 2,
-                    "n_top_ex_for_scoring": 1,
-                    "n_iw_sampled_ex_for_scoring": 1,
-                    "n_random_ex_for_scoring": 3,
-                },
+                **SMALL_CONVENTIONS,
             },
         }
     )

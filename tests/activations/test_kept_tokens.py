@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.numpy import save_file
 
+from configs import SMALL_CONVENTIONS
 from harness.activations import ActivationSet, delphi_windows, extract_activations, pool_examples, saebench_examples
 from harness.activations._forward import forward_batch
 from harness.activations._store import ArrayStore
@@ -125,15 +126,7 @@ def test_derived_from_kept_values_equal_a_forward_pass(tmp_path, subject_model, 
                 "cache_dir": str(tmp_path / "cache"),
             },
             "scorers": {
-                "delphi": {"example_ctx_len": 8, "min_examples": 2, "n_examples_test": 6, "n_quantiles": 3},
-                "saebench": {
-                    "buffer": 3,
-                    "n_top_ex_for_generation": 3,
-                    "n_iw_sampled_ex_for_generation": 2,
-                    "n_top_ex_for_scoring": 1,
-                    "n_iw_sampled_ex_for_scoring": 1,
-                    "n_random_ex_for_scoring": 3,
-                },
+                **SMALL_CONVENTIONS,
             },
         }
     )
