@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from harness.files import identity_hash
@@ -88,66 +89,42 @@ class SharedStages:
         )
 
     def pools(self, config: HarnessConfig, **settings: Any):
-        """The features' activation pools (`pool_examples` with `settings`): read from the per-token values the
-        activation pass kept (no model pass), once for every variant, process and run that asks for the same
-        pools (on disk next to the activation cache)."""
+        """The features' activation pools (`pool_examples` with `settings`)."""
         from harness.activations import pool_examples
 
-        key = self._activations_key(config) + identity_hash(settings)
-        return self._once(
-            "pools",
-            key,
-            lambda: pool_examples(
-                self.model(config).tokenizer,
-                self.corpus(config),
-                self.activations(config),
-                config.activations,
-                **settings,
-                cache=True,
-            ),  # fmt: skip
-        )
+        return self._derived(config, "pools", identity_hash(settings), partial(pool_examples, **settings))
 
     def delphi_windows(self, config: HarnessConfig):
-        """delphi's test windows of every feature (scorers.convention: delphi): two reads of the per-token values
-        the activation pass kept (no model pass), once for every variant, process and run that shares the
-        activations and the convention's counts (on disk next to the activation cache)."""
+        """delphi's test windows of every feature (scorers.convention: delphi), read twice from the kept values."""
         from harness.activations import delphi_windows
 
-        key = self._activations_key(config) + config.scorers.delphi.fingerprint()
-        return self._once(
-            "delphi_windows",
-            key,
-            lambda: delphi_windows(
-                self.model(config).tokenizer,
-                self.corpus(config),
-                self.activations(config),
-                config.activations,
-                config.scorers.delphi,
-                progress=self.progress,
-                cache=True,
-            ),
-        )
+        settings = config.scorers.delphi
+        derive = partial(delphi_windows, settings=settings, progress=self.progress)
+        return self._derived(config, "delphi_windows", settings.fingerprint(), derive)
 
     def saebench_examples(self, config: HarnessConfig):
-        """SAEBench's examples of every feature (the saebench scorer, the 'saebench' explainer selection): from the
-        per-token values the activation pass kept (no model pass), all features' at once in memory; done once for
-        every variant, process and run that shares them (on disk next to the activation cache)."""
+        """SAEBench's examples of every feature (the saebench scorer, the 'saebench' explainer selection), all
+        features' at once in memory."""
         from harness.activations import saebench_examples
         from harness.config import SAEBenchConfig
 
         # SAEBench's defaults unless the saebench scorer is on (its settings are part of the identity only then)
         settings = config.scorers.saebench if "saebench" in config.scorers.enabled else SAEBenchConfig()
-        key = self._activations_key(config) + settings.fingerprint()
+        derive = partial(saebench_examples, settings=settings, progress=self.progress)
+        return self._derived(config, "saebench", settings.fingerprint(), derive)
+
+    def _derived(self, config: HarnessConfig, kind: str, settings_key: str, derive: Callable[..., Any]) -> Any:
+        """What `derive` (its settings bound) makes of the per-token values the activation pass kept (no model
+        pass: the tokenizer only), once for every variant, process and run that shares the activations and
+        `settings_key` (on disk next to the activation cache)."""
         return self._once(
-            "saebench",
-            key,
-            lambda: saebench_examples(
+            kind,
+            self._activations_key(config) + settings_key,
+            lambda: derive(
                 self.model(config).tokenizer,
                 self.corpus(config),
                 self.activations(config),
                 config.activations,
-                settings,
-                progress=self.progress,
                 cache=True,
             ),
         )
