@@ -11,9 +11,11 @@ ERROR_FILE = "error.txt"  # on a FAILED or KILLED run: why it stopped, in full
 # A variant run's tables (MLflow's table JSON, {"columns", "data"}).
 PER_FEATURE_TABLE = f"{TABLES}/per_feature.json"
 DESCRIPTIONS_TABLE = f"{TABLES}/descriptions.json"
+# The sample tables name samples by id; each sample's text (and tokens) is once in CORPUS_SAMPLES_TABLE.
 TOP_EXAMPLES_TABLE = f"{TABLES}/top_examples.json"
-RATED_SAMPLES_TABLE = f"{TABLES}/rated_samples.json"  # a natural sample's text is in CORPUS_SAMPLES_TABLE
-CORPUS_SAMPLES_TABLE = f"{TABLES}/corpus_samples.json"  # each rated corpus sample's text, once (sample_id, text)
+RATED_SAMPLES_TABLE = f"{TABLES}/rated_samples.json"  # corpus samples rated for Responsiveness and Purity
+RATED_CONTINUATIONS_TABLE = f"{TABLES}/rated_continuations.json"  # steered continuations rated for Faithfulness
+CORPUS_SAMPLES_TABLE = f"{TABLES}/corpus_samples.json"
 # Which columns of the per-feature table are scores, and what each is (harness.track.manifest).
 SCORE_MANIFEST = f"{TABLES}/score_columns.json"
 

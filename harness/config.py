@@ -946,7 +946,7 @@ class TraceSampleConfig(StrictModel):
         10, ge=0, description="every call of the first this many features a run asks about (in the run's order)"
     )
     share: float = Field(
-        0.05,
+        0.02,
         ge=0,
         le=1,
         description="every call of this share of the other features, picked by a hash of the feature id (the "

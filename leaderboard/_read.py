@@ -29,6 +29,7 @@ from harness.artifacts import (
     FEATURE_PLOTS,
     PER_FEATURE_TABLE,
     PLOTS,
+    RATED_CONTINUATIONS_TABLE,
     RATED_SAMPLES_TABLE,
     SCORE_MANIFEST,
     TABLES,
@@ -56,8 +57,9 @@ from leaderboard._document import AGGREGATE_SUMMARY, SETTINGS, Rank, ScoreSummar
 PARAM_PREFIX = "param:"
 REQUIRED_COLUMNS = {
     PER_FEATURE_TABLE: ("feature", "description"),
-    TOP_EXAMPLES_TABLE: ("feature", "tokens", "activations"),
-    RATED_SAMPLES_TABLE: ("feature", "stage", "rating"),
+    TOP_EXAMPLES_TABLE: ("feature", "activations"),
+    RATED_SAMPLES_TABLE: ("feature", "rating"),
+    RATED_CONTINUATIONS_TABLE: ("feature", "rating"),
     CORPUS_SAMPLES_TABLE: ("sample_id", "text"),
 }
 _SAFE_SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -306,12 +308,17 @@ def read_run_artifacts(run_id: str, tracking_uri: str, staging: Path) -> RunArti
         artifacts.features = _feature_records(
             per_feature, run_score_names(read_score_manifest(folder / SCORE_MANIFEST))
         )
+    samples = _samples(_read_table(folder, CORPUS_SAMPLES_TABLE, run_id))
     top_examples = _read_table(folder, TOP_EXAMPLES_TABLE, run_id)
     if top_examples is not None:
-        artifacts.top_examples = _example_records(top_examples)
-    rated_samples = _read_table(folder, RATED_SAMPLES_TABLE, run_id)
-    if rated_samples is not None:
-        artifacts.rated_samples = _rated_records(rated_samples, _read_table(folder, CORPUS_SAMPLES_TABLE, run_id))
+        artifacts.top_examples = _example_records(top_examples, samples)
+    artifacts.rated_samples = _rated_records(
+        {
+            "responsiveness": _read_table(folder, RATED_SAMPLES_TABLE, run_id),
+            "faithfulness": _read_table(folder, RATED_CONTINUATIONS_TABLE, run_id),
+        },
+        samples,
+    )
     plots_dir = folder / PLOTS
     if plots_dir.is_dir():
         artifacts.plots_dir = plots_dir
@@ -437,29 +444,48 @@ def _pick(table: _Table, fields: Sequence[str]) -> Iterator[tuple[Any, ...]]:
     return (tuple(getter(row) for getter in getters) for row in table.rows)
 
 
-def _example_records(table: _Table) -> dict[int, list[tuple[Any, ...]]]:
+def _samples(table: _Table | None) -> dict[Any, tuple[Any, Any]]:
+    """The run's corpus samples by id: (text, tokens); tokens is None where the run did not log them."""
+    return {} if table is None else {sample[0]: sample[1:] for sample in _pick(table, ("sample_id", "text", "tokens"))}
+
+
+def _example_records(table: _Table, samples: Mapping[Any, tuple[Any, Any]]) -> dict[int, list[tuple[Any, ...]]]:
+    """Each feature's top examples (EXAMPLE_FIELDS), a sample's text and tokens read from the run's corpus samples
+    (runs logged before that table hold them in each row)."""
+    sample_at, text_at, tokens_at, activations_at = (
+        EXAMPLE_FIELDS.index(name) for name in ("sample_id", "text", "tokens", "activations")
+    )
     grouped: defaultdict[int, list[tuple[Any, ...]]] = defaultdict(list)
     for feature, example in zip(table.features(), _pick(table, EXAMPLE_FIELDS)):
-        tokens, activations = example[3], example[4]
+        if example[tokens_at] is None and example[sample_at] in samples:
+            example = (*example[:text_at], *samples[example[sample_at]], *example[tokens_at + 1 :])
+        tokens, activations = example[tokens_at], example[activations_at]
         if type(tokens) is not list or type(activations) is not list or len(tokens) != len(activations):
             raise LeaderboardError(
-                f"artifact {table.artifact} of run {table.run_id}, feature {feature}: tokens and "
-                "activations must be lists of the same length"
+                f"artifact {table.artifact} of run {table.run_id}, feature {feature}: tokens (in the row, or the "
+                f"sample's in {CORPUS_SAMPLES_TABLE}) and activations must be lists of the same length"
             )
         grouped[feature].append(example)
     return dict(grouped)
 
 
-def _rated_records(table: _Table, corpus_samples: _Table | None) -> dict[int, list[tuple[Any, ...]]]:
-    """Each feature's rated samples (RATED_FIELDS), a natural sample's text read from the run's corpus samples
-    (runs logged before that table hold it in each row)."""
-    texts = dict(_pick(corpus_samples, ("sample_id", "text"))) if corpus_samples is not None else {}
-    sample_at, text_at = RATED_FIELDS.index("sample_id"), RATED_FIELDS.index("text")
+def _rated_records(
+    tables: Mapping[str, _Table | None], samples: Mapping[Any, tuple[Any, Any]]
+) -> dict[int, list[tuple[Any, ...]]]:
+    """Each feature's rated samples (RATED_FIELDS) from the tables of each stage, a corpus sample's text read from
+    the run's corpus samples (runs logged before those tables hold it in each row, and the continuations in the
+    rated samples' table, each row naming its stage)."""
+    stage_at, sample_at, text_at = (RATED_FIELDS.index(name) for name in ("stage", "sample_id", "text"))
     grouped: defaultdict[int, list[tuple[Any, ...]]] = defaultdict(list)
-    for feature, sample in zip(table.features(), _pick(table, RATED_FIELDS)):
-        if sample[text_at] is None and sample[sample_at] in texts:
-            sample = (*sample[:text_at], texts[sample[sample_at]], *sample[text_at + 1 :])
-        grouped[feature].append(sample)
+    for stage, table in tables.items():
+        if table is None:
+            continue
+        for feature, sample in zip(table.features(), _pick(table, RATED_FIELDS)):
+            if sample[stage_at] is None:
+                sample = (*sample[:stage_at], stage, *sample[stage_at + 1 :])
+            if sample[text_at] is None and sample[sample_at] in samples:
+                sample = (*sample[:text_at], samples[sample[sample_at]][0], *sample[text_at + 1 :])
+            grouped[feature].append(sample)
     return dict(grouped)
 
 

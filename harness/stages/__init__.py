@@ -21,7 +21,13 @@ from harness.stages._pipeline import (
 )
 from harness.stages._score import score_with_other_scorers
 from harness.stages._shared import SharedStages, StageTimer
-from harness.stages._tables import llm_failed_features, per_feature_table, rated_samples_table, top_examples_table
+from harness.stages._tables import (
+    corpus_samples_table,
+    llm_failed_features,
+    per_feature_table,
+    rated_samples_table,
+    sample_tables,
+)
 
 __all__ = [
     "Alone",
@@ -29,6 +35,7 @@ __all__ = [
     "Lead",
     "SharedStages",
     "StageTimer",
+    "corpus_samples_table",
     "describe_features",
     "evaluate_in_chunks",
     "floor_metrics",
@@ -37,10 +44,10 @@ __all__ = [
     "per_feature_table",
     "rated_samples_table",
     "run_ledger",
+    "sample_tables",
     "pooled_metrics",
     "score_metrics",
     "score_with_other_scorers",
-    "top_examples_table",
     "Team",
     "usage_metrics",
     "VariantObserver",

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -59,39 +58,72 @@ def _feature_tables(fade_dir: Path, name: str) -> pd.DataFrame:
 
 
 def rated_samples_table(fade_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every rated natural sample and steered continuation, in one table (the leaderboard's drill-down), and the
-    natural samples' texts once (`sample_id`, `text`): one corpus sample is rated for many features, and its text
-    in each of its rows made the table most of a run's store (158 kB of ~200 a feature at bench_scale)."""
+    """The corpus samples FADE rated for Responsiveness and Purity (`feature`, `sample_id`, `activation`, `rating`),
+    and their texts once (`sample_id`, `text`): one corpus sample is rated for many features, and its text in each
+    of its rows made the table most of a run's store (158 kB of ~200 a feature at bench_scale)."""
     natural = _feature_tables(fade_dir, "natural_ratings")
+    if not len(natural):
+        return pd.DataFrame(columns=["feature", "sample_id", "activation", "rating"]), _no_samples()
+    rated = natural[["feature", "sample_id", "activation", "rating"]].assign(
+        activation=natural["activation"].map(_shown_value)
+    )
+    texts = natural[["sample_id", "text"]].drop_duplicates("sample_id")
+    return rated, texts
+
+
+def rated_continuations_table(fade_dir: Path) -> pd.DataFrame:
+    """The steered continuations FADE rated for Faithfulness: `feature`, `factor`, `sample_id` (its prompt's),
+    `text` (the continuation), `rating`."""
+    columns = ["feature", "factor", "sample_id", "text", "rating"]
     continuations = _feature_tables(fade_dir, "continuations")
-    columns = ["feature", "stage", "factor", "sample_id", "text", "activation", "rating"]
-    parts = []
-    texts = pd.DataFrame(columns=["sample_id", "text"])
-    if len(natural):
-        texts = natural[["sample_id", "text"]].drop_duplicates("sample_id").sort_values("sample_id")
-        parts.append(natural.assign(stage="responsiveness", factor=np.nan, text=None)[columns])
-    if len(continuations):
-        parts.append(
-            continuations.rename(columns={"continuation": "text"}).assign(stage="faithfulness", activation=np.nan)[
-                columns
-            ]
-        )
-    rated = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-    return rated, texts.reset_index(drop=True)
+    if not len(continuations):
+        return pd.DataFrame(columns=columns)
+    return continuations.rename(columns={"continuation": "text"})[columns]
 
 
-def top_examples_table(shared: SharedStages, config: HarnessConfig) -> pd.DataFrame:
-    rows = []
+def top_examples_table(shared: SharedStages, config: HarnessConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each feature's top examples (`feature`, `rank`, `sample_id`, `activations`: per token), and their samples
+    once (`sample_id`, `text`, `tokens`): a sample is a top example of many features."""
+    rows, samples = [], {}
     for feature, examples in shared.activations(config).top_examples.items():
         for rank, example in enumerate(examples, start=1):
-            rows.append(
-                {
-                    "feature": feature,
-                    "rank": rank,
-                    "sample_id": example.sample_id,
-                    "text": example.text,
-                    "tokens": list(example.tokens),
-                    "activations": [round(float(value), 5) for value in example.activations],
-                }
-            )
-    return pd.DataFrame(rows)
+            samples.setdefault(example.sample_id, (example.text, list(example.tokens)))
+            activations = [_shown_value(value) for value in example.activations.tolist()]
+            rows.append((feature, rank, example.sample_id, activations))
+    shown = pd.DataFrame(
+        [(sample_id, text, tokens) for sample_id, (text, tokens) in samples.items()],
+        columns=["sample_id", "text", "tokens"],
+    )
+    return pd.DataFrame(rows, columns=["feature", "rank", "sample_id", "activations"]), shown
+
+
+def sample_tables(shared: SharedStages, config: HarnessConfig, fade_dir: Path) -> dict[str, pd.DataFrame]:
+    """The run's sample tables by artifact path (harness.artifacts): top examples, rated samples, rated
+    continuations, and the corpus samples they name (each text once)."""
+    from harness import artifacts
+
+    top, shown = top_examples_table(shared, config)
+    rated, texts = rated_samples_table(fade_dir)
+    return {
+        artifacts.TOP_EXAMPLES_TABLE: top,
+        artifacts.RATED_SAMPLES_TABLE: rated,
+        artifacts.RATED_CONTINUATIONS_TABLE: rated_continuations_table(fade_dir),
+        artifacts.CORPUS_SAMPLES_TABLE: corpus_samples_table(shown, texts),
+    }
+
+
+def corpus_samples_table(*samples: pd.DataFrame) -> pd.DataFrame:
+    """Every sample a run's tables name, once, by id: `sample_id`, `text`, and `tokens` (the subject model's) where
+    the sample is a top example."""
+    merged = pd.concat([_no_samples(), *samples], ignore_index=True)
+    return merged.groupby("sample_id", sort=True).first().reset_index()[["sample_id", "text", "tokens"]]
+
+
+def _no_samples() -> pd.DataFrame:
+    return pd.DataFrame(columns=["sample_id", "text", "tokens"])
+
+
+def _shown_value(value: float) -> float:
+    """An activation as a run's tables show it: 4 significant digits, for reading and the leaderboard, where more
+    only made the tables larger (the evaluation's own files keep every digit)."""
+    return 0 if value == 0 else float(f"{value:.4g}")

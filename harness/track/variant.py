@@ -31,10 +31,9 @@ from harness.stages import (
     Lead,
     SharedStages,
     VariantObserver,
-    rated_samples_table,
     run_ledger,
     run_variant,
-    top_examples_table,
+    sample_tables,
     variant_workdir,
 )
 from harness.track._checks import check_variant
@@ -108,12 +107,13 @@ def log_config_artifact(config: HarnessConfig) -> None:
 
 
 def _log_table(table: pd.DataFrame, artifact_file: str) -> None:
-    """A table as MLflow's table JSON ({"columns", "data"}), with NaN written as null."""
+    """A table as MLflow's table JSON ({"columns", "data"}), with NaN written as null; no spaces after separators
+    (at scale the tables are most of the store)."""
     import mlflow
 
     clean = table.astype(object).where(table.notna(), None)
     payload = {"columns": list(clean.columns), "data": clean.values.tolist()}
-    mlflow.log_text(json.dumps(payload, default=_jsonable), artifact_file)
+    mlflow.log_text(json.dumps(payload, default=_jsonable, separators=(",", ":")), artifact_file)
 
 
 def _jsonable(value: Any) -> Any:
@@ -272,11 +272,9 @@ def track_variant(
         _log_table(per_feature, artifacts.PER_FEATURE_TABLE)
         log_score_manifest(config)
         _log_table(result.descriptions, artifacts.DESCRIPTIONS_TABLE)
-        _log_table(top_examples_table(shared, config), artifacts.TOP_EXAMPLES_TABLE)
         fade_dir = result.evaluation.output_dir
-        rated, texts = rated_samples_table(fade_dir)
-        _log_table(rated, artifacts.RATED_SAMPLES_TABLE)
-        _log_table(texts, artifacts.CORPUS_SAMPLES_TABLE)
+        for artifact, table in sample_tables(shared, config, fade_dir).items():
+            _log_table(table, artifact)
         log_score_plots(per_feature, metrics, name)
         for feature in per_feature["feature"].head(config.tracking.plot_features).tolist():
             for plot in sorted((fade_dir / "features" / str(feature)).glob("*.png")):

@@ -17,7 +17,7 @@ from paired_reference import aggregate_values, expected_ties, per_feature_values
 from harness.artifacts import CORPUS_SAMPLES_TABLE, RATED_SAMPLES_TABLE
 from harness.errors import ConfigError
 from harness.score_names import FADE_SCORES
-from harness.stages import rated_samples_table
+from harness.stages import corpus_samples_table, rated_samples_table
 from harness.track.runs import log_metrics, variant_run
 from harness.track.store import default_tracking_uri, ensure_experiment
 from leaderboard import LeaderboardError
@@ -160,7 +160,11 @@ def _run_with_tables(experiment_id: str, tables: dict[str, dict]) -> str:
         ({"per_feature": {"columns": ["feature", "description"], "data": [["seven", "a"]]}}, "not an integer feature"),
         (
             {"top_examples": {"columns": ["feature", "tokens", "activations"], "data": [[1, ["a", "b"], [0.5]]]}},
-            "tokens and activations must be lists of the same length",
+            "tokens .* and activations must be lists of the same length",
+        ),
+        (
+            {"top_examples": {"columns": ["feature", "sample_id", "activations"], "data": [[1, 4, [0.5]]]}},
+            "tokens \\(in the row, or the sample's in tables/corpus_samples.json\\)",
         ),
     ],
 )
@@ -199,7 +203,7 @@ def test_per_feature_records_group_examples_and_ratings(store, tmp_path):
 
 def test_a_rated_corpus_samples_text_is_logged_once_and_read_back_in_each_of_its_rows(scratch, tmp_path):
     """One corpus sample is rated for many features: its text is in the run's corpus samples, not in each row."""
-    rated_by_feature = {0: [(7, "shared text", 1.5, 2), (8, "only here", 0.1, 0)], 1: [(7, "shared text", 0.4, 1)]}
+    rated_by_feature = {0: [(7, "shared text", 1.23456, 2), (8, "only here", 0.1, 0)], 1: [(7, "shared text", 0.4, 1)]}
     for feature, rows in rated_by_feature.items():
         folder = tmp_path / "fade" / "features" / str(feature)
         folder.mkdir(parents=True)
@@ -207,13 +211,21 @@ def test_a_rated_corpus_samples_text_is_logged_once_and_read_back_in_each_of_its
             folder / "natural_ratings.csv", index=False
         )
     rated, texts = rated_samples_table(tmp_path / "fade")
-    assert rated["text"].isna().all() and len(rated) == 3
-    assert texts.to_dict("records") == [{"sample_id": 7, "text": "shared text"}, {"sample_id": 8, "text": "only here"}]
+    assert list(rated.columns) == ["feature", "sample_id", "activation", "rating"] and len(rated) == 3
+    assert rated["activation"].tolist() == [1.235, 0.1, 0.4]  # shown to 4 significant digits
+    samples = corpus_samples_table(texts)
+    assert samples[["sample_id", "text"]].to_dict("records") == [
+        {"sample_id": 7, "text": "shared text"},
+        {"sample_id": 8, "text": "only here"},
+    ]
     uri, _, experiment_id = scratch
     with variant_run(experiment_id, "texts-once", "texts-once") as run:
         mlflow.log_table(rated, RATED_SAMPLES_TABLE)
-        mlflow.log_table(texts, CORPUS_SAMPLES_TABLE)
-    samples = read_run_artifacts(run.run_id, uri, tmp_path / "staging").rated_samples
-    text, rating = RATED_FIELDS.index("text"), RATED_FIELDS.index("rating")
-    assert [(row[text], row[rating]) for row in samples[0]] == [("shared text", 2), ("only here", 0)]
-    assert [(row[text], row[rating]) for row in samples[1]] == [("shared text", 1)]
+        mlflow.log_table(samples, CORPUS_SAMPLES_TABLE)
+    read = read_run_artifacts(run.run_id, uri, tmp_path / "staging").rated_samples
+    stage, text, rating = (RATED_FIELDS.index(name) for name in ("stage", "text", "rating"))
+    assert [(row[stage], row[text], row[rating]) for row in read[0]] == [
+        ("responsiveness", "shared text", 2),
+        ("responsiveness", "only here", 0),
+    ]
+    assert [(row[text], row[rating]) for row in read[1]] == [("shared text", 1)]

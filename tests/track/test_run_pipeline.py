@@ -137,6 +137,56 @@ def test_params_metrics_and_artifacts_are_recorded(finished):
     assert 0 <= metrics["intruder_defined"] <= 1
 
 
+def test_the_sample_tables_hold_each_text_once_and_read_back_as_fade_rated_them(finished, tmp_path):
+    """Top examples, rated samples and continuations name samples by id; each sample's text is once in
+    tables/corpus_samples.json, and the leaderboard reads every row back with the text FADE rated."""
+    from leaderboard._read import EXAMPLE_FIELDS, RATED_FIELDS, read_run_artifacts
+
+    run_id = {run.info.run_name: run for run in _runs(finished["client"], "uninterrupted")}[
+        "template=delphi"
+    ].info.run_id
+    tables = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="tables", dst_path=str(tmp_path)))
+    corpus = json.loads((tables / "corpus_samples.json").read_text())
+    assert corpus["columns"] == ["sample_id", "text", "tokens"]
+    ids = [row[0] for row in corpus["data"]]
+    assert ids == sorted(set(ids))  # once each
+    for name in ("top_examples.json", "rated_samples.json"):
+        raw = (tables / name).read_text()
+        assert not any(json.dumps(row[1]) in raw for row in corpus["data"]), f"a sample's text is in {name}"
+
+    (workdir,) = {path.parent for path in finished["folder"].rglob(f"usage-{run_id}.jsonl")}
+    natural = pd.concat(
+        pd.read_csv(path, keep_default_na=False).assign(feature=int(path.parent.name))
+        for path in (workdir / "fade" / "features").glob("*/natural_ratings.csv")
+    )
+    continuations = pd.concat(
+        pd.read_csv(path, keep_default_na=False).assign(feature=int(path.parent.name))
+        for path in (workdir / "fade" / "features").glob("*/continuations.csv")
+    )
+    read = read_run_artifacts(run_id, finished["client"].tracking_uri, tmp_path / "staging")
+    stage, sample, text, rating = (RATED_FIELDS.index(name) for name in ("stage", "sample_id", "text", "rating"))
+    rows = [
+        (feature, *(row[i] for i in (stage, sample, text, rating)))
+        for feature, rated in read.rated_samples.items()
+        for row in rated
+    ]
+    fade_rows = [("responsiveness", row.sample_id, row.text, row.rating) for row in natural.itertuples()]
+    fade_rows += [("faithfulness", row.sample_id, row.continuation, row.rating) for row in continuations.itertuples()]
+    features = [*natural["feature"], *continuations["feature"]]
+    assert sorted(rows, key=repr) == sorted(((f, *r) for f, r in zip(features, fade_rows)), key=repr)
+    assert {row[1] for row in rows} == {"responsiveness", "faithfulness"}
+
+    texts = {row[0]: row[1] for row in corpus["data"]}
+    tokens_at, activations_at = EXAMPLE_FIELDS.index("tokens"), EXAMPLE_FIELDS.index("activations")
+    for feature, examples in read.top_examples.items():
+        assert feature in (5, 77, 300) and len(examples) > 0
+        for example in examples:
+            assert example[EXAMPLE_FIELDS.index("text")] == texts[example[EXAMPLE_FIELDS.index("sample_id")]]
+            assert len(example[tokens_at]) == len(example[activations_at]) > 0
+        peaks = [max(example[activations_at]) for example in examples]
+        assert peaks == sorted(peaks, reverse=True)  # ranked by their peak
+
+
 def test_the_intruder_score_is_the_same_in_every_variant(finished):
     """It reads no description: the variants differ in their descriptions only, so they get one number."""
     runs = [run for run in _runs(finished["client"], "uninterrupted") if run.data.tags["harness.role"] == "variant"]
