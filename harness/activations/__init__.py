@@ -1,6 +1,7 @@
 """Activation engine: every selected feature of a site in one pass per batch, streamed top-k, disk cache."""
 
 from harness.activations._calibration import calibration_corpus
+from harness.activations._derived import cached_derivation
 from harness.activations._extract import extract_activations
 from harness.activations._forward import tokenize
 from harness.activations._pool import pool_examples
@@ -16,6 +17,7 @@ __all__ = [
     "ActivationSet",
     "Processes",
     "SAEBenchSample",
+    "cached_derivation",
     "calibration_corpus",
     "activations_for_texts",
     "WindowSample",

@@ -25,23 +25,18 @@ T = TypeVar("T")
 
 
 def cached_derivation(
-    cache_dir: str | Path,
-    kind: str,
-    activation_set: ActivationSet,
-    settings: dict[str, Any],
-    build: Callable[[], T],
-    encode: Callable[[T], dict[str, np.ndarray]],
-    decode: Callable[[dict[str, np.ndarray]], T],
+    cache_dir: str | Path, kind: str, activation_set: ActivationSet, settings: dict[str, Any], build: Callable[[], T]
 ) -> T:
     """`build()` once per (activation set, kind, settings) across processes and runs; later calls read its file.
 
     Args:
         cache_dir: the activation cache's folder (config.activations.cache_dir).
-        kind: the derivation's folder name ('pools', 'delphi-windows', 'saebench').
+        kind: what is derived, a key of CODECS (its folder name): 'pools', 'delphi-windows', 'saebench'.
         activation_set: the pass it derives from (its `cache_key` names every input of that pass).
         settings: the derivation's own settings (JSON-able).
-        build, encode, decode: make the value; turn it into named arrays and back.
+        build: makes the value (CODECS[kind] turns it into named arrays and back).
     """
+    encode, decode = CODECS[kind]
     if not activation_set.cache_key:  # a set made by hand: nothing names its inputs, so nothing is kept
         return build()
     key = identity_hash({"format": FORMAT, "kind": kind, "activations": activation_set.cache_key, **settings})
@@ -175,3 +170,11 @@ def decode_saebench(arrays: dict[str, np.ndarray]) -> dict[int, SAEBenchSample]:
             generation=tuple(generation), scoring=tuple(scoring), active=tuple(next(active) for _ in scoring)
         )
     return samples
+
+
+# What each derivation's value is stored as: (encode to named arrays, decode back).
+CODECS: dict[str, tuple[Callable[[Any], dict[str, np.ndarray]], Callable[[dict[str, np.ndarray]], Any]]] = {
+    "pools": (encode_pools, decode_pools),
+    "delphi-windows": (encode_windows, decode_windows),
+    "saebench": (encode_saebench, decode_saebench),
+}

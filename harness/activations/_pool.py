@@ -7,13 +7,11 @@ plus its least-active samples (contrast). Their per-token values are the ones th
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from harness.activations._derived import cached_derivation, decode_pools, encode_pools
 from harness.activations._forward import display_tokens, ignored_mask, tokenize
 from harness.activations._reduce import max_abs_per_sample
 from harness.activations._tokens import kept_values
@@ -57,7 +55,6 @@ def pool_examples(
     num_quantiles: int = 4,
     num_low: int = 10,
     seed: int = 0,
-    cache: bool = False,
 ) -> dict[int, list[ActivatingExample]]:
     """Feature -> examples across its activation range and its least active samples, with per-token values.
 
@@ -68,19 +65,7 @@ def pool_examples(
         config: tokenization and position rules (the same as the extraction's).
         per_quantile, num_quantiles, num_low: how many rows of each kind (see `choose_pool_rows`).
         seed: seed of the random draws.
-        cache: keep the pools on disk next to the activation cache (`cached_derivation`), for every process and run.
     """
-    if cache:
-        settings = {"per_quantile": per_quantile, "num_quantiles": num_quantiles, "num_low": num_low, "seed": seed}
-        return cached_derivation(
-            config.cache_dir,
-            "pools",
-            activation_set,
-            settings,
-            partial(pool_examples, tokenizer, corpus_df, activation_set, config, **settings),
-            encode_pools,
-            decode_pools,
-        )
     rows_per_feature = choose_pool_rows(
         activation_set.per_sample,
         per_quantile=per_quantile,

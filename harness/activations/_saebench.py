@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -20,7 +19,6 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from harness.activations._derived import cached_derivation, decode_saebench, encode_saebench
 from harness.activations._forward import display_tokens
 from harness.activations._tokens import kept_values
 from harness.activations.types import ActivatingExample, ActivationSet, SAEBenchSample
@@ -104,7 +102,6 @@ def saebench_examples(
     settings: SAEBenchConfig,
     *,
     progress: bool = True,
-    cache: bool = False,
 ) -> dict[int, SAEBenchSample]:
     """Feature -> SAEBench's generation and scoring examples over the corpus (features SAEBench skips are absent).
 
@@ -120,26 +117,7 @@ def saebench_examples(
         activations: tokenization and position rules (the same as the extraction's).
         settings: SAEBench's counts, buffer and seed.
         progress: show a progress bar.
-        cache: keep the examples on disk next to the activation cache (`cached_derivation`), for every process and run.
     """
-    if cache:
-        return cached_derivation(
-            activations.cache_dir,
-            "saebench",
-            activation_set,
-            {"settings": settings.model_dump(mode="json")},
-            partial(
-                saebench_examples,
-                tokenizer,
-                corpus_df,
-                activation_set,
-                activations,
-                settings,
-                progress=progress,
-            ),
-            encode_saebench,
-            decode_saebench,
-        )
     token_values = kept_values(activation_set)
     texts = corpus_df["text"].tolist()
     every = torch.zeros(len(texts), activations.max_length, activation_set.feature_ids.size)

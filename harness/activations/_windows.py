@@ -13,7 +13,6 @@ each active (window, feature) pair's largest value (12 bytes a pair), then the s
 from __future__ import annotations
 
 import random
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,6 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from harness.activations._derived import cached_derivation, decode_windows, encode_windows
 from harness.activations._forward import display_tokens, tokenize
 from harness.activations._tokens import kept_values
 from harness.activations.types import ActivatingExample, ActivationSet, PerTokenValues, WindowSample
@@ -82,7 +80,6 @@ def delphi_windows(
     settings: DelphiConventionConfig,
     *,
     progress: bool = True,
-    cache: bool = False,
 ) -> dict[int, WindowSample]:
     """Feature -> delphi's test windows and random inactive windows over the corpus.
 
@@ -97,18 +94,7 @@ def delphi_windows(
         activations: tokenization and position rules (the same as the extraction's).
         settings: window length and counts.
         progress: show a progress bar.
-        cache: keep the windows on disk next to the activation cache (`cached_derivation`), for every process and run.
     """
-    if cache:
-        return cached_derivation(
-            activations.cache_dir,
-            "delphi-windows",
-            activation_set,
-            {"settings": settings.model_dump(mode="json")},
-            partial(delphi_windows, tokenizer, corpus_df, activation_set, activations, settings, progress=progress),
-            encode_windows,
-            decode_windows,
-        )
     window = settings.example_ctx_len
     token_values = kept_values(activation_set)
     texts = corpus_df["text"].tolist()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -89,10 +90,17 @@ class SharedStages:
         )
 
     def pools(self, config: HarnessConfig, **settings: Any):
-        """The features' activation pools (`pool_examples` with `settings`)."""
+        """The features' activation pools (`pool_examples` with `settings`; the ones not given at their defaults, so
+        equal pools are made once whoever asks)."""
         from harness.activations import pool_examples
 
-        return self._derived(config, "pools", identity_hash(settings), partial(pool_examples, **settings))
+        defaults = {
+            name: parameter.default
+            for name, parameter in inspect.signature(pool_examples).parameters.items()
+            if parameter.kind is parameter.KEYWORD_ONLY
+        }
+        settings = defaults | settings
+        return self._derived(config, "pools", settings, partial(pool_examples, **settings))
 
     def delphi_windows(self, config: HarnessConfig):
         """delphi's test windows of every feature (scorers.convention: delphi), read twice from the kept values."""
@@ -100,7 +108,7 @@ class SharedStages:
 
         settings = config.scorers.delphi
         derive = partial(delphi_windows, settings=settings, progress=self.progress)
-        return self._derived(config, "delphi_windows", settings.fingerprint(), derive)
+        return self._derived(config, "delphi-windows", {"settings": settings.model_dump(mode="json")}, derive)
 
     def saebench_examples(self, config: HarnessConfig):
         """SAEBench's examples of every feature (the saebench scorer, the 'saebench' explainer selection), all
@@ -111,23 +119,25 @@ class SharedStages:
         # SAEBench's defaults unless the saebench scorer is on (its settings are part of the identity only then)
         settings = config.scorers.saebench if "saebench" in config.scorers.enabled else SAEBenchConfig()
         derive = partial(saebench_examples, settings=settings, progress=self.progress)
-        return self._derived(config, "saebench", settings.fingerprint(), derive)
+        return self._derived(config, "saebench", {"settings": settings.model_dump(mode="json")}, derive)
 
-    def _derived(self, config: HarnessConfig, kind: str, settings_key: str, derive: Callable[..., Any]) -> Any:
-        """What `derive` (its settings bound) makes of the per-token values the activation pass kept (no model
+    def _derived(self, config: HarnessConfig, kind: str, settings: dict[str, Any], derive: Callable[..., Any]) -> Any:
+        """What `derive` (its `settings` bound) makes of the per-token values the activation pass kept (no model
         pass: the tokenizer only), once for every variant, process and run that shares the activations and
-        `settings_key` (on disk next to the activation cache)."""
-        return self._once(
-            kind,
-            self._activations_key(config) + settings_key,
-            lambda: derive(
-                self.model(config).tokenizer,
-                self.corpus(config),
-                self.activations(config),
-                config.activations,
-                cache=True,
-            ),
-        )
+        `settings` (on disk next to the activation cache: `cached_derivation`)."""
+        from harness.activations import cached_derivation
+
+        def build() -> Any:
+            activation_set = self.activations(config)
+            return cached_derivation(
+                config.activations.cache_dir,
+                kind,
+                activation_set,
+                settings,
+                lambda: derive(self.model(config).tokenizer, self.corpus(config), activation_set, config.activations),
+            )
+
+        return self._once(kind, self._activations_key(config) + identity_hash(settings), build)
 
     @staticmethod
     def _activations_key(config: HarnessConfig) -> str:

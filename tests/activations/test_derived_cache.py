@@ -10,8 +10,15 @@ import numpy as np
 import pytest
 
 from configs import SMALL_CONVENTIONS
-from harness.activations import ActivatingExample, ActivationSet, delphi_windows, pool_examples, saebench_examples
-from harness.activations._derived import cached_derivation, decode_groups, decode_pools, encode_groups, encode_pools
+from harness.activations import (
+    ActivatingExample,
+    ActivationSet,
+    cached_derivation,
+    delphi_windows,
+    pool_examples,
+    saebench_examples,
+)
+from harness.activations._derived import decode_groups, encode_groups
 from harness.config import parse_config
 from harness.stages import SharedStages
 
@@ -119,11 +126,9 @@ def test_a_set_without_a_cache_key_is_not_cached(tmp_path):
     activation_set = ActivationSet(feature_ids=np.array([3]), sample_ids=np.array([0]), per_sample=np.zeros((1, 1)))
     built = []
     for _ in range(2):
-        cached_derivation(
-            tmp_path, "pools", activation_set, {}, lambda: built.append(1) or {}, encode_pools, decode_pools
-        )
+        cached_derivation(tmp_path, "pools", activation_set, {}, lambda: built.append(1) or {})
     assert built == [1, 1] and not (tmp_path / "pools").exists()
     keyed = dataclasses.replace(activation_set, cache_key="k" * 64)
     for _ in range(2):
-        cached_derivation(tmp_path, "pools", keyed, {}, lambda: built.append(1) or {3: []}, encode_pools, decode_pools)
+        cached_derivation(tmp_path, "pools", keyed, {}, lambda: built.append(1) or {3: []})
     assert built == [1, 1, 1]
