@@ -33,7 +33,7 @@ from harness.llm import LLMClient, cache_key
 from harness.search.study import trial_key
 from harness.testing.loopback import LoopbackServer
 from harness.track.experiment import run_experiment
-from tests.track.test_run_pipeline import KEY_ENV, server, write_config  # noqa: F401 (server is a fixture)
+from tests.track.test_run_pipeline import KEY_ENV, write_config
 
 LLM_ROLES = ("explain.llm", "fade.rater", "fade.generator")
 # What the loaded model, the site and the corpus contribute to the FADE and activation keys; the settings'

@@ -16,6 +16,8 @@ from harness.config import parse_config
 from harness.search.study import FAIL_REASON_ATTR, make_storage, run_search
 from harness.track.runs import ERROR_TAG
 
+pytestmark = pytest.mark.usefixtures("own_store")
+
 
 def _config(folder: Path, space: dict, n_trials: int):
     return parse_config(
@@ -32,12 +34,6 @@ def _config(folder: Path, space: dict, n_trials: int):
 
 def _study(folder: Path):
     return optuna.load_study(study_name="failing", storage=make_storage(str(folder / "mlruns" / "optuna-journal.log")))
-
-
-@pytest.fixture(autouse=True)
-def _own_store():
-    yield
-    mlflow.set_tracking_uri(None)
 
 
 def _parent():

@@ -19,17 +19,10 @@ from configs import tiny_config
 from harness.artifacts import SCORER_AGREEMENT_TABLE
 from harness.config import load_config
 from harness.search.study import FAIL_REASON_ATTR, HOST_ATTR, PID_ATTR, fail_dead_trials, make_storage, run_search
-from harness.testing.loopback import LoopbackServer
 from harness.track.agreement import rank_correlations
 from harness.track.compare import load_comparison
 
 KEY_ENV = "HARNESS_TEST_SEARCH_KEY"
-
-
-@pytest.fixture(scope="module")
-def server():
-    with LoopbackServer() as running:
-        yield running
 
 
 def write_config(folder: Path, server_url: str, search: dict) -> Path:

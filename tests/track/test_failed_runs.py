@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mlflow
 import pytest
 from mlflow import MlflowClient
 
@@ -14,24 +13,12 @@ from harness.artifacts import ERROR_FILE
 from harness.cli import main
 from harness.config import parse_config
 from harness.errors import HarnessError
-from harness.testing.loopback import FaultPlan, LoopbackServer
+from harness.testing.loopback import FaultPlan
 from harness.track.compare import count_failed_runs, variants_table
 from harness.track.experiment import run_experiment
 from harness.track.runs import ERROR_TAG
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def server():
-    with LoopbackServer() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def _own_store():
-    yield
-    mlflow.set_tracking_uri(None)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("own_store")]
 
 
 def _config(folder: Path, server_url: str, **overrides):

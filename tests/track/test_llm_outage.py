@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import mlflow
 import pandas as pd
 import pytest
 import yaml
@@ -21,21 +20,9 @@ from harness.score_names import FADE_SCORES, Reason
 from harness.testing.loopback import FaultPlan, LoopbackServer
 from harness.track.runs import ERROR_TAG, PARTIAL_TAG
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("own_store")]
 
 HEALTHY_REQUESTS = 2  # the explainer's two calls (and whatever FADE asks first) are answered, then 500s
-
-
-@pytest.fixture(scope="module")
-def server():
-    with LoopbackServer() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def _own_store():
-    yield
-    mlflow.set_tracking_uri(None)
 
 
 def _write_config(folder: Path, server_url: str) -> Path:

@@ -23,7 +23,7 @@ import configs
 from configs import tiny_config
 from harness.artifacts import PAIRED_COMPARISONS_TABLE, SCORER_AGREEMENT_PLOT, SCORER_AGREEMENT_TABLE
 from harness.config import load_config
-from harness.testing.loopback import FaultPlan, LoopbackServer
+from harness.testing.loopback import FaultPlan
 from harness.track.agreement import rank_correlations
 from harness.track.experiment import run_experiment
 
@@ -57,12 +57,6 @@ def write_config(folder: Path, server_url: str, experiment: str) -> Path:
         },
     )
     return configs.write_config(folder, data)
-
-
-@pytest.fixture(scope="module")
-def server():
-    with LoopbackServer() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

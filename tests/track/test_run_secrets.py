@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import mlflow
 import pytest
 from mlflow import MlflowClient
 
@@ -18,7 +17,7 @@ from harness.testing.loopback import FaultPlan, LoopbackServer
 from harness.testing.responders import FadeResponder
 from harness.track.runs import ERROR_TAG
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("own_store")]
 
 IMPLICIT_KEY = "sk-implicit-run-3e8b1f6a9c2d4e7f"
 
@@ -47,12 +46,6 @@ def reflecting_responder():
             return _reflected(answer)
 
     return respond
-
-
-@pytest.fixture(autouse=True)
-def _own_store():
-    yield
-    mlflow.set_tracking_uri(None)
 
 
 def _config(folder: Path, server_url: str, temperature: float) -> str:
