@@ -161,6 +161,7 @@ def rated_rows(
             for index in range(per_stage):
                 start = int(rng.integers(0, len(WORDS) - 12))
                 text = variant.sample_texts.get(feature) if index == 0 else None
+                activation = float(rng.normal(1, 1))
                 rows.append(
                     {
                         "feature": feature,
@@ -168,7 +169,7 @@ def rated_rows(
                         "factor": float(rng.choice([-10.0, 0.0, 10.0])) if stage == "faithfulness" else None,
                         "sample_id": int(rng.integers(0, 10_000)),
                         "text": text or " ".join(WORDS[start : start + 12]),
-                        "activation": float(rng.normal(1, 1)),
+                        "activation": activation if stage == "responsiveness" else None,
                         "rating": int(rng.integers(0, 3)),
                     }
                 )
@@ -187,12 +188,15 @@ def log_variant(
     plot_png: bytes | None = None,
     plot_features: int = 2,
     log_figure: Callable[[], Any] | None = None,
+    samples_by_id: bool = True,
 ) -> str:
     """Log one finished variant run following the tracking contract; returns its run id.
 
     Args:
         plot_png: bytes of a PNG logged as `plots/score_distributions.png` and as per-feature plots.
         log_figure: makes a matplotlib figure logged with mlflow.log_figure as `plots/radar.png`.
+        samples_by_id: the sample tables as harness/track logs them (`sample_tables`); False: as runs logged
+            before it, each row with its text (and tokens, and stage) and the continuations among the rated samples.
     """
     rng = np.random.default_rng(seed)
     rows = feature_rows(variant, features, rng)
@@ -213,8 +217,12 @@ def log_variant(
         log_params(config_params(variant.overrides))
         log_metrics(metrics)
         mlflow.log_table(_columns(rows), "tables/per_feature.json")
-        mlflow.log_table(_columns(example_rows(variant, features, rng, examples, tokens)), "tables/top_examples.json")
-        mlflow.log_table(_columns(rated_rows(variant, features, rng, rated_per_stage)), "tables/rated_samples.json")
+        tables = {
+            "tables/top_examples.json": example_rows(variant, features, rng, examples, tokens),
+            "tables/rated_samples.json": rated_rows(variant, features, rng, rated_per_stage),
+        }
+        for artifact, table in (sample_tables(tables) if samples_by_id else tables).items():
+            mlflow.log_table(_columns(table), artifact)
         if log_figure is not None:
             mlflow.log_figure(log_figure(), "plots/radar.png")
         if plot_png is not None:
@@ -244,6 +252,37 @@ def histogram_png() -> bytes:
     figure.savefig(buffer, format="png")
     plt.close(figure)
     return buffer.getvalue()
+
+
+def sample_tables(tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """The top examples and rated rows of `log_variant` (each with its text) as harness/track logs them: samples
+    by id, each text and its tokens once in the corpus samples, the continuations in a table of their own."""
+    samples: dict[str, dict[str, Any]] = {}  # text -> its corpus sample row
+
+    def sample_id(text: str, tokens: list[str] | None = None) -> int:
+        sample = samples.setdefault(text, {"sample_id": len(samples), "text": text, "tokens": None})
+        sample["tokens"] = sample["tokens"] or tokens
+        return sample["sample_id"]
+
+    examples, rated = tables["tables/top_examples.json"], tables["tables/rated_samples.json"]
+    return {
+        "tables/top_examples.json": [
+            {**_without(row, "text", "tokens"), "sample_id": sample_id(row["text"], row["tokens"])} for row in examples
+        ],
+        "tables/rated_samples.json": [
+            {**_without(row, "stage", "factor", "text"), "sample_id": sample_id(row["text"])}
+            for row in rated
+            if row["stage"] == "responsiveness"
+        ],
+        "tables/rated_continuations.json": [
+            _without(row, "stage", "activation") for row in rated if row["stage"] == "faithfulness"
+        ],
+        "tables/corpus_samples.json": list(samples.values()),
+    }
+
+
+def _without(row: Mapping[str, Any], *names: str) -> dict[str, Any]:
+    return {key: value for key, value in row.items() if key not in names}
 
 
 def _columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:

@@ -10,7 +10,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from leaderboard_runs import DEMO_VARIANTS, FEATURES
+from leaderboard_runs import DEMO_VARIANTS, FEATURES, log_variant
 from mlflow import MlflowClient
 from paired_reference import aggregate_values, expected_ties, per_feature_values
 
@@ -199,6 +199,32 @@ def test_per_feature_records_group_examples_and_ratings(store, tmp_path):
     assert [plot.path for plot in artifacts.plots] == ["radar.png", "score_distributions.png"]
     assert sorted(artifacts.feature_plots) == [0, 1]
     assert artifacts.plots[1].width == 400 and artifacts.plots[1].height == 250  # 4 x 2.5 in at 100 dpi
+
+
+def test_runs_logged_with_each_text_in_its_rows_read_as_runs_that_name_samples_by_id(scratch, tmp_path):
+    """A store's older runs (text, tokens and stage in every row; continuations among the rated samples) give the
+    pages the same examples and rated samples as the current layout (texts once, by sample id)."""
+    uri, name, _ = scratch
+    read = [  # the same synthetic run twice (two experiments: one run per variant and experiment)
+        read_run_artifacts(
+            log_variant(ensure_experiment(f"{name}-{by_id}", uri), DEMO_VARIANTS[0], FEATURES[:4], samples_by_id=by_id),
+            uri,
+            tmp_path / str(by_id),
+        )
+        for by_id in (False, True)
+    ]
+
+    def without_ids(records, fields):  # the sample ids differ: the current layout numbers the samples it logs
+        at = fields.index("sample_id")
+        return {feature: [(*row[:at], *row[at + 1 :]) for row in rows] for feature, rows in records.items()}
+
+    before, now = read
+    assert without_ids(before.top_examples, EXAMPLE_FIELDS) == without_ids(now.top_examples, EXAMPLE_FIELDS)
+    assert without_ids(before.rated_samples, RATED_FIELDS) == without_ids(now.rated_samples, RATED_FIELDS)
+    stage, sample = RATED_FIELDS.index("stage"), RATED_FIELDS.index("sample_id")
+    assert now.rated_samples[0][-1][stage] == "faithfulness"
+    assert before.rated_samples[0][-1][sample] == now.rated_samples[0][-1][sample]  # a continuation's prompt
+    assert {row[stage] for row in now.rated_samples[0]} == {"responsiveness", "faithfulness"}
 
 
 def test_a_rated_corpus_samples_text_is_logged_once_and_read_back_in_each_of_its_rows(scratch, tmp_path):
